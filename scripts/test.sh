@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The whole test suite: system packages, typecheck, lint, unit and integration tests against a real
+# influxd and real MQTT clients. `npm it` installs the npm dependencies first and then runs this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/ensure-system.sh influxdb:influxd mosquitto:mosquitto mosquitto-clients:mosquitto_pub
+[ -d node_modules ] || npm ci
+npm run --silent typecheck
+npm run --silent lint
+mkdir -p .tmp
+status=0
+npx vitest run --reporter=default --reporter=json --outputFile.json=.tmp/vitest.json "$@" || status=$?
+node -e '
+  const r = JSON.parse(require("fs").readFileSync(".tmp/vitest.json", "utf8"));
+  console.log(`tests: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests + r.numTodoTests} skipped`);
+' || true
+exit $status

@@ -1,0 +1,136 @@
+// aedes callbacks: authentication, the topic ACL and the ingestion hand-off. CONNACK codes are
+// chosen here and nowhere else. The pipeline runs inside authorizePublish because aedes writes the
+// QoS 1 PUBACK right after that callback (DESIGN §6): the ack waits for the pipeline.
+import type { AedesOptions, Client, PublishPacket, Subscription } from 'aedes';
+import type { Logger } from '../log.js';
+import { canConnect, canPublish, canSubscribe, findIdentity, type Identity } from '../registry/acl.js';
+import type { PasswordVerifier } from '../registry/passwords.js';
+import type { Registry } from '../registry/registry.js';
+
+// [MQTT-3.2.2.3] CONNACK return codes (aedes declares them as a const enum, unusable at run time).
+export const CONNACK = { IDENTIFIER_REJECTED: 2, BAD_USERNAME_OR_PASSWORD: 4, NOT_AUTHORIZED: 5 } as const;
+
+/** What the broker asks of ingestion; implemented by the pipeline, wired in app.ts. */
+export type PublishHandler = (msg: {
+  topic: string;
+  payload: Buffer;
+  identity: Identity;
+  clientId: string;
+  receivedAt: Date;
+}) => Promise<{ forward: boolean }>;
+
+function authError(returnCode: number, message: string) {
+  return Object.assign(new Error(message), { returnCode });
+}
+
+export interface Hooks {
+  readonly options: Pick<
+    AedesOptions,
+    'authenticate' | 'authorizePublish' | 'authorizeSubscribe' | 'authorizeForward'
+  >;
+  identityOf(client: Client): Identity | undefined;
+  setIdentity(client: Client, identity: Identity): void;
+}
+
+export function createHooks(deps: {
+  registry: Registry;
+  verifier: PasswordVerifier;
+  onPublish: PublishHandler;
+  log: Logger;
+}): Hooks {
+  const { registry, verifier, onPublish, log } = deps;
+  const identities = new WeakMap<Client, Identity>();
+  // Payload buffers of messages the pipeline rejected: acknowledged, but never forwarded.
+  const blocked = new WeakSet<Buffer>();
+
+  const options: Hooks['options'] = {
+    authenticate(client, username, password, done) {
+      const refuse = (code: number, reason: string) => {
+        log.warn({ clientId: client.id, username, reason }, 'connection refused');
+        done(authError(code, reason) as never, false);
+      };
+      if (!username || !password)
+        return refuse(CONNACK.BAD_USERNAME_OR_PASSWORD, 'username and password are required');
+      const identity = findIdentity(registry.current(), username);
+      if (!identity) return refuse(CONNACK.BAD_USERNAME_OR_PASSWORD, 'unknown username');
+      const hash = identity.kind === 'device' ? identity.device.passwordHash : identity.account.passwordHash;
+      verifier.verify(hash, password).then(
+        (ok) => {
+          if (!ok) return refuse(CONNACK.BAD_USERNAME_OR_PASSWORD, 'wrong password');
+          // Re-read: the registry may have changed while the hash was computed.
+          const fresh = findIdentity(registry.current(), username);
+          if (!fresh) return refuse(CONNACK.BAD_USERNAME_OR_PASSWORD, 'unknown username');
+          const decision = canConnect(fresh, client.id);
+          if (!decision.allow) {
+            const code =
+              client.id !== fresh.id && fresh.kind === 'device'
+                ? CONNACK.IDENTIFIER_REJECTED
+                : CONNACK.NOT_AUTHORIZED;
+            return refuse(code, decision.reason);
+          }
+          identities.set(client, fresh);
+          done(null, true);
+        },
+        (err: Error) => refuse(CONNACK.NOT_AUTHORIZED, `password check failed: ${err.message}`),
+      );
+    },
+
+    authorizePublish(client, packet: PublishPacket, callback) {
+      const identity = client ? identities.get(client) : undefined;
+      if (!client || !identity) return callback(new Error('not authenticated'));
+      const decision = canPublish(identity, packet.topic);
+      if (!decision.allow) {
+        log.warn(
+          { clientId: client.id, topic: packet.topic, reason: decision.reason },
+          'publish denied; closing connection',
+        );
+        return callback(new Error(decision.reason));
+      }
+      const isStatus = packet.topic.endsWith('/status');
+      // Health data is never kept as a retained message; only status may be.
+      if (!isStatus) packet.retain = false;
+      const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
+      onPublish({ topic: packet.topic, payload, identity, clientId: client.id, receivedAt: new Date() }).then(
+        ({ forward }) => {
+          if (!forward) {
+            blocked.add(payload);
+            packet.payload = payload;
+            if (isStatus) packet.retain = false;
+          }
+          callback(null);
+        },
+        (err: Error) => {
+          // No PUBACK: the device keeps the message and sends it again.
+          log.error(
+            { clientId: client.id, topic: packet.topic, err: err.message },
+            'ingestion failed; message not acknowledged',
+          );
+          callback(err);
+        },
+      );
+    },
+
+    authorizeSubscribe(client, sub: Subscription, callback) {
+      const identity = identities.get(client);
+      const decision = identity
+        ? canSubscribe(identity, sub.topic)
+        : { allow: false as const, reason: 'not authenticated' };
+      if (!decision.allow) {
+        log.warn({ clientId: client.id, topic: sub.topic, reason: decision.reason }, 'subscription refused');
+        return callback(null, null);
+      }
+      // Devices get feedback at QoS 0: aedes has no offline-queue limit for persistent sessions (aedes#1087).
+      callback(null, identity?.kind === 'device' ? { ...sub, qos: 0 } : sub);
+    },
+
+    authorizeForward(_client, packet) {
+      return blocked.has(packet.payload as Buffer) ? null : packet;
+    },
+  };
+
+  return {
+    options,
+    identityOf: (client) => identities.get(client),
+    setIdentity: (client, identity) => identities.set(client, identity),
+  };
+}

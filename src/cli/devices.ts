@@ -1,0 +1,230 @@
+// `livinglab devices ...` and `livinglab accounts ...`: edit the registry file. Clear secrets are
+// printed once (generated) or read from standard input, and only their hashes are written.
+import { readFile } from 'node:fs/promises';
+import type { Command } from 'commander';
+import { GatewayError } from '../errors.js';
+import {
+  addAccount,
+  addDevice,
+  applyImportedCredentials,
+  removeDevice,
+  setDeviceEnabled,
+  setDevicePassword,
+} from '../registry/edit.js';
+import { readRegistryFile, writeRegistryFile } from '../registry/file.js';
+import {
+  GENERATED_SECRET_ITERATIONS,
+  generateSecret,
+  HUMAN_SECRET_ITERATIONS,
+  hashSecretSync,
+  parseMosquittoPasswordFile,
+} from '../registry/passwords.js';
+import { EMPTY_REGISTRY, type RegistryData } from '../registry/types.js';
+import { loadSchemas } from '../schemas/load.js';
+import { printTable, readStdinSecret } from './io.js';
+import { addRegistryOption, type CommonFlags, configFromFlags } from './options.js';
+
+type Env = Record<string, string | undefined>;
+
+async function readOrEmpty(file: string): Promise<RegistryData> {
+  try {
+    return await readRegistryFile(file);
+  } catch (err) {
+    if (err instanceof GatewayError && err.code === 'LL_REGISTRY_NOT_FOUND') return EMPTY_REGISTRY;
+    throw err;
+  }
+}
+
+async function newSecret(
+  fromStdin: boolean | undefined,
+  what: string,
+): Promise<{ secret: string; hash: string; print: boolean }> {
+  if (fromStdin) {
+    const secret = await readStdinSecret(what);
+    return { secret, hash: hashSecretSync(secret, HUMAN_SECRET_ITERATIONS), print: false };
+  }
+  const secret = generateSecret();
+  return { secret, hash: hashSecretSync(secret, GENERATED_SECRET_ITERATIONS), print: true };
+}
+
+export function registerDeviceCommands(program: Command, env: Env): void {
+  const devices = program.command('devices').description('register and manage devices in the registry file');
+  const edit = async (
+    flags: CommonFlags,
+    change: (data: RegistryData, file: string) => Promise<RegistryData> | RegistryData,
+  ) => {
+    const config = configFromFlags(flags, env);
+    const data = await readOrEmpty(config.registry);
+    await writeRegistryFile(config.registry, await change(data, config.registry));
+    return config;
+  };
+
+  addRegistryOption(
+    devices
+      .command('add')
+      .description('register a device and print its generated MQTT password once')
+      .requiredOption('--id <id>', 'device id, also its MQTT username and client id (a-z, 0-9, -)')
+      .requiredOption('--type <type>', 'device type: a folder of device-schemas/')
+      .requiredOption('--site <site>', 'site (home, care home or lab floor) the device is at')
+      .requiredOption('--vendor <vendor>', 'vendor name')
+      .option('--subject <code>', 'participant code of the resident the device is assigned to')
+      .option('--interval <duration>', 'expected reporting interval, e.g. 60s')
+      .option('--schema-version <n>', 'schema version the device speaks (default: the newest)')
+      .option('--schemas-dir <dir>', 'device schema folder (default: the bundled device-schemas/)')
+      .option('--password-stdin', 'read the password from standard input instead of generating one'),
+  ).action(async (opts) => {
+    const config = configFromFlags(opts, env);
+    const schemas = loadSchemas(config.schemasDir);
+    const version = opts.schemaVersion ? Number(opts.schemaVersion) : schemas.latest(opts.type)?.version;
+    if (version === undefined || !schemas.get(opts.type, version)) {
+      const known = [...new Set(schemas.all().map((s) => s.type))].join(', ');
+      throw new GatewayError(
+        'LL_SCHEMA_UNKNOWN',
+        `no schema for device type "${opts.type}"${opts.schemaVersion ? ` version ${opts.schemaVersion}` : ''}; known types: ${known}`,
+      );
+    }
+    const { secret, hash, print } = await newSecret(opts.passwordStdin, 'the device password');
+    const data = await readOrEmpty(config.registry);
+    const next = addDevice(data, {
+      id: opts.id,
+      type: opts.type,
+      schemaVersion: version,
+      site: opts.site,
+      vendor: opts.vendor,
+      ...(opts.subject ? { subject: opts.subject } : {}),
+      ...(opts.interval ? { interval: opts.interval } : {}),
+      passwordHash: hash,
+    });
+    await writeRegistryFile(config.registry, next);
+    process.stderr.write(`device ${opts.id} (${opts.type}@${version}) added to ${config.registry}\n`);
+    if (print) {
+      process.stderr.write('MQTT password (shown only now; store it in the device):\n');
+      process.stdout.write(`${secret}\n`);
+    }
+  });
+
+  addRegistryOption(
+    devices.command('list').description('list registered devices').option('--json', 'print JSON'),
+  ).action(async (opts) => {
+    const config = configFromFlags(opts, env);
+    const data = await readRegistryFile(config.registry);
+    if (opts.json) {
+      const list = data.devices.map(({ passwordHash: _hash, ...d }) => d);
+      process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
+      return;
+    }
+    printTable([
+      ['ID', 'TYPE', 'SITE', 'VENDOR', 'SUBJECT', 'INTERVAL', 'ENABLED'],
+      ...data.devices.map((d) => [
+        d.id,
+        `${d.type}@${d.schemaVersion}`,
+        d.site,
+        d.vendor,
+        d.subject ?? '-',
+        d.interval ?? '-',
+        d.enabled ? 'yes' : 'no',
+      ]),
+    ]);
+  });
+
+  for (const [name, enabled] of [
+    ['enable', true],
+    ['disable', false],
+  ] as const) {
+    addRegistryOption(
+      devices
+        .command(`${name} <id>`)
+        .description(
+          `${name} a device (a running gateway ${enabled ? 'accepts it again' : 'disconnects it'})`,
+        ),
+    ).action(async (id: string, opts: CommonFlags) => {
+      const config = await edit(opts, (data) => setDeviceEnabled(data, id, enabled));
+      process.stderr.write(`device ${id} ${name}d in ${config.registry}\n`);
+    });
+  }
+
+  addRegistryOption(devices.command('remove <id>').description('remove a device from the registry')).action(
+    async (id: string, opts: CommonFlags) => {
+      const config = await edit(opts, (data) => removeDevice(data, id));
+      process.stderr.write(`device ${id} removed from ${config.registry}\n`);
+    },
+  );
+
+  addRegistryOption(
+    devices
+      .command('passwd <id>')
+      .description('give a device a new password (generated and printed once, or from standard input)')
+      .option('--password-stdin', 'read the password from standard input'),
+  ).action(async (id: string, opts: CommonFlags & { passwordStdin?: boolean }) => {
+    const { secret, hash, print } = await newSecret(opts.passwordStdin, 'the device password');
+    const config = await edit(opts, (data) => setDevicePassword(data, id, hash));
+    process.stderr.write(`new password set for device ${id} in ${config.registry}\n`);
+    if (print) process.stdout.write(`${secret}\n`);
+  });
+
+  addRegistryOption(
+    devices
+      .command('import-mosquitto <file>')
+      .description('import PBKDF2-SHA512 ($7$) hashes from a mosquitto_passwd file')
+      .option('--type <type>', 'create unknown usernames as devices of this type (with --site and --vendor)')
+      .option('--site <site>', 'site for created devices')
+      .option('--vendor <vendor>', 'vendor for created devices'),
+  ).action(async (file: string, opts: CommonFlags & { type?: string; site?: string; vendor?: string }) => {
+    const text = await readFile(file, 'utf8').catch((err: Error) => {
+      throw new GatewayError('LL_INPUT_INVALID', `cannot read ${file}: ${err.message}`);
+    });
+    const parsed = parseMosquittoPasswordFile(text, file);
+    let newDevices: Parameters<typeof applyImportedCredentials>[2];
+    if (opts.type || opts.site || opts.vendor) {
+      if (!opts.type || !opts.site || !opts.vendor) {
+        throw new GatewayError(
+          'LL_INPUT_INVALID',
+          'to create devices, give all of --type, --site and --vendor',
+        );
+      }
+      const config = configFromFlags(opts, env);
+      const schema = loadSchemas(config.schemasDir).latest(opts.type);
+      if (!schema) throw new GatewayError('LL_SCHEMA_UNKNOWN', `no schema for device type "${opts.type}"`);
+      newDevices = { type: opts.type, schemaVersion: schema.version, site: opts.site, vendor: opts.vendor };
+    }
+    let summary = {
+      updated: [] as string[],
+      added: [] as string[],
+      skipped: [] as { username: string; reason: string }[],
+    };
+    const config = await edit(opts, (data) => {
+      const result = applyImportedCredentials(data, parsed.credentials, newDevices);
+      summary = result;
+      return result.data;
+    });
+    for (const r of parsed.refused)
+      process.stderr.write(`${file}:${r.line}: ${r.username || '?'}: refused: ${r.reason}\n`);
+    for (const s of summary.skipped) process.stderr.write(`${s.username}: skipped: ${s.reason}\n`);
+    process.stderr.write(
+      `${config.registry}: ${summary.updated.length} password(s) updated, ${summary.added.length} device(s) added, ` +
+        `${parsed.refused.length + summary.skipped.length} line(s) not imported\n`,
+    );
+    if (parsed.refused.length + summary.skipped.length > 0) process.exitCode = 1;
+  });
+
+  const accounts = program
+    .command('accounts')
+    .description('manage staff accounts (read-only MQTT access to lab/#)');
+  addRegistryOption(
+    accounts
+      .command('add')
+      .description('add a staff account; its password is generated and printed once unless --password-stdin')
+      .requiredOption('--id <id>', 'account id, also its MQTT username')
+      .option('--role <role>', 'role: staff', 'staff')
+      .option('--password-stdin', 'read the password from standard input'),
+  ).action(async (opts: CommonFlags & { id: string; role: string; passwordStdin?: boolean }) => {
+    if (opts.role !== 'staff')
+      throw new GatewayError('LL_INPUT_INVALID', `unknown role "${opts.role}"; roles: staff`);
+    const { secret, hash, print } = await newSecret(opts.passwordStdin, 'the account password');
+    const config = await edit(opts, (data) =>
+      addAccount(data, { id: opts.id, role: 'staff', passwordHash: hash }),
+    );
+    process.stderr.write(`account ${opts.id} (${opts.role}) added to ${config.registry}\n`);
+    if (print) process.stdout.write(`${secret}\n`);
+  });
+}

@@ -1,0 +1,38 @@
+// The `livinglab` command. Errors a technician can fix (GatewayError) print their message and exit
+// with status 2; anything else is a bug and prints its stack.
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError } from 'commander';
+import { isGatewayError } from '../errors.js';
+import { registerDeviceCommands } from './devices.js';
+import { registerSchemaCommands } from './schemas.js';
+import { registerServeCommand } from './serve.js';
+
+const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+  version: string;
+};
+
+export function buildProgram(env: Record<string, string | undefined>): Command {
+  const program = new Command('livinglab')
+    .description('Living Lab Gateway: MQTT broker and ingestion for welfare-technology living labs')
+    .version(pkg.version)
+    .showHelpAfterError()
+    .exitOverride();
+  registerServeCommand(program, env);
+  registerDeviceCommands(program, env);
+  registerSchemaCommands(program);
+  return program;
+}
+
+try {
+  await buildProgram(process.env).parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) {
+    process.exitCode = err.exitCode;
+  } else if (isGatewayError(err)) {
+    process.stderr.write(`livinglab: ${err.message}\n`);
+    process.exitCode = 2;
+  } else {
+    process.stderr.write(`livinglab: ${(err as Error).stack ?? String(err)}\n`);
+    process.exitCode = 1;
+  }
+}

@@ -1,0 +1,33 @@
+// `livinglab serve`: run the gateway until SIGINT/SIGTERM, then stop in order.
+import type { Command } from 'commander';
+import { buildApp } from '../app.js';
+import { addServeOptions, type CommonFlags, configFromFlags } from './options.js';
+
+export function registerServeCommand(program: Command, env: Record<string, string | undefined>): void {
+  addServeOptions(
+    program
+      .command('serve')
+      .description('run the gateway: embedded MQTT broker, validation, InfluxDB writer, HTTP health'),
+  ).action(async (opts: CommonFlags) => {
+    const config = configFromFlags(opts, env);
+    const app = buildApp(config);
+    const stop = async (signal: string) => {
+      app.log.info({ signal }, 'stopping');
+      await app.stop();
+      app.log.flush();
+      process.exit(0);
+    };
+    process.once('SIGINT', () => void stop('SIGINT'));
+    process.once('SIGTERM', () => void stop('SIGTERM'));
+    try {
+      await app.start();
+    } catch (err) {
+      await app.stop().catch(() => undefined);
+      throw err;
+    }
+    process.stderr.write(
+      `livinglab: MQTT on port ${app.mqttPort}, HTTP on http://localhost:${app.httpPort}/healthz, ` +
+        `writing to ${config.influx.url} database "${config.influx.db}"\n`,
+    );
+  });
+}

@@ -1,0 +1,105 @@
+// Pure: a schema-valid reading to its InfluxDB Point, following the schema's x-timeseries block.
+// Integers stay integers and floats stay floats (by schema, not by how the number looks); the
+// timestamp is the reading's own, checked against the receive time.
+import type { Device } from '../registry/types.js';
+import type { DeviceSchema } from '../schemas/types.js';
+import type { FieldValue, Point } from '../storage/point.js';
+import { type Rejection, rejection } from './record.js';
+import { parseRfc3339Ns } from './time.js';
+
+export interface TimeWindow {
+  readonly maxFutureMs: number;
+  readonly maxAgeMs: number;
+}
+
+// Control characters would split a line-protocol line (node-influx does not escape "\n").
+const hasControlCharacter = (s: string) => {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x20 || c === 0x7f) return true;
+  }
+  return false;
+};
+
+export function toPoint(
+  reading: Record<string, unknown>,
+  index: number,
+  schema: DeviceSchema,
+  device: Device,
+  receivedAt: Date,
+  window: TimeWindow,
+): Point | Rejection {
+  const ts = schema.timeseries;
+  const at = { readingIndex: index, schema: schema.key };
+  const rawTime = reading[ts.time];
+  const ns = typeof rawTime === 'string' ? parseRfc3339Ns(rawTime) : undefined;
+  if (ns === undefined) {
+    return rejection('schema', 'must be an RFC 3339 date-time such as 2026-11-22T10:00:00Z', {
+      ...at,
+      path: `/${ts.time}`,
+      value: rawTime,
+    });
+  }
+  const receivedNs = BigInt(receivedAt.getTime()) * 1_000_000n;
+  if (ns > receivedNs + BigInt(window.maxFutureMs) * 1_000_000n) {
+    return rejection(
+      'time',
+      `is more than ${Math.round(window.maxFutureMs / 1000)} s ahead of the gateway clock (${receivedAt.toISOString()}); check the device clock`,
+      {
+        ...at,
+        path: `/${ts.time}`,
+        value: rawTime,
+      },
+    );
+  }
+  if (ns < receivedNs - BigInt(window.maxAgeMs) * 1_000_000n) {
+    return rejection(
+      'time',
+      `is older than the gateway accepts (${Math.round(window.maxAgeMs / 3_600_000)} h before ${receivedAt.toISOString()})`,
+      {
+        ...at,
+        path: `/${ts.time}`,
+        value: rawTime,
+      },
+    );
+  }
+  const tags: Record<string, string> = {
+    site: device.site,
+    device_type: device.type,
+    device_id: device.id,
+    schema_version: String(schema.version),
+  };
+  if (device.subject) tags.subject = device.subject;
+  for (const name of ts.tags) {
+    const value = reading[name];
+    if (value === undefined) continue;
+    if (typeof value !== 'string' || value === '' || hasControlCharacter(value)) {
+      return rejection('schema', 'must be a non-empty string without control characters', {
+        ...at,
+        path: `/${name}`,
+      });
+    }
+    tags[name] = value;
+  }
+  const fields: Record<string, FieldValue> = {};
+  for (const f of ts.fields) {
+    const value = reading[f.name];
+    if (value === undefined) continue;
+    // The validator has already checked each type; the checks keep the compiler and us honest.
+    if (f.kind === 'integer' && Number.isSafeInteger(value))
+      fields[f.name] = { kind: 'integer', value: value as number };
+    else if (f.kind === 'float' && typeof value === 'number' && Number.isFinite(value))
+      fields[f.name] = { kind: 'float', value };
+    else if (f.kind === 'boolean' && typeof value === 'boolean') fields[f.name] = { kind: 'boolean', value };
+    else if (f.kind === 'string' && typeof value === 'string') fields[f.name] = { kind: 'string', value };
+    else
+      return rejection('schema', `must be ${f.kind === 'float' ? 'a number' : `a ${f.kind}`}`, {
+        ...at,
+        path: `/${f.name}`,
+      });
+  }
+  if (Object.keys(fields).length === 0) {
+    return rejection('schema', `has none of the fields ${ts.fields.map((f) => f.name).join(', ')}`, at);
+  }
+  return { measurement: ts.measurement, tags, fields, timestampNs: ns.toString() };
+}

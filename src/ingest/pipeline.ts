@@ -1,0 +1,108 @@
+// One message in, one Verdict out: route → validate → map → sink, and for anything rejected the
+// rejects log on disk and feedback on the device's `rejected` topic. Everything awaited here is
+// done before the broker acknowledges the message; nothing accepted is dropped.
+import type { Logger } from '../log.js';
+import { rejectedTopic } from '../registry/acl.js';
+import type { SchemaSet } from '../schemas/types.js';
+import type { Point } from '../storage/point.js';
+import type { RejectsLog } from '../storage/rejects-log.js';
+import type { PointSink } from '../storage/writer.js';
+import { toFeedback } from './feedback.js';
+import { type TimeWindow, toPoint } from './map.js';
+import { type IngestRecord, type Rejection, type RejectReason, rejection, type Verdict } from './record.js';
+import { parseTopic } from './route.js';
+import { validatePayload } from './validate.js';
+
+export interface PipelineStats {
+  messages: number;
+  readingsAccepted: number;
+  rejected: Record<RejectReason, number>;
+}
+
+export interface Pipeline {
+  accept(record: IngestRecord): Promise<Verdict>;
+  readonly stats: Readonly<PipelineStats>;
+}
+
+export interface PipelineDeps {
+  schemas: SchemaSet;
+  sink: PointSink;
+  rejects: RejectsLog;
+  /** Publishes feedback to the device (QoS 0); failures are logged, never fatal. */
+  sendFeedback: (topic: string, payload: string) => Promise<void>;
+  window: TimeWindow;
+  maxBatchReadings: number;
+  log: Logger;
+}
+
+export function createPipeline(deps: PipelineDeps): Pipeline {
+  const { schemas, sink, rejects, log } = deps;
+  const stats: PipelineStats = {
+    messages: 0,
+    readingsAccepted: 0,
+    rejected: { json: 0, schema: 0, topic: 0, time: 0, 'too-large': 0 },
+  };
+
+  const reject = async (record: IngestRecord, rejections: readonly Rejection[]) => {
+    for (const r of rejections) stats.rejected[r.reason]++;
+    await rejects.append({
+      receivedAt: record.receivedAt.toISOString(),
+      clientId: record.clientId,
+      topic: record.topic,
+      rejections,
+      payload: record.payload,
+    });
+    if (record.identity.kind !== 'device') return;
+    const topic = rejectedTopic(record.identity.device);
+    log.info(
+      { deviceId: record.identity.id, reasons: rejections.map((r) => r.reason), count: rejections.length },
+      'message rejected',
+    );
+    for (const r of rejections) {
+      deps
+        .sendFeedback(topic, JSON.stringify(toFeedback(record.topic, record.receivedAt, r)))
+        .catch((err: Error) =>
+          log.warn({ deviceId: record.identity.id, err: err.message }, 'feedback not sent'),
+        );
+    }
+  };
+
+  return {
+    stats,
+    async accept(record) {
+      stats.messages++;
+      if (record.identity.kind !== 'device') {
+        await reject(record, [rejection('topic', 'only devices publish')]);
+        return { accepted: 0, rejections: [], ingested: false };
+      }
+      const route = parseTopic(record.topic, record.identity.device, schemas);
+      if ('reason' in route) {
+        await reject(record, [route]);
+        return { accepted: 0, rejections: [route], ingested: false };
+      }
+      if (route.channel === 'status') {
+        const text = record.payload.toString('utf8');
+        if (text === 'online' || text === 'offline') return { accepted: 0, rejections: [], ingested: false };
+        const bad = rejection('schema', 'status payload must be "online" or "offline"', { path: '' });
+        await reject(record, [bad]);
+        return { accepted: 0, rejections: [bad], ingested: false };
+      }
+      const { readings, rejections } = validatePayload(record.payload, route.schema, {
+        maxBatchReadings: deps.maxBatchReadings,
+      });
+      const points: Point[] = [];
+      for (const r of readings) {
+        const mapped = toPoint(r.value, r.index, route.schema, route.device, record.receivedAt, deps.window);
+        if ('reason' in mapped) rejections.push(mapped);
+        else points.push(mapped);
+      }
+      if (points.length > 0) await sink.append(points);
+      stats.readingsAccepted += points.length;
+      if (rejections.length > 0) {
+        rejections.sort((a, b) => (a.readingIndex ?? -1) - (b.readingIndex ?? -1));
+        await reject(record, rejections);
+      }
+      return { accepted: points.length, rejections, ingested: true };
+    },
+  };
+}

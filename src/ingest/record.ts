@@ -1,0 +1,50 @@
+// The values that flow through ingestion: the record a source hands in, the rejection a stage
+// returns, and the verdict the pipeline gives back to the source.
+import type { Identity } from '../registry/acl.js';
+
+export interface IngestRecord {
+  readonly topic: string;
+  readonly payload: Buffer;
+  /** The authenticated client the message came from. */
+  readonly identity: Identity;
+  readonly clientId: string;
+  readonly receivedAt: Date;
+}
+
+export type RejectReason = 'json' | 'schema' | 'topic' | 'time' | 'too-large';
+
+export interface RejectionError {
+  /** JSON Pointer into the reading, for example "/spo2"; "" for the whole reading. */
+  readonly path: string;
+  readonly message: string;
+  readonly value?: unknown;
+}
+
+/** Bad device input is a value, never an exception. */
+export interface Rejection {
+  readonly reason: RejectReason;
+  readonly errors: readonly RejectionError[];
+  /** Index within `{"readings": [...]}`; 0 for a single reading; absent when the whole message failed. */
+  readonly readingIndex?: number;
+  /** `pulse-oximeter@1`, when a schema was involved. */
+  readonly schema?: string;
+}
+
+export interface Verdict {
+  /** Readings accepted and handed to the sink. */
+  readonly accepted: number;
+  readonly rejections: readonly Rejection[];
+  /** False for messages that carry no readings (status). */
+  readonly ingested: boolean;
+}
+
+export const rejection = (
+  reason: RejectReason,
+  message: string,
+  extra: { path?: string; value?: unknown; readingIndex?: number; schema?: string } = {},
+): Rejection => ({
+  reason,
+  errors: [{ path: extra.path ?? '', message, ...('value' in extra ? { value: extra.value } : {}) }],
+  ...(extra.readingIndex !== undefined ? { readingIndex: extra.readingIndex } : {}),
+  ...(extra.schema ? { schema: extra.schema } : {}),
+});

@@ -1,0 +1,213 @@
+// Reads and writes the registry file (lab.yaml). Parse errors name the file and line; writes are
+// atomic (temporary file in the same folder, fsync, rename) with mode 0600, so the running gateway
+// never reads half a file and secrets' hashes are not world-readable. Never writes a clear secret.
+import { randomBytes } from 'node:crypto';
+import { chmod, mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { Ajv } from 'ajv';
+import { type Document, isMap, isNode, LineCounter, parseDocument, stringify } from 'yaml';
+import { GatewayError } from '../errors.js';
+import { EMPTY_REGISTRY, type RegistryData, SEGMENT_PATTERN } from './types.js';
+
+const id = { type: 'string', pattern: SEGMENT_PATTERN };
+const hash = { type: 'string', pattern: '^\\$' };
+
+const REGISTRY_SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['version'],
+  properties: {
+    version: { const: 1 },
+    sites: {
+      type: 'array',
+      default: [],
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['id'],
+        properties: { id, name: { type: 'string' } },
+      },
+    },
+    devices: {
+      type: 'array',
+      default: [],
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['id', 'type', 'schemaVersion', 'site', 'vendor', 'passwordHash'],
+        properties: {
+          id,
+          type: id,
+          schemaVersion: { type: 'integer', minimum: 1 },
+          site: id,
+          vendor: { type: 'string', minLength: 1, maxLength: 100 },
+          subject: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$' },
+          interval: { type: 'string', pattern: '^\\d+(ms|s|m|h|d)$' },
+          enabled: { type: 'boolean', default: true },
+          passwordHash: hash,
+        },
+      },
+    },
+    accounts: {
+      type: 'array',
+      default: [],
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['id', 'role', 'passwordHash'],
+        properties: {
+          id,
+          role: { enum: ['staff'] },
+          enabled: { type: 'boolean', default: true },
+          passwordHash: hash,
+        },
+      },
+    },
+  },
+} as const;
+
+const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true });
+const validateRegistry = ajv.compile(REGISTRY_SCHEMA);
+
+function lineOf(doc: Document, lines: LineCounter, path: (string | number)[]): number | undefined {
+  for (let n = path.length; n >= 0; n--) {
+    const node = path.length === 0 ? doc.contents : doc.getIn(path.slice(0, n), true);
+    if (isNode(node) && node.range) return lines.linePos(node.range[0]).line;
+  }
+  return undefined;
+}
+
+/** Parses registry text; throws LL_REGISTRY_PARSE naming `file:line` for any problem. */
+export function parseRegistry(text: string, file: string): RegistryData {
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    const first = doc.errors[0];
+    const line = first?.linePos?.[0]?.line;
+    throw new GatewayError(
+      'LL_REGISTRY_PARSE',
+      `${file}${line ? `:${line}` : ''}: ${first?.message.split('\n')[0] ?? 'invalid YAML'}`,
+    );
+  }
+  if (doc.contents === null) return structuredClone(EMPTY_REGISTRY) as RegistryData;
+  if (!isMap(doc.contents))
+    throw new GatewayError('LL_REGISTRY_PARSE', `${file}:1: top level must be a mapping`);
+  const data: unknown = doc.toJS();
+  if (!validateRegistry(data)) {
+    const problems = (validateRegistry.errors ?? []).slice(0, 10).map((e) => {
+      const path = e.instancePath
+        .split('/')
+        .slice(1)
+        .map((p) => (/^\d+$/.test(p) ? Number(p) : p));
+      const line = lineOf(doc, lines, path);
+      const where = e.instancePath ? e.instancePath.slice(1).replace(/\//g, '.') : '(top level)';
+      const extra =
+        e.keyword === 'additionalProperties'
+          ? ` ("${String(e.params.additionalProperty)}")`
+          : e.keyword === 'enum'
+            ? ` (${(e.params.allowedValues as unknown[]).join(', ')})`
+            : '';
+      return `${file}${line ? `:${line}` : ''}: ${where}: ${e.message}${extra}`;
+    });
+    throw new GatewayError('LL_REGISTRY_PARSE', problems.join('\n'));
+  }
+  const reg = data as unknown as RegistryData;
+  const seen = new Map<string, string>();
+  const dup = (kind: string, key: string, index: number) => {
+    const where = lineOf(doc, lines, [kind, index]);
+    const prev = seen.get(key);
+    if (prev) {
+      throw new GatewayError(
+        'LL_REGISTRY_PARSE',
+        `${file}${where ? `:${where}` : ''}: ${kind} id "${key}" is already used by ${prev}`,
+      );
+    }
+    seen.set(key, `${kind.replace(/s$/, '')} ${key}`);
+  };
+  reg.devices.forEach((d, i) => {
+    dup('devices', d.id, i);
+  });
+  reg.accounts.forEach((a, i) => {
+    dup('accounts', a.id, i);
+  });
+  const sites = new Set(reg.sites.map((s) => s.id));
+  reg.devices.forEach((d, i) => {
+    if (!sites.has(d.site)) {
+      const where = lineOf(doc, lines, ['devices', i, 'site']);
+      throw new GatewayError(
+        'LL_REGISTRY_PARSE',
+        `${file}${where ? `:${where}` : ''}: device ${d.id} names site "${d.site}", which is not under sites`,
+      );
+    }
+  });
+  return reg;
+}
+
+export async function readRegistryFile(file: string): Promise<RegistryData> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new GatewayError(
+        'LL_REGISTRY_NOT_FOUND',
+        `registry file ${file} does not exist; create it with \`livinglab devices add\` or pass --registry FILE`,
+        { cause: err },
+      );
+    }
+    throw new GatewayError('LL_REGISTRY_PARSE', `cannot read registry ${file}: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
+  return parseRegistry(text, file);
+}
+
+const HEADER =
+  '# Living Lab Gateway device registry.\n' +
+  '# Edit with the `livinglab` command; secrets are stored only as $7$ PBKDF2-SHA512 hashes.\n';
+
+export function serialiseRegistry(data: RegistryData): string {
+  const ordered = {
+    version: data.version,
+    sites: data.sites.map((s) => ({ id: s.id, ...(s.name ? { name: s.name } : {}) })),
+    devices: data.devices.map((d) => ({
+      id: d.id,
+      type: d.type,
+      schemaVersion: d.schemaVersion,
+      site: d.site,
+      vendor: d.vendor,
+      ...(d.subject ? { subject: d.subject } : {}),
+      ...(d.interval ? { interval: d.interval } : {}),
+      enabled: d.enabled,
+      passwordHash: d.passwordHash,
+    })),
+    accounts: data.accounts.map((a) => ({
+      id: a.id,
+      role: a.role,
+      enabled: a.enabled,
+      passwordHash: a.passwordHash,
+    })),
+  };
+  return HEADER + stringify(ordered, { lineWidth: 0 });
+}
+
+/** Atomically replaces `file` with `data` (mode 0600). */
+export async function writeRegistryFile(file: string, data: RegistryData): Promise<void> {
+  const dir = dirname(file);
+  await mkdir(dir, { recursive: true });
+  const tmp = join(dir, `.${basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
+  const handle = await open(tmp, 'wx', 0o600);
+  try {
+    await handle.writeFile(serialiseRegistry(data), 'utf8');
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  try {
+    await chmod(tmp, 0o600);
+    await rename(tmp, file);
+  } catch (err) {
+    await unlink(tmp).catch(() => undefined);
+    throw err;
+  }
+}

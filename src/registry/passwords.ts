@@ -1,0 +1,135 @@
+// Password and token hashes in the PBKDF2-SHA512 format of mosquitto_passwd:
+// `$7$<iterations>$<salt base64>$<hash base64>`. Verification accepts any iteration count and salt
+// length (2.0 writes 101 iterations and 12-byte salts, 2.1 writes 1,000 and 64 bytes), runs the
+// hash off the event loop, compares in constant time, and remembers successful checks so that a
+// reconnect storm of thousands of devices does not cost thousands of slow hashes.
+// Never logs or stores a clear-text secret.
+import { createHmac, pbkdf2, pbkdf2Sync, randomBytes, timingSafeEqual } from 'node:crypto';
+import { GatewayError } from '../errors.js';
+
+/** For secrets people choose (staff passwords, --password-stdin): OWASP 2023 figure for PBKDF2-SHA512. */
+export const HUMAN_SECRET_ITERATIONS = 210_000;
+/**
+ * For secrets we generate (128 random bits): brute force is out of reach whatever the cost, so the
+ * cost only needs to match mosquitto_passwd 2.1. Keeps first connects of a 10,000-device fleet cheap.
+ */
+export const GENERATED_SECRET_ITERATIONS = 1_000;
+
+const SALT_BYTES = 16;
+const KEY_BYTES = 64;
+const MAX_ITERATIONS = 10_000_000;
+
+export interface ParsedHash {
+  iterations: number;
+  salt: Buffer;
+  hash: Buffer;
+}
+
+/** Parses a `$7$` hash; returns a reason string when it is not one we can verify. */
+export function parseHash(text: string): ParsedHash | string {
+  if (text.startsWith('$argon2')) {
+    return 'argon2id hashes (mosquitto_passwd 2.1 default) cannot be verified; set a new password with `livinglab devices passwd`';
+  }
+  if (text.startsWith('$6$')) return 'SHA512 ($6$) hashes are too weak to accept; set a new password';
+  const parts = text.split('$');
+  if (parts.length !== 5 || parts[0] !== '' || parts[1] !== '7') return 'not a $7$ PBKDF2-SHA512 hash';
+  const iterations = Number(parts[2]);
+  if (!Number.isInteger(iterations) || iterations < 1 || iterations > MAX_ITERATIONS) {
+    return `iteration count "${parts[2]}" is not a whole number from 1 to ${MAX_ITERATIONS}`;
+  }
+  const salt = Buffer.from(parts[3] as string, 'base64');
+  const hash = Buffer.from(parts[4] as string, 'base64');
+  if (salt.length === 0 || hash.length !== KEY_BYTES)
+    return 'salt or hash is not valid base64 of the right length';
+  return { iterations, salt, hash };
+}
+
+export function hashSecretSync(secret: string, iterations: number): string {
+  const salt = randomBytes(SALT_BYTES);
+  const hash = pbkdf2Sync(secret, salt, iterations, KEY_BYTES, 'sha512');
+  return `$7$${iterations}$${salt.toString('base64')}$${hash.toString('base64')}`;
+}
+
+/** A random secret of 128 bits, URL-safe, to print once. */
+export function generateSecret(): string {
+  return randomBytes(16).toString('base64url');
+}
+
+export interface PasswordVerifier {
+  /** Resolves true when `secret` matches `encoded`; false for a mismatch or an unusable hash. */
+  verify(encoded: string, secret: string | Buffer): Promise<boolean>;
+  readonly cacheSize: number;
+}
+
+/** A verifier with a bounded memory of successful checks (keyed by an HMAC with a per-process key). */
+export function createPasswordVerifier(opts: { cacheEntries?: number } = {}): PasswordVerifier {
+  const maxEntries = opts.cacheEntries ?? 50_000;
+  const cacheKey = randomBytes(32);
+  const verified = new Set<string>();
+  const keyOf = (encoded: string, secret: string | Buffer) =>
+    createHmac('sha256', cacheKey).update(encoded).update('\0').update(secret).digest('base64');
+
+  return {
+    get cacheSize() {
+      return verified.size;
+    },
+    async verify(encoded, secret) {
+      const key = keyOf(encoded, secret);
+      if (verified.has(key)) return true;
+      const parsed = parseHash(encoded);
+      if (typeof parsed === 'string') return false;
+      const derived = await new Promise<Buffer>((resolve, reject) => {
+        pbkdf2(secret, parsed.salt, parsed.iterations, parsed.hash.length, 'sha512', (err, out) =>
+          err ? reject(err) : resolve(out),
+        );
+      });
+      if (!timingSafeEqual(derived, parsed.hash)) return false;
+      if (verified.size >= maxEntries) {
+        const oldest = verified.values().next().value;
+        if (oldest !== undefined) verified.delete(oldest);
+      }
+      verified.add(key);
+      return true;
+    },
+  };
+}
+
+export interface ImportedCredential {
+  username: string;
+  hash: string;
+}
+
+export interface MosquittoImport {
+  credentials: ImportedCredential[];
+  refused: { line: number; username: string; reason: string }[];
+}
+
+/** Reads a mosquitto_passwd file; unusable lines are refused with their line number, the rest kept. */
+export function parseMosquittoPasswordFile(text: string, fileName: string): MosquittoImport {
+  const out: MosquittoImport = { credentials: [], refused: [] };
+  const lines = text.split(/\r?\n/);
+  lines.forEach((raw, i) => {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) return;
+    const colon = line.indexOf(':');
+    if (colon <= 0) {
+      out.refused.push({
+        line: i + 1,
+        username: '',
+        reason: `${fileName}:${i + 1}: expected "username:hash"`,
+      });
+      return;
+    }
+    const username = line.slice(0, colon);
+    const hash = line.slice(colon + 1);
+    const parsed = parseHash(hash);
+    if (typeof parsed === 'string') out.refused.push({ line: i + 1, username, reason: parsed });
+    else out.credentials.push({ username, hash });
+  });
+  return out;
+}
+
+export function assertUsableHash(hash: string, where: string): void {
+  const parsed = parseHash(hash);
+  if (typeof parsed === 'string') throw new GatewayError('LL_PASSWORD_FORMAT', `${where}: ${parsed}`);
+}

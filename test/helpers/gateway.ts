@@ -1,0 +1,110 @@
+// A real gateway (buildApp) on port 0 against a real influxd, with its own temporary registry and
+// data folder. Devices are registered through the same edit functions the CLI uses.
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { type App, buildApp } from '../../src/app.js';
+import { type ConfigInput, loadConfig } from '../../src/config/load.js';
+import { createLogger } from '../../src/log.js';
+import { addAccount, addDevice } from '../../src/registry/edit.js';
+import { readRegistryFile, writeRegistryFile } from '../../src/registry/file.js';
+import { hashSecretSync } from '../../src/registry/passwords.js';
+import { EMPTY_REGISTRY, type RegistryData } from '../../src/registry/types.js';
+
+export const PASSWORD = 'correct horse battery';
+
+export interface TestDevice {
+  id: string;
+  type: string;
+  site: string;
+  subject?: string;
+}
+
+export interface TestGateway {
+  app: App;
+  dir: string;
+  registryFile: string;
+  db: string;
+  mqttUrl: string;
+  logLines: () => Record<string, unknown>[];
+  rejectsLog: () => Promise<Record<string, unknown>[]>;
+  editRegistry(change: (data: RegistryData) => RegistryData): Promise<void>;
+  stop(): Promise<void>;
+}
+
+// Cheap hashes keep tests fast; the format and the verification path are the production ones.
+const TEST_HASH = hashSecretSync(PASSWORD, 10);
+
+export function withDevices(data: RegistryData, devices: TestDevice[]): RegistryData {
+  let next = data;
+  for (const d of devices) {
+    next = addDevice(next, {
+      ...d,
+      schemaVersion: 1,
+      vendor: 'acme',
+      passwordHash: TEST_HASH,
+    });
+  }
+  return next;
+}
+
+export async function startGateway(opts: {
+  influxUrl: string;
+  devices: TestDevice[];
+  staff?: string[];
+  config?: ConfigInput;
+}): Promise<TestGateway> {
+  const dir = await mkdtemp(join(tmpdir(), 'll-gw-'));
+  const registryFile = join(dir, 'lab.yaml');
+  let data = withDevices(EMPTY_REGISTRY, opts.devices);
+  for (const id of opts.staff ?? []) data = addAccount(data, { id, role: 'staff', passwordHash: TEST_HASH });
+  await writeRegistryFile(registryFile, data);
+  const db = `test_${Math.random().toString(36).slice(2, 10)}`;
+  const config = loadConfig({
+    flags: {
+      registry: registryFile,
+      dataDir: join(dir, 'data'),
+      logLevel: 'info',
+      registryPoll: '100ms',
+      mqtt: { port: 0, host: '127.0.0.1' },
+      http: { port: 0, host: '127.0.0.1' },
+      influx: { url: opts.influxUrl, db },
+      writer: { flushInterval: '50ms' },
+      ...opts.config,
+    },
+  });
+  const lines: Record<string, unknown>[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const line of chunk.toString().split('\n'))
+        if (line) lines.push(JSON.parse(line) as Record<string, unknown>);
+      cb();
+    },
+  });
+  const log = createLogger({ level: 'debug', destination: sink });
+  const app = buildApp(config, { log });
+  await app.start();
+  return {
+    app,
+    dir,
+    registryFile,
+    db,
+    mqttUrl: `mqtt://127.0.0.1:${app.mqttPort}`,
+    logLines: () => lines,
+    async rejectsLog() {
+      const text = await readFile(join(dir, 'data', 'rejects.ndjson'), 'utf8').catch(() => '');
+      return text
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
+    },
+    async editRegistry(change) {
+      await writeRegistryFile(registryFile, change(await readRegistryFile(registryFile)));
+    },
+    async stop() {
+      await app.stop();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}

@@ -1,0 +1,109 @@
+// Starts a real influxd (Debian's influxdb package, 1.6) on free loopback ports with a temporary
+// data directory, for integration tests. One per test file; stopped and removed afterwards.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { InfluxDB } from 'influx';
+import { freePort } from './ports.js';
+
+export interface Influxd {
+  readonly url: string;
+  readonly port: number;
+  readonly client: (db: string) => InfluxDB;
+  query<T = Record<string, unknown>>(db: string, q: string): Promise<T[]>;
+  stop(): Promise<void>;
+}
+
+export function influxConfig(dir: string, httpPort: number, rpcPort: number): string {
+  return `reporting-disabled = true
+bind-address = "127.0.0.1:${rpcPort}"
+[meta]
+  dir = "${dir}/meta"
+[data]
+  dir = "${dir}/data"
+  wal-dir = "${dir}/wal"
+  query-log-enabled = false
+  trace-logging-enabled = false
+[http]
+  enabled = true
+  bind-address = "127.0.0.1:${httpPort}"
+  log-enabled = false
+[monitor]
+  store-enabled = false
+[continuous_queries]
+  enabled = false
+[logging]
+  level = "warn"
+`;
+}
+
+async function waitForPing(url: string, child: ChildProcess, output: () => string): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`influxd exited with ${child.exitCode}: ${output()}`);
+    try {
+      const res = await fetch(`${url}/ping`);
+      if (res.status === 204) return;
+    } catch {
+      // not up yet
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`influxd did not answer on ${url} within 30 s: ${output()}`);
+}
+
+export async function startInfluxd(): Promise<Influxd> {
+  const dir = await mkdtemp(join(tmpdir(), 'll-influxd-'));
+  const port = await freePort();
+  const rpcPort = await freePort();
+  const configFile = join(dir, 'influxdb.conf');
+  await writeFile(configFile, influxConfig(dir, port, rpcPort));
+  const child = spawn('influxd', ['-config', configFile], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr?.on('data', (d: Buffer) => {
+    stderr = (stderr + d.toString()).slice(-4000);
+  });
+  const url = `http://127.0.0.1:${port}`;
+  await waitForPing(url, child, () => stderr);
+  const client = (db: string) => new InfluxDB({ host: '127.0.0.1', port, database: db });
+  return {
+    url,
+    port,
+    client,
+    async query<T>(db: string, q: string) {
+      // Raw HTTP with epoch=ns: exact timestamps, and numbers exactly as InfluxDB returns them.
+      const res = await fetch(
+        `${url}/query?db=${encodeURIComponent(db)}&epoch=ns&q=${encodeURIComponent(q)}`,
+      );
+      const body = (await res.json()) as {
+        results: {
+          series?: { name: string; tags?: Record<string, string>; columns: string[]; values: unknown[][] }[];
+          error?: string;
+        }[];
+      };
+      const result = body.results[0];
+      if (result?.error) throw new Error(result.error);
+      const rows: T[] = [];
+      for (const series of result?.series ?? []) {
+        for (const values of series.values) {
+          const row: Record<string, unknown> = { ...(series.tags ?? {}) };
+          series.columns.forEach((c, i) => {
+            row[c] = values[i];
+          });
+          rows.push(row as T);
+        }
+      }
+      return rows;
+    },
+    async stop() {
+      if (child.exitCode === null) {
+        const exited = new Promise((r) => child.once('exit', r));
+        child.kill('SIGTERM');
+        await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+        if (child.exitCode === null) child.kill('SIGKILL');
+      }
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
