@@ -120,7 +120,9 @@ export function createHooks(deps: {
         return callback(null, null);
       }
       // Devices get feedback at QoS 0: aedes has no offline-queue limit for persistent sessions (aedes#1087).
-      callback(null, identity?.kind === 'device' ? { ...sub, qos: 0 } : sub);
+      // In place, so the session store keeps QoS 0 too; aedes still echoes the requested QoS in the SUBACK.
+      if (identity?.kind === 'device') sub.qos = 0;
+      callback(null, sub);
     },
 
     authorizeForward(_client, packet) {

@@ -42,14 +42,14 @@ export async function connackCode(url: string, opts: IClientOptions): Promise<nu
 }
 
 /** Collects messages of one subscription; `next(n)` waits for n of them. */
-export async function collect(client: MqttClient, filter: string) {
-  const messages: { topic: string; payload: Buffer; retain: boolean }[] = [];
+export async function collect(client: MqttClient, filter: string, qos: 0 | 1 = 0) {
+  const messages: { topic: string; payload: Buffer; retain: boolean; qos: number }[] = [];
   const waiters: (() => void)[] = [];
   client.on('message', (topic, payload, packet) => {
-    messages.push({ topic, payload, retain: packet.retain });
+    messages.push({ topic, payload, retain: packet.retain, qos: packet.qos });
     for (const w of waiters.splice(0)) w();
   });
-  const granted = await client.subscribeAsync(filter, { qos: 0 });
+  const granted = await client.subscribeAsync(filter, { qos });
   return {
     granted,
     messages,
@@ -92,4 +92,15 @@ export async function eventually<T>(
     last = await probe();
   }
   return last;
+}
+
+/** The SUBACK return codes for one filter (128 = refused), without MQTT.js turning 128 into an error. */
+export async function subackCodes(client: MqttClient, filter: string, qos: 0 | 1 = 1): Promise<number[]> {
+  try {
+    return (await client.subscribeAsync(filter, { qos })).map((g) => g.qos);
+  } catch (err) {
+    const packet = (err as { packet?: { granted?: (number | { qos: number })[] } }).packet;
+    if (!packet?.granted) throw err;
+    return packet.granted.map((g) => (typeof g === 'number' ? g : g.qos));
+  }
 }
