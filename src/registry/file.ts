@@ -80,13 +80,13 @@ function lineOf(doc: Document, lines: LineCounter, path: (string | number)[]): n
 /** Parses registry text; throws LL_REGISTRY_PARSE naming `file:line` for any problem. */
 export function parseRegistry(text: string, file: string): RegistryData {
   const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {
     const first = doc.errors[0];
     const line = first?.linePos?.[0]?.line;
     throw new GatewayError(
       'LL_REGISTRY_PARSE',
-      `${file}${line ? `:${line}` : ''}: ${first?.message.split('\n')[0] ?? 'invalid YAML'}`,
+      `${file}${line ? `:${line}` : ''}: ${(first?.message.split('\n')[0] ?? 'invalid YAML').replace(/ at line \d+, column \d+:?$/, '')}`,
     );
   }
   if (doc.contents === null) return structuredClone(EMPTY_REGISTRY) as RegistryData;
@@ -99,6 +99,7 @@ export function parseRegistry(text: string, file: string): RegistryData {
         .split('/')
         .slice(1)
         .map((p) => (/^\d+$/.test(p) ? Number(p) : p));
+      if (e.keyword === 'additionalProperties') path.push(String(e.params.additionalProperty));
       const line = lineOf(doc, lines, path);
       const where = e.instancePath ? e.instancePath.slice(1).replace(/\//g, '.') : '(top level)';
       const extra =

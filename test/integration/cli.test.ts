@@ -1,0 +1,277 @@
+import { execFile, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { readRegistryFile } from '../../src/registry/file.js';
+import { createPasswordVerifier } from '../../src/registry/passwords.js';
+
+const run = promisify(execFile);
+const ROOT = new URL('../../', import.meta.url).pathname;
+
+/** Runs the CLI from source (the same code `livinglab` runs from dist/). */
+async function cli(
+  args: string[],
+  input?: string,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), ...args], {
+      cwd: ROOT,
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.stdin.end(input ?? '');
+    child.on('exit', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
+}
+
+describe('livinglab command line', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'll-cli-'));
+  const reg = join(dir, 'lab.yaml');
+
+  it('is the package bin and lists its commands', async () => {
+    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
+      bin: Record<string, string>;
+    };
+    expect(pkg.bin.livinglab).toBe('bin/livinglab.js');
+    const { stdout } = await run(process.execPath, [join(ROOT, 'bin/livinglab.js'), '--help']);
+    for (const cmd of ['serve', 'devices', 'accounts', 'schemas']) expect(stdout).toContain(cmd);
+  });
+
+  it('devices add creates the registry (0600) and prints a password that verifies, once', async () => {
+    const r = await cli([
+      'devices',
+      'add',
+      '--registry',
+      reg,
+      '--id',
+      'ox-0001',
+      '--type',
+      'pulse-oximeter',
+      '--site',
+      'odense',
+      '--vendor',
+      'acme',
+      '--subject',
+      'p-017',
+      '--interval',
+      '60s',
+    ]);
+    expect(r.code).toBe(0);
+    const password = r.stdout.trim();
+    expect(password).toMatch(/^[A-Za-z0-9_-]{22}$/);
+    expect(statSync(reg).mode & 0o777).toBe(0o600);
+    const data = await readRegistryFile(reg);
+    expect(data.devices[0]).toMatchObject({
+      id: 'ox-0001',
+      type: 'pulse-oximeter',
+      schemaVersion: 1,
+      site: 'odense',
+      subject: 'p-017',
+      interval: '60s',
+      enabled: true,
+    });
+    expect(readFileSync(reg, 'utf8')).not.toContain(password);
+    expect(await createPasswordVerifier().verify(data.devices[0]?.passwordHash ?? '', password)).toBe(true);
+  });
+
+  it('--password-stdin sets a chosen password at a strong cost', async () => {
+    const r = await cli(
+      [
+        'devices',
+        'add',
+        '--registry',
+        reg,
+        '--id',
+        'bp-0001',
+        '--type',
+        'blood-pressure',
+        '--site',
+        'odense',
+        '--vendor',
+        'acme',
+        '--password-stdin',
+      ],
+      'chosen-password\n',
+    );
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe('');
+    const hash = (await readRegistryFile(reg)).devices[1]?.passwordHash ?? '';
+    expect(hash).toMatch(/^\$7\$210000\$/);
+    expect(await createPasswordVerifier().verify(hash, 'chosen-password')).toBe(true);
+  });
+
+  it('refuses an unknown type, a duplicate id and a bad id with a clear message and exit 2', async () => {
+    const bad = await cli([
+      'devices',
+      'add',
+      '--registry',
+      reg,
+      '--id',
+      'x-1',
+      '--type',
+      'toaster',
+      '--site',
+      'odense',
+      '--vendor',
+      'acme',
+    ]);
+    expect(bad).toMatchObject({ code: 2 });
+    expect(bad.stderr).toMatch(/no schema for device type "toaster"; known types: .*pulse-oximeter/);
+    const dup = await cli([
+      'devices',
+      'add',
+      '--registry',
+      reg,
+      '--id',
+      'ox-0001',
+      '--type',
+      'pulse-oximeter',
+      '--site',
+      'odense',
+      '--vendor',
+      'acme',
+    ]);
+    expect(dup.stderr).toContain('device ox-0001 already exists');
+    const badId = await cli([
+      'devices',
+      'add',
+      '--registry',
+      reg,
+      '--id',
+      'OX 1',
+      '--type',
+      'pulse-oximeter',
+      '--site',
+      'odense',
+      '--vendor',
+      'acme',
+    ]);
+    expect(badId.stderr).toContain('device id "OX 1" must be');
+  });
+
+  it('lists, disables, enables, changes the password of and removes devices', async () => {
+    const list = await cli(['devices', 'list', '--registry', reg]);
+    expect(list.stdout.split('\n')[1]).toMatch(
+      /^ox-0001\s+pulse-oximeter@1\s+odense\s+acme\s+p-017\s+60s\s+yes$/,
+    );
+    expect((await cli(['devices', 'disable', 'ox-0001', '--registry', reg])).code).toBe(0);
+    expect((await readRegistryFile(reg)).devices[0]?.enabled).toBe(false);
+    expect((await cli(['devices', 'enable', 'ox-0001', '--registry', reg])).code).toBe(0);
+    expect((await readRegistryFile(reg)).devices[0]?.enabled).toBe(true);
+    const before = (await readRegistryFile(reg)).devices[0]?.passwordHash;
+    const pw = await cli(['devices', 'passwd', 'ox-0001', '--registry', reg]);
+    const after = (await readRegistryFile(reg)).devices[0]?.passwordHash ?? '';
+    expect(after).not.toBe(before);
+    expect(await createPasswordVerifier().verify(after, pw.stdout.trim())).toBe(true);
+    const json = JSON.parse((await cli(['devices', 'list', '--json', '--registry', reg])).stdout) as object[];
+    expect(JSON.stringify(json)).not.toContain('passwordHash');
+    expect((await cli(['devices', 'remove', 'bp-0001', '--registry', reg])).code).toBe(0);
+    expect((await readRegistryFile(reg)).devices.map((d) => d.id)).toEqual(['ox-0001']);
+    const missing = await cli(['devices', 'remove', 'bp-0001', '--registry', reg]);
+    expect(missing).toMatchObject({ code: 2, stderr: 'livinglab: device bp-0001 is not in the registry\n' });
+  });
+
+  it('adds a staff account', async () => {
+    const r = await cli(['accounts', 'add', '--id', 'staff-1', '--role', 'staff', '--registry', reg]);
+    expect(r.code).toBe(0);
+    expect((await readRegistryFile(reg)).accounts).toMatchObject([
+      { id: 'staff-1', role: 'staff', enabled: true },
+    ]);
+  });
+
+  it('imports a mosquitto_passwd file: updates known devices, creates others on request, refuses argon2id lines', async () => {
+    const pwfile = join(dir, 'passwd');
+    await run('mosquitto_passwd', ['-c', '-b', pwfile, 'ox-0001', 'imported-1']);
+    await run('mosquitto_passwd', ['-b', pwfile, 'door-0001', 'imported-2']);
+    writeFileSync(
+      pwfile,
+      `${readFileSync(pwfile, 'utf8')}door-0002:$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA\n`,
+    );
+    const r = await cli([
+      'devices',
+      'import-mosquitto',
+      pwfile,
+      '--registry',
+      reg,
+      '--type',
+      'door-sensor',
+      '--site',
+      'vejle',
+      '--vendor',
+      'doorco',
+    ]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/passwd:3: door-0002: refused: argon2id/);
+    expect(r.stderr).toContain('1 password(s) updated, 1 device(s) added, 1 line(s) not imported');
+    const data = await readRegistryFile(reg);
+    const verifier = createPasswordVerifier();
+    expect(
+      await verifier.verify(data.devices.find((d) => d.id === 'ox-0001')?.passwordHash ?? '', 'imported-1'),
+    ).toBe(true);
+    expect(data.devices.find((d) => d.id === 'door-0001')).toMatchObject({
+      type: 'door-sensor',
+      site: 'vejle',
+      vendor: 'doorco',
+    });
+  });
+
+  it('names the file and line of a broken registry', async () => {
+    const broken = join(dir, 'broken.yaml');
+    writeFileSync(
+      broken,
+      'version: 1\ndevices:\n  - id: ox-0001\n    type: pulse-oximeter\n    schemaVersion: 1\n    site: odense\n    vendor: acme\n    passwordHash: $7$x\n    colour: red\n',
+    );
+    const r = await cli(['devices', 'list', '--registry', broken]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`${broken}:9: devices.0: must NOT have additional properties ("colour")`);
+  });
+
+  it('schemas check passes and schemas validate prints the feedback a device would get', async () => {
+    const check = await cli(['schemas', 'check']);
+    expect(check.code).toBe(0);
+    expect(check.stdout).toContain('11 schemas in');
+    const file = join(dir, 'msg.json');
+    writeFileSync(
+      file,
+      JSON.stringify({
+        readings: [
+          { ts: '2026-11-22T10:00:00Z', spo2: 97, pulse: 70 },
+          { ts: '2026-11-22T10:01:00Z', spo2: 104, pulse: 70 },
+        ],
+      }),
+    );
+    const v = await cli(['schemas', 'validate', '--type', 'pulse-oximeter', file]);
+    expect(v.code).toBe(1);
+    expect(JSON.parse(v.stdout)).toMatchObject({
+      reason: 'schema',
+      readingIndex: 1,
+      errors: [{ path: '/spo2', message: 'must be <= 100', value: 104 }],
+      schema: 'pulse-oximeter@1',
+    });
+    expect(v.stderr).toContain('1 valid reading(s), 1 rejected (pulse-oximeter@1)');
+  });
+
+  it('serve reports an unreachable InfluxDB with the URL and exits 2', async () => {
+    const r = await cli([
+      'serve',
+      '--registry',
+      reg,
+      '--mqtt-port',
+      '0',
+      '--http-port',
+      '0',
+      '--influx-url',
+      'http://127.0.0.1:9',
+      '--data-dir',
+      join(dir, 'data'),
+      '--log-level',
+      'silent',
+    ]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/InfluxDB at http:\/\/127\.0\.0\.1:9 .*is influxd running\? \(--influx-url\)/);
+  });
+});

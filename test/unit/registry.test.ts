@@ -1,0 +1,205 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { canConnect, canPublish, canSubscribe, findIdentity, type Identity } from '../../src/registry/acl.js';
+import {
+  addAccount,
+  addDevice,
+  applyImportedCredentials,
+  removeDevice,
+  setDeviceEnabled,
+} from '../../src/registry/edit.js';
+import {
+  parseRegistry,
+  readRegistryFile,
+  serialiseRegistry,
+  writeRegistryFile,
+} from '../../src/registry/file.js';
+import {
+  createPasswordVerifier,
+  hashSecretSync,
+  parseHash,
+  parseMosquittoPasswordFile,
+} from '../../src/registry/passwords.js';
+import { toSnapshot } from '../../src/registry/registry.js';
+import { EMPTY_REGISTRY } from '../../src/registry/types.js';
+
+const HASH = hashSecretSync('secret-secret', 10);
+const base = addAccount(
+  addDevice(EMPTY_REGISTRY, {
+    id: 'ox-0001',
+    type: 'pulse-oximeter',
+    schemaVersion: 1,
+    site: 'odense',
+    vendor: 'acme',
+    subject: 'p-017',
+    interval: '60s',
+    passwordHash: HASH,
+  }),
+  { id: 'staff-1', role: 'staff', passwordHash: HASH },
+);
+
+describe('registry file', () => {
+  it('round-trips through YAML', () => {
+    expect(parseRegistry(serialiseRegistry(base), 'lab.yaml')).toEqual(base);
+  });
+  it('names the file and line of a YAML syntax error', () => {
+    expect(() => parseRegistry('version: 1\ndevices:\n  - id: a\n   type: [', 'lab.yaml')).toThrow(
+      /^lab\.yaml:\d+: /,
+    );
+  });
+  it('names the line of a device that breaks the format', () => {
+    const text = serialiseRegistry(base).replace('schemaVersion: 1', 'schemaVersion: one');
+    const line = text.split('\n').findIndex((l) => l.includes('schemaVersion: one')) + 1;
+    expect(() => parseRegistry(text, 'lab.yaml')).toThrow(
+      `lab.yaml:${line}: devices.0.schemaVersion: must be integer`,
+    );
+  });
+  it('refuses an unknown key, a duplicate id and a device at an unknown site', () => {
+    expect(() => parseRegistry(`${serialiseRegistry(base)}colour: red\n`, 'lab.yaml')).toThrow(
+      /additional properties \("colour"\)/,
+    );
+    const dup = {
+      ...base,
+      accounts: [{ id: 'ox-0001', role: 'staff' as const, enabled: true, passwordHash: HASH }],
+    };
+    expect(() => parseRegistry(serialiseRegistry(dup), 'lab.yaml')).toThrow(
+      /accounts id "ox-0001" is already used by device ox-0001/,
+    );
+    expect(() => parseRegistry(serialiseRegistry({ ...base, sites: [] }), 'lab.yaml')).toThrow(
+      /names site "odense", which is not under sites/,
+    );
+  });
+  it('writes atomically with mode 0600 and reads back', async () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'll-reg-')), 'lab.yaml');
+    await writeRegistryFile(file, base);
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    expect(await readRegistryFile(file)).toEqual(base);
+    expect(readFileSync(file, 'utf8')).not.toContain('secret-secret');
+  });
+  it('reports a missing file with what to do', async () => {
+    await expect(readRegistryFile('/nonexistent/lab.yaml')).rejects.toThrow(
+      /does not exist; create it with `livinglab devices add`/,
+    );
+  });
+});
+
+describe('registry edits', () => {
+  it('adds the site of a new device, refuses duplicates and bad ids', () => {
+    expect(base.sites).toEqual([{ id: 'odense' }]);
+    expect(() =>
+      addDevice(base, {
+        id: 'staff-1',
+        type: 't',
+        schemaVersion: 1,
+        site: 's',
+        vendor: 'v',
+        passwordHash: HASH,
+      }),
+    ).toThrow(/account staff-1 already exists/);
+    expect(() =>
+      addDevice(base, {
+        id: 'Bad Id',
+        type: 't',
+        schemaVersion: 1,
+        site: 's',
+        vendor: 'v',
+        passwordHash: HASH,
+      }),
+    ).toThrow(/device id "Bad Id" must be/);
+  });
+  it('disables, enables and removes a device; unknown ids are errors', () => {
+    expect(setDeviceEnabled(base, 'ox-0001', false).devices[0]?.enabled).toBe(false);
+    expect(removeDevice(base, 'ox-0001').devices).toEqual([]);
+    expect(() => removeDevice(base, 'nope')).toThrow(/device nope is not in the registry/);
+  });
+  it('applies imported credentials to known users and reports unknown ones', () => {
+    const r = applyImportedCredentials(base, [
+      { username: 'ox-0001', hash: '$7$101$aaaa$bbbb' },
+      { username: 'ghost', hash: '$7$101$aaaa$bbbb' },
+    ]);
+    expect(r.updated).toEqual(['ox-0001']);
+    expect(r.skipped).toMatchObject([{ username: 'ghost' }]);
+    expect(r.data.devices[0]?.passwordHash).toBe('$7$101$aaaa$bbbb');
+  });
+});
+
+describe('passwords ($7$ PBKDF2-SHA512)', () => {
+  it('verifies a hash written by the real mosquitto_passwd, and refuses a wrong password', async () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'll-pw-')), 'passwd');
+    execFileSync('mosquitto_passwd', ['-c', '-b', file, 'ox-0001', 'vendor-pass-1']);
+    const { credentials, refused } = parseMosquittoPasswordFile(readFileSync(file, 'utf8'), file);
+    expect(refused).toEqual([]);
+    expect(credentials[0]?.hash).toMatch(/^\$7\$\d+\$/);
+    const verifier = createPasswordVerifier();
+    expect(await verifier.verify(credentials[0]?.hash ?? '', 'vendor-pass-1')).toBe(true);
+    expect(await verifier.verify(credentials[0]?.hash ?? '', 'vendor-pass-2')).toBe(false);
+  });
+  it('accepts any iteration count and salt length (mosquitto 2.1: 1000 iterations, 64-byte salt)', async () => {
+    const { pbkdf2Sync } = await import('node:crypto');
+    const salt = Buffer.alloc(64, 7);
+    const hash = `$7$1000$${salt.toString('base64')}$${pbkdf2Sync('pw-2.1', salt, 1000, 64, 'sha512').toString('base64')}`;
+    expect(await createPasswordVerifier().verify(hash, 'pw-2.1')).toBe(true);
+  });
+  it('remembers successful checks only', async () => {
+    const verifier = createPasswordVerifier();
+    await verifier.verify(HASH, 'wrong');
+    expect(verifier.cacheSize).toBe(0);
+    await verifier.verify(HASH, 'secret-secret');
+    await verifier.verify(HASH, 'secret-secret');
+    expect(verifier.cacheSize).toBe(1);
+  });
+  it('refuses argon2id lines by name and keeps the rest of the file', () => {
+    const text = `a:${HASH}\nb:$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA\n\n# comment\nc\n`;
+    const r = parseMosquittoPasswordFile(text, 'passwd');
+    expect(r.credentials.map((c) => c.username)).toEqual(['a']);
+    expect(r.refused).toMatchObject([
+      { line: 2, username: 'b', reason: expect.stringMatching(/argon2id/) },
+      { line: 5, reason: expect.stringMatching(/expected "username:hash"/) },
+    ]);
+  });
+  it.each(['$6$abc$def', '$7$0$a$b', '$7$x$a$b', 'plain'])('parseHash refuses %s', (h) => {
+    expect(typeof parseHash(h)).toBe('string');
+  });
+});
+
+describe('ACL decisions', () => {
+  const snap = toSnapshot(base);
+  const dev = findIdentity(snap, 'ox-0001') as Identity;
+  const staff = findIdentity(snap, 'staff-1') as Identity;
+  it.each([
+    [dev, 'lab/odense/pulse-oximeter/ox-0001/telemetry', true],
+    [dev, 'lab/odense/pulse-oximeter/ox-0001/status', true],
+    [dev, 'lab/odense/pulse-oximeter/ox-0001/rejected', false],
+    [dev, 'lab/odense/pulse-oximeter/ox-0002/telemetry', false],
+    [dev, 'lab/aarhus/pulse-oximeter/ox-0001/telemetry', false],
+    [dev, 'lab/odense/pulse-oximeter/ox-00011/telemetry', false],
+    [staff, 'lab/odense/pulse-oximeter/ox-0001/telemetry', false],
+  ])('publish %#', (who, topic, allowed) => {
+    expect(canPublish(who, topic).allow).toBe(allowed);
+  });
+  it.each([
+    [dev, 'lab/odense/pulse-oximeter/ox-0001/rejected', true],
+    [dev, 'lab/odense/pulse-oximeter/+/rejected', false],
+    [dev, 'lab/#', false],
+    [dev, '#', false],
+    [staff, 'lab/#', true],
+    [staff, 'lab/+/+/+/status', true],
+    [staff, '#', false],
+    [staff, '$SYS/#', false],
+  ])('subscribe %#', (who, filter, allowed) => {
+    expect(canSubscribe(who, filter).allow).toBe(allowed);
+  });
+  it('requires the client id to be the device id, and an enabled device', () => {
+    expect(canConnect(dev, 'ox-0001').allow).toBe(true);
+    expect(canConnect(dev, 'ox-0002')).toMatchObject({ allow: false });
+    const disabled = findIdentity(
+      toSnapshot(setDeviceEnabled(base, 'ox-0001', false)),
+      'ox-0001',
+    ) as Identity;
+    expect(canConnect(disabled, 'ox-0001')).toEqual({ allow: false, reason: 'device ox-0001 is disabled' });
+    expect(findIdentity(snap, 'nobody')).toBeUndefined();
+  });
+});
