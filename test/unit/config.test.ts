@@ -91,3 +91,17 @@ describe('frame scanner (aedes#831 guard)', () => {
     );
   });
 });
+
+describe('livinglab.example.yaml', () => {
+  it('lists every option with its default and loads as the defaults', async () => {
+    const { readFileSync } = await import('node:fs');
+    const { renderExampleConfig } = await import('../../src/config/example.js');
+    const file = new URL('../../livinglab.example.yaml', import.meta.url).pathname;
+    expect(readFileSync(file, 'utf8')).toBe(renderExampleConfig());
+    expect(loadConfig({ file })).toEqual(loadConfig());
+    // Uncommented, it loads too and still gives the defaults.
+    const uncommented = join(mkdtempSync(join(tmpdir(), 'll-ex-')), 'ex.yaml');
+    writeFileSync(uncommented, readFileSync(file, 'utf8').replace(/^# (?=\s*[a-zA-Z]+:( |$))/gm, ''));
+    expect(loadConfig({ file: uncommented })).toEqual(loadConfig());
+  });
+});

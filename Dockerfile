@@ -1,0 +1,25 @@
+# Living Lab Gateway image: build with the dev dependencies, run with production ones as a non-root user.
+FROM node:20-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --ignore-scripts
+COPY tsconfig.json tsconfig.build.json ./
+COPY src ./src
+RUN npm run build && npm prune --omit=dev
+
+FROM node:20-bookworm-slim
+ENV NODE_ENV=production
+WORKDIR /app
+COPY --from=build /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+COPY package.json ./
+COPY bin ./bin
+COPY device-schemas ./device-schemas
+RUN mkdir -p /lab /data && chown node:node /lab /data
+USER node
+VOLUME ["/lab", "/data"]
+EXPOSE 1883 8080
+HEALTHCHECK --interval=15s --timeout=3s --start-period=10s \
+  CMD node -e "fetch('http://127.0.0.1:8080/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
+ENTRYPOINT ["node", "bin/livinglab.js"]
+CMD ["serve", "--registry", "/lab/lab.yaml", "--data-dir", "/data", "--influx-url", "http://influxdb:8086"]

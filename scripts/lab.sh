@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# `npm run lab`: one command that runs a living lab on this machine. Installs what is missing (npm
+# dependencies; InfluxDB and the Mosquitto clients from apt when root), starts a local influxd with
+# its data under .lab/, registers a demo device, and runs the gateway in the foreground.
+# Ctrl-C stops the gateway and the influxd it started. Settings: LAB_MQTT_PORT, LAB_HTTP_PORT,
+# LAB_INFLUX_PORT, LAB_DIR.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+LAB_DIR=${LAB_DIR:-$ROOT/.lab}
+MQTT_PORT=${LAB_MQTT_PORT:-1883}
+HTTP_PORT=${LAB_HTTP_PORT:-8080}
+INFLUX_PORT=${LAB_INFLUX_PORT:-8086}
+say() { printf '\033[1mlab:\033[0m %s\n' "$*" >&2; }
+
+bash scripts/ensure-system.sh influxdb:influxd mosquitto-clients:mosquitto_pub
+if [ ! -d node_modules ] || [ package.json -nt node_modules ]; then
+  say "installing npm dependencies"
+  npm install --no-audit --no-fund >&2
+fi
+[ -f dist/cli/main.js ] && [ -z "$(find src -newer dist/cli/main.js -name '*.ts' | head -1)" ] || npm run --silent build
+mkdir -p "$LAB_DIR" && chmod 700 "$LAB_DIR"
+
+# InfluxDB: use one already answering on the port, or start our own with data under .lab/influxdb.
+INFLUX_URL="http://127.0.0.1:$INFLUX_PORT"
+INFLUX_PID=""
+if curl -fsS -o /dev/null "$INFLUX_URL/ping" 2>/dev/null; then
+  say "using the InfluxDB already running at $INFLUX_URL"
+else
+  mkdir -p "$LAB_DIR/influxdb"
+  cat > "$LAB_DIR/influxdb/influxdb.conf" <<CONF
+reporting-disabled = true
+bind-address = "127.0.0.1:$((INFLUX_PORT + 2))"
+[meta]
+  dir = "$LAB_DIR/influxdb/meta"
+[data]
+  dir = "$LAB_DIR/influxdb/data"
+  wal-dir = "$LAB_DIR/influxdb/wal"
+  query-log-enabled = false
+[http]
+  bind-address = "127.0.0.1:$INFLUX_PORT"
+  log-enabled = false
+[monitor]
+  store-enabled = false
+CONF
+  say "starting influxd on $INFLUX_URL (data in $LAB_DIR/influxdb, log in $LAB_DIR/influxd.log)"
+  influxd -config "$LAB_DIR/influxdb/influxdb.conf" >"$LAB_DIR/influxd.log" 2>&1 &
+  INFLUX_PID=$!
+  for _ in $(seq 1 100); do
+    curl -fsS -o /dev/null "$INFLUX_URL/ping" 2>/dev/null && break
+    kill -0 "$INFLUX_PID" 2>/dev/null || { say "influxd failed to start; see $LAB_DIR/influxd.log"; exit 1; }
+    sleep 0.2
+  done
+fi
+cleanup() { [ -n "$INFLUX_PID" ] && kill "$INFLUX_PID" 2>/dev/null; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+# A demo device, registered once; its generated password is kept beside the registry (mode 0600).
+REGISTRY="$LAB_DIR/lab.yaml"
+LL="node $ROOT/bin/livinglab.js"
+if [ ! -f "$LAB_DIR/demo-ox-0001.password" ]; then
+  $LL devices add --registry "$REGISTRY" --id demo-ox-0001 --type pulse-oximeter --site demo --vendor demo \
+    --subject p-demo-1 --interval 60s 2>/dev/null > "$LAB_DIR/demo-ox-0001.password"
+  chmod 600 "$LAB_DIR/demo-ox-0001.password"
+fi
+PASSWORD=$(cat "$LAB_DIR/demo-ox-0001.password")
+
+cat >&2 <<INFO
+
+  Living Lab Gateway is starting.
+    MQTT broker     mqtt://localhost:$MQTT_PORT   (devices log in with their id and password)
+    Health          http://localhost:$HTTP_PORT/healthz
+    InfluxDB        $INFLUX_URL  database "livinglab"
+    Registry        $REGISTRY     rejects log: $LAB_DIR/data/rejects.ndjson
+
+  Send a reading as the demo pulse oximeter (another terminal):
+    mosquitto_pub -h localhost -p $MQTT_PORT -i demo-ox-0001 -u demo-ox-0001 -P '$PASSWORD' -q 1 \\
+      -t lab/demo/pulse-oximeter/demo-ox-0001/telemetry \\
+      -m "{\"ts\":\"\$(date -u +%FT%TZ)\",\"spo2\":97,\"pulse\":72}"
+
+  Look at it in InfluxDB:
+    curl -sG $INFLUX_URL/query --data-urlencode db=livinglab \\
+      --data-urlencode "q=SELECT * FROM pulse_oximeter ORDER BY time DESC LIMIT 5"
+
+  Stop with Ctrl-C.
+
+INFO
+$LL serve --registry "$REGISTRY" --data-dir "$LAB_DIR/data" --influx-url "$INFLUX_URL" \
+  --mqtt-port "$MQTT_PORT" --http-port "$HTTP_PORT" "$@" &
+GATEWAY_PID=$!
+trap 'kill -TERM $GATEWAY_PID 2>/dev/null; wait $GATEWAY_PID 2>/dev/null; cleanup' INT TERM
+wait $GATEWAY_PID
