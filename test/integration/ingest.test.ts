@@ -272,3 +272,23 @@ describe('rejections', () => {
     await client.endAsync();
   });
 });
+
+describe('operations', () => {
+  it('answers /healthz', async () => {
+    const res = await fetch(`http://127.0.0.1:${gw.app.httpPort}/healthz`);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ status: 'ok' });
+  });
+
+  it('logs no payload content and no password at info level', () => {
+    const infoAndAbove = gw
+      .logLines()
+      .filter((l) => (l.level as number) >= 30)
+      .map((l) => JSON.stringify(l));
+    expect(infoAndAbove.length).toBeGreaterThan(0);
+    for (const line of infoAndAbove) {
+      expect(line).not.toMatch(/spo2|"pulse"|perfusionIndex|__proto__|fall|bathroom/);
+      expect(line).not.toContain('correct horse');
+    }
+  });
+});
