@@ -1,7 +1,6 @@
 // The one place where the parts are wired. Starts them in dependency order (registry, schemas,
-// InfluxDB, sinks, broker, HTTP) and stops them in reverse, so that everything accepted before the
-// broker closes is flushed to InfluxDB before the process exits.
-
+// database, spool and drain, broker, HTTP) and stops them in reverse: stop accepting, let in-flight
+// spool appends finish, give the drain the shutdown deadline, keep the rest in the spool.
 import { type Broker, createBroker } from './broker/broker.js';
 import type { Config } from './config/schema.js';
 import { GatewayError } from './errors.js';
@@ -13,9 +12,15 @@ import { createPasswordVerifier } from './registry/passwords.js';
 import { createRegistry, type Registry } from './registry/registry.js';
 import { loadSchemas } from './schemas/load.js';
 import type { SchemaSet } from './schemas/types.js';
-import { type Batcher, createBatcher } from './storage/batcher.js';
+import { createDrain, type Drain } from './storage/drain.js';
 import { createInfluxV1Writer } from './storage/influx-v1.js';
+import { createInfluxV2Writer } from './storage/influx-v2.js';
+import { createMemoryQueue } from './storage/memory-queue.js';
+import type { RecordQueue } from './storage/queue.js';
+import { createQueueSink } from './storage/queue-sink.js';
 import { createRejectsLog, type RejectsLog } from './storage/rejects-log.js';
+import { createSpool, type Spool } from './storage/spool.js';
+import type { Writer } from './storage/writer.js';
 
 export interface App {
   start(): Promise<void>;
@@ -28,8 +33,31 @@ export interface App {
   readonly registry: Registry;
   readonly schemas: SchemaSet;
   readonly pipeline: Pipeline;
-  readonly batcher: Batcher;
+  readonly queue: RecordQueue;
+  readonly drain: Drain;
+  readonly writer: Writer;
   readonly rejects: RejectsLog;
+}
+
+function createWriter(config: Config, log: Logger): Writer {
+  const { influx } = config;
+  if (influx.api === 'v2') {
+    return createInfluxV2Writer({
+      url: influx.url,
+      org: influx.org,
+      bucket: influx.bucket,
+      token: influx.token,
+      timeoutMs: influx.timeoutMs,
+      log,
+    });
+  }
+  return createInfluxV1Writer({
+    url: influx.url,
+    db: influx.db,
+    username: influx.username,
+    password: influx.password,
+    timeoutMs: influx.timeoutMs,
+  });
 }
 
 export function buildApp(config: Config, opts: { log?: Logger } = {}): App {
@@ -40,33 +68,54 @@ export function buildApp(config: Config, opts: { log?: Logger } = {}): App {
     pollMs: config.registryPollMs,
     log: log.child({ module: 'registry' }),
   });
-  const writer = createInfluxV1Writer({ ...config.influx, schemas });
-  const batcher = createBatcher({
+  const writer = createWriter(config, log.child({ module: `storage.${config.influx.api}` }));
+  const spool: Spool | undefined = config.spool.enabled
+    ? createSpool({
+        dir: `${config.dataDir}/spool`,
+        maxBytes: config.spool.maxBytes,
+        segmentBytes: config.spool.segmentBytes,
+        log: log.child({ module: 'storage.spool' }),
+      })
+    : undefined;
+  const queue: RecordQueue = spool ?? createMemoryQueue({ maxBytes: config.spool.maxBytes });
+  const rejects = createRejectsLog({ dataDir: config.dataDir });
+  const drain = createDrain({
+    queue,
     writer,
+    rejects,
+    log: log.child({ module: 'storage.drain' }),
     batchSize: config.writer.batchSize,
     flushIntervalMs: config.writer.flushIntervalMs,
-    log: log.child({ module: 'storage.batcher' }),
+    concurrency: config.writer.concurrency,
+    backoff: { baseMs: 250, maxMs: config.writer.maxRetryDelayMs },
   });
-  const rejects = createRejectsLog({ dataDir: config.dataDir });
   // The broker and the pipeline need each other (publish ↔ onPublish); the late binding is here only.
   let broker: Broker | undefined;
   const pipeline = createPipeline({
     schemas,
-    sink: batcher,
+    sink: createQueueSink(queue),
     rejects,
     sendFeedback: (topic, payload) => broker?.publish(topic, payload) ?? Promise.resolve(),
     window: config.time,
     maxBatchReadings: config.ingest.maxBatchReadings,
     log: log.child({ module: 'ingest.pipeline' }),
   });
+  // Messages between authorizePublish and their spool append: shutdown waits for them.
+  const inFlight = new Set<Promise<unknown>>();
   const b = createBroker({
     config,
     registry,
     verifier: createPasswordVerifier(),
     log: log.child({ module: 'broker' }),
     onPublish: async (msg) => {
-      const verdict = await pipeline.accept(msg);
-      return { forward: verdict.rejections.length === 0 };
+      const accepting = pipeline.accept(msg);
+      inFlight.add(accepting);
+      try {
+        const verdict = await accepting;
+        return { forward: verdict.rejections.length === 0 };
+      } finally {
+        inFlight.delete(accepting);
+      }
     },
     onOversize: ({ clientId, declared }) => {
       rejects
@@ -95,6 +144,28 @@ export function buildApp(config: Config, opts: { log?: Logger } = {}): App {
   });
   let httpPort = 0;
   let started = false;
+  let statsTimer: NodeJS.Timeout | undefined;
+
+  const logStats = () => {
+    const q = queue.stats;
+    log.info(
+      {
+        spoolBytes: q.bytes,
+        spoolFull: q.full,
+        unwrittenRecords: q.unconfirmedRecords,
+        oldestUnwrittenSeconds: q.oldestUnconfirmedAt
+          ? Math.round((Date.now() - q.oldestUnconfirmedAt) / 1000)
+          : 0,
+        pointsWritten: drain.stats.pointsWritten,
+        pointsRejectedByDatabase: drain.stats.pointsRejected,
+        writeRetries: drain.stats.writeRetries,
+        messages: pipeline.stats.messages,
+        readingsAccepted: pipeline.stats.readingsAccepted,
+        connectedClients: b.connectedClients,
+      },
+      'stats',
+    );
+  };
 
   return {
     config,
@@ -103,7 +174,9 @@ export function buildApp(config: Config, opts: { log?: Logger } = {}): App {
     registry,
     schemas,
     pipeline,
-    batcher,
+    queue,
+    drain,
+    writer,
     rejects,
     get mqttPort() {
       return b.port;
@@ -121,9 +194,27 @@ export function buildApp(config: Config, opts: { log?: Logger } = {}): App {
           );
         }
       }
-      await writer.start();
       await rejects.start();
-      batcher.start();
+      if (spool) {
+        const replay = await spool.start();
+        if (replay.cutBytes > 0)
+          log.warn({ cutBytes: replay.cutBytes }, 'spool had a torn tail; cut and kept under spool/corrupt');
+      } else {
+        log.warn(
+          'spool disabled: acknowledged readings are held in memory only and are lost on a crash or restart',
+        );
+      }
+      // With a spool the gateway can accept readings while InfluxDB is still down; without one it cannot.
+      try {
+        await writer.start();
+      } catch (err) {
+        if (!spool) throw err;
+        log.warn(
+          { err: (err as Error).message },
+          'InfluxDB not reachable at start; readings are kept in the spool until it is',
+        );
+      }
+      drain.start();
       await b.start();
       try {
         await http.listen({ port: config.http.port, host: config.http.host });
@@ -136,25 +227,37 @@ export function buildApp(config: Config, opts: { log?: Logger } = {}): App {
       }
       const address = http.server.address();
       httpPort = typeof address === 'object' && address ? address.port : config.http.port;
+      statsTimer = setInterval(logStats, 60_000);
+      statsTimer.unref();
       started = true;
       log.info(
-        { mqttPort: b.port, httpPort, influx: config.influx.url, db: config.influx.db },
+        {
+          mqttPort: b.port,
+          httpPort,
+          influx: config.influx.url,
+          api: config.influx.api,
+          spool: config.spool.enabled,
+        },
         'gateway started',
       );
     },
     async stop() {
-      if (!started) {
-        await Promise.allSettled([http.close(), b.stop(), registry.stop()]);
-        return;
-      }
+      clearInterval(statsTimer);
+      const wasStarted = started;
       started = false;
-      await http.close();
+      await http.close().catch(() => undefined);
+      // Stop accepting: close the listener and the connections; then finish the appends under way.
       await b.stop();
-      await batcher.stop();
-      await rejects.stop();
+      await Promise.allSettled([...inFlight]);
+      if (wasStarted) await drain.stop(config.shutdownTimeoutMs);
+      await spool?.stop();
+      await rejects.stop().catch(() => undefined);
       await writer.stop();
       await registry.stop();
-      log.info({ written: batcher.written }, 'gateway stopped');
+      if (wasStarted) {
+        const left = queue.stats.unconfirmedRecords;
+        log.info({ pointsWritten: drain.stats.pointsWritten, recordsLeftInSpool: left }, 'gateway stopped');
+      }
     },
   };
 }

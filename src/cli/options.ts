@@ -18,6 +18,17 @@ export function addServeOptions(cmd: Command): Command {
     .option('--http-host <address>', 'address the HTTP server binds to (default 0.0.0.0)')
     .option('--influx-url <url>', 'InfluxDB 1.x URL (default http://127.0.0.1:8086)')
     .option('--influx-db <name>', 'InfluxDB database, created if missing (default livinglab)')
+    .option('--influx-api <v1|v2>', 'write API: v1 (/write) or v2 (/api/v2/write) (default v1)')
+    .option('--influx-org <org>', 'InfluxDB organisation (v2)')
+    .option('--influx-bucket <bucket>', 'InfluxDB bucket (v2)')
+    .option('--influx-token <token>', 'InfluxDB API token (v2); better: LIVINGLAB_INFLUX_TOKEN')
+    .option(
+      '--spool-max <size>',
+      'spool size limit, e.g. 1GiB; when full, acknowledgements pause (default 1GiB)',
+    )
+    .option('--no-spool', 'keep accepted readings in memory only (loses data on a crash; for measurements)')
+    .option('--write-concurrency <n>', 'InfluxDB writes in flight at once (default 2)')
+    .option('--shutdown-timeout <duration>', 'how long to keep writing to InfluxDB on SIGTERM (default 10s)')
     .option('--data-dir <dir>', 'folder for the rejects log (default ./data)')
     .option('--schemas-dir <dir>', 'device schema folder (default: the bundled device-schemas/)')
     .option('--max-packet-size <bytes>', 'largest MQTT packet accepted (default 262144)')
@@ -40,6 +51,14 @@ export interface CommonFlags {
   httpHost?: string;
   influxUrl?: string;
   influxDb?: string;
+  influxApi?: string;
+  influxOrg?: string;
+  influxBucket?: string;
+  influxToken?: string;
+  spoolMax?: string;
+  spool?: boolean;
+  writeConcurrency?: string;
+  shutdownTimeout?: string;
   dataDir?: string;
   schemasDir?: string;
   maxPacketSize?: string;
@@ -58,8 +77,22 @@ export function configFromFlags(flags: CommonFlags, env: Record<string, string |
     logLevel: flags.logLevel,
     mqtt: { port: int(flags.mqttPort), host: flags.mqttHost, maxPacketSize: int(flags.maxPacketSize) },
     http: { port: int(flags.httpPort), host: flags.httpHost },
-    influx: { url: flags.influxUrl, db: flags.influxDb },
-    writer: { batchSize: int(flags.batchSize), flushInterval: flags.flushInterval },
+    influx: {
+      url: flags.influxUrl,
+      db: flags.influxDb,
+      api: flags.influxApi,
+      org: flags.influxOrg,
+      bucket: flags.influxBucket,
+      token: flags.influxToken,
+    },
+    writer: {
+      batchSize: int(flags.batchSize),
+      flushInterval: flags.flushInterval,
+      concurrency: int(flags.writeConcurrency),
+    },
+    // commander sets spool=true by default for --no-spool; only an explicit --no-spool overrides the config.
+    spool: { maxSize: flags.spoolMax, enabled: flags.spool === false ? false : undefined },
+    shutdownTimeout: flags.shutdownTimeout,
     time: { maxAge: flags.maxAge, maxFuture: flags.maxFuture },
   };
   return loadConfig({ ...(flags.config ? { file: flags.config } : {}), env, flags: input });

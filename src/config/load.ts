@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { Ajv } from 'ajv';
 import { parse as parseYaml } from 'yaml';
 import { GatewayError } from '../errors.js';
-import { parseDuration } from './duration.js';
+import { parseDuration, parseSize } from './duration.js';
 import { CONFIG_SCHEMA, type Config } from './schema.js';
 
 export type ConfigInput = { [key: string]: string | number | boolean | ConfigInput | undefined };
@@ -14,7 +14,7 @@ export type ConfigInput = { [key: string]: string | number | boolean | ConfigInp
 interface LeafOption {
   path: string[];
   env: string;
-  type: 'string' | 'integer' | 'duration' | 'enum';
+  type: 'string' | 'integer' | 'boolean' | 'duration' | 'enum';
 }
 
 type SchemaNode = {
@@ -39,7 +39,9 @@ export function listOptions(): LeafOption[] {
         ? 'duration'
         : node.type === 'integer'
           ? 'integer'
-          : 'string';
+          : node.type === 'boolean'
+            ? 'boolean'
+            : 'string';
     out.push({ path, env, type });
   };
   walk(CONFIG_SCHEMA as unknown as SchemaNode, []);
@@ -77,7 +79,10 @@ function fromEnv(env: Record<string, string | undefined>): ConfigInput {
   for (const opt of listOptions()) {
     const raw = env[opt.env];
     if (raw === undefined || raw === '') continue;
-    setPath(out, opt.path, opt.type === 'integer' && /^\d+$/.test(raw) ? Number(raw) : raw);
+    let value: string | number | boolean = raw;
+    if (opt.type === 'integer' && /^\d+$/.test(raw)) value = Number(raw);
+    if (opt.type === 'boolean' && /^(true|false|on|off|1|0)$/i.test(raw)) value = /^(true|on|1)$/i.test(raw);
+    setPath(out, opt.path, value);
   }
   return out;
 }
@@ -145,8 +150,15 @@ export function loadConfig(opts: LoadConfigOptions = {}): Config {
     logLevel: Config['logLevel'];
     mqtt: Record<string, unknown>;
     http: { host: string; port: number };
-    influx: Config['influx'];
-    writer: { batchSize: number; flushInterval: string | number };
+    influx: Omit<Config['influx'], 'timeoutMs'> & { timeout: string | number };
+    writer: {
+      batchSize: number;
+      flushInterval: string | number;
+      concurrency: number;
+      maxRetryDelay: string | number;
+    };
+    spool: { enabled: boolean; maxSize: string | number; segmentSize: string | number };
+    shutdownTimeout: string | number;
     time: { maxFuture: string | number; maxAge: string | number };
     ingest: { maxBatchReadings: number };
     registryPoll: string | number;
@@ -157,6 +169,13 @@ export function loadConfig(opts: LoadConfigOptions = {}): Config {
       throw new GatewayError('LL_CONFIG_INVALID', `${name}: not a duration: ${String(v)}`);
     return parsed;
   };
+  const bytes = (v: unknown, name: string): number => {
+    const parsed = parseSize(v as string | number);
+    if (parsed === undefined)
+      throw new GatewayError('LL_CONFIG_INVALID', `${name}: not a size: ${String(v)}`);
+    return parsed;
+  };
+  const { timeout, ...influx } = r.influx;
   const config: Config = {
     registry: r.registry,
     schemasDir: r.schemasDir || bundledSchemasDir(),
@@ -171,11 +190,19 @@ export function loadConfig(opts: LoadConfigOptions = {}): Config {
       keepaliveLimit: r.mqtt.keepaliveLimit as number,
     },
     http: { host: r.http.host, port: r.http.port },
-    influx: { ...r.influx },
+    influx: { ...influx, timeoutMs: ms(timeout, 'influx.timeout') },
     writer: {
       batchSize: r.writer.batchSize,
       flushIntervalMs: ms(r.writer.flushInterval, 'writer.flushInterval'),
+      concurrency: r.writer.concurrency,
+      maxRetryDelayMs: ms(r.writer.maxRetryDelay, 'writer.maxRetryDelay'),
     },
+    spool: {
+      enabled: r.spool.enabled,
+      maxBytes: bytes(r.spool.maxSize, 'spool.maxSize'),
+      segmentBytes: bytes(r.spool.segmentSize, 'spool.segmentSize'),
+    },
+    shutdownTimeoutMs: ms(r.shutdownTimeout, 'shutdownTimeout'),
     time: { maxFutureMs: ms(r.time.maxFuture, 'time.maxFuture'), maxAgeMs: ms(r.time.maxAge, 'time.maxAge') },
     ingest: { maxBatchReadings: r.ingest.maxBatchReadings },
     registryPollMs: ms(r.registryPoll, 'registryPoll'),

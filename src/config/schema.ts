@@ -3,6 +3,13 @@
 // derived from this one schema (see load.ts).
 
 const DURATION_PATTERN = '^\\d+(\\.\\d+)?\\s*(ms|s|m|h|d)?$';
+const SIZE_PATTERN = '^\\d+(\\.\\d+)?\\s*([kKmMgG]i?[bB]|[bB])?$';
+const size = (def: string, description: string) => ({
+  type: ['string', 'integer'],
+  pattern: SIZE_PATTERN,
+  default: def,
+  description,
+});
 const duration = (def: string, description: string) => ({
   type: ['string', 'integer'],
   pattern: DURATION_PATTERN,
@@ -23,7 +30,7 @@ export const CONFIG_SCHEMA = {
     dataDir: {
       type: 'string',
       default: 'data',
-      description: 'Folder for the rejects log and, later, the spool',
+      description: 'Folder for the spool and the rejects log',
     },
     logLevel: {
       enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'],
@@ -84,6 +91,11 @@ export const CONFIG_SCHEMA = {
       additionalProperties: false,
       default: {},
       properties: {
+        api: {
+          enum: ['v1', 'v2'],
+          default: 'v1',
+          description: 'Write API: v1 (/write; InfluxDB 1.x, 3.x, 2.x compatibility) or v2 (/api/v2/write)',
+        },
         url: {
           type: 'string',
           pattern: '^https?://',
@@ -97,7 +109,15 @@ export const CONFIG_SCHEMA = {
           description: 'InfluxDB database (created if missing)',
         },
         username: { type: 'string', default: '', description: 'InfluxDB user (empty: no authentication)' },
-        password: { type: 'string', default: '', description: 'InfluxDB password' },
+        password: { type: 'string', default: '', description: 'InfluxDB password (v1)' },
+        org: { type: 'string', default: '', description: 'InfluxDB organisation (v2)' },
+        bucket: { type: 'string', default: '', description: 'InfluxDB bucket (v2)' },
+        token: {
+          type: 'string',
+          default: '',
+          description: 'InfluxDB API token (v2); prefer LIVINGLAB_INFLUX_TOKEN to a flag',
+        },
+        timeout: duration('30s', 'Longest time one write may take before it is retried'),
       },
     },
     writer: {
@@ -113,6 +133,14 @@ export const CONFIG_SCHEMA = {
           description: 'Points per InfluxDB write',
         },
         flushInterval: duration('1s', 'Longest time a point waits before it is written'),
+        concurrency: {
+          type: 'integer',
+          minimum: 1,
+          maximum: 16,
+          default: 2,
+          description: 'Writes in flight at once',
+        },
+        maxRetryDelay: duration('30s', 'Longest wait between two retries of a failed write'),
       },
     },
     time: {
@@ -138,6 +166,28 @@ export const CONFIG_SCHEMA = {
         },
       },
     },
+    spool: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        enabled: {
+          type: 'boolean',
+          default: true,
+          description:
+            'Keep accepted readings in a write-ahead log on disk until InfluxDB has them (off only to measure its cost: loses data on a crash)',
+        },
+        maxSize: size(
+          '1GiB',
+          'Spool size limit; when full the gateway stops acknowledging instead of dropping',
+        ),
+        segmentSize: size('16MiB', 'Size at which the spool starts a new segment file'),
+      },
+    },
+    shutdownTimeout: duration(
+      '10s',
+      'On SIGTERM/SIGINT, how long to keep writing to InfluxDB before exiting (the rest stays in the spool)',
+    ),
     registryPoll: duration('1s', 'How often the registry file is checked for changes'),
   },
 } as const;
@@ -158,12 +208,24 @@ export interface Config {
   };
   readonly http: { readonly host: string; readonly port: number };
   readonly influx: {
+    readonly api: 'v1' | 'v2';
     readonly url: string;
     readonly db: string;
     readonly username: string;
     readonly password: string;
+    readonly org: string;
+    readonly bucket: string;
+    readonly token: string;
+    readonly timeoutMs: number;
   };
-  readonly writer: { readonly batchSize: number; readonly flushIntervalMs: number };
+  readonly writer: {
+    readonly batchSize: number;
+    readonly flushIntervalMs: number;
+    readonly concurrency: number;
+    readonly maxRetryDelayMs: number;
+  };
+  readonly spool: { readonly enabled: boolean; readonly maxBytes: number; readonly segmentBytes: number };
+  readonly shutdownTimeoutMs: number;
   readonly time: { readonly maxFutureMs: number; readonly maxAgeMs: number };
   readonly ingest: { readonly maxBatchReadings: number };
   readonly registryPollMs: number;

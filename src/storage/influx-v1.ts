@@ -1,29 +1,21 @@
-// Writer over the InfluxDB 1.x HTTP API through the npm `influx` package. Field types come from the
-// device schemas (one node-influx schema per measurement), so node-influx never guesses a type.
-import { FieldType, InfluxDB, type IPoint } from 'influx';
+// Writer for the InfluxDB 1.x HTTP API (also served by InfluxDB 2.x compatibility endpoints and 3.x).
+// Admin calls (create database, ping) go through the npm `influx` package; writes POST our own line
+// protocol to /write with fetch, because the drain needs the status code, Retry-After and the
+// server's error text to classify failures, and node-influx would re-encode the points (DESIGN §6).
+import { InfluxDB } from 'influx';
 import { GatewayError } from '../errors.js';
-import type { SchemaSet } from '../schemas/types.js';
-import type { Point } from './point.js';
+import { classifyWriteResponse } from './write-response.js';
 import type { Writer } from './writer.js';
-
-export const BASE_TAGS = ['site', 'device_type', 'device_id', 'schema_version', 'subject'] as const;
-
-const FIELD_TYPES = {
-  integer: FieldType.INTEGER,
-  float: FieldType.FLOAT,
-  boolean: FieldType.BOOLEAN,
-  string: FieldType.STRING,
-} as const;
 
 export interface InfluxV1Options {
   url: string;
   db: string;
   username?: string;
   password?: string;
-  schemas: SchemaSet;
+  timeoutMs?: number;
 }
 
-export function createInfluxClient(opts: Omit<InfluxV1Options, 'schemas'>): InfluxDB {
+export function createInfluxClient(opts: InfluxV1Options): InfluxDB {
   const u = new URL(opts.url);
   return new InfluxDB({
     host: u.hostname,
@@ -34,37 +26,24 @@ export function createInfluxClient(opts: Omit<InfluxV1Options, 'schemas'>): Infl
   });
 }
 
-function measurementSchemas(schemas: SchemaSet, db: string) {
-  const byMeasurement = new Map<string, { fields: Record<string, FieldType>; tags: Set<string> }>();
-  for (const s of schemas.all()) {
-    const m = s.timeseries.measurement;
-    const entry = byMeasurement.get(m) ?? { fields: {}, tags: new Set<string>(BASE_TAGS) };
-    for (const f of s.timeseries.fields) entry.fields[f.name] = FIELD_TYPES[f.kind];
-    for (const t of s.timeseries.tags) entry.tags.add(t);
-    byMeasurement.set(m, entry);
-  }
-  return [...byMeasurement].map(([measurement, e]) => ({
-    measurement,
-    fields: e.fields,
-    tags: [...e.tags],
-    database: db,
-  }));
-}
-
-function toIPoint(p: Point): IPoint {
-  const fields: Record<string, number | boolean | string> = {};
-  for (const [name, f] of Object.entries(p.fields)) fields[name] = f.value;
-  return { measurement: p.measurement, tags: { ...p.tags }, fields, timestamp: p.timestampNs };
-}
-
 export function createInfluxV1Writer(opts: InfluxV1Options): Writer {
   const client = createInfluxClient(opts);
-  for (const schema of measurementSchemas(opts.schemas, opts.db)) client.addSchema(schema);
+  const writeUrl = new URL('/write', opts.url);
+  writeUrl.searchParams.set('db', opts.db);
+  writeUrl.searchParams.set('precision', 'ns');
+  const headers: Record<string, string> = { 'content-type': 'text/plain; charset=utf-8' };
+  if (opts.username) {
+    headers.authorization = `Basic ${Buffer.from(`${opts.username}:${opts.password ?? ''}`).toString('base64')}`;
+  }
+  const ensureDatabase = async () => {
+    const names = await client.getDatabaseNames();
+    if (!names.includes(opts.db)) await client.createDatabase(opts.db);
+  };
   return {
+    name: 'influx-v1',
     async start() {
       try {
-        const names = await client.getDatabaseNames();
-        if (!names.includes(opts.db)) await client.createDatabase(opts.db);
+        await ensureDatabase();
       } catch (err) {
         throw new GatewayError(
           'LL_INFLUX_UNAVAILABLE',
@@ -73,9 +52,28 @@ export function createInfluxV1Writer(opts: InfluxV1Options): Writer {
         );
       }
     },
-    async write(points) {
-      if (points.length === 0) return;
-      await client.writePoints(points.map(toIPoint), { precision: 'n', database: opts.db });
+    async write(lines) {
+      try {
+        const res = await fetch(writeUrl, {
+          method: 'POST',
+          headers,
+          body: lines.join('\n'),
+          signal: AbortSignal.timeout(opts.timeoutMs ?? 30_000),
+        });
+        const body = res.status === 204 ? '' : await res.text();
+        const result = classifyWriteResponse(res.status, body, res.headers.get('retry-after'));
+        // A database dropped or never created (InfluxDB answers 404): create it, then retry.
+        if (res.status === 404 && /database not found/i.test(body))
+          await ensureDatabase().catch(() => undefined);
+        return result;
+      } catch (err) {
+        const cause = (err as { cause?: { code?: string } }).cause?.code;
+        return {
+          ok: false,
+          kind: 'retry',
+          message: `${(err as Error).message}${cause ? ` (${cause})` : ''}`,
+        };
+      }
     },
     async ping() {
       const hosts = await client.ping(2000).catch(() => []);

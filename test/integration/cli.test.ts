@@ -255,7 +255,7 @@ describe('livinglab command line', () => {
     expect(v.stderr).toContain('1 valid reading(s), 1 rejected (pulse-oximeter@1)');
   });
 
-  it('serve reports an unreachable InfluxDB with the URL and exits 2', async () => {
+  it('serve without a spool reports an unreachable InfluxDB with the URL and exits 2', async () => {
     const r = await cli([
       'serve',
       '--registry',
@@ -270,6 +270,7 @@ describe('livinglab command line', () => {
       join(dir, 'data'),
       '--log-level',
       'silent',
+      '--no-spool',
     ]);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/InfluxDB at http:\/\/127\.0\.0\.1:9 .*is influxd running\? \(--influx-url\)/);

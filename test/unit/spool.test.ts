@@ -1,0 +1,190 @@
+import { appendFileSync, mkdtempSync, readdirSync, readFileSync, statSync, truncateSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { describe, expect, it } from 'vitest';
+import { backoffDelay, parseRetryAfter } from '../../src/storage/backoff.js';
+import { toLine } from '../../src/storage/line-protocol.js';
+import type { QueuedRecord } from '../../src/storage/queue.js';
+import { createSpool, decodeRecords, encodeRecord, SpoolFullError } from '../../src/storage/spool.js';
+import { classifyWriteResponse } from '../../src/storage/write-response.js';
+
+const log = pino({ level: 'silent' });
+const dir = () => mkdtempSync(join(tmpdir(), 'll-spool-'));
+const p = (s: string) => Buffer.from(s);
+const texts = (rs: { payload: Buffer }[]) => rs.map((r) => r.payload.toString());
+
+describe('spool records', () => {
+  it('round-trip with their append time', () => {
+    const buf = Buffer.concat([encodeRecord(p('a'), 1000), encodeRecord(p('bb'), 2000)]);
+    const d = decodeRecords(buf, 7);
+    expect(d).toMatchObject({ end: buf.length, corrupt: false });
+    expect(d.records.map((r) => [r.payload.toString(), r.appendedAt, r.position])).toEqual([
+      ['a', 1000, { segment: 7, offset: 17 }],
+      ['bb', 2000, { segment: 7, offset: 35 }],
+    ]);
+  });
+  it('stop at a torn record and at a flipped bit', () => {
+    const one = encodeRecord(p('hello'), 1);
+    const two = encodeRecord(p('world'), 2);
+    expect(decodeRecords(Buffer.concat([one, two.subarray(0, 10)]), 1)).toMatchObject({
+      end: one.length,
+      corrupt: false,
+    });
+    const flipped = Buffer.from(two);
+    flipped[20] = (flipped[20] as number) ^ 1;
+    expect(decodeRecords(Buffer.concat([one, flipped]), 1)).toMatchObject({ end: one.length, corrupt: true });
+  });
+});
+
+describe('spool', () => {
+  it('hands out records in order and replays unconfirmed ones after a restart', async () => {
+    const d = dir();
+    const a = createSpool({ dir: d, maxBytes: 1 << 20, log });
+    await a.start();
+    await a.append([p('r1'), p('r2')]);
+    await a.append([p('r3')]);
+    const first = await a.read(1 << 20);
+    expect(texts(first)).toEqual(['r1', 'r2', 'r3']);
+    await a.confirm((first[0] as QueuedRecord).position);
+    expect(a.stats.unconfirmedRecords).toBe(2);
+    await a.stop();
+    const b = createSpool({ dir: d, maxBytes: 1 << 20, log });
+    expect(await b.start()).toMatchObject({ records: 2, cutBytes: 0 });
+    expect(texts(await b.read(1 << 20))).toEqual(['r2', 'r3']);
+    await b.stop();
+  });
+
+  it('deletes a segment only when all of it is confirmed', async () => {
+    const d = dir();
+    const s = createSpool({ dir: d, maxBytes: 1 << 20, segmentBytes: 64, log });
+    await s.start();
+    for (let i = 0; i < 10; i++) await s.append([p(`record-${i}-${'x'.repeat(30)}`)]);
+    const segs = () => readdirSync(d).filter((n) => n.endsWith('.seg')).length;
+    const before = segs();
+    expect(before).toBeGreaterThan(3);
+    const all = await s.read(1 << 20);
+    await s.confirm((all[4] as QueuedRecord).position);
+    expect(segs()).toBeLessThan(before);
+    expect(segs()).toBeGreaterThan(1);
+    await s.confirm((all[9] as QueuedRecord).position);
+    expect(s.stats.unconfirmedRecords).toBe(0);
+    await s.stop();
+    const again = createSpool({ dir: d, maxBytes: 1 << 20, log });
+    expect((await again.start()).records).toBe(0);
+    await again.stop();
+  });
+
+  it('cuts a torn last record at start-up, keeps the bytes aside and replays the rest', async () => {
+    const d = dir();
+    const s = createSpool({ dir: d, maxBytes: 1 << 20, log });
+    await s.start();
+    await s.append([p('complete-1'), p('complete-2')]);
+    await s.stop();
+    const seg = readdirSync(d).find((n) => n.endsWith('.seg')) as string;
+    appendFileSync(join(d, seg), encodeRecord(p('torn-record'), 3).subarray(0, 12));
+    const size = statSync(join(d, seg)).size;
+    const again = createSpool({ dir: d, maxBytes: 1 << 20, log });
+    expect(await again.start()).toMatchObject({ records: 2, cutBytes: 12 });
+    expect(statSync(join(d, seg)).size).toBe(size - 12);
+    expect(readdirSync(join(d, 'corrupt'))).toHaveLength(1);
+    expect(texts(await again.read(1 << 20))).toEqual(['complete-1', 'complete-2']);
+    await again.stop();
+  });
+
+  it('cuts a record whose bytes were damaged, never replaying garbage', async () => {
+    const d = dir();
+    const s = createSpool({ dir: d, maxBytes: 1 << 20, log });
+    await s.start();
+    await s.append([p('good'), p('will-be-damaged')]);
+    await s.stop();
+    const seg = join(d, readdirSync(d).find((n) => n.endsWith('.seg')) as string);
+    const bytes = readFileSync(seg);
+    truncateSync(seg, bytes.length - 1);
+    appendFileSync(seg, Buffer.from([bytes[bytes.length - 1] === 0x41 ? 0x42 : 0x41]));
+    const again = createSpool({ dir: d, maxBytes: 1 << 20, log });
+    expect((await again.start()).records).toBe(1);
+    expect(texts(await again.read(1 << 20))).toEqual(['good']);
+    await again.stop();
+  });
+
+  it('makes appends wait when full, and lets them in when confirmed records free space', async () => {
+    const s = createSpool({ dir: dir(), maxBytes: 100, maxWaitingBytes: 60, log });
+    await s.start();
+    await s.append([p('x'.repeat(60))]);
+    let done = false;
+    const waiting = s.append([p('y'.repeat(30))]).then(() => {
+      done = true;
+    });
+    await new Promise((r) => setTimeout(r, 50));
+    expect(done).toBe(false);
+    expect(s.stats.full).toBe(true);
+    await expect(s.append([p('z'.repeat(30))])).rejects.toBeInstanceOf(SpoolFullError);
+    const [r] = await s.read(1000);
+    await s.confirm((r as QueuedRecord).position);
+    await waiting;
+    expect(s.stats.full).toBe(false);
+    expect(texts(await s.read(1000))).toEqual(['y'.repeat(30)]);
+    await s.stop();
+  });
+
+  it('reports the age of the oldest unwritten record', async () => {
+    const s = createSpool({ dir: dir(), maxBytes: 1 << 20, log });
+    await s.start();
+    const t0 = Date.now();
+    await s.append([p('a')]);
+    expect(s.stats.oldestUnconfirmedAt).toBeGreaterThanOrEqual(t0);
+    const rs = await s.read(100);
+    expect(s.stats.oldestUnconfirmedAt).toBeGreaterThanOrEqual(t0);
+    await s.confirm((rs[0] as QueuedRecord).position);
+    expect(s.stats.oldestUnconfirmedAt).toBeUndefined();
+    await s.stop();
+  });
+});
+
+describe('line protocol', () => {
+  it('writes integers with i, floats with a decimal point, escapes tags and strings', () => {
+    expect(
+      toLine({
+        measurement: 'm x',
+        tags: { room: 'living room,2', a: 'b=c' },
+        fields: {
+          n: { kind: 'integer', value: 97 },
+          f: { kind: 'float', value: 97 },
+          g: { kind: 'float', value: 0.5 },
+          b: { kind: 'boolean', value: true },
+          s: { kind: 'string', value: 'say "hi" \\' },
+        },
+        timestampNs: '1795341600000000123',
+      }),
+    ).toBe(
+      'm\\ x,a=b\\=c,room=living\\ room\\,2 n=97i,f=97.0,g=0.5,b=true,s="say \\"hi\\" \\\\" 1795341600000000123',
+    );
+  });
+});
+
+describe('retry policy', () => {
+  it('grows exponentially with jitter, is capped, and honours Retry-After', () => {
+    const policy = { baseMs: 100, maxMs: 1000 };
+    expect(backoffDelay(1, policy, undefined, () => 0)).toBe(50);
+    expect(backoffDelay(1, policy, undefined, () => 1)).toBe(100);
+    expect(backoffDelay(3, policy, undefined, () => 1)).toBe(400);
+    expect(backoffDelay(20, policy, undefined, () => 1)).toBe(1000);
+    expect(backoffDelay(1, policy, 5000, () => 0)).toBe(5000);
+  });
+  it('parses Retry-After seconds and dates', () => {
+    expect(parseRetryAfter('7')).toBe(7000);
+    expect(parseRetryAfter(new Date(10_000).toUTCString(), 4000)).toBe(6000);
+    expect(parseRetryAfter('soon')).toBeUndefined();
+  });
+  it.each([
+    [204, '', { ok: true }],
+    [400, '{"error":"partial write: field type conflict"}', { ok: false, kind: 'bad-data' }],
+    [413, '', { ok: false, kind: 'too-large' }],
+    [404, '{"error":"database not found: \\"x\\""}', { ok: false, kind: 'retry' }],
+    [401, '{"error":"authorization failed"}', { ok: false, kind: 'retry' }],
+    [503, 'busy', { ok: false, kind: 'retry', retryAfterMs: 3000 }],
+  ])('classifies HTTP %i', (status, body, expected) => {
+    expect(classifyWriteResponse(status, body, status === 503 ? '3' : null)).toMatchObject(expected);
+  });
+});
