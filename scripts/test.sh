@@ -3,7 +3,7 @@
 # influxd and real MQTT clients. `npm it` installs the npm dependencies first and then runs this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/ensure-system.sh influxdb:influxd mosquitto:mosquitto mosquitto-clients:mosquitto_pub
+bash scripts/ensure-system.sh influxdb:influxd mosquitto:mosquitto mosquitto-clients:mosquitto_pub victoria-metrics:victoria-metrics
 [ -d node_modules ] || npm ci
 npm run --silent typecheck
 npm run --silent lint

@@ -4,6 +4,7 @@
 import { type Broker, createBroker } from './broker/broker.js';
 import type { Config } from './config/schema.js';
 import { GatewayError } from './errors.js';
+import { createMetrics } from './http/metrics.js';
 import { buildHttp } from './http/server.js';
 import { createPipeline, type Pipeline } from './ingest/pipeline.js';
 import { rejection } from './ingest/record.js';
@@ -136,11 +137,20 @@ export function buildApp(config: Config, opts: { log?: Logger } = {}): App {
   });
   broker = b;
   const startedAt = Date.now();
+  const metrics = createMetrics({
+    pipeline: () => pipeline.stats,
+    drain: () => drain.stats,
+    queue: () => queue.stats,
+    connectedClients: () => b.connectedClients,
+    registryReloads: () => registry.reloads,
+  });
+  drain.stats.onWriteLatency = metrics.observeWriteLatency;
   const http = buildHttp({
     health: () => ({
       uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
       connectedClients: b.connectedClients,
     }),
+    metrics: metrics.registry,
   });
   let httpPort = 0;
   let started = false;

@@ -149,11 +149,13 @@ export function createSpool(opts: SpoolOptions): Spool {
         await (active as FileHandle).datasync();
         last().size += bytes;
         totalBytes += bytes;
-        unconfirmedBytes += bytes;
         if (unreadRecords === 0) firstUnreadAt = bufs[0]?.readDoubleLE(8);
         unreadRecords += batch.length;
       } catch (err) {
-        for (const p of batch) p.reject(err as Error);
+        for (const p of batch) {
+          unconfirmedBytes -= p.buf.length;
+          p.reject(err as Error);
+        }
         continue;
       }
       for (const p of batch) p.resolve();
@@ -162,6 +164,8 @@ export function createSpool(opts: SpoolOptions): Spool {
   };
 
   const enqueue = (p: Pending) => {
+    // Reserved now, not at commit, so concurrent appends cannot overshoot the limit together.
+    unconfirmedBytes += p.buf.length;
     pending.push(p);
     committing ??= commit().finally(() => {
       committing = undefined;

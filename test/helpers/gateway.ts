@@ -69,9 +69,9 @@ export async function startGateway(opts: {
       registryPoll: '100ms',
       mqtt: { port: 0, host: '127.0.0.1' },
       http: { port: 0, host: '127.0.0.1' },
-      influx: { url: opts.influxUrl, db },
-      writer: { flushInterval: '50ms' },
       ...opts.config,
+      influx: { url: opts.influxUrl, db, ...(opts.config?.influx as ConfigInput | undefined) },
+      writer: { flushInterval: '50ms', ...(opts.config?.writer as ConfigInput | undefined) },
     },
   });
   const lines: Record<string, unknown>[] = [];

@@ -12,6 +12,10 @@ export interface Influxd {
   readonly port: number;
   readonly client: (db: string) => InfluxDB;
   query<T = Record<string, unknown>>(db: string, q: string): Promise<T[]>;
+  /** Stops the process but keeps its data (an outage). */
+  kill(): Promise<void>;
+  /** Starts it again on the same port and data. */
+  restart(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -53,19 +57,35 @@ async function waitForPing(url: string, child: ChildProcess, output: () => strin
   throw new Error(`influxd did not answer on ${url} within 30 s: ${output()}`);
 }
 
-export async function startInfluxd(): Promise<Influxd> {
+export async function startInfluxd(opts: { port?: number } = {}): Promise<Influxd> {
   const dir = await mkdtemp(join(tmpdir(), 'll-influxd-'));
-  const port = await freePort();
+  const port = opts.port ?? (await freePort());
   const rpcPort = await freePort();
   const configFile = join(dir, 'influxdb.conf');
   await writeFile(configFile, influxConfig(dir, port, rpcPort));
-  const child = spawn('influxd', ['-config', configFile], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  child.stderr?.on('data', (d: Buffer) => {
-    stderr = (stderr + d.toString()).slice(-4000);
-  });
   const url = `http://127.0.0.1:${port}`;
-  await waitForPing(url, child, () => stderr);
+  let child: ChildProcess | undefined;
+  let stderr = '';
+  const launch = async () => {
+    const c = spawn('influxd', ['-config', configFile], { stdio: ['ignore', 'ignore', 'pipe'] });
+    child = c;
+    c.stderr?.on('data', (d: Buffer) => {
+      stderr = (stderr + d.toString()).slice(-4000);
+    });
+    await waitForPing(url, c, () => stderr);
+  };
+  const kill = async () => {
+    const c = child;
+    if (!c || c.exitCode !== null) return;
+    const exited = new Promise((r) => c.once('exit', r));
+    c.kill('SIGTERM');
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+    if (c.exitCode === null) {
+      c.kill('SIGKILL');
+      await exited;
+    }
+  };
+  await launch();
   const client = (db: string) => new InfluxDB({ host: '127.0.0.1', port, database: db });
   return {
     url,
@@ -96,13 +116,10 @@ export async function startInfluxd(): Promise<Influxd> {
       }
       return rows;
     },
+    kill,
+    restart: launch,
     async stop() {
-      if (child.exitCode === null) {
-        const exited = new Promise((r) => child.once('exit', r));
-        child.kill('SIGTERM');
-        await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
-        if (child.exitCode === null) child.kill('SIGKILL');
-      }
+      await kill();
       await rm(dir, { recursive: true, force: true });
     },
   };

@@ -1,0 +1,127 @@
+// Prometheus metrics: read from the parts' own counters when scraped (the parts do not know about
+// Prometheus), plus the write-latency histogram and the Node.js process defaults.
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+
+export interface MetricsSources {
+  pipeline: () => { messages: number; readingsAccepted: number; rejected: Record<string, number> };
+  drain: () => { pointsWritten: number; pointsRejected: number; writeRetries: number };
+  queue: () => {
+    bytes: number;
+    diskBytes: number;
+    limitBytes: number;
+    oldestUnconfirmedAt: number | undefined;
+    full: boolean;
+  };
+  connectedClients: () => number;
+  registryReloads: () => number;
+}
+
+export interface Metrics {
+  readonly registry: Registry;
+  observeWriteLatency(seconds: number): void;
+}
+
+function counter(registry: Registry, name: string, help: string, read: () => number): void {
+  new Counter({
+    name,
+    help,
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(read());
+    },
+  });
+}
+
+function gauge(registry: Registry, name: string, help: string, read: () => number): void {
+  new Gauge({
+    name,
+    help,
+    registers: [registry],
+    collect() {
+      this.set(read());
+    },
+  });
+}
+
+export function createMetrics(src: MetricsSources): Metrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  counter(
+    registry,
+    'livinglab_messages_received_total',
+    'MQTT messages received from devices',
+    () => src.pipeline().messages,
+  );
+  counter(
+    registry,
+    'livinglab_readings_accepted_total',
+    'Readings that passed validation and were spooled',
+    () => src.pipeline().readingsAccepted,
+  );
+  new Counter({
+    name: 'livinglab_readings_rejected_total',
+    help: 'Readings (or whole messages) rejected, by reason',
+    labelNames: ['reason'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [reason, n] of Object.entries(src.pipeline().rejected)) this.inc({ reason }, n);
+    },
+  });
+  counter(
+    registry,
+    'livinglab_points_written_total',
+    'Points InfluxDB accepted',
+    () => src.drain().pointsWritten,
+  );
+  counter(
+    registry,
+    'livinglab_points_rejected_by_database_total',
+    'Points InfluxDB refused as bad data (moved to the rejects log)',
+    () => src.drain().pointsRejected,
+  );
+  counter(
+    registry,
+    'livinglab_write_retries_total',
+    'InfluxDB writes retried',
+    () => src.drain().writeRetries,
+  );
+  counter(registry, 'livinglab_registry_reloads_total', 'Registry file reloads', () => src.registryReloads());
+  gauge(
+    registry,
+    'livinglab_spool_bytes',
+    'Bytes of accepted readings not yet in InfluxDB',
+    () => src.queue().bytes,
+  );
+  gauge(
+    registry,
+    'livinglab_spool_disk_bytes',
+    'Bytes of spool segment files on disk',
+    () => src.queue().diskBytes,
+  );
+  gauge(registry, 'livinglab_spool_limit_bytes', 'Spool size limit', () => src.queue().limitBytes);
+  gauge(
+    registry,
+    'livinglab_spool_full',
+    '1 while acknowledgements are paused because the spool is full',
+    () => (src.queue().full ? 1 : 0),
+  );
+  gauge(
+    registry,
+    'livinglab_spool_oldest_unwritten_seconds',
+    'Age of the oldest reading not yet in InfluxDB',
+    () => {
+      const at = src.queue().oldestUnconfirmedAt;
+      return at ? Math.max(0, (Date.now() - at) / 1000) : 0;
+    },
+  );
+  gauge(registry, 'livinglab_connected_clients', 'Connected MQTT clients', src.connectedClients);
+  const latency = new Histogram({
+    name: 'livinglab_write_duration_seconds',
+    help: 'Duration of successful InfluxDB writes',
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [registry],
+  });
+  return { registry, observeWriteLatency: (s) => latency.observe(s) };
+}

@@ -1,0 +1,98 @@
+// The gateway as its own process (`livinglab serve` from source), for tests that kill it.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { writeRegistryFile } from '../../src/registry/file.js';
+import { EMPTY_REGISTRY } from '../../src/registry/types.js';
+import { type TestDevice, withDevices } from './gateway.js';
+
+const ROOT = new URL('../../', import.meta.url).pathname;
+
+export interface GatewayProcess {
+  readonly dir: string;
+  readonly dataDir: string;
+  mqttUrl(): string;
+  readonly httpPort: number;
+  output(): string;
+  start(extraArgs?: string[]): Promise<void>;
+  /** Sends a signal and resolves the exit code. */
+  kill(signal: NodeJS.Signals): Promise<number | null>;
+}
+
+export async function createGatewayProcess(opts: {
+  influxUrl: string;
+  db: string;
+  devices: TestDevice[];
+  args?: string[];
+}): Promise<GatewayProcess> {
+  const dir = await mkdtemp(join(tmpdir(), 'll-gwp-'));
+  const registry = join(dir, 'lab.yaml');
+  await writeRegistryFile(registry, withDevices(EMPTY_REGISTRY, opts.devices));
+  const dataDir = join(dir, 'data');
+  let child: ChildProcess | undefined;
+  let mqttPort = 0;
+  let httpPort = 0;
+  let out = '';
+  return {
+    dir,
+    dataDir,
+    mqttUrl: () => `mqtt://127.0.0.1:${mqttPort}`,
+    get httpPort() {
+      return httpPort;
+    },
+    output: () => out,
+    async start(extraArgs = []) {
+      const args = [
+        '--import',
+        'tsx',
+        join(ROOT, 'src/cli/main.ts'),
+        'serve',
+        '--registry',
+        registry,
+        '--data-dir',
+        dataDir,
+        '--influx-url',
+        opts.influxUrl,
+        '--influx-db',
+        opts.db,
+        '--mqtt-host',
+        '127.0.0.1',
+        '--mqtt-port',
+        '0',
+        '--http-host',
+        '127.0.0.1',
+        '--http-port',
+        '0',
+        '--flush-interval',
+        '100ms',
+        ...(opts.args ?? []),
+        ...extraArgs,
+      ];
+      const from = out.length;
+      const c = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
+      child = c;
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`gateway did not start: ${out}`)), 20_000);
+        c.stderr?.on('data', (d: Buffer) => {
+          out += d.toString();
+          const m = /MQTT on port (\d+), HTTP on http:\/\/localhost:(\d+)/.exec(out.slice(from));
+          if (m) {
+            mqttPort = Number(m[1]);
+            httpPort = Number(m[2]);
+            clearTimeout(timer);
+            resolve();
+          }
+        });
+        c.once('exit', (code) => reject(new Error(`gateway exited with ${code}: ${out}`)));
+      });
+    },
+    async kill(signal) {
+      const c = child;
+      if (!c || c.exitCode !== null) return c?.exitCode ?? null;
+      const exited = new Promise<number | null>((r) => c.once('exit', (code) => r(code)));
+      c.kill(signal);
+      return exited;
+    },
+  };
+}

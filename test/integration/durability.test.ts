@@ -1,0 +1,276 @@
+// Fault tests through real processes: the gateway, influxd, MQTT.js publishers at QoS 1. Each ends
+// with an exact comparison of what publishers got acknowledged against what InfluxDB holds.
+import { appendFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+
+vi.setConfig({ testTimeout: 90_000 });
+
+import { encodeRecord } from '../../src/storage/spool.js';
+import { startGateway } from '../helpers/gateway.js';
+import { createGatewayProcess } from '../helpers/gateway-process.js';
+import { type Influxd, startInfluxd } from '../helpers/influxd.js';
+import { collect, connectDevice, eventually } from '../helpers/mqtt.js';
+import { compareWithInflux, startFleet } from '../helpers/publishers.js';
+import { startSlowProxy } from '../helpers/slow-proxy.js';
+
+let influx: Influxd;
+const devices = (site: string, n: number) =>
+  Array.from({ length: n }, (_, i) => ({ id: `${site}-ox-${i}`, type: 'pulse-oximeter', site }));
+const report = (name: string, figures: object) => console.log(`[fault] ${name}: ${JSON.stringify(figures)}`);
+
+beforeAll(async () => {
+  influx = await startInfluxd();
+});
+afterAll(async () => {
+  await influx?.stop();
+});
+
+describe('an acknowledged reading is never lost', () => {
+  it('when the gateway is killed with SIGKILL under load and restarted', async () => {
+    const ids = devices('kill', 8);
+    const db = 'fault_kill';
+    const gw = await createGatewayProcess({ influxUrl: influx.url, db, devices: ids });
+    await gw.start();
+    const fleet = startFleet({ ids: ids.map((d) => d.id), site: 'kill', url: gw.mqttUrl, intervalMs: 5 });
+    await fleet.untilAcked(1500);
+    expect(await gw.kill('SIGKILL')).toBeNull();
+    const ackedAtKill = fleet.acked;
+    await gw.start();
+    await fleet.untilAcked(ackedAtKill + 1500);
+    await fleet.stop();
+    const result = await compareWithInflux(fleet, influx, db);
+    report('SIGKILL', { ...result, ackedAtKill });
+    expect(result).toMatchObject({ lost: 0, wrongValues: 0 });
+    expect(result.stored).toBeGreaterThanOrEqual(result.acked);
+    expect(result.stored).toBeLessThanOrEqual(result.sent);
+    expect(await gw.kill('SIGTERM')).toBe(0);
+  });
+
+  it('when InfluxDB answers slowly', async () => {
+    const ids = devices('slow', 5);
+    const proxy = await startSlowProxy(influx.url, 800);
+    const gw = await startGateway({
+      influxUrl: proxy.url,
+      devices: ids,
+      config: { writer: { flushInterval: '50ms' } },
+    });
+    const fleet = startFleet({
+      ids: ids.map((d) => d.id),
+      site: 'slow',
+      url: () => gw.mqttUrl,
+      intervalMs: 5,
+      maxPerDevice: 300,
+    });
+    await fleet.untilAcked(1500, 60_000);
+    await fleet.stop();
+    const result = await compareWithInflux(fleet, influx, gw.db);
+    report('slow InfluxDB (800 ms per request)', { ...result, requests: proxy.requests() });
+    expect(result).toMatchObject({ sent: 1500, acked: 1500, stored: 1500, lost: 0, wrongValues: 0 });
+    await gw.stop();
+    await proxy.stop();
+  });
+
+  it('when the last spool record is torn: the tail is cut, the rest replayed', async () => {
+    const ids = devices('torn', 4);
+    const db = 'fault_torn';
+    const gw = await createGatewayProcess({ influxUrl: influx.url, db, devices: ids });
+    await influx.kill();
+    await gw.start();
+    const fleet = startFleet({
+      ids: ids.map((d) => d.id),
+      site: 'torn',
+      url: gw.mqttUrl,
+      intervalMs: 2,
+      maxPerDevice: 100,
+    });
+    await fleet.untilAcked(400);
+    await fleet.stop();
+    expect(await gw.kill('SIGKILL')).toBeNull();
+    const spoolDir = join(gw.dataDir, 'spool');
+    const segments = readdirSync(spoolDir)
+      .filter((n) => n.endsWith('.seg'))
+      .sort();
+    appendFileSync(
+      join(spoolDir, segments[segments.length - 1] as string),
+      encodeRecord(Buffer.from('half a record'), Date.now()).subarray(0, 20),
+    );
+    await influx.restart();
+    await gw.start();
+    const result = await compareWithInflux(fleet, influx, db);
+    report('torn last record', result);
+    expect(result).toMatchObject({ acked: 400, stored: 400, lost: 0, wrongValues: 0 });
+    expect(gw.output()).toContain('spool segment ends in a torn record: cut');
+    expect(readdirSync(join(spoolDir, 'corrupt'))).toHaveLength(1);
+    expect(await gw.kill('SIGTERM')).toBe(0);
+  });
+
+  it('when a batch holds a field-type conflict: the bad points go to the rejects log, the rest are written', async () => {
+    const gw = await startGateway({ influxUrl: influx.url, devices: devices('conflict', 1) });
+    // Someone wrote perfusionIndex as a string into this database: our float points now conflict.
+    const ts0 = Date.now() - 600_000;
+    const seed = await fetch(`${influx.url}/write?db=${gw.db}&precision=ms`, {
+      method: 'POST',
+      body: `pulse_oximeter,device_id=legacy perfusionIndex="n/a" ${ts0}`,
+    });
+    expect(seed.status).toBe(204);
+    const client = await connectDevice(gw.mqttUrl, 'conflict-ox-0');
+    const readings = Array.from({ length: 50 }, (_, i) => ({
+      ts: new Date(ts0 + (i + 1) * 1000).toISOString(),
+      spo2: 90 + (i % 10),
+      pulse: 70,
+      ...(i % 5 === 0 ? { perfusionIndex: 2.5 } : {}),
+    }));
+    await client.publishAsync(
+      'lab/conflict/pulse-oximeter/conflict-ox-0/telemetry',
+      JSON.stringify({ readings }),
+      { qos: 1 },
+    );
+    const stored = await eventually(
+      () =>
+        influx.query<{ count: number }>(
+          gw.db,
+          `SELECT count(spo2) FROM pulse_oximeter WHERE device_id = 'conflict-ox-0'`,
+        ),
+      (r) => r[0]?.count === 40,
+    );
+    const rejected = await eventually(
+      () => gw.rejectsLog().then((l) => l.filter((e) => JSON.stringify(e.rejections).includes('"database"'))),
+      (l) => l.length === 10,
+    );
+    report('field-type conflict', { sent: 50, stored: stored[0]?.count, rejectedByInflux: rejected.length });
+    expect(String(rejected[0]?.payload)).toMatch(
+      /^pulse_oximeter,device_id=conflict-ox-0,.*perfusionIndex=2\.5/,
+    );
+    expect(JSON.stringify(rejected[0]?.rejections)).toContain('field type conflict');
+    expect(gw.app.drain.stats).toMatchObject({ pointsRejected: 10, pointsWritten: 40 });
+    await client.endAsync();
+    await gw.stop();
+  });
+
+  it('when the spool is full: acknowledgements pause, nothing is dropped, and they resume by themselves', async () => {
+    const ids = devices('full', 4);
+    const gw = await startGateway({
+      influxUrl: influx.url,
+      devices: ids,
+      config: { spool: { maxSize: '16KiB' } },
+    });
+    await influx.kill();
+    const fleet = startFleet({
+      ids: ids.map((d) => d.id),
+      site: 'full',
+      url: () => gw.mqttUrl,
+      intervalMs: 2,
+      ackTimeoutMs: 60_000,
+    });
+    await eventually(
+      async () => gw.app.queue.stats.full,
+      (full) => full,
+      20_000,
+    );
+    const ackedWhenFull = fleet.acked;
+    await new Promise((r) => setTimeout(r, 1500));
+    // Back-pressure: no acknowledgement while full (at most the appends that fit when one record was freed).
+    expect(fleet.acked).toBe(ackedWhenFull);
+    expect(gw.app.queue.stats.bytes).toBeLessThanOrEqual(16 * 1024);
+    expect(
+      gw.logLines().some((l) => l.msg === 'spool full: acknowledgements paused until InfluxDB catches up'),
+    ).toBe(true);
+    await influx.restart();
+    await fleet.untilAcked(ackedWhenFull + 500, 60_000);
+    await fleet.stop();
+    const result = await compareWithInflux(fleet, influx, gw.db);
+    report('full spool', { ...result, ackedWhenFull });
+    expect(result).toMatchObject({ lost: 0, wrongValues: 0 });
+    expect(gw.logLines().some((l) => l.msg === 'spool has room again: acknowledging')).toBe(true);
+    await gw.stop();
+  });
+});
+
+describe('graceful shutdown', () => {
+  it('on SIGTERM flushes what InfluxDB takes, keeps the rest in the spool, exits 0, and writes it on the next start', async () => {
+    const ids = devices('term', 2);
+    const db = 'fault_term';
+    const gw = await createGatewayProcess({
+      influxUrl: influx.url,
+      db,
+      devices: ids,
+      args: ['--shutdown-timeout', '1s'],
+    });
+    await gw.start();
+    await influx.kill();
+    const fleet = startFleet({
+      ids: ids.map((d) => d.id),
+      site: 'term',
+      url: gw.mqttUrl,
+      intervalMs: 2,
+      maxPerDevice: 100,
+    });
+    await fleet.untilAcked(200);
+    await fleet.stop();
+    expect(await gw.kill('SIGTERM')).toBe(0);
+    expect(gw.output()).toMatch(/"recordsLeftInSpool":200/);
+    await influx.restart();
+    await gw.start();
+    const result = await compareWithInflux(fleet, influx, db);
+    expect(result).toMatchObject({ acked: 200, stored: 200, lost: 0 });
+    expect(await gw.kill('SIGINT')).toBe(0);
+  });
+
+  it('feedback and rejections still work while InfluxDB is down', async () => {
+    const gw = await startGateway({ influxUrl: influx.url, devices: devices('down', 1) });
+    await influx.kill();
+    const client = await connectDevice(gw.mqttUrl, 'down-ox-0');
+    const feedback = await collect(client, 'lab/down/pulse-oximeter/down-ox-0/rejected');
+    await client.publishAsync('lab/down/pulse-oximeter/down-ox-0/telemetry', '{"spo2": 120}', { qos: 1 });
+    const [msg] = await feedback.next(1);
+    expect(JSON.parse(msg?.payload.toString() ?? '')).toMatchObject({ reason: 'schema' });
+    await influx.restart();
+    await client.endAsync();
+    await gw.stop();
+  });
+});
+
+describe('metrics of the write path', () => {
+  it('/metrics counts points written, retries, spool bytes and the oldest unwritten reading', async () => {
+    const gw = await startGateway({
+      influxUrl: influx.url,
+      devices: devices('metrics', 1),
+      config: { writer: { maxRetryDelay: '200ms' } },
+    });
+    const scrape = async () => {
+      const text = await (await fetch(`http://127.0.0.1:${gw.app.httpPort}/metrics`)).text();
+      const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
+      return { text, value };
+    };
+    await influx.kill();
+    const client = await connectDevice(gw.mqttUrl, 'metrics-ox-0');
+    const readings = Array.from({ length: 10 }, (_, i) => ({
+      ts: new Date(Date.now() - 60_000 + i).toISOString(),
+      spo2: 95,
+      pulse: 60,
+    }));
+    await client.publishAsync(
+      'lab/metrics/pulse-oximeter/metrics-ox-0/telemetry',
+      JSON.stringify({ readings }),
+      { qos: 1 },
+    );
+    await new Promise((r) => setTimeout(r, 1200));
+    const down = await scrape();
+    expect(down.value('livinglab_points_written_total')).toBe(0);
+    expect(down.value('livinglab_spool_bytes')).toBeGreaterThan(0);
+    expect(down.value('livinglab_spool_oldest_unwritten_seconds')).toBeGreaterThanOrEqual(1);
+    expect(down.value('livinglab_write_retries_total')).toBeGreaterThan(0);
+    expect(down.value('livinglab_readings_accepted_total')).toBe(10);
+    await influx.restart();
+    expect(await gw.app.drain.idle(20_000)).toBe(true);
+    const up = await scrape();
+    expect(up.value('livinglab_points_written_total')).toBe(10);
+    expect(up.value('livinglab_spool_bytes')).toBe(0);
+    expect(up.value('livinglab_spool_oldest_unwritten_seconds')).toBe(0);
+    expect(up.text).toMatch(/^livinglab_write_duration_seconds_count [1-9]/m);
+    expect(up.text).toContain('process_resident_memory_bytes');
+    await client.endAsync();
+    await gw.stop();
+  });
+});
