@@ -1,7 +1,7 @@
 // A quick end-to-end run: D devices publish M single-reading messages each at QoS 1 (MQTT.js, real
 // TCP) → embedded broker → validation → InfluxDB (real influxd). Prints acknowledged readings per
 // second and the time until all of them are queryable. Not the benchmark suite (issue #7).
-// Usage: npx tsx bench/quick-e2e.ts [devices=50] [messagesPerDevice=400] [batch=1]
+// Usage: npx tsx bench/quick-e2e.ts [devices=50] [messagesPerDevice=400] [batch=1] [spool=on|off]
 import mqtt from 'mqtt';
 import { PASSWORD, startGateway } from '../test/helpers/gateway.js';
 import { startInfluxd } from '../test/helpers/influxd.js';
@@ -9,13 +9,14 @@ import { startInfluxd } from '../test/helpers/influxd.js';
 const devices = Number(process.argv[2] ?? 50);
 const perDevice = Number(process.argv[3] ?? 400);
 const batch = Number(process.argv[4] ?? 1);
+const spool = (process.argv[5] ?? 'on') !== 'off';
 
 const influx = await startInfluxd();
 const ids = Array.from({ length: devices }, (_, i) => `ox-${String(i).padStart(5, '0')}`);
 const gw = await startGateway({
   influxUrl: influx.url,
   devices: ids.map((id) => ({ id, type: 'pulse-oximeter', site: 'bench' })),
-  config: { logLevel: 'warn' },
+  config: { logLevel: 'warn', spool: { enabled: spool } },
 });
 const clients = await Promise.all(
   ids.map(
@@ -59,6 +60,7 @@ while (stored < total) {
 const storedSeconds = (performance.now() - t0) / 1000;
 console.log(
   JSON.stringify({
+    spool,
     devices,
     perDevice,
     batch,

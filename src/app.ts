@@ -150,6 +150,16 @@ export function buildApp(config: Config, opts: { log?: Logger } = {}): App {
       uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
       connectedClients: b.connectedClients,
     }),
+    readiness: async () => {
+      const reasons: string[] = [];
+      if (!started) reasons.push('starting or stopping');
+      if (queue.stats.full)
+        reasons.push(
+          `spool full (${queue.stats.bytes} of ${queue.stats.limitBytes} bytes): not acknowledging`,
+        );
+      if (!(await writer.ping())) reasons.push(`InfluxDB at ${config.influx.url} is not reachable`);
+      return reasons;
+    },
     metrics: metrics.registry,
   });
   let httpPort = 0;

@@ -176,6 +176,11 @@ describe('an acknowledged reading is never lost', () => {
     expect(
       gw.logLines().some((l) => l.msg === 'spool full: acknowledgements paused until InfluxDB catches up'),
     ).toBe(true);
+    const ready = await fetch(`http://127.0.0.1:${gw.app.httpPort}/readyz`);
+    expect(ready.status).toBe(503);
+    expect(JSON.stringify(await ready.json())).toMatch(
+      /spool full .*not acknowledging.*InfluxDB at .* is not reachable/,
+    );
     await influx.restart();
     await fleet.untilAcked(ackedWhenFull + 500, 60_000);
     await fleet.stop();
@@ -183,6 +188,7 @@ describe('an acknowledged reading is never lost', () => {
     report('full spool', { ...result, ackedWhenFull });
     expect(result).toMatchObject({ lost: 0, wrongValues: 0 });
     expect(gw.logLines().some((l) => l.msg === 'spool has room again: acknowledging')).toBe(true);
+    expect((await fetch(`http://127.0.0.1:${gw.app.httpPort}/readyz`)).status).toBe(200);
     await gw.stop();
   });
 });
