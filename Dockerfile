@@ -5,6 +5,7 @@ COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
+COPY simulators ./simulators
 RUN npm run build && npm prune --omit=dev
 
 FROM node:20-bookworm-slim
@@ -15,6 +16,8 @@ COPY --from=build /app/dist ./dist
 COPY package.json ./
 COPY bin ./bin
 COPY device-schemas ./device-schemas
+COPY simulators/fleets ./simulators/fleets
+COPY simulators/scenarios ./simulators/scenarios
 RUN mkdir -p /lab /data && chown node:node /lab /data
 USER node
 VOLUME ["/lab", "/data"]

@@ -18,7 +18,7 @@ if [ ! -d node_modules ] || [ package.json -nt node_modules ]; then
   say "installing npm dependencies"
   npm install --no-audit --no-fund >&2
 fi
-[ -f dist/cli/main.js ] && [ -z "$(find src -newer dist/cli/main.js -name '*.ts' | head -1)" ] || npm run --silent build
+[ -f dist/src/cli/main.js ] && [ -z "$(find src simulators -newer dist/src/cli/main.js -name '*.ts' | head -1)" ] || npm run --silent build
 mkdir -p "$LAB_DIR" && chmod 700 "$LAB_DIR"
 
 # InfluxDB: use one already answering on the port, or start our own with data under .lab/influxdb.

@@ -1,13 +1,16 @@
 // The `livinglab` command. Errors a technician can fix (GatewayError) print their message and exit
 // with status 2; anything else is a bug and prints its stack.
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { isGatewayError } from '../errors.js';
+import { packageRoot } from '../paths.js';
 import { registerDeviceCommands } from './devices.js';
 import { registerSchemaCommands } from './schemas.js';
 import { registerServeCommand } from './serve.js';
+import { registerSimulateCommand } from './simulate.js';
 
-const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+const pkg = JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as {
   version: string;
 };
 
@@ -20,8 +23,15 @@ export function buildProgram(env: Record<string, string | undefined>): Command {
   registerServeCommand(program, env);
   registerDeviceCommands(program, env);
   registerSchemaCommands(program);
+  registerSimulateCommand(program, env);
   return program;
 }
+
+// `livinglab simulate --dry-run | head` closes the pipe early: that is not an error.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(0);
+  throw err;
+});
 
 try {
   await buildProgram(process.env).parseAsync(process.argv);

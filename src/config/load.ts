@@ -2,10 +2,11 @@
 // The only module that reads process.env (callers pass it in). Errors list every bad value at once
 // as `source path: message`.
 import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { Ajv } from 'ajv';
 import { parse as parseYaml } from 'yaml';
 import { GatewayError } from '../errors.js';
+import { packageRoot } from '../paths.js';
 import { parseDuration, parseSize } from './duration.js';
 import { CONFIG_SCHEMA, type Config } from './schema.js';
 
@@ -50,7 +51,7 @@ export function listOptions(): LeafOption[] {
 
 /** The folder of bundled device schemas (works from src/ under vitest and from dist/). */
 export function bundledSchemasDir(): string {
-  return fileURLToPath(new URL('../../device-schemas/', import.meta.url));
+  return join(packageRoot(), 'device-schemas');
 }
 
 function setPath(target: ConfigInput, path: string[], value: ConfigInput[string]): void {

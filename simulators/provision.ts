@@ -1,0 +1,77 @@
+// Puts a fleet's devices in the registry (or reuses them) and keeps their generated passwords in a
+// credentials file beside the registry (mode 0600), so later runs, `replay` and lab staff can
+// connect as them. Writes the registry once, atomically.
+import { readFile, rename, writeFile } from 'node:fs/promises';
+import { addDevice, setDevicePassword } from '../src/registry/edit.js';
+import { readRegistryFile, writeRegistryFile } from '../src/registry/file.js';
+import { GENERATED_SECRET_ITERATIONS, generateSecret, hashSecretSync } from '../src/registry/passwords.js';
+import { EMPTY_REGISTRY, type RegistryData } from '../src/registry/types.js';
+import type { SchemaSet } from '../src/schemas/types.js';
+import type { Fleet } from './fleet.js';
+
+export type Credentials = Record<string, string>;
+
+export const credentialsFileFor = (registry: string) =>
+  registry.replace(/(\.ya?ml)?$/, '.sim-credentials.json');
+
+export async function readCredentials(file: string): Promise<Credentials> {
+  try {
+    return JSON.parse(await readFile(file, 'utf8')) as Credentials;
+  } catch {
+    return {};
+  }
+}
+
+export async function provisionFleet(opts: {
+  registry: string;
+  fleet: Fleet;
+  schemas: SchemaSet;
+}): Promise<{ credentials: Credentials; added: number; reused: number }> {
+  const credFile = credentialsFileFor(opts.registry);
+  const credentials = await readCredentials(credFile);
+  let data: RegistryData;
+  try {
+    data = await readRegistryFile(opts.registry);
+  } catch (err) {
+    if ((err as { code?: string }).code !== 'LL_REGISTRY_NOT_FOUND') throw err;
+    data = EMPTY_REGISTRY;
+  }
+  const existing = new Set(data.devices.map((d) => d.id));
+  let added = 0;
+  let reused = 0;
+  let changed = false;
+  for (const d of opts.fleet.devices) {
+    if (existing.has(d.id) && credentials[d.id]) {
+      reused++;
+      continue;
+    }
+    const secret = generateSecret();
+    const hash = hashSecretSync(secret, GENERATED_SECRET_ITERATIONS);
+    credentials[d.id] = secret;
+    changed = true;
+    if (existing.has(d.id)) {
+      data = setDevicePassword(data, d.id, hash);
+      reused++;
+    } else {
+      const schema = opts.schemas.latest(d.type);
+      data = addDevice(data, {
+        id: d.id,
+        type: d.type,
+        schemaVersion: schema?.version ?? 1,
+        site: d.site,
+        vendor: opts.fleet.vendor,
+        subject: d.resident,
+        interval: d.interval,
+        passwordHash: hash,
+      });
+      added++;
+    }
+  }
+  if (changed) {
+    const tmp = `${credFile}.tmp`;
+    await writeFile(tmp, JSON.stringify(credentials, null, 1), { mode: 0o600 });
+    await rename(tmp, credFile);
+    await writeRegistryFile(opts.registry, data);
+  }
+  return { credentials, added, reused };
+}

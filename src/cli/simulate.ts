@@ -1,0 +1,219 @@
+// `livinglab simulate`: provision a fleet, run it against a gateway, show progress, write the ground
+// truth, and with --verify check the outcome in InfluxDB and the rejects log (exit 1 on a difference).
+import { createWriteStream } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import type { Command } from 'commander';
+import { type Fleet, loadFleet } from '../../simulators/fleet.js';
+import { planFleet } from '../../simulators/plan.js';
+import { provisionFleet } from '../../simulators/provision.js';
+import { type RunCounters, runFleet } from '../../simulators/runner.js';
+import { EMPTY_SCENARIO, loadScenario } from '../../simulators/scenario.js';
+import { verifyRun } from '../../simulators/verify.js';
+import { parseDuration } from '../config/duration.js';
+import { GatewayError } from '../errors.js';
+import { loadSchemas } from '../schemas/load.js';
+import type { SchemaSet } from '../schemas/types.js';
+import { addRegistryOption, type CommonFlags, configFromFlags } from './options.js';
+
+interface SimulateFlags extends CommonFlags {
+  fleet: string;
+  scenario?: string;
+  speed?: string;
+  seed?: string;
+  duration?: string;
+  mqttUrl: string;
+  ackLog?: string;
+  groundTruth?: string;
+  verify?: boolean;
+  dryRun?: boolean;
+}
+
+function progressLine(c: Readonly<RunCounters>): string {
+  return `devices ${c.connected}/${c.devices} connected · messages ${c.messagesAcked}/${c.messagesSent} acknowledged · readings ${c.readingsAcked} · invalid sent ${c.invalidSent} · rejections received ${c.rejectionsReceived}`;
+}
+
+export interface SimulationResult {
+  fleet: Fleet;
+  counters: RunCounters;
+  groundTruthFile: string;
+  verified?: boolean;
+}
+
+/** The whole `simulate` run, also used by `serve --fleet` on a schedule. */
+export async function simulate(
+  flags: SimulateFlags,
+  env: Record<string, string | undefined>,
+  out: NodeJS.WriteStream | undefined,
+): Promise<SimulationResult> {
+  const config = configFromFlags(flags, env);
+  const schemas: SchemaSet = loadSchemas(config.schemasDir);
+  const num = (v: string | undefined, name: string) => {
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!Number.isFinite(n) || n <= 0)
+      throw new GatewayError('LL_INPUT_INVALID', `${name} must be a positive number, not "${v}"`);
+    return n;
+  };
+  const durationMs = flags.duration ? parseDuration(flags.duration) : undefined;
+  if (flags.duration && durationMs === undefined)
+    throw new GatewayError('LL_INPUT_INVALID', `--duration "${flags.duration}" is not a duration like 2h`);
+  const seed = num(flags.seed, '--seed');
+  const speed = num(flags.speed, '--speed');
+  const fleet = loadFleet(flags.fleet, {
+    ...(seed !== undefined ? { seed } : {}),
+    ...(speed !== undefined ? { speed } : {}),
+    ...(durationMs !== undefined ? { durationMs } : {}),
+  });
+  const scenario = flags.scenario ? loadScenario(flags.scenario) : EMPTY_SCENARIO;
+  let plan: ReturnType<typeof planFleet>;
+  try {
+    plan = planFleet(fleet, scenario, schemas);
+  } catch (err) {
+    throw new GatewayError('LL_INPUT_INVALID', (err as Error).message);
+  }
+  if (flags.dryRun) {
+    for (const pd of plan.devices) {
+      for (const m of pd.stream()) {
+        if (!m.disconnectBefore)
+          process.stdout.write(
+            `${JSON.stringify({ t: new Date(m.t).toISOString(), topic: m.topic, payload: m.payload, ...(m.invalid ? { invalid: m.invalid } : {}) })}\n`,
+          );
+      }
+    }
+    return { fleet, counters: emptyCounters(fleet), groundTruthFile: '' };
+  }
+  const { credentials, added, reused } = await provisionFleet({ registry: config.registry, fleet, schemas });
+  out?.write(
+    `fleet ${fleet.name}: ${fleet.devices.length} devices (${added} added to ${config.registry}, ${reused} reused), seed ${fleet.seed}, speed ${fleet.speed}×, ${new Date(fleet.start).toISOString()} + ${flags.duration ?? `${fleet.durationMs / 60000} min`}\n`,
+  );
+  // A gateway polling the registry needs a moment to see new devices.
+  if (added > 0) await new Promise((r) => setTimeout(r, config.registryPollMs + 500));
+  const ackLog = flags.ackLog ? createWriteStream(flags.ackLog, { flags: 'w', mode: 0o600 }) : undefined;
+  const tty = Boolean(out?.isTTY);
+  const { counters, record } = await runFleet({
+    plan,
+    mqttUrl: flags.mqttUrl,
+    credentials,
+    remember: Boolean(flags.verify),
+    ...(ackLog ? { ackLog } : {}),
+    onProgress: out
+      ? (() => {
+          let lastLine = 0;
+          return (c) => {
+            if (tty) out.write(`\r${progressLine(c)}\u001b[K`);
+            else if (Date.now() - lastLine >= 10_000) {
+              lastLine = Date.now();
+              out.write(`${progressLine(c)}\n`);
+            }
+          };
+        })()
+      : undefined,
+  });
+  if (ackLog) await new Promise<void>((r) => ackLog.end(() => r()));
+  if (tty) out?.write('\n');
+  const groundTruthFile =
+    flags.groundTruth ??
+    join(
+      config.dataDir,
+      'simulations',
+      `${fleet.name}-${new Date(fleet.start).toISOString().replace(/[:.]/g, '-')}.json`,
+    );
+  await mkdir(dirname(groundTruthFile), { recursive: true });
+  await writeFile(
+    groundTruthFile,
+    JSON.stringify(
+      {
+        fleet: fleet.name,
+        scenario: scenario.name,
+        seed: fleet.seed,
+        start: new Date(fleet.start).toISOString(),
+        end: new Date(fleet.start + fleet.durationMs).toISOString(),
+        speed: fleet.speed,
+        events: plan.events,
+        invalidPayloads: record.invalid,
+        counters,
+      },
+      null,
+      1,
+    ),
+    { mode: 0o600 },
+  );
+  out?.write(
+    `done: ${progressLine(counters)}; ${counters.failedPublishes} publishes failed\nground truth: ${groundTruthFile}\n`,
+  );
+  if (!flags.verify) return { fleet, counters, groundTruthFile };
+  // The gateway writes in batches: wait until what was acknowledged is there, or a minute passed.
+  const deadline = Date.now() + 60_000;
+  let report = await verifyRun({
+    plan,
+    record,
+    schemas,
+    influxUrl: config.influx.url,
+    db: config.influx.db,
+    rejectsLog: join(config.dataDir, 'rejects.ndjson'),
+  });
+  while (!report.ok && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 1000));
+    report = await verifyRun({
+      plan,
+      record,
+      schemas,
+      influxUrl: config.influx.url,
+      db: config.influx.db,
+      rejectsLog: join(config.dataDir, 'rejects.ndjson'),
+    });
+  }
+  out?.write(
+    `verify: ${report.readingsExpected} acknowledged readings, ${report.readingsExpected - report.missing} in InfluxDB, ${report.missing} missing, ${report.wrongValues} wrong values; ` +
+      `${report.invalidExpected} invalid payloads, ${report.invalidConfirmed} rejected as expected, ${report.invalidWrongReason} with another reason, ${report.invalidMissing} not in the rejects log\n`,
+  );
+  for (const p of report.problems) out?.write(`  ${p}\n`);
+  out?.write(report.ok ? 'verify: OK\n' : 'verify: FAILED\n');
+  return { fleet, counters, groundTruthFile, verified: report.ok };
+}
+
+function emptyCounters(fleet: Fleet): RunCounters {
+  return {
+    devices: fleet.devices.length,
+    connected: 0,
+    messagesSent: 0,
+    messagesAcked: 0,
+    readingsAcked: 0,
+    invalidSent: 0,
+    rejectionsReceived: 0,
+    reconnects: 0,
+    failedPublishes: 0,
+  };
+}
+
+export function registerSimulateCommand(program: Command, env: Record<string, string | undefined>): void {
+  addRegistryOption(
+    program
+      .command('simulate')
+      .description('run a simulated fleet of devices against a gateway over MQTT')
+      .requiredOption('--fleet <file>', 'fleet file (simulators/fleets/*.yaml)')
+      .option('--scenario <file>', 'scenario file (simulators/scenarios/*.yaml)')
+      .option('--speed <n>', 'simulated seconds per real second (overrides the fleet)')
+      .option('--seed <n>', 'random seed (overrides the fleet)')
+      .option('--duration <d>', 'simulated time to run, e.g. 2h (overrides the fleet)')
+      .option('--mqtt-url <url>', 'gateway MQTT address', 'mqtt://127.0.0.1:1883')
+      .option('--influx-url <url>', 'InfluxDB URL the gateway writes to (for --verify)')
+      .option('--influx-db <name>', 'InfluxDB database the gateway writes to (for --verify)')
+      .option(
+        '--data-dir <dir>',
+        "the gateway's data folder (rejects log for --verify; ground truth goes under it)",
+      )
+      .option('--schemas-dir <dir>', 'device schema folder')
+      .option('--ack-log <file>', 'write one NDJSON line per acknowledged reading')
+      .option('--ground-truth <file>', 'where to write the ground truth (default: DATA_DIR/simulations/)')
+      .option(
+        '--verify',
+        'afterwards, check InfluxDB and the rejects log against what was acknowledged; exit 1 on a difference',
+      )
+      .option('--dry-run', 'print the messages the fleet would send (NDJSON) without connecting'),
+  ).action(async (flags: SimulateFlags) => {
+    const result = await simulate(flags, env, flags.dryRun ? undefined : process.stderr);
+    if (result.verified === false) process.exitCode = 1;
+  });
+}

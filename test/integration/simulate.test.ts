@@ -1,0 +1,121 @@
+// A simulated fleet through the real gateway and a real influxd: the ground truth of the scenario
+// must match what lands in InfluxDB and in the rejects log.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { simulate } from '../../src/cli/simulate.js';
+import { startGateway, type TestGateway } from '../helpers/gateway.js';
+import { type Influxd, startInfluxd } from '../helpers/influxd.js';
+
+const ROOT = new URL('../../', import.meta.url).pathname;
+let influx: Influxd;
+let gw: TestGateway;
+
+beforeAll(async () => {
+  influx = await startInfluxd();
+  gw = await startGateway({ influxUrl: influx.url, devices: [] });
+});
+afterAll(async () => {
+  await gw?.stop();
+  await influx?.stop();
+});
+
+describe('livinglab simulate --verify', () => {
+  it('runs the demo fleet with every incident; InfluxDB and the rejects log match the ground truth', {
+    timeout: 120_000,
+  }, async () => {
+    const lines: string[] = [];
+    const out = { isTTY: false, write: (s: string) => lines.push(s) } as unknown as NodeJS.WriteStream;
+    const ackLog = join(gw.dir, 'acks.ndjson');
+    const result = await simulate(
+      {
+        fleet: join(ROOT, 'simulators/fleets/demo.yaml'),
+        scenario: join(ROOT, 'simulators/scenarios/incidents.yaml'),
+        speed: '1200',
+        mqttUrl: gw.mqttUrl,
+        registry: gw.registryFile,
+        influxUrl: influx.url,
+        influxDb: gw.db,
+        dataDir: join(gw.dir, 'data'),
+        ackLog,
+        verify: true,
+      },
+      {},
+      out,
+    );
+    const text = lines.join('');
+    expect(text, lines.slice(-14).join('')).toContain('verify: OK');
+    expect(result.verified).toBe(true);
+    const c = result.counters;
+    expect(c.devices).toBe(24);
+    expect(c.failedPublishes).toBe(0);
+    expect(c.invalidSent).toBeGreaterThan(3);
+    expect(c.rejectionsReceived).toBeGreaterThanOrEqual(c.invalidSent);
+    // One ack-log line per acknowledged reading.
+    expect(readFileSync(ackLog, 'utf8').trim().split('\n')).toHaveLength(c.readingsAcked);
+
+    const truth = JSON.parse(readFileSync(result.groundTruthFile, 'utf8')) as {
+      events: { type: string; at: string; until: string; site?: string; device?: string }[];
+      invalidPayloads: { device: string; kind: string; expectedReason: string }[];
+    };
+    expect(truth.events.map((e) => e.type).sort()).toEqual([
+      'battery-drain',
+      'clock-skew',
+      'fall',
+      'fever',
+      'hypoxia',
+      'offline',
+      'wandering',
+    ]);
+    expect(
+      truth.invalidPayloads.some((p) => p.kind === 'clock-skew' && p.device === 'demo-03-pulse-oximeter'),
+    ).toBe(true);
+
+    // The fall: a fall event in the bathroom of demo-01, within minutes of the scripted time.
+    const fallAt = Date.parse(truth.events.find((e) => e.type === 'fall')?.at ?? '');
+    const falls = await influx.query<{ time: number; room: string; event: string }>(
+      gw.db,
+      `SELECT event, room FROM fall_detector_event WHERE device_id = 'demo-01-fall-detector' AND event = 'fall'`,
+    );
+    expect(falls.some((f) => f.room === 'bathroom' && Math.abs(f.time / 1e6 - fallAt) < 3 * 60_000)).toBe(
+      true,
+    );
+    // Hypoxia: SpO2 of demo-05 at or below 89 % during the episode.
+    const hyp = truth.events.find((e) => e.type === 'hypoxia') as { at: string };
+    const low = await influx.query<{ min: number }>(
+      gw.db,
+      `SELECT min(spo2) FROM pulse_oximeter WHERE device_id = 'demo-05-pulse-oximeter' AND time >= '${hyp.at}' AND time < '${hyp.at}' + 30m`,
+    );
+    expect(low[0]?.min).toBeLessThanOrEqual(89);
+    // The offline device came back and delivered its buffer as one batch: no gap in its readings.
+    const off = truth.events.find((e) => e.type === 'offline') as { at: string; until: string };
+    const during = await influx.query<{ count: number }>(
+      gw.db,
+      `SELECT count(spo2) FROM pulse_oximeter WHERE device_id = 'demo-01-pulse-oximeter' AND time >= '${off.at}' AND time < '${off.until}'`,
+    );
+    expect(during[0]?.count).toBeGreaterThanOrEqual(15);
+  });
+
+  it('reuses the provisioned devices on a second run and writes nothing new to the registry', {
+    timeout: 60_000,
+  }, async () => {
+    const before = readFileSync(gw.registryFile, 'utf8');
+    const result = await simulate(
+      {
+        fleet: join(ROOT, 'simulators/fleets/demo.yaml'),
+        speed: '7200',
+        duration: '20m',
+        mqttUrl: gw.mqttUrl,
+        registry: gw.registryFile,
+        influxUrl: influx.url,
+        influxDb: gw.db,
+        dataDir: join(gw.dir, 'data'),
+        verify: true,
+      },
+      {},
+      undefined,
+    );
+    expect(result.verified).toBe(true);
+    expect(readFileSync(gw.registryFile, 'utf8')).toBe(before);
+  });
+});
