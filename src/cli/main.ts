@@ -6,6 +6,7 @@ import { Command, CommanderError } from 'commander';
 import { isGatewayError } from '../errors.js';
 import { packageRoot } from '../paths.js';
 import { registerDeviceCommands } from './devices.js';
+import { registerRecordingCommands } from './recording.js';
 import { registerSchemaCommands } from './schemas.js';
 import { registerServeCommand } from './serve.js';
 import { registerSimulateCommand } from './simulate.js';
@@ -24,6 +25,7 @@ export function buildProgram(env: Record<string, string | undefined>): Command {
   registerDeviceCommands(program, env);
   registerSchemaCommands(program);
   registerSimulateCommand(program, env);
+  registerRecordingCommands(program, env);
   return program;
 }
 

@@ -1,18 +1,24 @@
 // `livinglab serve`: run the gateway until SIGINT/SIGTERM, then stop in order.
 import type { Command } from 'commander';
 import { buildApp } from '../app.js';
+import { type FleetScheduler, startFleets } from './fleet-schedule.js';
 import { addServeOptions, type CommonFlags, configFromFlags } from './options.js';
 
 export function registerServeCommand(program: Command, env: Record<string, string | undefined>): void {
   addServeOptions(
     program
       .command('serve')
-      .description('run the gateway: embedded MQTT broker, validation, InfluxDB writer, HTTP health'),
-  ).action(async (opts: CommonFlags) => {
+      .description(
+        'run the gateway: embedded MQTT broker, validation, spool, InfluxDB writer, HTTP health and metrics',
+      )
+      .option('--fleet <file...>', 'also run these simulated fleets (on their `schedule`, or once at start)'),
+  ).action(async (opts: CommonFlags & { fleet?: string[] }) => {
     const config = configFromFlags(opts, env);
     const app = buildApp(config);
+    let fleets: FleetScheduler | undefined;
     const stop = async (signal: string) => {
       app.log.info({ signal }, 'stopping');
+      await fleets?.stop();
       await app.stop();
       app.log.flush();
       process.exit(0);
@@ -24,6 +30,14 @@ export function registerServeCommand(program: Command, env: Record<string, strin
     } catch (err) {
       await app.stop().catch(() => undefined);
       throw err;
+    }
+    if (opts.fleet?.length) {
+      try {
+        fleets = startFleets(app, opts.fleet, env);
+      } catch (err) {
+        await app.stop().catch(() => undefined);
+        throw err;
+      }
     }
     process.stderr.write(
       `livinglab: MQTT on port ${app.mqttPort}, HTTP on http://localhost:${app.httpPort}/healthz, ` +

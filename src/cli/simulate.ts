@@ -27,6 +27,8 @@ interface SimulateFlags extends CommonFlags {
   groundTruth?: string;
   verify?: boolean;
   dryRun?: boolean;
+  /** Stops the run (serve shutting down). */
+  signal?: AbortSignal;
 }
 
 function progressLine(c: Readonly<RunCounters>): string {
@@ -96,6 +98,7 @@ export async function simulate(
     mqttUrl: flags.mqttUrl,
     credentials,
     remember: Boolean(flags.verify),
+    ...(flags.signal ? { signal: flags.signal } : {}),
     ...(ackLog ? { ackLog } : {}),
     onProgress: out
       ? (() => {

@@ -1,0 +1,134 @@
+// Recordings: NDJSON of {topic, time, payload} taken by subscribing as staff (`livinglab record`),
+// and replayed with their original timing scaled (`livinglab replay`), each message published as
+// the device in its topic, with that device's simulator credentials.
+import { createReadStream, type WriteStream } from 'node:fs';
+import { createInterface } from 'node:readline';
+import mqtt, { type MqttClient } from 'mqtt';
+import { GatewayError } from '../src/errors.js';
+import type { Credentials } from './provision.js';
+
+export interface RecordedMessage {
+  readonly topic: string;
+  readonly time: string;
+  readonly payload: string;
+  readonly payloadEncoding?: 'base64';
+}
+
+const DEVICE_TOPIC =
+  /^lab\/([a-z0-9][a-z0-9-]*)\/([a-z0-9][a-z0-9-]*)\/([a-z0-9][a-z0-9-]*)\/(telemetry|event)$/;
+
+export async function recordMessages(opts: {
+  mqttUrl: string;
+  username: string;
+  password: string;
+  filter: string;
+  out: WriteStream;
+  signal: AbortSignal;
+  onMessage?: (n: number) => void;
+}): Promise<number> {
+  const client = await mqtt.connectAsync(opts.mqttUrl, {
+    username: opts.username,
+    password: opts.password,
+    clientId: `${opts.username}-record-${process.pid}`,
+    reconnectPeriod: 1000,
+  });
+  let n = 0;
+  client.on('message', (topic, payload, packet) => {
+    if (packet.retain || !DEVICE_TOPIC.test(topic)) return;
+    const text = payload.toString('utf8');
+    const utf8 = Buffer.from(text, 'utf8').equals(payload);
+    const line: RecordedMessage = {
+      topic,
+      time: new Date().toISOString(),
+      payload: utf8 ? text : payload.toString('base64'),
+      ...(utf8 ? {} : { payloadEncoding: 'base64' as const }),
+    };
+    opts.out.write(`${JSON.stringify(line)}\n`);
+    n++;
+    opts.onMessage?.(n);
+  });
+  const granted = await client.subscribeAsync(opts.filter, { qos: 1 });
+  if (granted[0]?.qos === 128) {
+    await client.endAsync();
+    throw new GatewayError(
+      'LL_INPUT_INVALID',
+      `the broker refused the subscription to ${opts.filter}; record needs a staff account`,
+    );
+  }
+  await new Promise<void>((resolve) =>
+    opts.signal.addEventListener('abort', () => resolve(), { once: true }),
+  );
+  await client.endAsync();
+  return n;
+}
+
+export async function* readRecording(file: string): AsyncGenerator<RecordedMessage> {
+  const lines = createInterface({ input: createReadStream(file), crlfDelay: Number.POSITIVE_INFINITY });
+  let lineNo = 0;
+  for await (const line of lines) {
+    lineNo++;
+    if (!line.trim()) continue;
+    let m: RecordedMessage;
+    try {
+      m = JSON.parse(line) as RecordedMessage;
+    } catch {
+      throw new GatewayError('LL_INPUT_INVALID', `${file}:${lineNo}: not a JSON line`);
+    }
+    if (typeof m.topic !== 'string' || typeof m.payload !== 'string' || Number.isNaN(Date.parse(m.time))) {
+      throw new GatewayError('LL_INPUT_INVALID', `${file}:${lineNo}: expected {"topic", "time", "payload"}`);
+    }
+    yield m;
+  }
+}
+
+export async function replayRecording(opts: {
+  file: string;
+  mqttUrl: string;
+  credentials: Credentials;
+  speed: number;
+  onProgress?: (sent: number, acked: number) => void;
+}): Promise<{ sent: number; acked: number; skipped: number }> {
+  const clients = new Map<string, MqttClient>();
+  let sent = 0;
+  let acked = 0;
+  let skipped = 0;
+  let first: number | undefined;
+  const realStart = Date.now();
+  const pending: Promise<void>[] = [];
+  try {
+    for await (const m of readRecording(opts.file)) {
+      const match = DEVICE_TOPIC.exec(m.topic);
+      const device = match?.[3];
+      if (!device || !opts.credentials[device]) {
+        skipped++;
+        continue;
+      }
+      const t = Date.parse(m.time);
+      first ??= t;
+      const wait = realStart + (t - first) / opts.speed - Date.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      let client = clients.get(device);
+      if (!client) {
+        client = await mqtt.connectAsync(opts.mqttUrl, {
+          clientId: device,
+          username: device,
+          password: opts.credentials[device],
+          reconnectPeriod: 1000,
+        });
+        clients.set(device, client);
+      }
+      const payload = m.payloadEncoding === 'base64' ? Buffer.from(m.payload, 'base64') : m.payload;
+      sent++;
+      pending.push(
+        client.publishAsync(m.topic, payload, { qos: 1 }).then(() => {
+          acked++;
+          opts.onProgress?.(sent, acked);
+        }),
+      );
+    }
+    await Promise.allSettled(pending);
+  } finally {
+    await Promise.all([...clients.values()].map((c) => c.endAsync().catch(() => undefined)));
+  }
+  return { sent, acked, skipped };
+}

@@ -1,0 +1,152 @@
+// Recurring fleets inside `livinglab serve --fleet`, and record → replay into a second gateway.
+import { copyFileSync, createWriteStream, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { credentialsFileFor, readCredentials } from '../../simulators/provision.js';
+import { recordMessages, replayRecording } from '../../simulators/recording.js';
+import { simulate } from '../../src/cli/simulate.js';
+import { PASSWORD, startGateway } from '../helpers/gateway.js';
+import { createGatewayProcess } from '../helpers/gateway-process.js';
+import { type Influxd, startInfluxd } from '../helpers/influxd.js';
+import { eventually } from '../helpers/mqtt.js';
+
+let influx: Influxd;
+beforeAll(async () => {
+  influx = await startInfluxd();
+});
+afterAll(async () => {
+  await influx?.stop();
+});
+
+const tinyFleet = (extra = '') => `name: tiny
+seed: 3
+start: now-30m
+duration: 30m
+speed: 1800
+${extra}
+sites:
+  - id: tiny-01
+    residents:
+      - id: p-tiny-01
+        devices:
+          - { type: room-climate, room: kitchen, interval: 1m }
+          - { type: pulse-oximeter, interval: 1m }
+`;
+
+describe('serve --fleet', () => {
+  it('runs a fleet on its cron schedule inside the gateway process, again and again', {
+    timeout: 60_000,
+  }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'll-cron-'));
+    const fleetFile = join(dir, 'tiny.yaml');
+    writeFileSync(fleetFile, tinyFleet('schedule: "*/4 * * * * *"'));
+    const gw = await createGatewayProcess({
+      influxUrl: influx.url,
+      db: 'cron',
+      devices: [],
+      args: ['--fleet', fleetFile],
+    });
+    await gw.start();
+    await eventually(
+      async () => (gw.output().match(/simulated fleet run finished/g) ?? []).length,
+      (n) => n >= 2,
+      40_000,
+    );
+    expect(gw.output()).toContain('"schedule":"*/4 * * * * *","msg":"simulated fleet scheduled"');
+    const rows = await influx.query<{ count: number }>(
+      'cron',
+      `SELECT count(temperature) FROM room_climate WHERE device_id = 'tiny-01-room-climate'`,
+    );
+    // Each run covers the 30 minutes before it started: two runs store more than one run's 30 readings.
+    expect(rows[0]?.count).toBeGreaterThan(30);
+    expect(await gw.kill('SIGTERM')).toBe(0);
+  });
+
+  it('refuses a fleet with a bad schedule before serving', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'll-cron-'));
+    const fleetFile = join(dir, 'bad.yaml');
+    writeFileSync(fleetFile, tinyFleet('schedule: "every tuesday"'));
+    const gw = await createGatewayProcess({
+      influxUrl: influx.url,
+      db: 'cron_bad',
+      devices: [],
+      args: ['--fleet', fleetFile],
+    });
+    await expect(gw.start()).rejects.toThrow(/schedule "every tuesday" is not a cron expression/);
+  });
+});
+
+describe('record and replay', () => {
+  it('a recording replayed into a second gateway lands the same readings', { timeout: 90_000 }, async () => {
+    const a = await startGateway({ influxUrl: influx.url, devices: [], staff: ['staff-rec'] });
+    const dir = mkdtempSync(join(tmpdir(), 'll-rec-'));
+    const fleetFile = join(dir, 'tiny.yaml');
+    writeFileSync(fleetFile, tinyFleet());
+    const recording = join(dir, 'rec.ndjson');
+    const stop = new AbortController();
+    const out = createWriteStream(recording);
+    const recorder = recordMessages({
+      mqttUrl: a.mqttUrl,
+      username: 'staff-rec',
+      password: PASSWORD,
+      filter: 'lab/#',
+      out,
+      signal: stop.signal,
+    });
+    await new Promise((r) => setTimeout(r, 300));
+    const run = await simulate(
+      {
+        fleet: fleetFile,
+        mqttUrl: a.mqttUrl,
+        registry: a.registryFile,
+        influxUrl: influx.url,
+        influxDb: a.db,
+        dataDir: join(a.dir, 'data'),
+      },
+      {},
+      undefined,
+    );
+    await new Promise((r) => setTimeout(r, 500));
+    stop.abort();
+    const recorded = await recorder;
+    await new Promise<void>((r) => out.end(() => r()));
+    expect(recorded).toBe(run.counters.messagesAcked);
+    const lines = readFileSync(recording, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { topic: string; time: string; payload: string });
+    expect(lines[0]).toMatchObject({
+      topic: expect.stringMatching(/^lab\/tiny-01\//),
+      time: expect.any(String),
+      payload: expect.stringContaining('"ts"'),
+    });
+
+    // Gateway B knows the same devices (same registry and simulator credentials).
+    const b = await startGateway({ influxUrl: influx.url, devices: [] });
+    copyFileSync(a.registryFile, b.registryFile);
+    copyFileSync(credentialsFileFor(a.registryFile), credentialsFileFor(b.registryFile));
+    await eventually(
+      async () => b.app.registry.current().devices.size,
+      (n) => n === 2,
+    );
+    const t0 = Date.now();
+    const replay = await replayRecording({
+      file: recording,
+      mqttUrl: b.mqttUrl,
+      credentials: await readCredentials(credentialsFileFor(b.registryFile)),
+      speed: 4,
+    });
+    expect(replay).toMatchObject({ sent: recorded, acked: recorded, skipped: 0 });
+    // The recording spans about a second; at 4× it replays in a fraction of that, not all at once.
+    const span = Date.parse(lines[lines.length - 1]?.time ?? '') - Date.parse(lines[0]?.time ?? '');
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(span / 4 - 50);
+    expect(await a.app.drain.idle(10_000)).toBe(true);
+    expect(await b.app.drain.idle(10_000)).toBe(true);
+    const count = async (db: string) =>
+      (await influx.query<{ count: number }>(db, 'SELECT count(spo2) FROM pulse_oximeter'))[0]?.count;
+    expect(await count(b.db)).toBe(await count(a.db));
+    await a.stop();
+    await b.stop();
+  });
+});
