@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `npm run lab`: one command that runs a living lab on this machine. Installs what is missing (npm
 # dependencies; InfluxDB and the Mosquitto clients from apt when root), starts a local influxd with
-# its data under .lab/, registers a demo device, and runs the gateway in the foreground.
+# its data under .lab/, registers a demo device, and runs the gateway with the simulated demo fleet.
 # Ctrl-C stops the gateway and the influxd it started. Settings: LAB_MQTT_PORT, LAB_HTTP_PORT,
 # LAB_INFLUX_PORT, LAB_DIR.
 set -euo pipefail
@@ -82,11 +82,17 @@ cat >&2 <<INFO
     curl -sG $INFLUX_URL/query --data-urlencode db=livinglab \\
       --data-urlencode "q=SELECT * FROM pulse_oximeter ORDER BY time DESC LIMIT 5"
 
+  A simulated fleet runs beside it (simulators/fleets/demo.yaml: five homes, every device type,
+  in real time); its first readings arrive within a minute:
+    curl -sG $INFLUX_URL/query --data-urlencode db=livinglab \\
+      --data-urlencode "q=SELECT count(*) FROM /.*/ WHERE time > now() - 10m GROUP BY device_type"
+  Metrics: http://localhost:$HTTP_PORT/metrics    Readiness: http://localhost:$HTTP_PORT/readyz
+
   Stop with Ctrl-C.
 
 INFO
 $LL serve --registry "$REGISTRY" --data-dir "$LAB_DIR/data" --influx-url "$INFLUX_URL" \
-  --mqtt-port "$MQTT_PORT" --http-port "$HTTP_PORT" "$@" &
+  --mqtt-port "$MQTT_PORT" --http-port "$HTTP_PORT" --fleet "$ROOT/simulators/fleets/demo.yaml" "$@" &
 GATEWAY_PID=$!
 trap 'kill -TERM $GATEWAY_PID 2>/dev/null; wait $GATEWAY_PID 2>/dev/null; cleanup' INT TERM
 wait $GATEWAY_PID

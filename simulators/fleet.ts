@@ -110,6 +110,8 @@ const DEFAULT_INTERVAL: Record<string, string> = {
 };
 
 export interface FleetOverrides {
+  /** Like the file's `start`: an RFC 3339 time, `now` or `now-2h`. */
+  start?: string;
   seed?: number;
   speed?: number;
   durationMs?: number;
@@ -144,8 +146,14 @@ export function parseFleet(text: string, file: string, overrides: FleetOverrides
     generate?: { homes: number; prefix: string; devices: RawDevice[] };
   };
   const now = overrides.now ?? Date.now();
-  const rel = /^now(?:-(.+))?$/.exec(f.start);
-  const start = rel ? now - (rel[1] ? (parseDuration(rel[1]) ?? 0) : 0) : Date.parse(f.start);
+  const startText = overrides.start ?? f.start;
+  const rel = /^now(?:-(.+))?$/.exec(startText);
+  const start = rel ? now - (rel[1] ? (parseDuration(rel[1]) ?? Number.NaN) : 0) : Date.parse(startText);
+  if (Number.isNaN(start))
+    throw new GatewayError(
+      'LL_INPUT_INVALID',
+      `${file}: start "${startText}" is not a time, "now" or "now-2h"`,
+    );
   const sign = f.timezone.startsWith('-') ? -1 : 1;
   const [hh, mm] = f.timezone.slice(1).split(':').map(Number) as [number, number];
   const devices: FleetDevice[] = [];

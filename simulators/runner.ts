@@ -84,7 +84,7 @@ export async function runFleet(opts: RunOptions): Promise<{ counters: RunCounter
   const realTimeOf = (t: number) => realStart + (t - plan.fleet.start) / plan.fleet.speed;
   let connecting = 0;
   const connectWaiters: (() => void)[] = [];
-  const limit = opts.connectConcurrency ?? 100;
+  const limit = opts.connectConcurrency ?? 500;
 
   const connect = async (pd: PlannedDevice): Promise<MqttClient | undefined> => {
     const { device } = pd;
@@ -123,12 +123,20 @@ export async function runFleet(opts: RunOptions): Promise<{ counters: RunCounter
               record.feedback.set(device.id, list);
             }
           });
-          await client.subscribeAsync(rejected, { qos: 0 });
-          await client.publishAsync(`lab/${device.site}/${device.type}/${device.id}/status`, 'online', {
-            qos: 1,
-            retain: true,
-          });
-          return client;
+          // A connection that dies half-way would leave these promises pending forever: race them.
+          const status = `lab/${device.site}/${device.type}/${device.id}/status`;
+          const ready = await Promise.race([
+            client
+              .subscribeAsync(rejected, { qos: 0 })
+              .then(() => client.publishAsync(status, 'online', { qos: 1, retain: true }))
+              .then(
+                () => true,
+                () => false,
+              ),
+            new Promise<boolean>((r) => client.once('close', () => r(false))),
+            sleep(30_000, opts.signal).then(() => false),
+          ]);
+          if (ready) return client;
         }
         client.end(true);
         await sleep(Math.min(5000, 200 * 2 ** attempt), opts.signal);
@@ -140,20 +148,29 @@ export async function runFleet(opts: RunOptions): Promise<{ counters: RunCounter
     }
   };
 
-  const publish = async (client: MqttClient, msg: SimMessage): Promise<boolean> => {
-    const closed = new Promise<boolean>((r) => client.once('close', () => r(false)));
-    return Promise.race([
+  const publish = (client: MqttClient, msg: SimMessage): Promise<boolean> =>
+    new Promise<boolean>((resolve) => {
+      // A dropped connection never acknowledges what was in flight; the listener goes with the publish.
+      const onClose = () => resolve(false);
+      client.once('close', onClose);
       client.publishAsync(msg.topic, msg.payload, { qos: 1 }).then(
-        () => true,
-        () => false,
-      ),
-      closed,
-    ]);
-  };
+        () => {
+          client.removeListener('close', onClose);
+          resolve(true);
+        },
+        () => {
+          client.removeListener('close', onClose);
+          resolve(false);
+        },
+      );
+    });
 
   const runDevice = async (pd: PlannedDevice) => {
-    let client: MqttClient | undefined;
-    let online = false;
+    // Every device holds its own connection from the start, as real devices do, even if its
+    // first event comes much later.
+    let client: MqttClient | undefined = await connect(pd);
+    let online = Boolean(client);
+    if (client) counters.connected++;
     for (const msg of pd.stream()) {
       if (opts.signal?.aborted) break;
       await sleep(realTimeOf(msg.t) - Date.now(), opts.signal);
@@ -171,7 +188,7 @@ export async function runFleet(opts: RunOptions): Promise<{ counters: RunCounter
         if (!client?.connected) {
           client?.end(true);
           if (online) counters.connected--;
-          if (attempt > 0 || client) counters.reconnects++;
+          counters.reconnects++;
           client = await connect(pd);
           online = Boolean(client);
           if (!client) break;
@@ -219,7 +236,9 @@ export async function runFleet(opts: RunOptions): Promise<{ counters: RunCounter
           opts.ackLog.write(`${JSON.stringify({ device: pd.device.id, ts: r.ts, values: r.body })}\n`);
       }
     }
-    // Give feedback for the last messages a moment to arrive, then leave cleanly.
+    // Stay connected until the simulated period is over, as a quiet device would, then give
+    // feedback for the last messages a moment to arrive and leave cleanly.
+    await sleep(realTimeOf(plan.fleet.start + plan.fleet.durationMs) - Date.now(), opts.signal);
     if (client) {
       await sleep(opts.remember ? 500 : 0);
       await client.endAsync().catch(() => undefined);

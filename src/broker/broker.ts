@@ -12,6 +12,7 @@ import type { PasswordVerifier } from '../registry/passwords.js';
 import type { Registry, RegistrySnapshot } from '../registry/registry.js';
 import { guardConnection } from './frame-guard.js';
 import { createHooks, type PublishHandler } from './hooks.js';
+import { createIndexedPersistence } from './retained-index.js';
 
 export interface Broker {
   start(): Promise<void>;
@@ -107,6 +108,7 @@ export function createBroker(deps: BrokerDeps): Broker {
     },
     async start() {
       const a = await Aedes.createBroker({
+        persistence: createIndexedPersistence(),
         ...hooks.options,
         connectTimeout: config.mqtt.connectTimeoutMs,
         keepaliveLimit: config.mqtt.keepaliveLimit,

@@ -21,6 +21,7 @@ interface SimulateFlags extends CommonFlags {
   scenario?: string;
   speed?: string;
   seed?: string;
+  start?: string;
   duration?: string;
   mqttUrl: string;
   ackLog?: string;
@@ -63,6 +64,7 @@ export async function simulate(
   const seed = num(flags.seed, '--seed');
   const speed = num(flags.speed, '--speed');
   const fleet = loadFleet(flags.fleet, {
+    ...(flags.start ? { start: flags.start } : {}),
     ...(seed !== undefined ? { seed } : {}),
     ...(speed !== undefined ? { speed } : {}),
     ...(durationMs !== undefined ? { durationMs } : {}),
@@ -199,6 +201,7 @@ export function registerSimulateCommand(program: Command, env: Record<string, st
       .option('--scenario <file>', 'scenario file (simulators/scenarios/*.yaml)')
       .option('--speed <n>', 'simulated seconds per real second (overrides the fleet)')
       .option('--seed <n>', 'random seed (overrides the fleet)')
+      .option('--start <time>', 'start of simulated time: RFC 3339, now or now-2h (overrides the fleet)')
       .option('--duration <d>', 'simulated time to run, e.g. 2h (overrides the fleet)')
       .option('--mqtt-url <url>', 'gateway MQTT address', 'mqtt://127.0.0.1:1883')
       .option('--influx-url <url>', 'InfluxDB URL the gateway writes to (for --verify)')

@@ -3,9 +3,10 @@
 // Listeners get (next, previous) so the broker can disconnect devices that were disabled or removed.
 import { EventEmitter } from 'node:events';
 import { type StatWatcher, unwatchFile, watchFile } from 'node:fs';
+import { GatewayError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { readRegistryFile } from './file.js';
-import type { Account, Device, RegistryData, Site } from './types.js';
+import { readRegistryFile, writeRegistryFile } from './file.js';
+import { type Account, type Device, EMPTY_REGISTRY, type RegistryData, type Site } from './types.js';
 
 export interface RegistrySnapshot {
   readonly data: RegistryData;
@@ -67,7 +68,20 @@ export function createRegistry(deps: { file: string; pollMs: number; log: Logger
       return reloads;
     },
     async start() {
-      snapshot = toSnapshot(await readRegistryFile(file));
+      let data: RegistryData;
+      try {
+        data = await readRegistryFile(file);
+      } catch (err) {
+        if (!(err instanceof GatewayError && err.code === 'LL_REGISTRY_NOT_FOUND')) throw err;
+        // A fresh lab: an empty registry lets nobody in until devices are added, and is watched from now on.
+        await writeRegistryFile(file, EMPTY_REGISTRY);
+        log.warn(
+          { file },
+          'registry file did not exist: created an empty one; add devices with `livinglab devices add`',
+        );
+        data = EMPTY_REGISTRY;
+      }
+      snapshot = toSnapshot(data);
       log.info({ file, devices: snapshot.devices.size, accounts: snapshot.accounts.size }, 'registry loaded');
       // Polling (not fs.watch) survives the atomic rename writers use and works on network mounts.
       watching = watchFile(file, { interval: pollMs, persistent: false }, (curr, prev) => {

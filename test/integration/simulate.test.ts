@@ -32,6 +32,8 @@ describe('livinglab simulate --verify', () => {
         fleet: join(ROOT, 'simulators/fleets/demo.yaml'),
         scenario: join(ROOT, 'simulators/scenarios/incidents.yaml'),
         speed: '1200',
+        start: 'now-2h',
+        duration: '2h',
         mqttUrl: gw.mqttUrl,
         registry: gw.registryFile,
         influxUrl: influx.url,
@@ -104,6 +106,7 @@ describe('livinglab simulate --verify', () => {
       {
         fleet: join(ROOT, 'simulators/fleets/demo.yaml'),
         speed: '7200',
+        start: 'now-20m',
         duration: '20m',
         mqttUrl: gw.mqttUrl,
         registry: gw.registryFile,
