@@ -20,6 +20,20 @@ export interface RunCounters {
   failedPublishes: number;
 }
 
+export function emptyCounters(devices: number): RunCounters {
+  return {
+    devices,
+    connected: 0,
+    messagesSent: 0,
+    messagesAcked: 0,
+    readingsAcked: 0,
+    invalidSent: 0,
+    rejectionsReceived: 0,
+    reconnects: 0,
+    failedPublishes: 0,
+  };
+}
+
 export interface SentInvalid {
   readonly device: string;
   readonly payload: string;
@@ -68,17 +82,7 @@ const sleep = (ms: number, signal?: AbortSignal) =>
 
 export async function runFleet(opts: RunOptions): Promise<{ counters: RunCounters; record: RunRecord }> {
   const { plan } = opts;
-  const counters: RunCounters = {
-    devices: plan.devices.length,
-    connected: 0,
-    messagesSent: 0,
-    messagesAcked: 0,
-    readingsAcked: 0,
-    invalidSent: 0,
-    rejectionsReceived: 0,
-    reconnects: 0,
-    failedPublishes: 0,
-  };
+  const counters = emptyCounters(plan.devices.length);
   const record: RunRecord = { acked: new Map(), invalid: [], feedback: new Map() };
   const realStart = Date.now();
   const realTimeOf = (t: number) => realStart + (t - plan.fleet.start) / plan.fleet.speed;

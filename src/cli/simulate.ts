@@ -7,7 +7,7 @@ import type { Command } from 'commander';
 import { type Fleet, loadFleet } from '../../simulators/fleet.js';
 import { planFleet } from '../../simulators/plan.js';
 import { provisionFleet } from '../../simulators/provision.js';
-import { type RunCounters, runFleet } from '../../simulators/runner.js';
+import { emptyCounters, type RunCounters, runFleet } from '../../simulators/runner.js';
 import { EMPTY_SCENARIO, loadScenario } from '../../simulators/scenario.js';
 import { verifyRun } from '../../simulators/verify.js';
 import { parseDuration } from '../config/duration.js';
@@ -85,7 +85,7 @@ export async function simulate(
           );
       }
     }
-    return { fleet, counters: emptyCounters(fleet), groundTruthFile: '' };
+    return { fleet, counters: emptyCounters(fleet.devices.length), groundTruthFile: '' };
   }
   const { credentials, added, reused } = await provisionFleet({ registry: config.registry, fleet, schemas });
   out?.write(
@@ -150,17 +150,8 @@ export async function simulate(
   if (!flags.verify) return { fleet, counters, groundTruthFile };
   // The gateway writes in batches: wait until what was acknowledged is there, or a minute passed.
   const deadline = Date.now() + 60_000;
-  let report = await verifyRun({
-    plan,
-    record,
-    schemas,
-    influxUrl: config.influx.url,
-    db: config.influx.db,
-    rejectsLog: join(config.dataDir, 'rejects.ndjson'),
-  });
-  while (!report.ok && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 1000));
-    report = await verifyRun({
+  const check = () =>
+    verifyRun({
       plan,
       record,
       schemas,
@@ -168,6 +159,10 @@ export async function simulate(
       db: config.influx.db,
       rejectsLog: join(config.dataDir, 'rejects.ndjson'),
     });
+  let report = await check();
+  while (!report.ok && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 1000));
+    report = await check();
   }
   out?.write(
     `verify: ${report.readingsExpected} acknowledged readings, ${report.readingsExpected - report.missing} in InfluxDB, ${report.missing} missing, ${report.wrongValues} wrong values; ` +
@@ -176,20 +171,6 @@ export async function simulate(
   for (const p of report.problems) out?.write(`  ${p}\n`);
   out?.write(report.ok ? 'verify: OK\n' : 'verify: FAILED\n');
   return { fleet, counters, groundTruthFile, verified: report.ok };
-}
-
-function emptyCounters(fleet: Fleet): RunCounters {
-  return {
-    devices: fleet.devices.length,
-    connected: 0,
-    messagesSent: 0,
-    messagesAcked: 0,
-    readingsAcked: 0,
-    invalidSent: 0,
-    rejectionsReceived: 0,
-    reconnects: 0,
-    failedPublishes: 0,
-  };
 }
 
 export function registerSimulateCommand(program: Command, env: Record<string, string | undefined>): void {
