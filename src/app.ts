@@ -8,6 +8,8 @@ import { createMetrics } from './http/metrics.js';
 import { buildHttp } from './http/server.js';
 import { createPipeline, type Pipeline } from './ingest/pipeline.js';
 import { rejection } from './ingest/record.js';
+import { createLiveness, type Liveness } from './jobs/liveness.js';
+import { createScheduler, type Scheduler } from './jobs/scheduler.js';
 import { createLogger, type Logger } from './log.js';
 import { createPasswordVerifier } from './registry/passwords.js';
 import { createRegistry, type Registry } from './registry/registry.js';
@@ -38,6 +40,8 @@ export interface App {
   readonly drain: Drain;
   readonly writer: Writer;
   readonly rejects: RejectsLog;
+  readonly liveness: Liveness;
+  readonly scheduler: Scheduler;
 }
 
 function createWriter(config: Config, log: Logger): Writer {
@@ -101,6 +105,18 @@ export function buildApp(config: Config, opts: { log?: Logger } = {}): App {
     maxBatchReadings: config.ingest.maxBatchReadings,
     log: log.child({ module: 'ingest.pipeline' }),
   });
+  const scheduler = createScheduler({ log: log.child({ module: 'jobs' }) });
+  const liveness = createLiveness({
+    registry,
+    dataDir: config.dataDir,
+    log: log.child({ module: 'jobs.liveness' }),
+    publishStatus: (device, status) =>
+      broker?.publish(`lab/${device.site}/${device.type}/${device.id}/status`, status, {
+        retain: true,
+        qos: 1,
+      }) ?? Promise.resolve(),
+    ...(config.jobs.liveness.webhook ? { webhook: config.jobs.liveness.webhook } : {}),
+  });
   // Messages between authorizePublish and their spool append: shutdown waits for them.
   const inFlight = new Set<Promise<unknown>>();
   const b = createBroker({
@@ -109,6 +125,7 @@ export function buildApp(config: Config, opts: { log?: Logger } = {}): App {
     verifier: createPasswordVerifier(),
     log: log.child({ module: 'broker' }),
     onPublish: async (msg) => {
+      if (msg.identity.kind === 'device') liveness.observe(msg.identity.id);
       const accepting = pipeline.accept(msg);
       inFlight.add(accepting);
       try {
@@ -143,6 +160,9 @@ export function buildApp(config: Config, opts: { log?: Logger } = {}): App {
     queue: () => queue.stats,
     connectedClients: () => b.connectedClients,
     registryReloads: () => registry.reloads,
+    connectedDevices: () => b.connectedDevices(),
+    jobs: () => scheduler.stats,
+    liveness: () => ({ silent: liveness.silent.size, ...liveness.transitions }),
   });
   drain.stats.onWriteLatency = metrics.observeWriteLatency;
   const http = buildHttp({
@@ -153,6 +173,11 @@ export function buildApp(config: Config, opts: { log?: Logger } = {}): App {
     readiness: async () => {
       const reasons: string[] = [];
       if (!started) reasons.push('starting or stopping');
+      try {
+        registry.current();
+      } catch {
+        reasons.push('registry not loaded');
+      }
       if (queue.stats.full)
         reasons.push(
           `spool full (${queue.stats.bytes} of ${queue.stats.limitBytes} bytes): not acknowledging`,
@@ -198,6 +223,8 @@ export function buildApp(config: Config, opts: { log?: Logger } = {}): App {
     drain,
     writer,
     rejects,
+    liveness,
+    scheduler,
     get mqttPort() {
       return b.port;
     },
@@ -247,6 +274,8 @@ export function buildApp(config: Config, opts: { log?: Logger } = {}): App {
       }
       const address = http.server.address();
       httpPort = typeof address === 'object' && address ? address.port : config.http.port;
+      if (config.jobs.liveness.enabled)
+        scheduler.add('liveness', config.jobs.liveness.schedule, () => liveness.check());
       statsTimer = setInterval(logStats, 60_000);
       statsTimer.unref();
       started = true;
@@ -265,6 +294,7 @@ export function buildApp(config: Config, opts: { log?: Logger } = {}): App {
       clearInterval(statsTimer);
       const wasStarted = started;
       started = false;
+      await scheduler.stop();
       await http.close().catch(() => undefined);
       // Stop accepting: close the listener and the connections; then finish the appends under way.
       await b.stop();

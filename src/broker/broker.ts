@@ -10,6 +10,7 @@ import type { Logger } from '../log.js';
 import { devicePrefix, findIdentity } from '../registry/acl.js';
 import type { PasswordVerifier } from '../registry/passwords.js';
 import type { Registry, RegistrySnapshot } from '../registry/registry.js';
+import type { Device } from '../registry/types.js';
 import { guardConnection } from './frame-guard.js';
 import { createHooks, type PublishHandler } from './hooks.js';
 import { createIndexedPersistence } from './retained-index.js';
@@ -22,6 +23,8 @@ export interface Broker {
   /** The bound TCP port (useful with port 0). */
   readonly port: number;
   readonly connectedClients: number;
+  /** Devices with a live connection (for metrics and `livinglab status`). */
+  connectedDevices(): Device[];
 }
 
 export interface BrokerDeps {
@@ -100,6 +103,15 @@ export function createBroker(deps: BrokerDeps): Broker {
 
   return {
     publish,
+    connectedDevices() {
+      if (!aedes) return [];
+      const out: Device[] = [];
+      for (const client of Object.values(clientsOf(aedes))) {
+        const identity = hooks.identityOf(client);
+        if (identity?.kind === 'device' && client.connected) out.push(identity.device);
+      }
+      return out;
+    },
     get port() {
       return port;
     },

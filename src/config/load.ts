@@ -160,6 +160,7 @@ export function loadConfig(opts: LoadConfigOptions = {}): Config {
     };
     spool: { enabled: boolean; maxSize: string | number; segmentSize: string | number };
     shutdownTimeout: string | number;
+    jobs: Config['jobs'];
     time: { maxFuture: string | number; maxAge: string | number };
     ingest: { maxBatchReadings: number };
     registryPoll: string | number;
@@ -204,6 +205,7 @@ export function loadConfig(opts: LoadConfigOptions = {}): Config {
       segmentBytes: bytes(r.spool.segmentSize, 'spool.segmentSize'),
     },
     shutdownTimeoutMs: ms(r.shutdownTimeout, 'shutdownTimeout'),
+    jobs: { liveness: { ...r.jobs.liveness } },
     time: { maxFutureMs: ms(r.time.maxFuture, 'time.maxFuture'), maxAgeMs: ms(r.time.maxAge, 'time.maxAge') },
     ingest: { maxBatchReadings: r.ingest.maxBatchReadings },
     registryPollMs: ms(r.registryPoll, 'registryPoll'),

@@ -184,6 +184,35 @@ export const CONFIG_SCHEMA = {
         segmentSize: size('16MiB', 'Size at which the spool starts a new segment file'),
       },
     },
+    jobs: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        liveness: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          properties: {
+            enabled: {
+              type: 'boolean',
+              default: true,
+              description: 'Mark devices silent for 3 of their intervals offline',
+            },
+            schedule: {
+              type: 'string',
+              default: '* * * * *',
+              description: 'When the liveness check runs (cron; seconds allowed)',
+            },
+            webhook: {
+              type: 'string',
+              default: '',
+              description: 'URL that gets a JSON POST for each offline/online change (empty: none)',
+            },
+          },
+        },
+      },
+    },
     shutdownTimeout: duration(
       '10s',
       'On SIGTERM/SIGINT, how long to keep writing to InfluxDB before exiting (the rest stays in the spool)',
@@ -226,6 +255,9 @@ export interface Config {
   };
   readonly spool: { readonly enabled: boolean; readonly maxBytes: number; readonly segmentBytes: number };
   readonly shutdownTimeoutMs: number;
+  readonly jobs: {
+    readonly liveness: { readonly enabled: boolean; readonly schedule: string; readonly webhook: string };
+  };
   readonly time: { readonly maxFutureMs: number; readonly maxAgeMs: number };
   readonly ingest: { readonly maxBatchReadings: number };
   readonly registryPollMs: number;

@@ -14,6 +14,9 @@ export interface MetricsSources {
   };
   connectedClients: () => number;
   registryReloads: () => number;
+  connectedDevices: () => { site: string; type: string }[];
+  jobs: () => ReadonlyMap<string, { runs: number; failures: number }>;
+  liveness: () => { silent: number; offline: number; online: number };
 }
 
 export interface Metrics {
@@ -117,6 +120,49 @@ export function createMetrics(src: MetricsSources): Metrics {
     },
   );
   gauge(registry, 'livinglab_connected_clients', 'Connected MQTT clients', src.connectedClients);
+  new Gauge({
+    name: 'livinglab_connected_devices',
+    help: 'Devices with a live MQTT connection, by type and site',
+    labelNames: ['device_type', 'site'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const d of src.connectedDevices()) this.inc({ device_type: d.type, site: d.site });
+    },
+  });
+  for (const [name, pick, help] of [
+    ['livinglab_job_runs_total', 'runs', 'Scheduled job runs'],
+    ['livinglab_job_failures_total', 'failures', 'Scheduled job runs that failed'],
+  ] as const) {
+    new Counter({
+      name,
+      help,
+      labelNames: ['job'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [job, s] of src.jobs()) this.inc({ job }, s[pick]);
+      },
+    });
+  }
+  gauge(
+    registry,
+    'livinglab_devices_silent',
+    'Devices marked offline for being silent over 3 of their intervals',
+    () => src.liveness().silent,
+  );
+  new Counter({
+    name: 'livinglab_liveness_transitions_total',
+    help: 'Devices marked offline (silent) or online again',
+    labelNames: ['state'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      const l = src.liveness();
+      this.inc({ state: 'offline' }, l.offline);
+      this.inc({ state: 'online' }, l.online);
+    },
+  });
   const latency = new Histogram({
     name: 'livinglab_write_duration_seconds',
     help: 'Duration of successful InfluxDB writes',

@@ -19,6 +19,7 @@ export interface TestDevice {
   type: string;
   site: string;
   subject?: string;
+  interval?: string;
 }
 
 export interface TestGateway {

@@ -1,0 +1,105 @@
+// A device that stops publishing is reported offline after 3 of its intervals, and online again
+// when it reports: retained status, event log, metric and webhook.
+
+import { readFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { startGateway, type TestGateway } from '../helpers/gateway.js';
+import { type Influxd, startInfluxd } from '../helpers/influxd.js';
+import { collect, connectDevice, eventually } from '../helpers/mqtt.js';
+
+let influx: Influxd;
+let gw: TestGateway;
+const hooks: Record<string, unknown>[] = [];
+const hookServer = createServer((req, res) => {
+  let body = '';
+  req.on('data', (c: Buffer) => {
+    body += c.toString();
+  });
+  req.on('end', () => {
+    hooks.push(JSON.parse(body) as Record<string, unknown>);
+    res.writeHead(204).end();
+  });
+});
+
+beforeAll(async () => {
+  await new Promise<void>((r) => hookServer.listen(0, '127.0.0.1', r));
+  influx = await startInfluxd();
+  gw = await startGateway({
+    influxUrl: influx.url,
+    devices: [{ id: 'quiet-1', type: 'room-climate', site: 'live', interval: '1s' }],
+    staff: ['staff-live'],
+    config: {
+      jobs: {
+        liveness: {
+          schedule: '* * * * * *',
+          webhook: `http://127.0.0.1:${(hookServer.address() as AddressInfo).port}/hook`,
+        },
+      },
+    },
+  });
+});
+afterAll(async () => {
+  await gw?.stop();
+  await influx?.stop();
+  hookServer.close();
+});
+
+const reading = () => JSON.stringify({ ts: new Date().toISOString(), temperature: 21.5, humidity: 40 });
+const metric = async (name: string) => {
+  const text = await (await fetch(`http://127.0.0.1:${gw.app.httpPort}/metrics`)).text();
+  return Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
+};
+
+it('marks a device silent for 3 intervals offline, and online again when it reports', {
+  timeout: 30_000,
+}, async () => {
+  const staff = await connectDevice(gw.mqttUrl, 'staff-live', { clientId: 'staff-live-1' });
+  const status = await collect(staff, 'lab/live/room-climate/quiet-1/status');
+  const device = await connectDevice(gw.mqttUrl, 'quiet-1');
+  await device.publishAsync('lab/live/room-climate/quiet-1/telemetry', reading(), { qos: 1 });
+  const t0 = Date.now();
+  // The device stays connected but says nothing: offline after > 3 s, found by the next check.
+  await eventually(
+    async () => gw.app.liveness.silent.has('quiet-1'),
+    (v) => v,
+    10_000,
+  );
+  expect(Date.now() - t0).toBeGreaterThanOrEqual(2900);
+  await eventually(
+    async () => status.messages.map((m) => m.payload.toString()),
+    (s) => s[s.length - 1] === 'offline',
+  );
+  expect(await metric('livinglab_devices_silent')).toBe(1);
+
+  await device.publishAsync('lab/live/room-climate/quiet-1/telemetry', reading(), { qos: 1 });
+  await eventually(
+    async () => status.messages.map((m) => m.payload.toString()),
+    (s) => s[s.length - 1] === 'online',
+  );
+  expect(gw.app.liveness.silent.size).toBe(0);
+  expect(await metric('livinglab_devices_silent')).toBe(0);
+  expect(await metric('livinglab_liveness_transitions_total{state="offline"}')).toBe(1);
+
+  const events = (await readFile(join(gw.dir, 'data', 'events.ndjson'), 'utf8'))
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+  expect(events.map((e) => e.event)).toEqual(['device-offline', 'device-online']);
+  expect(events[0]).toMatchObject({ deviceId: 'quiet-1', site: 'live', deviceType: 'room-climate' });
+  expect(events[0]?.silentSeconds).toBeGreaterThanOrEqual(3);
+  await eventually(
+    async () => hooks.map((h) => h.event),
+    (e) => e.length === 2,
+  );
+  expect(hooks.map((h) => [h.event, h.deviceId])).toEqual([
+    ['device-offline', 'quiet-1'],
+    ['device-online', 'quiet-1'],
+  ]);
+  expect(await metric('livinglab_job_runs_total{job="liveness"}')).toBeGreaterThanOrEqual(3);
+  expect(await metric('livinglab_connected_devices{device_type="room-climate",site="live"}')).toBe(1);
+  await device.endAsync();
+  await staff.endAsync();
+});
