@@ -186,6 +186,38 @@ export function buildApp(config: Config, opts: { log?: Logger } = {}): App {
       return reasons;
     },
     metrics: metrics.registry,
+    log: log.child({ module: 'http' }),
+    status: () => {
+      const connected = new Set(b.connectedDevices().map((d) => d.id));
+      const q = queue.stats;
+      return {
+        devices: [...registry.current().devices.values()].map((d) => ({
+          id: d.id,
+          type: d.type,
+          site: d.site,
+          enabled: d.enabled,
+          connected: connected.has(d.id),
+          silent: liveness.silent.has(d.id),
+          lastSeen: liveness.lastSeen(d.id)
+            ? new Date(liveness.lastSeen(d.id) as number).toISOString()
+            : null,
+        })),
+        connectedDevices: connected.size,
+        silentDevices: liveness.silent.size,
+        spool: {
+          bytes: q.bytes,
+          limitBytes: q.limitBytes,
+          full: q.full,
+          unwrittenRecords: q.unconfirmedRecords,
+          oldestUnwrittenSeconds: q.oldestUnconfirmedAt
+            ? Math.round((Date.now() - q.oldestUnconfirmedAt) / 1000)
+            : 0,
+        },
+        lastWriteAt: drain.stats.lastWriteAt ? new Date(drain.stats.lastWriteAt).toISOString() : null,
+        pointsWritten: drain.stats.pointsWritten,
+        rejectsLastHour: pipeline.rejectedLastHour(),
+      };
+    },
   });
   let httpPort = 0;
   let started = false;

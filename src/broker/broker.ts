@@ -43,7 +43,10 @@ export interface BrokerDeps {
 
 export function createBroker(deps: BrokerDeps): Broker {
   const { config, registry, log } = deps;
-  const hooks = createHooks(deps);
+  // Each TCP connection gets an id, so a device's reconnects can be told apart in the log.
+  const connectionIds = new WeakMap<Client, string>();
+  let connectionSeq = 0;
+  const hooks = createHooks({ ...deps, connectionIdOf: (client) => connectionIds.get(client) });
   let aedes: Aedes | undefined;
   let server: Server | undefined;
   let port = 0;
@@ -150,7 +153,12 @@ export function createBroker(deps: BrokerDeps): Broker {
         let client: Client | undefined;
         const conn = guardConnection(socket, config.mqtt.maxPacketSize, (info) => {
           log.warn(
-            { clientId: client?.id, declaredBytes: info.declared, limit: config.mqtt.maxPacketSize },
+            {
+              clientId: client?.id,
+              connectionId: client ? connectionIds.get(client) : undefined,
+              declaredBytes: info.declared,
+              limit: config.mqtt.maxPacketSize,
+            },
             'packet larger than the maximum packet size; connection closed',
           );
           deps.onOversize?.({
@@ -160,6 +168,7 @@ export function createBroker(deps: BrokerDeps): Broker {
           });
         });
         client = a.handle(conn);
+        connectionIds.set(client, `c${(++connectionSeq).toString(36)}`);
       });
       srv.maxConnections = config.mqtt.maxConnections;
       server = srv;

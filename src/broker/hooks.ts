@@ -37,8 +37,11 @@ export function createHooks(deps: {
   verifier: PasswordVerifier;
   onPublish: PublishHandler;
   log: Logger;
+  /** The id of the TCP connection a client came on, for log lines. */
+  connectionIdOf?: (client: Client) => string | undefined;
 }): Hooks {
   const { registry, verifier, onPublish, log } = deps;
+  const who = (client: Client) => ({ clientId: client.id, connectionId: deps.connectionIdOf?.(client) });
   const identities = new WeakMap<Client, Identity>();
   // Payload buffers of messages the pipeline rejected: acknowledged, but never forwarded.
   const blocked = new WeakSet<Buffer>();
@@ -46,7 +49,7 @@ export function createHooks(deps: {
   const options: Hooks['options'] = {
     authenticate(client, username, password, done) {
       const refuse = (code: number, reason: string) => {
-        log.warn({ clientId: client.id, username, reason }, 'connection refused');
+        log.warn({ ...who(client), username, reason }, 'connection refused');
         done(authError(code, reason) as never, false);
       };
       if (!username || !password)
@@ -81,7 +84,7 @@ export function createHooks(deps: {
       const decision = canPublish(identity, packet.topic);
       if (!decision.allow) {
         log.warn(
-          { clientId: client.id, topic: packet.topic, reason: decision.reason },
+          { ...who(client), topic: packet.topic, reason: decision.reason },
           'publish denied; closing connection',
         );
         return callback(new Error(decision.reason));
@@ -102,7 +105,7 @@ export function createHooks(deps: {
         (err: Error) => {
           // No PUBACK: the device keeps the message and sends it again.
           log.error(
-            { clientId: client.id, topic: packet.topic, err: err.message },
+            { ...who(client), topic: packet.topic, err: err.message },
             'ingestion failed; message not acknowledged',
           );
           callback(err);
@@ -116,7 +119,7 @@ export function createHooks(deps: {
         ? canSubscribe(identity, sub.topic)
         : { allow: false as const, reason: 'not authenticated' };
       if (!decision.allow) {
-        log.warn({ clientId: client.id, topic: sub.topic, reason: decision.reason }, 'subscription refused');
+        log.warn({ ...who(client), topic: sub.topic, reason: decision.reason }, 'subscription refused');
         return callback(null, null);
       }
       // Devices get feedback at QoS 0: aedes has no offline-queue limit for persistent sessions (aedes#1087).

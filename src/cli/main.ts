@@ -10,6 +10,7 @@ import { registerRecordingCommands } from './recording.js';
 import { registerSchemaCommands } from './schemas.js';
 import { registerServeCommand } from './serve.js';
 import { registerSimulateCommand } from './simulate.js';
+import { registerStatusCommand } from './status.js';
 
 const pkg = JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as {
   version: string;
@@ -26,6 +27,7 @@ export function buildProgram(env: Record<string, string | undefined>): Command {
   registerSchemaCommands(program);
   registerSimulateCommand(program, env);
   registerRecordingCommands(program, env);
+  registerStatusCommand(program);
   return program;
 }
 

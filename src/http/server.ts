@@ -1,7 +1,9 @@
 // The gateway's HTTP server (fastify): health, readiness and Prometheus metrics; the research API
 // mounts here later. buildHttp does no I/O; app.ts listens.
-import Fastify, { type FastifyInstance } from 'fastify';
+import { randomUUID } from 'node:crypto';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
+import type { Logger } from '../log.js';
 
 export interface HttpDeps {
   /** Seconds since start, connected clients and the like: cheap facts, no I/O. */
@@ -9,10 +11,22 @@ export interface HttpDeps {
   /** Reasons the gateway is not ready to take readings; empty when it is. */
   readiness: () => Promise<string[]>;
   metrics: Registry;
+  /** The fleet at a glance, for `livinglab status`. */
+  status: () => unknown;
+  log?: Logger;
 }
 
 export function buildHttp(deps: HttpDeps): FastifyInstance {
-  const app = Fastify({ logger: false });
+  // Each request gets an id (or keeps the caller's X-Request-Id), carried by its log lines.
+  const app = Fastify({
+    ...(deps.log ? { loggerInstance: deps.log as FastifyBaseLogger } : { logger: false }),
+    requestIdHeader: 'x-request-id',
+    genReqId: () => randomUUID(),
+  });
+  app.addHook('onSend', async (req, reply) => {
+    reply.header('x-request-id', req.id);
+  });
+  app.get('/api/v1/status', async () => deps.status());
   app.get('/healthz', async () => ({ status: 'ok', ...deps.health() }));
   app.get('/readyz', async (_req, reply) => {
     const reasons = await deps.readiness();

@@ -21,6 +21,8 @@ export interface PipelineStats {
 
 export interface Pipeline {
   accept(record: IngestRecord): Promise<Verdict>;
+  /** Rejections in the last hour (per-minute buckets). */
+  rejectedLastHour(): number;
   readonly stats: Readonly<PipelineStats>;
 }
 
@@ -43,8 +45,17 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     rejected: { json: 0, schema: 0, topic: 0, time: 0, 'too-large': 0 },
   };
 
+  // Rejections per minute over the last hour, for `livinglab status`.
+  const minutes = new Map<number, number>();
+  const countRecent = (n: number) => {
+    const m = Math.floor(Date.now() / 60_000);
+    minutes.set(m, (minutes.get(m) ?? 0) + n);
+    for (const k of minutes.keys()) if (k <= m - 60) minutes.delete(k);
+  };
+
   const reject = async (record: IngestRecord, rejections: readonly Rejection[]) => {
     for (const r of rejections) stats.rejected[r.reason]++;
+    countRecent(rejections.length);
     await rejects.append({
       receivedAt: record.receivedAt.toISOString(),
       clientId: record.clientId,
@@ -69,6 +80,12 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
 
   return {
     stats,
+    rejectedLastHour() {
+      const m = Math.floor(Date.now() / 60_000);
+      let n = 0;
+      for (const [k, v] of minutes) if (k > m - 60) n += v;
+      return n;
+    },
     async accept(record) {
       stats.messages++;
       if (record.identity.kind !== 'device') {

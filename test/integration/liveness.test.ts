@@ -103,3 +103,38 @@ it('marks a device silent for 3 intervals offline, and online again when it repo
   await device.endAsync();
   await staff.endAsync();
 });
+
+it('livinglab status shows connected and silent devices, spool, last write and recent rejects', {
+  timeout: 30_000,
+}, async () => {
+  const { execFile } = await import('node:child_process');
+  const { promisify } = await import('node:util');
+  const device = await connectDevice(gw.mqttUrl, 'quiet-1');
+  await device.publishAsync('lab/live/room-climate/quiet-1/telemetry', reading(), { qos: 1 });
+  await device.publishAsync('lab/live/room-climate/quiet-1/telemetry', '{"bad":', { qos: 1 });
+  await gw.app.drain.idle(5000);
+  const res = await fetch(`http://127.0.0.1:${gw.app.httpPort}/api/v1/status`, {
+    headers: { 'x-request-id': 'req-42' },
+  });
+  expect(res.headers.get('x-request-id')).toBe('req-42');
+  expect(gw.logLines().some((l) => l.reqId === 'req-42')).toBe(true);
+  const root = new URL('../../', import.meta.url).pathname;
+  const { stdout } = await promisify(execFile)(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      join(root, 'src/cli/main.ts'),
+      'status',
+      '--url',
+      `http://127.0.0.1:${gw.app.httpPort}`,
+    ],
+    { cwd: root },
+  );
+  expect(stdout).toMatch(/^devices connected\s+1 of 1 enabled$/m);
+  expect(stdout).toMatch(/^devices silent\s+0$/m);
+  expect(stdout).toMatch(/^last write to InfluxDB\s+\d{4}-\d\d-\d\dT/m);
+  expect(stdout).toMatch(/^rejects in the last hour\s+1$/m);
+  expect(gw.logLines().some((l) => l.msg === 'message rejected' && l.deviceId === 'quiet-1')).toBe(true);
+  await device.endAsync();
+});
