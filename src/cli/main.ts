@@ -7,6 +7,7 @@ import { isGatewayError } from '../errors.js';
 import { packageRoot } from '../paths.js';
 import { registerDeviceCommands } from './devices.js';
 import { registerRecordingCommands } from './recording.js';
+import { registerReportCommand } from './report.js';
 import { registerSchemaCommands } from './schemas.js';
 import { registerServeCommand } from './serve.js';
 import { registerSimulateCommand } from './simulate.js';
@@ -28,6 +29,7 @@ export function buildProgram(env: Record<string, string | undefined>): Command {
   registerSimulateCommand(program, env);
   registerRecordingCommands(program, env);
   registerStatusCommand(program);
+  registerReportCommand(program, env);
   return program;
 }
 

@@ -160,7 +160,11 @@ export function loadConfig(opts: LoadConfigOptions = {}): Config {
     };
     spool: { enabled: boolean; maxSize: string | number; segmentSize: string | number };
     shutdownTimeout: string | number;
-    jobs: Config['jobs'];
+    jobs: {
+      liveness: Config['jobs']['liveness'];
+      report: Config['jobs']['report'];
+      housekeeping: { enabled: boolean; schedule: string; retention: string | number };
+    };
     time: { maxFuture: string | number; maxAge: string | number };
     ingest: { maxBatchReadings: number };
     registryPoll: string | number;
@@ -205,7 +209,15 @@ export function loadConfig(opts: LoadConfigOptions = {}): Config {
       segmentBytes: bytes(r.spool.segmentSize, 'spool.segmentSize'),
     },
     shutdownTimeoutMs: ms(r.shutdownTimeout, 'shutdownTimeout'),
-    jobs: { liveness: { ...r.jobs.liveness } },
+    jobs: {
+      liveness: { ...r.jobs.liveness },
+      report: { ...r.jobs.report },
+      housekeeping: {
+        enabled: r.jobs.housekeeping.enabled,
+        schedule: r.jobs.housekeeping.schedule,
+        retentionMs: ms(r.jobs.housekeeping.retention, 'jobs.housekeeping.retention'),
+      },
+    },
     time: { maxFutureMs: ms(r.time.maxFuture, 'time.maxFuture'), maxAgeMs: ms(r.time.maxAge, 'time.maxAge') },
     ingest: { maxBatchReadings: r.ingest.maxBatchReadings },
     registryPollMs: ms(r.registryPoll, 'registryPoll'),

@@ -211,6 +211,37 @@ export const CONFIG_SCHEMA = {
             },
           },
         },
+        report: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          properties: {
+            enabled: {
+              type: 'boolean',
+              default: true,
+              description: "Write yesterday's data-quality report every day",
+            },
+            schedule: {
+              type: 'string',
+              default: '30 0 * * *',
+              description: 'When the daily report is written (cron, UTC day before)',
+            },
+          },
+        },
+        housekeeping: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          properties: {
+            enabled: {
+              type: 'boolean',
+              default: true,
+              description: 'Rotate the rejects and event logs and delete old ones',
+            },
+            schedule: { type: 'string', default: '15 3 * * *', description: 'When housekeeping runs (cron)' },
+            retention: duration('90d', 'Rotated logs and reports older than this are deleted'),
+          },
+        },
       },
     },
     shutdownTimeout: duration(
@@ -257,6 +288,12 @@ export interface Config {
   readonly shutdownTimeoutMs: number;
   readonly jobs: {
     readonly liveness: { readonly enabled: boolean; readonly schedule: string; readonly webhook: string };
+    readonly report: { readonly enabled: boolean; readonly schedule: string };
+    readonly housekeeping: {
+      readonly enabled: boolean;
+      readonly schedule: string;
+      readonly retentionMs: number;
+    };
   };
   readonly time: { readonly maxFutureMs: number; readonly maxAgeMs: number };
   readonly ingest: { readonly maxBatchReadings: number };

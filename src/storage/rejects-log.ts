@@ -1,7 +1,7 @@
 // The rejects log: one NDJSON line per rejected message, with the original payload, so a lab can
 // show a vendor exactly what was sent and why it was refused. Append-only, mode 0600 (payloads are
 // health data). Written by the pipeline (bad input) and, later, the drain (InfluxDB 4xx).
-import { type FileHandle, mkdir, open } from 'node:fs/promises';
+import { type FileHandle, mkdir, open, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 
 export interface RejectEntry {
@@ -19,6 +19,8 @@ export interface RejectsLog {
   append(entry: RejectEntry): Promise<void>;
   stop(): Promise<void>;
   readonly count: number;
+  /** Moves the current log aside as rejects-<time>.ndjson and starts a new one; resolves its name (none if empty). */
+  rotate(): Promise<string | undefined>;
 }
 
 export function encodePayload(payload: Buffer): { payload: string; payloadEncoding: 'utf8' | 'base64' } {
@@ -51,15 +53,33 @@ export function createRejectsLog(deps: { dataDir: string }): RejectsLog {
         rejections: entry.rejections,
         ...encodePayload(entry.payload),
       })}\n`;
-      const h = handle;
-      if (!h) return Promise.reject(new Error('rejects log used before start()'));
-      // Serialise appends so lines never interleave.
+      if (!handle) return Promise.reject(new Error('rejects log used before start()'));
+      // Serialise appends (and rotations) so lines never interleave or land in a closed file.
       const appended = chain.then(async () => {
-        await h.appendFile(line, 'utf8');
+        if (!handle) throw new Error('rejects log is stopped');
+        await handle.appendFile(line, 'utf8');
         count++;
       });
       chain = appended.catch(() => undefined);
       return appended;
+    },
+    rotate() {
+      const rotated = chain.then(async () => {
+        if (!handle) return undefined;
+        const size = (await handle.stat()).size;
+        if (size === 0) return undefined;
+        await handle.sync();
+        await handle.close();
+        const target = join(deps.dataDir, `rejects-${new Date().toISOString().replace(/[:.]/g, '-')}.ndjson`);
+        await rename(file, target);
+        handle = await open(file, 'a', 0o600);
+        return target;
+      });
+      chain = rotated.then(
+        () => undefined,
+        () => undefined,
+      );
+      return rotated;
     },
     async stop() {
       await chain.catch(() => undefined);

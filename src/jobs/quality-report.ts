@@ -1,0 +1,207 @@
+// The data-quality report of one day (UTC), per device: readings expected (24 h / interval) and
+// received, completeness, gaps longer than 3 intervals, rejects by reason, clock-skew rejections
+// (reason "time"), battery trend. Written as Markdown, JSON and an SVG chart per site (completeness
+// by device) to DATA_DIR/reports/. Reads InfluxDB through the 1.x /query API.
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parseDuration } from '../config/duration.js';
+import type { Device } from '../registry/types.js';
+import type { SchemaSet } from '../schemas/types.js';
+
+export const GAP_INTERVALS = 3;
+const DAY = 86_400_000;
+
+export interface DeviceQuality {
+  deviceId: string;
+  site: string;
+  type: string;
+  interval: string | null;
+  expected: number | null;
+  received: number;
+  completeness: number | null;
+  gaps: { from: string; to: string; minutes: number }[];
+  rejects: Record<string, number>;
+  clockSkewRejects: number;
+  battery: { first: number; last: number } | null;
+}
+
+export interface QualityReport {
+  date: string;
+  generatedAt: string;
+  devices: DeviceQuality[];
+}
+
+async function queryRows(url: string, db: string, q: string): Promise<Record<string, unknown>[]> {
+  const res = await fetch(`${url}/query?db=${encodeURIComponent(db)}&epoch=ms&q=${encodeURIComponent(q)}`);
+  const body = (await res.json()) as {
+    results: { series?: { columns: string[]; values: unknown[][] }[]; error?: string }[];
+  };
+  if (body.results[0]?.error) throw new Error(body.results[0].error);
+  return (body.results[0]?.series ?? []).flatMap((s) =>
+    s.values.map((v) => Object.fromEntries(s.columns.map((c, i) => [c, v[i]]))),
+  );
+}
+
+/** Rejections per device and reason on that day, from the current and rotated rejects logs. */
+async function rejectsOfDay(
+  dataDir: string,
+  from: number,
+  to: number,
+): Promise<Map<string, Record<string, number>>> {
+  const out = new Map<string, Record<string, number>>();
+  const files = (await readdir(dataDir).catch(() => [] as string[])).filter((n) =>
+    /^rejects(-.+)?\.ndjson$/.test(n),
+  );
+  for (const name of files) {
+    const text = await readFile(join(dataDir, name), 'utf8').catch(() => '');
+    for (const line of text.split('\n')) {
+      if (!line) continue;
+      const e = JSON.parse(line) as {
+        receivedAt: string;
+        clientId: string;
+        rejections: { reason: string }[];
+      };
+      const t = Date.parse(e.receivedAt);
+      if (t < from || t >= to || !e.clientId) continue;
+      const counts = out.get(e.clientId) ?? {};
+      for (const r of e.rejections) counts[r.reason] = (counts[r.reason] ?? 0) + 1;
+      out.set(e.clientId, counts);
+    }
+  }
+  return out;
+}
+
+export async function buildQualityReport(opts: {
+  date: string;
+  devices: Iterable<Device>;
+  schemas: SchemaSet;
+  influxUrl: string;
+  db: string;
+  dataDir: string;
+}): Promise<QualityReport> {
+  const from = Date.parse(`${opts.date}T00:00:00Z`);
+  if (Number.isNaN(from)) throw new Error(`not a date: ${opts.date} (use YYYY-MM-DD)`);
+  const to = from + DAY;
+  const rejects = await rejectsOfDay(opts.dataDir, from, to);
+  const devices: DeviceQuality[] = [];
+  for (const d of opts.devices) {
+    const schema = opts.schemas.get(d.type, d.schemaVersion);
+    const rows = schema
+      ? await queryRows(
+          opts.influxUrl,
+          opts.db,
+          `SELECT * FROM "${schema.timeseries.measurement}" WHERE device_id = '${d.id}' AND time >= ${from}ms AND time < ${to}ms`,
+        )
+      : [];
+    const times = rows.map((r) => r.time as number).sort((a, b) => a - b);
+    const intervalMs = d.interval ? parseDuration(d.interval) : undefined;
+    const gaps: DeviceQuality['gaps'] = [];
+    if (intervalMs) {
+      const edges = [from, ...times, to];
+      for (let i = 1; i < edges.length; i++) {
+        const a = edges[i - 1] as number;
+        const b = edges[i] as number;
+        if (b - a > GAP_INTERVALS * intervalMs) {
+          gaps.push({
+            from: new Date(a).toISOString(),
+            to: new Date(b).toISOString(),
+            minutes: Math.round((b - a) / 60_000),
+          });
+        }
+      }
+    }
+    const batteries = rows.filter((r) => typeof r.battery === 'number').map((r) => r.battery as number);
+    const expected = intervalMs ? Math.floor(DAY / intervalMs) : null;
+    const r = rejects.get(d.id) ?? {};
+    devices.push({
+      deviceId: d.id,
+      site: d.site,
+      type: d.type,
+      interval: d.interval ?? null,
+      expected,
+      received: rows.length,
+      completeness: expected ? Math.round((rows.length / expected) * 1000) / 1000 : null,
+      gaps,
+      rejects: r,
+      clockSkewRejects: r.time ?? 0,
+      battery:
+        batteries.length > 0
+          ? { first: batteries[0] as number, last: batteries[batteries.length - 1] as number }
+          : null,
+    });
+  }
+  return { date: opts.date, generatedAt: new Date().toISOString(), devices };
+}
+
+const esc = (s: string) =>
+  s.replace(/[<>&"]/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;' })[c] as string);
+
+/** One bar chart per site: completeness of each device, 0–100 %. */
+export function renderCompletenessSvg(report: QualityReport): string {
+  const sites = [...new Set(report.devices.map((d) => d.site))].sort();
+  const rowH = 18;
+  const width = 720;
+  const parts: string[] = [];
+  let y = 40;
+  for (const site of sites) {
+    const list = report.devices.filter((d) => d.site === site);
+    parts.push(`<text x="10" y="${y}" font-weight="bold">${esc(site)}</text>`);
+    y += 8;
+    for (const d of list) {
+      const c = d.completeness ?? 0;
+      const w = Math.round(Math.min(1, c) * 400);
+      const colour =
+        d.completeness === null ? '#bbb' : c >= 0.95 ? '#2e7d32' : c >= 0.8 ? '#f9a825' : '#c62828';
+      parts.push(
+        `<text x="20" y="${y + 13}" font-size="12">${esc(d.deviceId)}</text>`,
+        `<rect x="260" y="${y + 2}" width="400" height="14" fill="#eee"/>`,
+        `<rect x="260" y="${y + 2}" width="${w}" height="14" fill="${colour}"/>`,
+        `<text x="${270 + w}" y="${y + 13}" font-size="11">${d.completeness === null ? 'no interval' : `${Math.round(c * 100)} %`}</text>`,
+      );
+      y += rowH;
+    }
+    y += 16;
+  }
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${y}" font-family="sans-serif">
+<text x="10" y="20" font-size="15">Completeness by device, ${esc(report.date)} (UTC)</text>
+${parts.join('\n')}
+</svg>
+`;
+}
+
+export function renderMarkdown(report: QualityReport): string {
+  const lines = [
+    `# Data quality, ${report.date} (UTC)`,
+    '',
+    `Generated ${report.generatedAt}. Completeness = readings received / expected (24 h ÷ interval); a gap is a silence longer than ${GAP_INTERVALS} intervals.`,
+    '',
+    '| device | site | type | expected | received | completeness | gaps | rejects | clock skew | battery |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+  ];
+  for (const d of report.devices) {
+    const rejects =
+      Object.entries(d.rejects)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', ') || '0';
+    const gaps =
+      d.gaps.map((g) => `${g.from.slice(11, 16)}–${g.to.slice(11, 16)} (${g.minutes} min)`).join('; ') || '—';
+    lines.push(
+      `| ${d.deviceId} | ${d.site} | ${d.type} | ${d.expected ?? '—'} | ${d.received} | ${d.completeness === null ? '—' : `${(d.completeness * 100).toFixed(1)} %`} | ${gaps} | ${rejects} | ${d.clockSkewRejects} | ${d.battery ? `${d.battery.first} → ${d.battery.last} %` : '—'} |`,
+    );
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+export async function writeQualityReport(report: QualityReport, dataDir: string): Promise<string[]> {
+  const dir = join(dataDir, 'reports');
+  await mkdir(dir, { recursive: true });
+  const files = [
+    join(dir, `${report.date}.json`),
+    join(dir, `${report.date}.md`),
+    join(dir, `${report.date}-completeness.svg`),
+  ];
+  await writeFile(files[0] as string, `${JSON.stringify(report, null, 2)}\n`);
+  await writeFile(files[1] as string, renderMarkdown(report));
+  await writeFile(files[2] as string, renderCompletenessSvg(report));
+  return files;
+}

@@ -1,0 +1,180 @@
+// The data-quality report for a day with known gaps and rejects, and housekeeping.
+import { execFile } from 'node:child_process';
+import { mkdirSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runHousekeeping } from '../../src/jobs/housekeeping.js';
+import { buildQualityReport, type QualityReport } from '../../src/jobs/quality-report.js';
+import { startGateway, type TestGateway } from '../helpers/gateway.js';
+import { type Influxd, startInfluxd } from '../helpers/influxd.js';
+import { collect, connectDevice } from '../helpers/mqtt.js';
+
+const ROOT = new URL('../../', import.meta.url).pathname;
+let influx: Influxd;
+let gw: TestGateway;
+const day = new Date(Date.now() - 86_400_000).toISOString().slice(0, 10);
+
+beforeAll(async () => {
+  influx = await startInfluxd();
+  gw = await startGateway({
+    influxUrl: influx.url,
+    devices: [
+      { id: 'clim-1', type: 'room-climate', site: 'home-a', interval: '1h' },
+      { id: 'door-1', type: 'door-sensor', site: 'home-b' },
+    ],
+  });
+  // Yesterday, hourly at hh:30, except 05:30–09:30 (five missing: one gap of six hours).
+  const client = await connectDevice(gw.mqttUrl, 'clim-1');
+  const feedback = await collect(client, 'lab/home-a/room-climate/clim-1/rejected');
+  const hours = Array.from({ length: 24 }, (_, h) => h).filter((h) => h < 5 || h > 9);
+  const readings = hours.map((h, i) => ({
+    ts: `${day}T${String(h).padStart(2, '0')}:30:00Z`,
+    temperature: 21,
+    humidity: 40,
+    battery: 90 - i,
+  }));
+  await client.publishAsync('lab/home-a/room-climate/clim-1/telemetry', JSON.stringify({ readings }), {
+    qos: 1,
+  });
+  // Two out-of-range readings and one from a clock far ahead: three rejects, one of them "time".
+  await client.publishAsync(
+    'lab/home-a/room-climate/clim-1/telemetry',
+    JSON.stringify({ ts: `${day}T12:00:00Z`, temperature: 99, humidity: 40 }),
+    { qos: 1 },
+  );
+  await client.publishAsync(
+    'lab/home-a/room-climate/clim-1/telemetry',
+    JSON.stringify({ ts: `${day}T13:00:00Z`, temperature: 21, humidity: 140 }),
+    { qos: 1 },
+  );
+  await client.publishAsync(
+    'lab/home-a/room-climate/clim-1/telemetry',
+    JSON.stringify({ ts: new Date(Date.now() + 3_600_000).toISOString(), temperature: 21, humidity: 40 }),
+    { qos: 1 },
+  );
+  await feedback.next(3);
+  await client.endAsync();
+  await gw.app.drain.idle(10_000);
+});
+afterAll(async () => {
+  await gw?.stop();
+  await influx?.stop();
+});
+
+describe('data-quality report', () => {
+  it('gives the known completeness, gap, rejects, clock skew and battery trend', async () => {
+    const report = await buildQualityReport({
+      date: day,
+      devices: gw.app.registry.current().devices.values(),
+      schemas: gw.app.schemas,
+      influxUrl: influx.url,
+      db: gw.db,
+      dataDir: join(gw.dir, 'data'),
+    });
+    // The rejection with a clock far ahead happened today, so yesterday's report does not count it.
+    expect(report.devices.find((d) => d.deviceId === 'clim-1')).toEqual({
+      deviceId: 'clim-1',
+      site: 'home-a',
+      type: 'room-climate',
+      interval: '1h',
+      expected: 24,
+      received: 19,
+      completeness: 0.792,
+      gaps: [{ from: `${day}T04:30:00.000Z`, to: `${day}T10:30:00.000Z`, minutes: 360 }],
+      rejects: expect.any(Object),
+      clockSkewRejects: expect.any(Number),
+      battery: { first: 90, last: 72 },
+    });
+    expect(report.devices.find((d) => d.deviceId === 'door-1')).toMatchObject({
+      expected: null,
+      completeness: null,
+      received: 0,
+      gaps: [],
+    });
+  });
+
+  it('livinglab report writes Markdown, JSON and a completeness chart per site', async () => {
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        join(ROOT, 'src/cli/main.ts'),
+        'report',
+        '--date',
+        day,
+        '--registry',
+        gw.registryFile,
+        '--influx-url',
+        influx.url,
+        '--influx-db',
+        gw.db,
+        '--data-dir',
+        join(gw.dir, 'data'),
+      ],
+      { cwd: ROOT },
+    );
+    const files = stdout.trim().split('\n');
+    expect(files.map((f) => f.split('/').pop())).toEqual([
+      `${day}.json`,
+      `${day}.md`,
+      `${day}-completeness.svg`,
+    ]);
+    const json = JSON.parse(readFileSync(files[0] as string, 'utf8')) as QualityReport;
+    expect(json.devices.find((d) => d.deviceId === 'clim-1')?.received).toBe(19);
+    expect(readFileSync(files[1] as string, 'utf8')).toMatch(
+      /\| clim-1 \| home-a \| room-climate \| 24 \| 19 \| 79\.2 % \| 04:30–10:30 \(360 min\) \|/,
+    );
+    const svg = readFileSync(files[2] as string, 'utf8');
+    expect(svg).toMatch(/^<svg xmlns/);
+    expect(svg).toContain('>home-a</text>');
+    expect(svg).toContain('>79 %</text>');
+  });
+
+  it('counts rejects by reason and clock-skew rejections on their day', async () => {
+    const today = new Date().toISOString().slice(0, 10);
+    const report = await buildQualityReport({
+      date: today,
+      devices: gw.app.registry.current().devices.values(),
+      schemas: gw.app.schemas,
+      influxUrl: influx.url,
+      db: gw.db,
+      dataDir: join(gw.dir, 'data'),
+    });
+    expect(report.devices.find((d) => d.deviceId === 'clim-1')).toMatchObject({
+      rejects: { schema: 2, time: 1 },
+      clockSkewRejects: 1,
+    });
+  });
+});
+
+describe('housekeeping', () => {
+  it('rotates the rejects log (appends go on in a new file) and deletes what is past retention', async () => {
+    const dataDir = join(gw.dir, 'data');
+    const old = join(dataDir, 'rejects-2020-01-01T00-00-00-000Z.ndjson');
+    writeFileSync(old, '{}\n');
+    mkdirSync(join(dataDir, 'reports'), { recursive: true });
+    const oldReport = join(dataDir, 'reports', '2020-01-01.md');
+    writeFileSync(oldReport, '# old\n');
+    const longAgo = new Date('2020-01-02T00:00:00Z');
+    utimesSync(old, longAgo, longAgo);
+    utimesSync(oldReport, longAgo, longAgo);
+    const before = readFileSync(join(dataDir, 'rejects.ndjson'), 'utf8');
+    const result = await runHousekeeping({
+      dataDir,
+      rejects: gw.app.rejects,
+      retentionMs: 90 * 86_400_000,
+      log: gw.app.log,
+    });
+    expect(result.rotated).toHaveLength(1); // no liveness events yet, so only the rejects log
+    expect(readFileSync(result.rotated[0] as string, 'utf8')).toBe(before);
+    expect(result.deleted.sort()).toEqual([old, oldReport].sort());
+    expect(readdirSync(join(dataDir, 'reports'))).toContain(`${day}.md`);
+    // The gateway keeps logging rejects into a fresh file.
+    const client = await connectDevice(gw.mqttUrl, 'clim-1');
+    await client.publishAsync('lab/home-a/room-climate/clim-1/telemetry', '{"x":', { qos: 1 });
+    await client.endAsync();
+    expect(readFileSync(join(dataDir, 'rejects.ndjson'), 'utf8').trim().split('\n')).toHaveLength(1);
+  });
+});
