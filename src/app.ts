@@ -310,6 +310,32 @@ export function buildApp(config: Config, opts: { log?: Logger } = {}): App {
       httpPort = typeof address === 'object' && address ? address.port : config.http.port;
       if (config.jobs.liveness.enabled)
         scheduler.add('liveness', config.jobs.liveness.schedule, () => liveness.check());
+      if (config.jobs.report.enabled) {
+        scheduler.add('quality-report', config.jobs.report.schedule, async () => {
+          // The report reads through the InfluxDB 1.x query API.
+          if (config.influx.api !== 'v1') return;
+          const date = new Date(Date.now() - 86_400_000).toISOString().slice(0, 10);
+          const report = await buildQualityReport({
+            date,
+            devices: registry.current().devices.values(),
+            schemas,
+            influxUrl: config.influx.url,
+            db: config.influx.db,
+            dataDir: config.dataDir,
+          });
+          await writeQualityReport(report, config.dataDir);
+        });
+      }
+      if (config.jobs.housekeeping.enabled) {
+        scheduler.add('housekeeping', config.jobs.housekeeping.schedule, async () => {
+          await runHousekeeping({
+            dataDir: config.dataDir,
+            rejects,
+            retentionMs: config.jobs.housekeeping.retentionMs,
+            log: log.child({ module: 'jobs.housekeeping' }),
+          });
+        });
+      }
       statsTimer = setInterval(logStats, 60_000);
       statsTimer.unref();
       started = true;
