@@ -105,6 +105,10 @@ export function buildApp(config: Config, opts: { log?: Logger } = {}): App {
     sendFeedback: (topic, payload) => broker?.publish(topic, payload) ?? Promise.resolve(),
     window: config.time,
     maxBatchReadings: config.ingest.maxBatchReadings,
+    onAccepted: (deviceId, points) => {
+      const battery = points[points.length - 1]?.fields.battery;
+      if (battery && battery.kind === 'integer') liveness.observeBattery(deviceId, battery.value);
+    },
     log: log.child({ module: 'ingest.pipeline' }),
   });
   const scheduler = createScheduler({ log: log.child({ module: 'jobs' }) });
@@ -164,7 +168,11 @@ export function buildApp(config: Config, opts: { log?: Logger } = {}): App {
     registryReloads: () => registry.reloads,
     connectedDevices: () => b.connectedDevices(),
     jobs: () => scheduler.stats,
-    liveness: () => ({ silent: liveness.silent.size, ...liveness.transitions }),
+    liveness: () => ({
+      silent: liveness.silent.size,
+      batteryLow: liveness.batteryLow.size,
+      ...liveness.transitions,
+    }),
   });
   drain.stats.onWriteLatency = metrics.observeWriteLatency;
   const http = buildHttp({

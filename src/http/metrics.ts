@@ -16,7 +16,7 @@ export interface MetricsSources {
   registryReloads: () => number;
   connectedDevices: () => { site: string; type: string }[];
   jobs: () => ReadonlyMap<string, { runs: number; failures: number }>;
-  liveness: () => { silent: number; offline: number; online: number };
+  liveness: () => { silent: number; batteryLow: number; offline: number; online: number };
 }
 
 export interface Metrics {
@@ -145,6 +145,12 @@ export function createMetrics(src: MetricsSources): Metrics {
       },
     });
   }
+  gauge(
+    registry,
+    'livinglab_devices_battery_low',
+    'Devices whose last reported battery level is low',
+    () => src.liveness().batteryLow,
+  );
   gauge(
     registry,
     'livinglab_devices_silent',

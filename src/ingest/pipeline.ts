@@ -34,6 +34,8 @@ export interface PipelineDeps {
   sendFeedback: (topic: string, payload: string) => Promise<void>;
   window: TimeWindow;
   maxBatchReadings: number;
+  /** Told of each device's accepted points after they are spooled (side notifications only). */
+  onAccepted?: (deviceId: string, points: readonly Point[]) => void;
   log: Logger;
 }
 
@@ -113,7 +115,10 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
         if ('reason' in mapped) rejections.push(mapped);
         else points.push(mapped);
       }
-      if (points.length > 0) await sink.append(points);
+      if (points.length > 0) {
+        await sink.append(points);
+        deps.onAccepted?.(route.device.id, points);
+      }
       stats.readingsAccepted += points.length;
       if (rejections.length > 0) {
         rejections.sort((a, b) => (a.readingIndex ?? -1) - (b.readingIndex ?? -1));

@@ -1,6 +1,7 @@
 // Device liveness: a device silent for more than 3 of its expected reporting intervals is marked
 // offline (retained `status`, a line in the event log, a metric, an optional webhook), and online
-// again as soon as it reports. Devices without an interval in the registry are not judged.
+// again as soon as it reports; and a device whose battery runs low is reported once (event log,
+// metric, webhook). Devices without an interval in the registry are not judged silent.
 import { appendFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseDuration } from '../config/duration.js';
@@ -12,16 +13,24 @@ export const SILENT_INTERVALS = 3;
 
 export interface LivenessEvent {
   readonly at: string;
-  readonly event: 'device-offline' | 'device-online';
+  readonly event: 'device-offline' | 'device-online' | 'battery-low';
   readonly deviceId: string;
   readonly site: string;
   readonly deviceType: string;
   readonly silentSeconds?: number;
+  readonly battery?: number;
 }
+
+/** Battery at or below this is reported once, until it is back above BATTERY_OK (a new battery). */
+export const BATTERY_LOW = 15;
+const BATTERY_OK = 30;
 
 export interface Liveness {
   /** A message from the device arrived (called on the ingest path: cheap). */
   observe(deviceId: string): void;
+  /** The device's latest battery level (from its readings). */
+  observeBattery(deviceId: string, level: number): void;
+  readonly batteryLow: ReadonlySet<string>;
   /** Marks devices silent for too long offline; run by the scheduler. */
   check(): Promise<void>;
   readonly silent: ReadonlySet<string>;
@@ -63,9 +72,15 @@ export function createLiveness(deps: LivenessDeps): Liveness {
   const seen = new Map<string, number>();
   const silent = new Set<string>();
   const transitions = { offline: 0, online: 0 };
+  const batteryLow = new Set<string>();
   const eventsFile = join(deps.dataDir, 'events.ndjson');
 
-  const emit = async (device: Device, event: LivenessEvent['event'], silentSeconds?: number) => {
+  const emit = async (
+    device: Device,
+    event: LivenessEvent['event'],
+    silentSeconds?: number,
+    battery?: number,
+  ) => {
     const e: LivenessEvent = {
       at: new Date(now()).toISOString(),
       event,
@@ -73,6 +88,7 @@ export function createLiveness(deps: LivenessDeps): Liveness {
       site: device.site,
       deviceType: device.type,
       ...(silentSeconds !== undefined ? { silentSeconds } : {}),
+      ...(battery !== undefined ? { battery } : {}),
     };
     deps.log.info(
       { deviceId: device.id, event },
@@ -80,13 +96,25 @@ export function createLiveness(deps: LivenessDeps): Liveness {
     );
     await mkdir(deps.dataDir, { recursive: true });
     await appendFile(eventsFile, `${JSON.stringify(e)}\n`, { mode: 0o600 });
-    await deps.publishStatus(device, event === 'device-offline' ? 'offline' : 'online');
+    if (event !== 'battery-low')
+      await deps.publishStatus(device, event === 'device-offline' ? 'offline' : 'online');
     if (deps.webhook) void postWebhook(deps.webhook, e, deps.log);
   };
 
   return {
     silent,
     transitions,
+    batteryLow,
+    observeBattery(deviceId, level) {
+      if (level > BATTERY_OK) batteryLow.delete(deviceId);
+      if (level > BATTERY_LOW || batteryLow.has(deviceId)) return;
+      batteryLow.add(deviceId);
+      const device = deps.registry.current().devices.get(deviceId);
+      if (device)
+        emit(device, 'battery-low', undefined, level).catch((err: Error) =>
+          deps.log.error({ err: err.message }, 'liveness event failed'),
+        );
+    },
     lastSeen: (id) => seen.get(id),
     observe(deviceId) {
       seen.set(deviceId, now());

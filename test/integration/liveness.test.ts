@@ -99,6 +99,7 @@ it('marks a device silent for 3 intervals offline, and online again when it repo
     ['device-online', 'quiet-1'],
   ]);
   expect(await metric('livinglab_job_runs_total{job="liveness"}')).toBeGreaterThanOrEqual(3);
+  expect([...gw.app.scheduler.stats.keys()]).toEqual(['liveness', 'quality-report', 'housekeeping']);
   expect(await metric('livinglab_connected_devices{device_type="room-climate",site="live"}')).toBe(1);
   await device.endAsync();
   await staff.endAsync();
@@ -136,5 +137,33 @@ it('livinglab status shows connected and silent devices, spool, last write and r
   expect(stdout).toMatch(/^last write to InfluxDB\s+\d{4}-\d\d-\d\dT/m);
   expect(stdout).toMatch(/^rejects in the last hour\s+1$/m);
   expect(gw.logLines().some((l) => l.msg === 'message rejected' && l.deviceId === 'quiet-1')).toBe(true);
+  await device.endAsync();
+});
+
+it('reports a low battery once (event log, metric, webhook), not at every reading', {
+  timeout: 20_000,
+}, async () => {
+  const device = await connectDevice(gw.mqttUrl, 'quiet-1');
+  for (const battery of [40, 12, 11]) {
+    await device.publishAsync(
+      'lab/live/room-climate/quiet-1/telemetry',
+      JSON.stringify({ ts: new Date().toISOString(), temperature: 21, humidity: 40, battery }),
+      { qos: 1 },
+    );
+  }
+  await eventually(
+    async () => hooks.filter((h) => h.event === 'battery-low'),
+    (l) => l.length === 1,
+  );
+  await new Promise((r) => setTimeout(r, 300));
+  expect(hooks.filter((h) => h.event === 'battery-low')).toEqual([
+    expect.objectContaining({ deviceId: 'quiet-1', battery: 12 }),
+  ]);
+  expect(await metric('livinglab_devices_battery_low')).toBe(1);
+  const events = (await readFile(join(gw.dir, 'data', 'events.ndjson'), 'utf8'))
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { event: string });
+  expect(events.filter((e) => e.event === 'battery-low')).toHaveLength(1);
   await device.endAsync();
 });

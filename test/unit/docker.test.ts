@@ -14,7 +14,7 @@ describe('docker-compose.yml and Dockerfile', () => {
         build?: string;
         environment?: Record<string, string>;
         volumes?: string[];
-        depends_on?: Record<string, unknown>;
+        depends_on?: Record<string, unknown> | string[];
       }
     >;
     volumes: Record<string, unknown>;
@@ -35,7 +35,7 @@ describe('docker-compose.yml and Dockerfile', () => {
         if (source.startsWith('.')) expect(existsSync(`${ROOT}${source}`), `${name}: ${source}`).toBe(true);
         else expect(Object.keys(compose.volumes), `${name}: ${source}`).toContain(source);
       }
-      for (const dep of Object.keys(svc.depends_on ?? {}))
+      for (const dep of Array.isArray(svc.depends_on) ? svc.depends_on : Object.keys(svc.depends_on ?? {}))
         expect(Object.keys(compose.services)).toContain(dep);
     }
     expect(compose.services.gateway?.build).toBe('.');
@@ -47,5 +47,70 @@ describe('docker-compose.yml and Dockerfile', () => {
     }
     expect(dockerfile).toMatch(/^USER node$/m);
     expect(dockerfile).toMatch(/^HEALTHCHECK .*\n.*\/healthz/m);
+  });
+});
+
+describe('Grafana dashboards', () => {
+  const dashboards = ['fleet-overview', 'device-detail'].map(
+    (n) =>
+      JSON.parse(readFileSync(`${ROOT}deploy/grafana/dashboards/${n}.json`, 'utf8')) as {
+        panels: { datasource: { type: string; uid: string }; targets: { expr?: string; query?: string }[] }[];
+      },
+  );
+  const datasources = parse(
+    readFileSync(`${ROOT}deploy/grafana/provisioning/datasources/datasources.yaml`, 'utf8'),
+  ) as {
+    datasources: { uid: string; type: string }[];
+  };
+
+  it('use only the provisioned data sources', () => {
+    const uids = new Set(datasources.datasources.map((d) => d.uid));
+    for (const d of dashboards) for (const p of d.panels) expect(uids).toContain(p.datasource.uid);
+  });
+
+  it('query only measurements and fields that the device schemas define', async () => {
+    const { loadSchemas } = await import('../../src/schemas/load.js');
+    const { bundledSchemasDir } = await import('../../src/config/load.js');
+    const schemas = loadSchemas(bundledSchemasDir()).all();
+    const fieldsOf = new Map<string, Set<string>>();
+    for (const s of schemas) {
+      const set = fieldsOf.get(s.timeseries.measurement) ?? new Set<string>();
+      for (const f of s.timeseries.fields) set.add(f.name);
+      fieldsOf.set(s.timeseries.measurement, set);
+    }
+    const allFields = new Set([...fieldsOf.values()].flatMap((s) => [...s]));
+    let checked = 0;
+    for (const d of dashboards) {
+      for (const p of d.panels) {
+        for (const t of p.targets) {
+          if (!t.query) continue;
+          const m = /FROM "([a-z_]+)"/.exec(t.query);
+          const fields = [...t.query.matchAll(/(?:mean|last)?\(?"([a-zA-Z0-9]+)"\)?(?: AS|,| FROM)/g)].map(
+            (x) => x[1] as string,
+          );
+          expect(fields.length, t.query).toBeGreaterThan(0);
+          for (const f of fields) {
+            if (m) expect(fieldsOf.get(m[1] as string), `${t.query}: ${m[1]}`).toContain(f);
+            else expect(allFields, t.query).toContain(f);
+          }
+          checked++;
+        }
+      }
+    }
+    expect(checked).toBeGreaterThanOrEqual(7);
+  });
+
+  it('chart only metrics that the gateway exports', () => {
+    const source = readFileSync(`${ROOT}src/http/metrics.ts`, 'utf8');
+    const exported = new Set([...source.matchAll(/'(livinglab_[a-z_]+)'/g)].map((m) => m[1]));
+    for (const d of dashboards) {
+      for (const p of d.panels) {
+        for (const t of p.targets) {
+          for (const m of t.expr?.matchAll(/livinglab_[a-z_]+/g) ?? []) {
+            expect(exported, t.expr).toContain(m[0].replace(/_bucket$/, ''));
+          }
+        }
+      }
+    }
   });
 });
