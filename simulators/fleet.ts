@@ -103,10 +103,15 @@ export interface Fleet {
   readonly devices: readonly FleetDevice[];
 }
 
+// How often each type reports when the fleet does not say: the periodic ones by their interval,
+// the scheduled ones by their daily routine (liveness judges silence by this).
 const DEFAULT_INTERVAL: Record<string, string> = {
   'pulse-oximeter': '5m',
   'bed-sensor': '5m',
   'room-climate': '5m',
+  'blood-pressure': '12h',
+  thermometer: '12h',
+  'weight-scale': '24h',
 };
 
 export interface FleetOverrides {

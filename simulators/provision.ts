@@ -61,7 +61,9 @@ export async function provisionFleet(opts: {
         site: d.site,
         vendor: opts.fleet.vendor,
         subject: d.resident,
-        interval: d.interval,
+        // Event devices speak when something happens: registering an interval would make liveness
+        // call them silent on a quiet day.
+        ...(schema?.channel === 'telemetry' ? { interval: d.interval } : {}),
         passwordHash: hash,
       });
       added++;
