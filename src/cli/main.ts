@@ -8,6 +8,7 @@ import { packageRoot } from '../paths.js';
 import { registerDeviceCommands } from './devices.js';
 import { registerRecordingCommands } from './recording.js';
 import { registerReportCommand } from './report.js';
+import { registerResearchCommands } from './research.js';
 import { registerSchemaCommands } from './schemas.js';
 import { registerServeCommand } from './serve.js';
 import { registerSimulateCommand } from './simulate.js';
@@ -30,6 +31,7 @@ export function buildProgram(env: Record<string, string | undefined>): Command {
   registerRecordingCommands(program, env);
   registerStatusCommand(program);
   registerReportCommand(program, env);
+  registerResearchCommands(program, env);
   return program;
 }
 

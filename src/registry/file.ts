@@ -11,6 +11,8 @@ import { EMPTY_REGISTRY, type RegistryData, SEGMENT_PATTERN } from './types.js';
 
 const id = { type: 'string', pattern: SEGMENT_PATTERN };
 const hash = { type: 'string', pattern: '^\\$' };
+const DATE = '^\\d{4}-\\d\\d-\\d\\d$';
+const SUBJECT = { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$' };
 
 const REGISTRY_SCHEMA = {
   type: 'object',
@@ -60,6 +62,58 @@ const REGISTRY_SCHEMA = {
           role: { enum: ['staff'] },
           enabled: { type: 'boolean', default: true },
           passwordHash: hash,
+        },
+      },
+    },
+    projects: {
+      type: 'array',
+      default: [],
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['id', 'from', 'to', 'types', 'secret'],
+        properties: {
+          id,
+          from: { type: 'string', pattern: DATE },
+          to: { type: 'string', pattern: DATE },
+          types: { type: 'array', minItems: 1, items: id },
+          fields: {
+            type: 'array',
+            default: [],
+            items: { type: 'string', pattern: '^[a-zA-Z][a-zA-Z0-9_]{0,63}$' },
+          },
+          secret: { type: 'string', pattern: '^[0-9a-f]{64}$' },
+          consents: {
+            type: 'array',
+            default: [],
+            items: {
+              type: 'object',
+              additionalProperties: false,
+              required: ['subject', 'from'],
+              properties: {
+                subject: SUBJECT,
+                from: { type: 'string', pattern: DATE },
+                withdrawn: { type: 'string', pattern: DATE },
+              },
+            },
+          },
+        },
+      },
+    },
+    tokens: {
+      type: 'array',
+      default: [],
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['id', 'project', 'researcher', 'hash', 'expires'],
+        properties: {
+          id: { type: 'string', pattern: '^[a-z0-9]{8,32}$' },
+          project: id,
+          researcher: { type: 'string', minLength: 1, maxLength: 100 },
+          hash,
+          expires: { type: 'string', pattern: '^\\d{4}-\\d\\d-\\d\\dT' },
+          revoked: { type: 'boolean', default: false },
         },
       },
     },
@@ -141,6 +195,16 @@ export function parseRegistry(text: string, file: string): RegistryData {
       );
     }
   });
+  const projects = new Set(reg.projects.map((p) => p.id));
+  reg.tokens.forEach((t, i) => {
+    if (!projects.has(t.project)) {
+      const where = lineOf(doc, lines, ['tokens', i, 'project']);
+      throw new GatewayError(
+        'LL_REGISTRY_PARSE',
+        `${file}${where ? `:${where}` : ''}: token ${t.id} names project "${t.project}", which is not under projects`,
+      );
+    }
+  });
   return reg;
 }
 
@@ -188,6 +252,9 @@ export function serialiseRegistry(data: RegistryData): string {
       enabled: a.enabled,
       passwordHash: a.passwordHash,
     })),
+    // Research sections only once there is something in them, so device-only registries stay short.
+    ...(data.projects.length > 0 ? { projects: data.projects } : {}),
+    ...(data.tokens.length > 0 ? { tokens: data.tokens } : {}),
   };
   return HEADER + stringify(ordered, { lineWidth: 0 });
 }

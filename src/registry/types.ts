@@ -31,11 +31,51 @@ export interface Account {
   readonly passwordHash: string;
 }
 
+/** A resident's consent to a project, from a date; a withdrawal removes them from later exports. */
+export interface Consent {
+  readonly subject: string;
+  /** YYYY-MM-DD */
+  readonly from: string;
+  readonly withdrawn?: string;
+}
+
+/** An approved research project: its period, device types, released fields and consents. */
+export interface Project {
+  readonly id: string;
+  readonly from: string;
+  readonly to: string;
+  readonly types: readonly string[];
+  /** Released fields; empty means every field of the project's device types. */
+  readonly fields: readonly string[];
+  /** HMAC key for the project's pseudonyms (hex). Never exported, never logged. */
+  readonly secret: string;
+  readonly consents: readonly Consent[];
+}
+
+/** A researcher's API token: only its hash is stored. */
+export interface ResearchToken {
+  readonly id: string;
+  readonly project: string;
+  readonly researcher: string;
+  readonly hash: string;
+  readonly expires: string;
+  readonly revoked: boolean;
+}
+
 export interface RegistryData {
   readonly version: 1;
   readonly sites: readonly Site[];
   readonly devices: readonly Device[];
   readonly accounts: readonly Account[];
+  readonly projects: readonly Project[];
+  readonly tokens: readonly ResearchToken[];
 }
 
-export const EMPTY_REGISTRY: RegistryData = { version: 1, sites: [], devices: [], accounts: [] };
+export const EMPTY_REGISTRY: RegistryData = {
+  version: 1,
+  sites: [],
+  devices: [],
+  accounts: [],
+  projects: [],
+  tokens: [],
+};

@@ -1,0 +1,132 @@
+// `livinglab projects ...`, `livinglab tokens ...` and `livinglab audit verify`: research access
+// as recorded in the registry. Project secrets are never printed; tokens are printed once.
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import { parseDuration } from '../config/duration.js';
+import { GatewayError } from '../errors.js';
+import { verifyAuditLog } from '../query/audit.js';
+import { readRegistryFile, writeRegistryFile } from '../registry/file.js';
+import { addProject, issueToken, revokeToken, setConsent } from '../registry/research.js';
+import type { RegistryData } from '../registry/types.js';
+import { loadSchemas } from '../schemas/load.js';
+import { addRegistryOption, type CommonFlags, configFromFlags } from './options.js';
+
+type Env = Record<string, string | undefined>;
+const list = (v: string | undefined) =>
+  v
+    ? v
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean)
+    : [];
+const today = () => new Date().toISOString().slice(0, 10);
+
+export function registerResearchCommands(program: Command, env: Env): void {
+  const edit = async (flags: CommonFlags, change: (data: RegistryData) => RegistryData) => {
+    const config = configFromFlags(flags, env);
+    await writeRegistryFile(config.registry, change(await readRegistryFile(config.registry)));
+    return config;
+  };
+
+  const projects = program
+    .command('projects')
+    .description('research projects: period, device types, released fields, consents');
+  addRegistryOption(
+    projects
+      .command('add <id>')
+      .description('add a project (its pseudonymisation secret is generated and never shown)')
+      .requiredOption('--from <date>', 'first day of the period (YYYY-MM-DD)')
+      .requiredOption('--to <date>', 'last day of the period (YYYY-MM-DD)')
+      .requiredOption('--types <list>', 'device types released, comma-separated')
+      .option('--fields <list>', 'fields released, comma-separated (default: all fields of those types)')
+      .option('--schemas-dir <dir>', 'device schema folder'),
+  ).action(
+    async (id: string, opts: CommonFlags & { from: string; to: string; types: string; fields?: string }) => {
+      const config = configFromFlags(opts, env);
+      const schemas = loadSchemas(config.schemasDir);
+      const types = list(opts.types);
+      const fields = list(opts.fields);
+      for (const t of types)
+        if (!schemas.latest(t)) throw new GatewayError('LL_SCHEMA_UNKNOWN', `no device type "${t}"`);
+      const known = new Set(
+        types.flatMap((t) =>
+          schemas
+            .all()
+            .filter((s) => s.type === t)
+            .flatMap((s) => s.timeseries.fields.map((f) => f.name)),
+        ),
+      );
+      for (const f of fields)
+        if (!known.has(f))
+          throw new GatewayError('LL_INPUT_INVALID', `field "${f}" is not a field of ${types.join(', ')}`);
+      await edit(opts, (data) => addProject(data, { id, from: opts.from, to: opts.to, types, fields }));
+      process.stderr.write(`project ${id} added (${opts.from} – ${opts.to}; ${types.join(', ')})\n`);
+    },
+  );
+  addRegistryOption(
+    projects
+      .command('consent <id>')
+      .description("record a subject's consent to a project, or its withdrawal")
+      .requiredOption('--subject <code>', 'participant code')
+      .option('--withdraw', 'the subject withdraws: removed from every later export')
+      .option('--date <date>', 'when (default: today)'),
+  ).action(async (id: string, opts: CommonFlags & { subject: string; withdraw?: boolean; date?: string }) => {
+    await edit(opts, (data) =>
+      setConsent(data, id, opts.subject, { withdraw: Boolean(opts.withdraw), on: opts.date ?? today() }),
+    );
+    process.stderr.write(`${opts.subject}: consent to ${id} ${opts.withdraw ? 'withdrawn' : 'recorded'}\n`);
+  });
+
+  const tokens = program.command('tokens').description('researcher API tokens (one project each)');
+  addRegistryOption(
+    tokens
+      .command('issue')
+      .description('issue a token and print it once (only its hash is stored)')
+      .requiredOption('--project <id>', 'project the token reads')
+      .requiredOption('--researcher <name>', 'who gets it (goes into the audit log)')
+      .option('--expires <duration>', 'validity, e.g. 90d', '90d'),
+  ).action(async (opts: CommonFlags & { project: string; researcher: string; expires: string }) => {
+    const ms = parseDuration(opts.expires);
+    if (!ms)
+      throw new GatewayError('LL_INPUT_INVALID', `--expires "${opts.expires}" is not a duration like 90d`);
+    let token = '';
+    await edit(opts, (data) => {
+      const r = issueToken(data, {
+        project: opts.project,
+        researcher: opts.researcher,
+        expires: new Date(Date.now() + ms),
+      });
+      token = r.token;
+      return r.data;
+    });
+    process.stderr.write(`token for ${opts.researcher} on project ${opts.project} (shown only now):\n`);
+    process.stdout.write(`${token}\n`);
+  });
+  addRegistryOption(tokens.command('revoke <token-or-id>').description('revoke a token')).action(
+    async (id: string, opts: CommonFlags) => {
+      await edit(opts, (data) => revokeToken(data, id));
+      process.stderr.write('token revoked\n');
+    },
+  );
+
+  program
+    .command('audit')
+    .description('the export audit log')
+    .command('verify')
+    .description('check the hash chain of the audit log; exit 1 if an entry was changed or deleted')
+    .option('--data-dir <dir>', "the gateway's data folder")
+    .option('--file <file>', 'the audit log (default: DATA_DIR/audit.ndjson)')
+    .action(async (opts: { dataDir?: string; file?: string }) => {
+      const config = configFromFlags({ ...(opts.dataDir ? { dataDir: opts.dataDir } : {}) }, env);
+      const file = opts.file ?? join(config.dataDir, 'audit.ndjson');
+      const r = await verifyAuditLog(file).catch((err: Error) => {
+        throw new GatewayError('LL_INPUT_INVALID', `cannot read ${file}: ${err.message}`);
+      });
+      if (r.brokenAt) {
+        process.stdout.write(`${file}:${r.brokenAt}: ${r.reason}\n`);
+        process.exitCode = 1;
+      } else {
+        process.stdout.write(`${file}: ${r.entries} entries, chain intact\n`);
+      }
+    });
+}

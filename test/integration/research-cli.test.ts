@@ -1,0 +1,144 @@
+// The research-access commands against a real registry file.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { createAuditLog } from '../../src/query/audit.js';
+import { readRegistryFile, writeRegistryFile } from '../../src/registry/file.js';
+import { EMPTY_REGISTRY } from '../../src/registry/types.js';
+
+const ROOT = new URL('../../', import.meta.url).pathname;
+async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), ...args], {
+      cwd: ROOT,
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('exit', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
+}
+
+describe('livinglab projects, tokens and audit', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'll-research-'));
+  const reg = join(dir, 'lab.yaml');
+
+  it('adds a project with released fields, records consent and withdrawal, issues and revokes a token', async () => {
+    await writeRegistryFile(reg, EMPTY_REGISTRY);
+    const add = await cli([
+      'projects',
+      'add',
+      'sleep',
+      '--from',
+      '2026-01-01',
+      '--to',
+      '2026-12-31',
+      '--types',
+      'bed-sensor,pulse-oximeter',
+      '--fields',
+      'heartRate,spo2',
+      '--registry',
+      reg,
+    ]);
+    expect(add).toMatchObject({ code: 0 });
+    const bad = await cli([
+      'projects',
+      'add',
+      'x',
+      '--from',
+      '2026-01-01',
+      '--to',
+      '2026-12-31',
+      '--types',
+      'bed-sensor',
+      '--fields',
+      'weight',
+      '--registry',
+      reg,
+    ]);
+    expect(bad).toMatchObject({
+      code: 2,
+      stderr: 'livinglab: field "weight" is not a field of bed-sensor\n',
+    });
+    expect(
+      (
+        await cli([
+          'projects',
+          'consent',
+          'sleep',
+          '--subject',
+          'p-017',
+          '--date',
+          '2026-02-01',
+          '--registry',
+          reg,
+        ])
+      ).code,
+    ).toBe(0);
+    expect(
+      (
+        await cli([
+          'projects',
+          'consent',
+          'sleep',
+          '--subject',
+          'p-017',
+          '--withdraw',
+          '--date',
+          '2026-07-01',
+          '--registry',
+          reg,
+        ])
+      ).code,
+    ).toBe(0);
+    const issued = await cli([
+      'tokens',
+      'issue',
+      '--project',
+      'sleep',
+      '--researcher',
+      'Dr. Jensen',
+      '--expires',
+      '30d',
+      '--registry',
+      reg,
+    ]);
+    const token = issued.stdout.trim();
+    expect(token).toMatch(/^ll_[a-z0-9]+_[A-Za-z0-9_-]+$/);
+    const data = await readRegistryFile(reg);
+    expect(data.projects[0]).toMatchObject({
+      id: 'sleep',
+      fields: ['heartRate', 'spo2'],
+      consents: [{ subject: 'p-017', from: '2026-02-01', withdrawn: '2026-07-01' }],
+    });
+    expect(readFileSync(reg, 'utf8')).not.toContain(token.slice(token.indexOf('_', 3) + 1));
+    expect(Date.parse(data.tokens[0]?.expires ?? '') - Date.now()).toBeGreaterThan(29 * 86_400_000);
+    expect((await cli(['tokens', 'revoke', token, '--registry', reg])).code).toBe(0);
+    expect((await readRegistryFile(reg)).tokens[0]?.revoked).toBe(true);
+  });
+
+  it('audit verify reports an intact chain, and the line of a tampered entry with exit 1', async () => {
+    const file = join(dir, 'audit.ndjson');
+    const log = createAuditLog(file);
+    for (const rows of [1, 2, 3])
+      await log.append({
+        at: new Date().toISOString(),
+        researcher: 'r',
+        project: 'sleep',
+        via: 'cli',
+        query: {},
+        rows,
+      });
+    expect(await cli(['audit', 'verify', '--file', file])).toMatchObject({
+      code: 0,
+      stdout: `${file}: 3 entries, chain intact\n`,
+    });
+    writeFileSync(file, readFileSync(file, 'utf8').replace('"rows":2', '"rows":200'));
+    const broken = await cli(['audit', 'verify', '--file', file]);
+    expect(broken.code).toBe(1);
+    expect(broken.stdout).toContain(`${file}:3:`);
+  });
+});

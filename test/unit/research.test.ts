@@ -1,0 +1,108 @@
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { createAuditLog, verifyAuditLog } from '../../src/query/audit.js';
+import { pseudonym } from '../../src/query/pseudonym.js';
+import { parseRegistry, serialiseRegistry } from '../../src/registry/file.js';
+import { createPasswordVerifier } from '../../src/registry/passwords.js';
+import { addProject, issueToken, parseToken, revokeToken, setConsent } from '../../src/registry/research.js';
+import { EMPTY_REGISTRY } from '../../src/registry/types.js';
+
+const withProjects = addProject(
+  addProject(EMPTY_REGISTRY, {
+    id: 'sleep-study',
+    from: '2026-01-01',
+    to: '2026-12-31',
+    types: ['bed-sensor', 'pulse-oximeter'],
+  }),
+  { id: 'falls', from: '2026-03-01', to: '2026-09-30', types: ['fall-detector'], fields: ['event'] },
+);
+
+describe('projects and consents', () => {
+  it('gives each project its own 256-bit secret and round-trips through the registry file', () => {
+    const [a, b] = withProjects.projects;
+    expect(a?.secret).toMatch(/^[0-9a-f]{64}$/);
+    expect(a?.secret).not.toBe(b?.secret);
+    expect(parseRegistry(serialiseRegistry(withProjects), 'lab.yaml')).toEqual(withProjects);
+  });
+  it('refuses bad periods, duplicates and unknown projects', () => {
+    expect(() =>
+      addProject(withProjects, { id: 'x', from: '2026-05-01', to: '2026-04-01', types: ['bed-sensor'] }),
+    ).toThrow(/is after/);
+    expect(() =>
+      addProject(withProjects, { id: 'falls', from: '2026-01-01', to: '2026-02-01', types: ['bed-sensor'] }),
+    ).toThrow(/already exists/);
+    expect(() => setConsent(withProjects, 'nope', 'p-1', { on: '2026-01-01' })).toThrow(
+      /project nope is not in the registry/,
+    );
+  });
+  it('records consent from a date, its withdrawal, and a renewed consent', () => {
+    let d = setConsent(withProjects, 'sleep-study', 'p-017', { on: '2026-02-01' });
+    expect(() => setConsent(d, 'sleep-study', 'p-017', { on: '2026-02-02' })).toThrow(/already consented/);
+    d = setConsent(d, 'sleep-study', 'p-017', { withdraw: true, on: '2026-06-30' });
+    expect(d.projects[0]?.consents).toEqual([
+      { subject: 'p-017', from: '2026-02-01', withdrawn: '2026-06-30' },
+    ]);
+    d = setConsent(d, 'sleep-study', 'p-017', { on: '2026-08-01' });
+    expect(d.projects[0]?.consents).toEqual([{ subject: 'p-017', from: '2026-08-01' }]);
+  });
+});
+
+describe('tokens', () => {
+  it('stores only a hash that verifies the printed token, and can be revoked', async () => {
+    const { data, token } = issueToken(withProjects, {
+      project: 'falls',
+      researcher: 'Dr. Jensen',
+      expires: new Date('2027-01-01T00:00:00Z'),
+    });
+    const parsed = parseToken(token);
+    expect(parsed?.id).toBe(data.tokens[0]?.id);
+    expect(JSON.stringify(data)).not.toContain(parsed?.secret);
+    expect(await createPasswordVerifier().verify(data.tokens[0]?.hash ?? '', parsed?.secret ?? '')).toBe(
+      true,
+    );
+    expect(revokeToken(data, token).tokens[0]?.revoked).toBe(true);
+    expect(parseToken('Bearer nonsense')).toBeUndefined();
+    expect(() => parseRegistry(serialiseRegistry({ ...data, projects: [] }), 'lab.yaml')).toThrow(
+      /token .* names project "falls", which is not under projects/,
+    );
+  });
+});
+
+describe('pseudonyms', () => {
+  it('are stable within a project and differ across projects', () => {
+    const [a, b] = withProjects.projects;
+    expect(pseudonym(a?.secret ?? '', 'p-017')).toBe(pseudonym(a?.secret ?? '', 'p-017'));
+    expect(pseudonym(a?.secret ?? '', 'p-017')).not.toBe(pseudonym(b?.secret ?? '', 'p-017'));
+    expect(pseudonym(a?.secret ?? '', 'p-017')).not.toBe(pseudonym(a?.secret ?? '', 'p-018'));
+    expect(pseudonym(a?.secret ?? '', 'p-017')).toMatch(/^s-[0-9a-f]{20}$/);
+  });
+});
+
+describe('audit log', () => {
+  const entry = (rows: number) => ({
+    at: new Date().toISOString(),
+    researcher: 'r',
+    project: 'falls',
+    via: 'api' as const,
+    query: { type: 'fall-detector' },
+    rows,
+  });
+  it('detects a changed and a deleted entry', async () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'll-audit-')), 'audit.ndjson');
+    const log = createAuditLog(file);
+    for (const n of [10, 20, 30]) await log.append(entry(n));
+    // A second writer (a restarted gateway) continues the same chain.
+    await createAuditLog(file).append(entry(40));
+    expect(await verifyAuditLog(file)).toEqual({ entries: 4 });
+    const lines = readFileSync(file, 'utf8').trim().split('\n');
+    writeFileSync(
+      file,
+      `${[lines[0], (lines[1] as string).replace('"rows":20', '"rows":2'), lines[2], lines[3]].join('\n')}\n`,
+    );
+    expect(await verifyAuditLog(file)).toMatchObject({ brokenAt: 3 });
+    writeFileSync(file, `${[lines[0], lines[2], lines[3]].join('\n')}\n`);
+    expect(await verifyAuditLog(file)).toMatchObject({ brokenAt: 2 });
+  });
+});
