@@ -5,6 +5,7 @@ import { type Broker, createBroker } from './broker/broker.js';
 import type { Config } from './config/schema.js';
 import { GatewayError } from './errors.js';
 import { createMetrics } from './http/metrics.js';
+import { createAuditLog } from './query/audit.js';
 import { buildHttp } from './http/server.js';
 import { createPipeline, type Pipeline } from './ingest/pipeline.js';
 import { rejection } from './ingest/record.js';
@@ -160,6 +161,7 @@ export function buildApp(config: Config, opts: { log?: Logger } = {}): App {
   });
   broker = b;
   const startedAt = Date.now();
+  const researchVerifier = createPasswordVerifier();
   const metrics = createMetrics({
     pipeline: () => pipeline.stats,
     drain: () => drain.stats,
@@ -197,6 +199,14 @@ export function buildApp(config: Config, opts: { log?: Logger } = {}): App {
     },
     metrics: metrics.registry,
     log: log.child({ module: 'http' }),
+    research: {
+      registry: () => registry.current().data,
+      schemas,
+      verifier: researchVerifier,
+      audit: createAuditLog(`${config.dataDir}/audit.ndjson`),
+      influxUrl: config.influx.url,
+      db: config.influx.db,
+    },
     status: () => {
       const connected = new Set(b.connectedDevices().map((d) => d.id));
       const q = queue.stats;

@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../log.js';
+import { type ResearchDeps, registerResearchRoutes } from './research.js';
 
 export interface HttpDeps {
   /** Seconds since start, connected clients and the like: cheap facts, no I/O. */
@@ -14,6 +15,7 @@ export interface HttpDeps {
   /** The fleet at a glance, for `livinglab status`. */
   status: () => unknown;
   log?: Logger;
+  research?: ResearchDeps;
 }
 
 export function buildHttp(deps: HttpDeps): FastifyInstance {
@@ -27,6 +29,7 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
     reply.header('x-request-id', req.id);
   });
   app.get('/api/v1/status', async () => deps.status());
+  if (deps.research) registerResearchRoutes(app, deps.research);
   app.get('/healthz', async () => ({ status: 'ok', ...deps.health() }));
   app.get('/readyz', async (_req, reply) => {
     const reasons = await deps.readiness();

@@ -1,0 +1,28 @@
+// Row streams to CSV, NDJSON or a JSON array, one chunk at a time (memory stays flat).
+import type { ReadingRow } from './readings.js';
+
+export const FORMATS = { csv: 'text/csv; charset=utf-8', ndjson: 'application/x-ndjson', json: 'application/json' } as const;
+export type Format = keyof typeof FORMATS;
+
+const csvCell = (v: unknown) => {
+  if (v === null || v === undefined) return '';
+  const s = String(v);
+  return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+};
+
+export async function* encodeRows(rows: AsyncIterable<ReadingRow>, format: Format, columns: readonly string[], onRow: () => void): AsyncGenerator<string> {
+  const cols = ['time', 'subject', ...columns];
+  if (format === 'csv') yield `${cols.join(',')}\n`;
+  if (format === 'json') yield '[';
+  let first = true;
+  for await (const row of rows) {
+    onRow();
+    if (format === 'csv') yield `${cols.map((c) => csvCell(row[c])).join(',')}\n`;
+    else if (format === 'ndjson') yield `${JSON.stringify(row)}\n`;
+    else {
+      yield `${first ? '' : ','}\n${JSON.stringify(row)}`;
+      first = false;
+    }
+  }
+  if (format === 'json') yield '\n]\n';
+}

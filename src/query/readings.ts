@@ -1,0 +1,142 @@
+// Readings of one project, as researchers may see them: only the project's device types and
+// released fields, only its period, only consenting subjects from their consent date (a withdrawn
+// subject is left out entirely), each subject as its project pseudonym. Queries are built from
+// validated values only: names come from the schemas, subjects from the registry, times are numbers.
+import type { Project } from '../registry/types.js';
+import type { SchemaSet } from '../schemas/types.js';
+import { pseudonym } from './pseudonym.js';
+
+export class QueryError extends Error {}
+
+export const AGGREGATES = ['mean', 'min', 'max', 'count', 'last'] as const;
+export type Aggregate = (typeof AGGREGATES)[number];
+
+export interface ReadingsQuery {
+  readonly type: string;
+  readonly measurement: string;
+  readonly fields: readonly string[];
+  readonly fromMs: number;
+  readonly toMs: number;
+  readonly every?: string;
+  readonly fn?: Aggregate;
+}
+
+const DAY = 86_400_000;
+const EVERY = /^([1-9]\d{0,3})(m|h|d)$/;
+
+/** Validates raw query parameters against the project and the schemas; throws QueryError (400). */
+export function parseReadingsQuery(project: Project, schemas: SchemaSet, params: Record<string, unknown>): ReadingsQuery {
+  const str = (name: string) => {
+    const v = params[name];
+    if (v === undefined || v === '') return undefined;
+    if (typeof v !== 'string') throw new QueryError(`${name} must be given once`);
+    return v;
+  };
+  const type = str('type');
+  if (!type) throw new QueryError(`type is required: one of ${project.types.join(', ')}`);
+  if (!project.types.includes(type)) throw new QueryError(`type must be one of the project's device types: ${project.types.join(', ')}`);
+  const schema = schemas.latest(type);
+  if (!schema) throw new QueryError(`no schema for device type ${type}`);
+  const available = schema.timeseries.fields.map((f) => f.name).filter((f) => project.fields.length === 0 || project.fields.includes(f));
+  const asked = str('fields')?.split(',');
+  for (const f of asked ?? []) {
+    if (!available.includes(f)) throw new QueryError(`field "${f.slice(0, 40)}" is not released for ${type}; released: ${available.join(', ')}`);
+  }
+  const fields = asked ?? available;
+  if (fields.length === 0) throw new QueryError(`no field of ${type} is released to this project`);
+  const periodFrom = Date.parse(`${project.from}T00:00:00Z`);
+  const periodTo = Date.parse(`${project.to}T00:00:00Z`) + DAY;
+  const time = (name: string, fallback: number) => {
+    const v = str(name);
+    if (v === undefined) return fallback;
+    if (!/^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d{1,9})?)?(Z|[+-]\d\d:\d\d)$/.test(v) || Number.isNaN(Date.parse(v))) {
+      throw new QueryError(`${name} must be an RFC 3339 time such as 2026-03-01T00:00:00Z`);
+    }
+    return Date.parse(v);
+  };
+  const fromMs = Math.max(periodFrom, time('from', periodFrom));
+  const toMs = Math.min(periodTo, time('to', periodTo));
+  if (fromMs >= toMs) throw new QueryError(`the period asked for is outside the project's ${project.from} – ${project.to}`);
+  const every = str('every');
+  const fn = str('fn');
+  if ((every === undefined) !== (fn === undefined)) throw new QueryError('every and fn go together (e.g. every=1h&fn=mean)');
+  if (every !== undefined && !EVERY.test(every)) throw new QueryError('every must look like 15m, 1h or 1d');
+  if (fn !== undefined && !(AGGREGATES as readonly string[]).includes(fn)) throw new QueryError(`fn must be one of ${AGGREGATES.join(', ')}`);
+  if (fn && fn !== 'count' && fn !== 'last') {
+    const numeric = new Set(schema.timeseries.fields.filter((f) => f.kind === 'integer' || f.kind === 'float').map((f) => f.name));
+    for (const f of fields) if (!numeric.has(f)) throw new QueryError(`fn=${fn} needs numeric fields; "${f}" is not`);
+  }
+  return {
+    type,
+    measurement: schema.timeseries.measurement,
+    fields,
+    fromMs,
+    toMs,
+    ...(every ? { every } : {}),
+    ...(fn ? { fn: fn as Aggregate } : {}),
+  };
+}
+
+/** The subjects whose data may come out, with the window their consent covers. */
+export function consentedWindows(project: Project, q: ReadingsQuery): { subject: string; fromMs: number; toMs: number }[] {
+  const out: { subject: string; fromMs: number; toMs: number }[] = [];
+  for (const c of project.consents) {
+    if (c.withdrawn) continue;
+    const from = Math.max(q.fromMs, Date.parse(`${c.from}T00:00:00Z`));
+    if (from < q.toMs) out.push({ subject: c.subject, fromMs: from, toMs: q.toMs });
+  }
+  return out.sort((a, b) => a.subject.localeCompare(b.subject));
+}
+
+/** One InfluxQL statement per subject (InfluxQL cannot OR time ranges). Every part is validated. */
+export function buildStatement(q: ReadingsQuery, w: { subject: string; fromMs: number; toMs: number }): string {
+  const select = q.fn
+    ? q.fields.map((f) => `${q.fn}("${f}") AS "${f}"`).join(', ')
+    : q.fields.map((f) => `"${f}"`).join(', ');
+  const where = `"subject" = '${w.subject}' AND "device_type" = '${q.type}' AND time >= ${w.fromMs}ms AND time < ${w.toMs}ms`;
+  const group = q.every ? ` GROUP BY time(${q.every}) fill(none)` : '';
+  return `SELECT ${select} FROM "${q.measurement}" WHERE ${where}${group}`;
+}
+
+export interface ReadingRow {
+  time: string;
+  subject: string;
+  [field: string]: string | number | boolean | null;
+}
+
+/** Streams the rows of every consented subject from InfluxDB (chunked), subject by subject. */
+export async function* streamReadings(opts: {
+  influxUrl: string;
+  db: string;
+  project: Project;
+  query: ReadingsQuery;
+}): AsyncGenerator<ReadingRow> {
+  for (const w of consentedWindows(opts.project, opts.query)) {
+    const subject = pseudonym(opts.project.secret, w.subject);
+    const url = `${opts.influxUrl}/query?db=${encodeURIComponent(opts.db)}&epoch=ms&chunked=true&chunk_size=5000&q=${encodeURIComponent(buildStatement(opts.query, w))}`;
+    const res = await fetch(url);
+    if (!res.ok || !res.body) throw new Error(`InfluxDB answered HTTP ${res.status}`);
+    const decoder = new TextDecoder();
+    let buffered = '';
+    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+      buffered += decoder.decode(chunk, { stream: true });
+      let nl = buffered.indexOf('\n');
+      while (nl >= 0) {
+        const line = buffered.slice(0, nl);
+        buffered = buffered.slice(nl + 1);
+        nl = buffered.indexOf('\n');
+        if (!line.trim()) continue;
+        const body = JSON.parse(line) as { results: { series?: { columns: string[]; values: unknown[][] }[]; error?: string }[] };
+        const result = body.results[0];
+        if (result?.error) throw new Error(result.error);
+        for (const s of result?.series ?? []) {
+          for (const v of s.values) {
+            const row: ReadingRow = { time: new Date(v[0] as number).toISOString(), subject };
+            for (let i = 1; i < s.columns.length; i++) row[s.columns[i] as string] = (v[i] ?? null) as ReadingRow[string];
+            yield row;
+          }
+        }
+      }
+    }
+  }
+}

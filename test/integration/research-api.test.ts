@@ -1,0 +1,222 @@
+// The research API against data written through the gateway into a real influxd.
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { verifyAuditLog } from '../../src/query/audit.js';
+import { addProject, issueToken, revokeToken, setConsent } from '../../src/registry/research.js';
+import type { RegistryData } from '../../src/registry/types.js';
+import { startGateway, type TestGateway } from '../helpers/gateway.js';
+import { type Influxd, startInfluxd } from '../helpers/influxd.js';
+import { connectDevice, eventually } from '../helpers/mqtt.js';
+
+let influx: Influxd;
+let gw: TestGateway;
+const tokens: Record<string, string> = {};
+const DAY = 86_400_000;
+const day = (offset: number) => new Date(Date.now() + offset * DAY).toISOString().slice(0, 10);
+const HOURS = 96;
+const start = Math.floor((Date.now() - HOURS * 3_600_000) / 3_600_000) * 3_600_000;
+
+beforeAll(async () => {
+  influx = await startInfluxd();
+  gw = await startGateway({
+    influxUrl: influx.url,
+    devices: [
+      { id: 'bed-1', type: 'bed-sensor', site: 'home-1', subject: 'p-1' },
+      { id: 'bed-2', type: 'bed-sensor', site: 'home-2', subject: 'p-2' },
+      { id: 'bed-3', type: 'bed-sensor', site: 'home-3', subject: 'p-3' },
+      { id: 'scale-1', type: 'weight-scale', site: 'home-1', subject: 'p-1' },
+    ],
+  });
+  for (const [id, site] of [
+    ['bed-1', 'home-1'],
+    ['bed-2', 'home-2'],
+    ['bed-3', 'home-3'],
+  ] as const) {
+    const c = await connectDevice(gw.mqttUrl, id);
+    const readings = Array.from({ length: HOURS }, (_, h) => ({
+      ts: new Date(start + h * 3_600_000).toISOString(),
+      occupied: true,
+      heartRate: 50 + ((h * 7) % 23),
+      respirationRate: 12 + (h % 5),
+    }));
+    await c.publishAsync(`lab/${site}/bed-sensor/${id}/telemetry`, JSON.stringify({ readings }), { qos: 1 });
+    await c.endAsync();
+  }
+  const scale = await connectDevice(gw.mqttUrl, 'scale-1');
+  await scale.publishAsync(
+    'lab/home-1/weight-scale/scale-1/telemetry',
+    JSON.stringify({ ts: new Date(start).toISOString(), weight: 70.5 }),
+    { qos: 1 },
+  );
+  await scale.endAsync();
+  await gw.app.drain.idle(10_000);
+  // Project A: bed sensors, heart rate only; p-1 consented two days ago, p-3 consented then withdrew,
+  // p-2 never consented. Project B: the same p-1, to compare pseudonyms.
+  await gw.editRegistry((d0) => {
+    let d: RegistryData = addProject(d0, {
+      id: 'sleep-a',
+      from: day(-10),
+      to: day(1),
+      types: ['bed-sensor'],
+      fields: ['heartRate'],
+    });
+    d = addProject(d, { id: 'sleep-b', from: day(-10), to: day(1), types: ['bed-sensor'] });
+    d = setConsent(d, 'sleep-a', 'p-1', { on: day(-2) });
+    d = setConsent(d, 'sleep-a', 'p-3', { on: day(-10) });
+    d = setConsent(d, 'sleep-a', 'p-3', { withdraw: true, on: day(0) });
+    d = setConsent(d, 'sleep-b', 'p-1', { on: day(-10) });
+    const issue = (name: string, project: string, expires: number) => {
+      const r = issueToken(d, { project, researcher: name, expires: new Date(Date.now() + expires) });
+      d = r.data;
+      tokens[name] = r.token;
+    };
+    issue('a', 'sleep-a', DAY);
+    issue('b', 'sleep-b', DAY);
+    issue('expired', 'sleep-a', -1000);
+    issue('revoked', 'sleep-a', DAY);
+    return revokeToken(d, tokens.revoked as string);
+  });
+  await eventually(
+    async () => gw.app.registry.current().data.tokens.length,
+    (n) => n === 4,
+  );
+});
+afterAll(async () => {
+  await gw?.stop();
+  await influx?.stop();
+});
+
+const get = (path: string, token?: string) =>
+  fetch(
+    `http://127.0.0.1:${gw.app.httpPort}${path}`,
+    token ? { headers: { authorization: `Bearer ${token}` } } : {},
+  );
+const ndjson = async (res: Response) =>
+  (await res.text())
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+
+describe('GET /api/v1/projects/{id}/readings', () => {
+  it('returns only consented subjects, from their consent, only released fields, as pseudonyms', async () => {
+    const res = await get('/api/v1/projects/sleep-a/readings?type=bed-sensor&format=ndjson', tokens.a);
+    expect(res.status).toBe(200);
+    const rows = await ndjson(res);
+    const consentFrom = Date.parse(`${day(-2)}T00:00:00Z`);
+    const expected = Array.from({ length: HOURS }, (_, h) => start + h * 3_600_000).filter(
+      (t) => t >= consentFrom,
+    );
+    expect(rows).toHaveLength(expected.length);
+    expect(new Set(rows.map((r) => r.subject)).size).toBe(1);
+    expect(Object.keys(rows[0] ?? {}).sort()).toEqual(['heartRate', 'subject', 'time']);
+    expect(rows.map((r) => Date.parse(r.time as string))).toEqual(expected);
+    const text = JSON.stringify(rows);
+    for (const secret of ['p-1', 'p-2', 'p-3', 'bed-1', 'home-1']) expect(text).not.toContain(secret);
+  });
+
+  it('gives stable pseudonyms within a project and different ones across projects', async () => {
+    const a1 = (
+      await ndjson(await get('/api/v1/projects/sleep-a/readings?type=bed-sensor&format=ndjson', tokens.a))
+    )[0]?.subject;
+    const a2 = (
+      await ndjson(await get('/api/v1/projects/sleep-a/readings?type=bed-sensor&format=ndjson', tokens.a))
+    )[0]?.subject;
+    const b = (
+      await ndjson(await get('/api/v1/projects/sleep-b/readings?type=bed-sensor&format=ndjson', tokens.b))
+    )[0]?.subject;
+    expect(a1).toBe(a2);
+    expect(b).toMatch(/^s-[0-9a-f]{20}$/);
+    expect(b).not.toBe(a1);
+  });
+
+  it('serves CSV and a JSON array', async () => {
+    const csv = await (
+      await get('/api/v1/projects/sleep-a/readings?type=bed-sensor&format=csv', tokens.a)
+    ).text();
+    expect(csv.split('\n')[0]).toBe('time,subject,heartRate');
+    const json = (await (
+      await get('/api/v1/projects/sleep-a/readings?type=bed-sensor&format=json', tokens.a)
+    ).json()) as unknown[];
+    expect(json.length).toBe(csv.trim().split('\n').length - 1);
+  });
+
+  it('aggregates: the daily mean equals the mean computed from the raw rows', async () => {
+    const raw = await ndjson(
+      await get('/api/v1/projects/sleep-b/readings?type=bed-sensor&fields=heartRate&format=ndjson', tokens.b),
+    );
+    const agg = await ndjson(
+      await get(
+        '/api/v1/projects/sleep-b/readings?type=bed-sensor&fields=heartRate&every=1d&fn=mean&format=ndjson',
+        tokens.b,
+      ),
+    );
+    const byDay = new Map<string, number[]>();
+    for (const r of raw) {
+      const d = (r.time as string).slice(0, 10);
+      byDay.set(d, [...(byDay.get(d) ?? []), r.heartRate as number]);
+    }
+    expect(agg).toHaveLength(byDay.size);
+    for (const a of agg) {
+      const values = byDay.get((a.time as string).slice(0, 10)) ?? [];
+      expect(a.heartRate as number).toBeCloseTo(values.reduce((x, y) => x + y, 0) / values.length, 9);
+    }
+  });
+
+  it.each([
+    ['no token', undefined, 'sleep-a', 401],
+    ['an unknown token', 'll_0123456789ab_AAAAAAAAAAAAAAAAAAAAAAAA', 'sleep-a', 401],
+    ['an expired token', 'expired', 'sleep-a', 401],
+    ['a revoked token', 'revoked', 'sleep-a', 401],
+    ["project A's token on project B", 'a', 'sleep-b', 403],
+  ])('answers %s with %i', async (_name, token, project, status) => {
+    const t = token && token in tokens ? tokens[token] : token;
+    const res = await get(`/api/v1/projects/${project}/readings?type=bed-sensor`, t);
+    expect(res.status).toBe(status);
+    expect(((await res.json()) as { error: string }).error.length).toBeGreaterThan(5);
+  });
+
+  it.each([
+    ['a device type outside the project', 'type=weight-scale'],
+    ['an unreleased field', 'type=bed-sensor&fields=respirationRate'],
+    ['an unknown field', 'type=bed-sensor&fields=heartRate,bogus'],
+    ['an InfluxQL fragment', `type=${encodeURIComponent("bed-sensor' OR 1=1 --")}`],
+    ['a quote in a field', `type=bed-sensor&fields=${encodeURIComponent('heartRate"; DROP DATABASE x')}`],
+    ['a regex', `type=${encodeURIComponent('/.*/')}`],
+    ['a bad time', 'type=bed-sensor&from=yesterday'],
+    ['a range outside the project', 'type=bed-sensor&from=2000-01-01T00:00:00Z&to=2000-02-01T00:00:00Z'],
+    ['a bad window', `type=bed-sensor&every=${encodeURIComponent('1h); DROP')}&fn=mean`],
+    ['an unknown function', 'type=bed-sensor&every=1h&fn=sum'],
+    ['every without fn', 'type=bed-sensor&every=1h'],
+    ['an unknown format', 'type=bed-sensor&format=xml'],
+    ['a repeated parameter', 'type=bed-sensor&type=bed-sensor'],
+  ])('refuses %s with 400 and changes nothing', async (_name, qs) => {
+    const res = await get(`/api/v1/projects/sleep-a/readings?${qs}`, tokens.a);
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { error: string }).error).toBeTruthy();
+    const still = await influx.query<{ count: number }>(gw.db, 'SELECT count(heartRate) FROM bed_sensor');
+    expect(still[0]?.count).toBe(3 * HOURS);
+  });
+
+  it('writes every export to a hash-chained audit log with its row count', async () => {
+    const file = join(gw.dir, 'data', 'audit.ndjson');
+    await eventually(
+      async () => verifyAuditLog(file).catch(() => ({ entries: 0 })),
+      (r) => r.entries >= 6,
+    );
+    const r = await verifyAuditLog(file);
+    expect(r.brokenAt).toBeUndefined();
+    const { readFile } = await import('node:fs/promises');
+    const first = JSON.parse((await readFile(file, 'utf8')).split('\n')[0] as string) as Record<
+      string,
+      unknown
+    >;
+    expect(first).toMatchObject({
+      researcher: 'a',
+      project: 'sleep-a',
+      via: 'api',
+      rows: expect.any(Number),
+    });
+    expect(first.rows).toBeGreaterThan(0);
+  });
+});
