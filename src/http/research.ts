@@ -19,33 +19,52 @@ export interface ResearchDeps {
 }
 
 export function registerResearchRoutes(app: FastifyInstance, deps: ResearchDeps): void {
-  app.get<{ Params: { id: string }; Querystring: Record<string, unknown> }>('/api/v1/projects/:id/readings', async (req, reply) => {
-    const access = await authorise(deps.registry(), deps.verifier, req.headers.authorization, req.params.id);
-    if (!access.ok) return reply.code(access.status).send({ error: access.message });
-    let query: ReturnType<typeof parseReadingsQuery>;
-    const format = (req.query.format ?? 'csv') as string;
-    try {
-      if (!(format in FORMATS)) throw new QueryError(`format must be one of ${Object.keys(FORMATS).join(', ')}`);
-      query = parseReadingsQuery(access.project, deps.schemas, req.query);
-    } catch (err) {
-      if (err instanceof QueryError) return reply.code(400).send({ error: err.message });
-      throw err;
-    }
-    let rows = 0;
-    const rowsOut = streamReadings({ influxUrl: deps.influxUrl, db: deps.db, project: access.project, query });
-    const body = Readable.from(encodeRows(rowsOut, format as Format, query.fields, () => rows++));
-    body.once('end', () => {
-      deps.audit
-        .append({
-          at: new Date().toISOString(),
-          researcher: access.researcher,
-          project: access.project.id,
-          via: 'api',
-          query: { ...query, from: new Date(query.fromMs).toISOString(), to: new Date(query.toMs).toISOString(), format },
-          rows,
-        })
-        .catch((err: Error) => req.log.error({ err: err.message }, 'audit log append failed'));
-    });
-    return reply.type(FORMATS[format as Format]).send(body);
-  });
+  app.get<{ Params: { id: string }; Querystring: Record<string, unknown> }>(
+    '/api/v1/projects/:id/readings',
+    async (req, reply) => {
+      const access = await authorise(
+        deps.registry(),
+        deps.verifier,
+        req.headers.authorization,
+        req.params.id,
+      );
+      if (!access.ok) return reply.code(access.status).send({ error: access.message });
+      let query: ReturnType<typeof parseReadingsQuery>;
+      const format = (req.query.format ?? 'csv') as string;
+      try {
+        if (!(format in FORMATS))
+          throw new QueryError(`format must be one of ${Object.keys(FORMATS).join(', ')}`);
+        query = parseReadingsQuery(access.project, deps.schemas, req.query);
+      } catch (err) {
+        if (err instanceof QueryError) return reply.code(400).send({ error: err.message });
+        throw err;
+      }
+      let rows = 0;
+      const rowsOut = streamReadings({
+        influxUrl: deps.influxUrl,
+        db: deps.db,
+        project: access.project,
+        query,
+      });
+      const body = Readable.from(encodeRows(rowsOut, format as Format, query.fields, () => rows++));
+      body.once('end', () => {
+        deps.audit
+          .append({
+            at: new Date().toISOString(),
+            researcher: access.researcher,
+            project: access.project.id,
+            via: 'api',
+            query: {
+              ...query,
+              from: new Date(query.fromMs).toISOString(),
+              to: new Date(query.toMs).toISOString(),
+              format,
+            },
+            rows,
+          })
+          .catch((err: Error) => req.log.error({ err: err.message }, 'audit log append failed'));
+      });
+      return reply.type(FORMATS[format as Format]).send(body);
+    },
+  );
 }

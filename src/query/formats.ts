@@ -1,7 +1,11 @@
 // Row streams to CSV, NDJSON or a JSON array, one chunk at a time (memory stays flat).
 import type { ReadingRow } from './readings.js';
 
-export const FORMATS = { csv: 'text/csv; charset=utf-8', ndjson: 'application/x-ndjson', json: 'application/json' } as const;
+export const FORMATS = {
+  csv: 'text/csv; charset=utf-8',
+  ndjson: 'application/x-ndjson',
+  json: 'application/json',
+} as const;
 export type Format = keyof typeof FORMATS;
 
 const csvCell = (v: unknown) => {
@@ -10,7 +14,12 @@ const csvCell = (v: unknown) => {
   return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 };
 
-export async function* encodeRows(rows: AsyncIterable<ReadingRow>, format: Format, columns: readonly string[], onRow: () => void): AsyncGenerator<string> {
+export async function* encodeRows(
+  rows: AsyncIterable<ReadingRow>,
+  format: Format,
+  columns: readonly string[],
+  onRow: () => void,
+): AsyncGenerator<string> {
   const cols = ['time', 'subject', ...columns];
   if (format === 'csv') yield `${cols.join(',')}\n`;
   if (format === 'json') yield '[';

@@ -25,7 +25,11 @@ const DAY = 86_400_000;
 const EVERY = /^([1-9]\d{0,3})(m|h|d)$/;
 
 /** Validates raw query parameters against the project and the schemas; throws QueryError (400). */
-export function parseReadingsQuery(project: Project, schemas: SchemaSet, params: Record<string, unknown>): ReadingsQuery {
+export function parseReadingsQuery(
+  project: Project,
+  schemas: SchemaSet,
+  params: Record<string, unknown>,
+): ReadingsQuery {
   const str = (name: string) => {
     const v = params[name];
     if (v === undefined || v === '') return undefined;
@@ -34,13 +38,19 @@ export function parseReadingsQuery(project: Project, schemas: SchemaSet, params:
   };
   const type = str('type');
   if (!type) throw new QueryError(`type is required: one of ${project.types.join(', ')}`);
-  if (!project.types.includes(type)) throw new QueryError(`type must be one of the project's device types: ${project.types.join(', ')}`);
+  if (!project.types.includes(type))
+    throw new QueryError(`type must be one of the project's device types: ${project.types.join(', ')}`);
   const schema = schemas.latest(type);
   if (!schema) throw new QueryError(`no schema for device type ${type}`);
-  const available = schema.timeseries.fields.map((f) => f.name).filter((f) => project.fields.length === 0 || project.fields.includes(f));
+  const available = schema.timeseries.fields
+    .map((f) => f.name)
+    .filter((f) => project.fields.length === 0 || project.fields.includes(f));
   const asked = str('fields')?.split(',');
   for (const f of asked ?? []) {
-    if (!available.includes(f)) throw new QueryError(`field "${f.slice(0, 40)}" is not released for ${type}; released: ${available.join(', ')}`);
+    if (!available.includes(f))
+      throw new QueryError(
+        `field "${f.slice(0, 40)}" is not released for ${type}; released: ${available.join(', ')}`,
+      );
   }
   const fields = asked ?? available;
   if (fields.length === 0) throw new QueryError(`no field of ${type} is released to this project`);
@@ -49,22 +59,31 @@ export function parseReadingsQuery(project: Project, schemas: SchemaSet, params:
   const time = (name: string, fallback: number) => {
     const v = str(name);
     if (v === undefined) return fallback;
-    if (!/^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d{1,9})?)?(Z|[+-]\d\d:\d\d)$/.test(v) || Number.isNaN(Date.parse(v))) {
+    if (
+      !/^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d{1,9})?)?(Z|[+-]\d\d:\d\d)$/.test(v) ||
+      Number.isNaN(Date.parse(v))
+    ) {
       throw new QueryError(`${name} must be an RFC 3339 time such as 2026-03-01T00:00:00Z`);
     }
     return Date.parse(v);
   };
   const fromMs = Math.max(periodFrom, time('from', periodFrom));
   const toMs = Math.min(periodTo, time('to', periodTo));
-  if (fromMs >= toMs) throw new QueryError(`the period asked for is outside the project's ${project.from} – ${project.to}`);
+  if (fromMs >= toMs)
+    throw new QueryError(`the period asked for is outside the project's ${project.from} – ${project.to}`);
   const every = str('every');
   const fn = str('fn');
-  if ((every === undefined) !== (fn === undefined)) throw new QueryError('every and fn go together (e.g. every=1h&fn=mean)');
+  if ((every === undefined) !== (fn === undefined))
+    throw new QueryError('every and fn go together (e.g. every=1h&fn=mean)');
   if (every !== undefined && !EVERY.test(every)) throw new QueryError('every must look like 15m, 1h or 1d');
-  if (fn !== undefined && !(AGGREGATES as readonly string[]).includes(fn)) throw new QueryError(`fn must be one of ${AGGREGATES.join(', ')}`);
+  if (fn !== undefined && !(AGGREGATES as readonly string[]).includes(fn))
+    throw new QueryError(`fn must be one of ${AGGREGATES.join(', ')}`);
   if (fn && fn !== 'count' && fn !== 'last') {
-    const numeric = new Set(schema.timeseries.fields.filter((f) => f.kind === 'integer' || f.kind === 'float').map((f) => f.name));
-    for (const f of fields) if (!numeric.has(f)) throw new QueryError(`fn=${fn} needs numeric fields; "${f}" is not`);
+    const numeric = new Set(
+      schema.timeseries.fields.filter((f) => f.kind === 'integer' || f.kind === 'float').map((f) => f.name),
+    );
+    for (const f of fields)
+      if (!numeric.has(f)) throw new QueryError(`fn=${fn} needs numeric fields; "${f}" is not`);
   }
   return {
     type,
@@ -78,7 +97,10 @@ export function parseReadingsQuery(project: Project, schemas: SchemaSet, params:
 }
 
 /** The subjects whose data may come out, with the window their consent covers. */
-export function consentedWindows(project: Project, q: ReadingsQuery): { subject: string; fromMs: number; toMs: number }[] {
+export function consentedWindows(
+  project: Project,
+  q: ReadingsQuery,
+): { subject: string; fromMs: number; toMs: number }[] {
   const out: { subject: string; fromMs: number; toMs: number }[] = [];
   for (const c of project.consents) {
     if (c.withdrawn) continue;
@@ -89,7 +111,10 @@ export function consentedWindows(project: Project, q: ReadingsQuery): { subject:
 }
 
 /** One InfluxQL statement per subject (InfluxQL cannot OR time ranges). Every part is validated. */
-export function buildStatement(q: ReadingsQuery, w: { subject: string; fromMs: number; toMs: number }): string {
+export function buildStatement(
+  q: ReadingsQuery,
+  w: { subject: string; fromMs: number; toMs: number },
+): string {
   const select = q.fn
     ? q.fields.map((f) => `${q.fn}("${f}") AS "${f}"`).join(', ')
     : q.fields.map((f) => `"${f}"`).join(', ');
@@ -126,13 +151,16 @@ export async function* streamReadings(opts: {
         buffered = buffered.slice(nl + 1);
         nl = buffered.indexOf('\n');
         if (!line.trim()) continue;
-        const body = JSON.parse(line) as { results: { series?: { columns: string[]; values: unknown[][] }[]; error?: string }[] };
+        const body = JSON.parse(line) as {
+          results: { series?: { columns: string[]; values: unknown[][] }[]; error?: string }[];
+        };
         const result = body.results[0];
         if (result?.error) throw new Error(result.error);
         for (const s of result?.series ?? []) {
           for (const v of s.values) {
             const row: ReadingRow = { time: new Date(v[0] as number).toISOString(), subject };
-            for (let i = 1; i < s.columns.length; i++) row[s.columns[i] as string] = (v[i] ?? null) as ReadingRow[string];
+            for (let i = 1; i < s.columns.length; i++)
+              row[s.columns[i] as string] = (v[i] ?? null) as ReadingRow[string];
             yield row;
           }
         }
