@@ -70,6 +70,8 @@ export function startFleet(opts: FleetOptions): Fleet {
       const ts = `${new Date(Number(secs) * 1000).toISOString().slice(0, 19)}.${(ns % 1_000_000_000n).toString().padStart(9, '0')}Z`;
       sent++;
       const c = client;
+      let timer: NodeJS.Timeout | undefined;
+      let onClose: (() => void) | undefined;
       const ok = await Promise.race([
         c
           .publishAsync(
@@ -81,10 +83,17 @@ export function startFleet(opts: FleetOptions): Fleet {
             () => true,
             () => false,
           ),
-        new Promise<boolean>((r) => setTimeout(() => r(false), opts.ackTimeoutMs ?? 10_000)),
+        new Promise<boolean>((r) => {
+          timer = setTimeout(() => r(false), opts.ackTimeoutMs ?? 10_000);
+        }),
         // A dropped connection never acknowledges what was in flight.
-        new Promise<boolean>((r) => c.once('close', () => r(false))),
+        new Promise<boolean>((r) => {
+          onClose = () => r(false);
+          c.once('close', onClose);
+        }),
       ]);
+      clearTimeout(timer);
+      if (onClose) c.removeListener('close', onClose);
       if (ok) {
         mine.set(ns.toString(), spo2);
         acked++;
