@@ -4,9 +4,11 @@ import type { FastifyInstance } from 'fastify';
 import { authorise } from '../query/access.js';
 import type { AuditLog } from '../query/audit.js';
 import { encodeRows, FORMATS, type Format } from '../query/formats.js';
+import { pseudonym } from '../query/pseudonym.js';
 import { parseReadingsQuery, QueryError, streamReadings } from '../query/readings.js';
 import type { PasswordVerifier } from '../registry/passwords.js';
 import type { RegistryData } from '../registry/types.js';
+import { buildDictionary } from '../schemas/dictionary.js';
 import type { SchemaSet } from '../schemas/types.js';
 
 export interface ResearchDeps {
@@ -19,6 +21,40 @@ export interface ResearchDeps {
 }
 
 export function registerResearchRoutes(app: FastifyInstance, deps: ResearchDeps): void {
+  app.get('/api/v1/dictionary', async () => ({ fields: buildDictionary(deps.schemas) }));
+
+  // Subjects and devices of a project: pseudonyms and device types only, never ids.
+  app.get<{ Params: { id: string } }>('/api/v1/projects/:id/subjects', async (req, reply) => {
+    const access = await authorise(deps.registry(), deps.verifier, req.headers.authorization, req.params.id);
+    if (!access.ok) return reply.code(access.status).send({ error: access.message });
+    const p = access.project;
+    return {
+      project: p.id,
+      subjects: p.consents
+        .filter((c) => !c.withdrawn)
+        .map((c) => ({ subject: pseudonym(p.secret, c.subject), consentFrom: c.from }))
+        .sort((a, b) => a.subject.localeCompare(b.subject)),
+    };
+  });
+  app.get<{ Params: { id: string } }>('/api/v1/projects/:id/devices', async (req, reply) => {
+    const data = deps.registry();
+    const access = await authorise(data, deps.verifier, req.headers.authorization, req.params.id);
+    if (!access.ok) return reply.code(access.status).send({ error: access.message });
+    const p = access.project;
+    const consented = new Set(p.consents.filter((c) => !c.withdrawn).map((c) => c.subject));
+    return {
+      project: p.id,
+      devices: data.devices
+        .filter((d) => d.subject && consented.has(d.subject) && p.types.includes(d.type))
+        .map((d) => ({
+          subject: pseudonym(p.secret, d.subject as string),
+          deviceType: d.type,
+          schemaVersion: d.schemaVersion,
+        }))
+        .sort((a, b) => a.subject.localeCompare(b.subject) || a.deviceType.localeCompare(b.deviceType)),
+    };
+  });
+
   app.get<{ Params: { id: string }; Querystring: Record<string, unknown> }>(
     '/api/v1/projects/:id/readings',
     async (req, reply) => {

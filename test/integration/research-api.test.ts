@@ -220,3 +220,36 @@ describe('GET /api/v1/projects/{id}/readings', () => {
     expect(first.rows).toBeGreaterThan(0);
   });
 });
+
+describe('dictionary, subjects and devices', () => {
+  it('serves the data dictionary generated from the schemas', async () => {
+    const body = (await (await get('/api/v1/dictionary')).json()) as { fields: Record<string, unknown>[] };
+    expect(body.fields).toContainEqual({
+      measurement: 'pulse_oximeter',
+      field: 'spo2',
+      kind: 'integer',
+      unit: '%',
+      description: 'Peripheral oxygen saturation, SpO2 (MDC_PULS_OXIM_SAT_O2)',
+      deviceTypes: ['pulse-oximeter'],
+      schemaVersions: ['pulse-oximeter@1'],
+    });
+    expect(body.fields.length).toBeGreaterThan(30);
+  });
+
+  it('lists a project subjects and devices as pseudonyms and device types, never ids', async () => {
+    const subjects = (await (await get('/api/v1/projects/sleep-a/subjects', tokens.a)).json()) as {
+      subjects: { subject: string }[];
+    };
+    const rows = await ndjson(
+      await get('/api/v1/projects/sleep-a/readings?type=bed-sensor&format=ndjson', tokens.a),
+    );
+    expect(subjects.subjects.map((s) => s.subject)).toEqual([rows[0]?.subject]);
+    const devices = await (await get('/api/v1/projects/sleep-a/devices', tokens.a)).json();
+    expect(devices).toEqual({
+      project: 'sleep-a',
+      devices: [{ subject: rows[0]?.subject, deviceType: 'bed-sensor', schemaVersion: 1 }],
+    });
+    expect(JSON.stringify(devices)).not.toMatch(/bed-1|p-1|home-1/);
+    expect((await get('/api/v1/projects/sleep-b/devices', tokens.a)).status).toBe(403);
+  });
+});
