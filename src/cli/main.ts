@@ -6,6 +6,7 @@ import { Command, CommanderError } from 'commander';
 import { isGatewayError } from '../errors.js';
 import { packageRoot } from '../paths.js';
 import { registerDeviceCommands } from './devices.js';
+import { registerExportCommand } from './export.js';
 import { registerRecordingCommands } from './recording.js';
 import { registerReportCommand } from './report.js';
 import { registerResearchCommands } from './research.js';
@@ -32,6 +33,7 @@ export function buildProgram(env: Record<string, string | undefined>): Command {
   registerStatusCommand(program);
   registerReportCommand(program, env);
   registerResearchCommands(program, env);
+  registerExportCommand(program, env);
   return program;
 }
 

@@ -89,7 +89,7 @@ export function registerResearchRoutes(app: FastifyInstance, deps: ResearchDeps)
             at: new Date().toISOString(),
             researcher: access.researcher,
             project: access.project.id,
-            via: 'api',
+            via: req.headers['x-livinglab-client'] === 'cli' ? 'cli' : 'api',
             query: {
               ...query,
               from: new Date(query.fromMs).toISOString(),

@@ -253,3 +253,58 @@ describe('dictionary, subjects and devices', () => {
     expect((await get('/api/v1/projects/sleep-b/devices', tokens.a)).status).toBe(403);
   });
 });
+
+describe('livinglab export', () => {
+  it('writes the same rows as the API to a file, audited as "cli"', async () => {
+    const { execFile } = await import('node:child_process');
+    const { promisify } = await import('node:util');
+    const { readFile } = await import('node:fs/promises');
+    const root = new URL('../../', import.meta.url).pathname;
+    const out = join(gw.dir, 'export.csv');
+    const { stderr } = await promisify(execFile)(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        join(root, 'src/cli/main.ts'),
+        'export',
+        '--project',
+        'sleep-a',
+        '--type',
+        'bed-sensor',
+        '--out',
+        out,
+        '--url',
+        `http://127.0.0.1:${gw.app.httpPort}`,
+      ],
+      { cwd: root, env: { ...process.env, LIVINGLAB_TOKEN: tokens.a } },
+    );
+    const api = await (
+      await get('/api/v1/projects/sleep-a/readings?type=bed-sensor&format=csv', tokens.a)
+    ).text();
+    expect(await readFile(out, 'utf8')).toBe(api);
+    expect(stderr).toContain(`exported ${api.trim().split('\n').length} lines to ${out}`);
+    const audit = (await readFile(join(gw.dir, 'data', 'audit.ndjson'), 'utf8'))
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { via: string });
+    expect(audit.some((e) => e.via === 'cli')).toBe(true);
+    const refused = await promisify(execFile)(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        join(root, 'src/cli/main.ts'),
+        'export',
+        '--project',
+        'sleep-b',
+        '--type',
+        'bed-sensor',
+        '--url',
+        `http://127.0.0.1:${gw.app.httpPort}`,
+      ],
+      { cwd: root, env: { ...process.env, LIVINGLAB_TOKEN: tokens.a } },
+    ).catch((err: { code: number; stderr: string }) => err);
+    expect(refused).toMatchObject({ code: 2, stderr: expect.stringContaining('export refused (HTTP 403)') });
+  });
+});
