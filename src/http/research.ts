@@ -2,6 +2,7 @@
 import { Readable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { authorise } from '../query/access.js';
+import { encodeArrow } from '../query/arrow.js';
 import type { AuditLog } from '../query/audit.js';
 import { encodeRows, FORMATS, type Format } from '../query/formats.js';
 import { pseudonym } from '../query/pseudonym.js';
@@ -10,6 +11,7 @@ import type { PasswordVerifier } from '../registry/passwords.js';
 import type { RegistryData } from '../registry/types.js';
 import { buildDictionary } from '../schemas/dictionary.js';
 import type { SchemaSet } from '../schemas/types.js';
+import { OPENAPI, renderDocsPage } from './openapi.js';
 
 export interface ResearchDeps {
   registry: () => RegistryData;
@@ -22,6 +24,8 @@ export interface ResearchDeps {
 
 export function registerResearchRoutes(app: FastifyInstance, deps: ResearchDeps): void {
   app.get('/api/v1/dictionary', async () => ({ fields: buildDictionary(deps.schemas) }));
+  app.get('/openapi.json', async () => OPENAPI);
+  app.get('/docs', async (_req, reply) => reply.type('text/html; charset=utf-8').send(renderDocsPage()));
 
   // Subjects and devices of a project: pseudonyms and device types only, never ids.
   app.get<{ Params: { id: string } }>('/api/v1/projects/:id/subjects', async (req, reply) => {
@@ -82,7 +86,20 @@ export function registerResearchRoutes(app: FastifyInstance, deps: ResearchDeps)
         project: access.project,
         query,
       });
-      const body = Readable.from(encodeRows(rowsOut, format as Format, query.fields, () => rows++));
+      const schema = deps.schemas.latest(query.type);
+      const kinds = query.fields.map((name) => ({
+        name,
+        kind:
+          query.fn === 'count'
+            ? ('integer' as const)
+            : (schema?.timeseries.fields.find((f) => f.name === name)?.kind ?? 'float'),
+      }));
+      const body =
+        format === 'arrow'
+          ? encodeArrow(rowsOut, kinds, () => rows++)
+          : Readable.from(
+              encodeRows(rowsOut, format as Exclude<Format, 'arrow'>, query.fields, () => rows++),
+            );
       body.once('end', () => {
         deps.audit
           .append({

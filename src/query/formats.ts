@@ -5,6 +5,7 @@ export const FORMATS = {
   csv: 'text/csv; charset=utf-8',
   ndjson: 'application/x-ndjson',
   json: 'application/json',
+  arrow: 'application/vnd.apache.arrow.stream',
 } as const;
 export type Format = keyof typeof FORMATS;
 
@@ -16,7 +17,7 @@ const csvCell = (v: unknown) => {
 
 export async function* encodeRows(
   rows: AsyncIterable<ReadingRow>,
-  format: Format,
+  format: Exclude<Format, 'arrow'>,
   columns: readonly string[],
   onRow: () => void,
 ): AsyncGenerator<string> {

@@ -308,3 +308,45 @@ describe('livinglab export', () => {
     expect(refused).toMatchObject({ code: 2, stderr: expect.stringContaining('export refused (HTTP 403)') });
   });
 });
+
+describe('Arrow IPC and the API description', () => {
+  it('serves the same rows as an Arrow IPC stream that pyarrow/R can open', async () => {
+    const { tableFromIPC } = await import('apache-arrow');
+    const res = await get('/api/v1/projects/sleep-b/readings?type=bed-sensor&format=arrow', tokens.b);
+    expect(res.headers.get('content-type')).toBe('application/vnd.apache.arrow.stream');
+    const table = tableFromIPC(new Uint8Array(await res.arrayBuffer()));
+    const rows = await ndjson(
+      await get('/api/v1/projects/sleep-b/readings?type=bed-sensor&format=ndjson', tokens.b),
+    );
+    expect(table.numRows).toBe(rows.length);
+    expect(table.schema.fields.map((f) => f.name)).toEqual([
+      'time',
+      'subject',
+      'occupied',
+      'heartRate',
+      'respirationRate',
+      'movement',
+    ]);
+    const first = table.get(0)?.toJSON() as Record<string, unknown>;
+    expect(first.subject).toBe(rows[0]?.subject);
+    expect(first.heartRate).toBe(rows[0]?.heartRate);
+    expect(new Date(first.time as number).toISOString()).toBe(rows[0]?.time);
+  });
+
+  it('describes itself at /openapi.json and on a readable /docs page', async () => {
+    const spec = (await (await get('/openapi.json')).json()) as {
+      openapi: string;
+      paths: Record<string, unknown>;
+    };
+    expect(spec.openapi).toBe('3.1.0');
+    expect(Object.keys(spec.paths)).toEqual([
+      '/api/v1/dictionary',
+      '/api/v1/projects/{id}/subjects',
+      '/api/v1/projects/{id}/devices',
+      '/api/v1/projects/{id}/readings',
+    ]);
+    const docs = await get('/docs');
+    expect(docs.headers.get('content-type')).toContain('text/html');
+    expect(await docs.text()).toContain('<code>GET /api/v1/projects/{id}/readings</code>');
+  });
+});
