@@ -59,11 +59,10 @@ async function waitForPing(url: string, child: ChildProcess, output: () => strin
 
 export async function startInfluxd(opts: { port?: number } = {}): Promise<Influxd> {
   const dir = await mkdtemp(join(tmpdir(), 'll-influxd-'));
-  const port = opts.port ?? (await freePort());
-  const rpcPort = await freePort();
+  let port = opts.port ?? (await freePort());
   const configFile = join(dir, 'influxdb.conf');
-  await writeFile(configFile, influxConfig(dir, port, rpcPort));
-  const url = `http://127.0.0.1:${port}`;
+  await writeFile(configFile, influxConfig(dir, port, await freePort()));
+  let url = `http://127.0.0.1:${port}`;
   let child: ChildProcess | undefined;
   let stderr = '';
   const launch = async () => {
@@ -85,7 +84,18 @@ export async function startInfluxd(opts: { port?: number } = {}): Promise<Influx
       await exited;
     }
   };
-  await launch();
+  // A free port can be taken by a parallel test between our probe and influxd's bind: try others.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await launch();
+      break;
+    } catch (err) {
+      if (attempt >= 5 || opts.port || !/address already in use/.test((err as Error).message)) throw err;
+      port = await freePort();
+      url = `http://127.0.0.1:${port}`;
+      await writeFile(configFile, influxConfig(dir, port, await freePort()));
+    }
+  }
   const client = (db: string) => new InfluxDB({ host: '127.0.0.1', port, database: db });
   return {
     url,
