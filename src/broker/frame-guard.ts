@@ -78,6 +78,16 @@ export function guardConnection(
       if (socket.destroyed) return cb();
       socket.write(chunk, (err) => cb(err ?? null));
     },
+    // mqtt-packet writes a PUBACK as three corked pieces (header, length, id); without writev they
+    // would reach the socket as three writes, and with Nagle off as three syscalls and TCP segments.
+    writev(chunks, cb) {
+      if (socket.destroyed) return cb();
+      const data =
+        chunks.length === 1
+          ? (chunks[0]?.chunk as Buffer)
+          : Buffer.concat(chunks.map((c) => c.chunk as Buffer));
+      socket.write(data, (err) => cb(err ?? null));
+    },
     final(cb) {
       socket.end(() => cb());
     },

@@ -10,6 +10,8 @@ import { freePort } from './ports.js';
 export interface Influxd {
   readonly url: string;
   readonly port: number;
+  /** The running influxd's process id (for CPU and memory figures in bench/). */
+  pid(): number | undefined;
   readonly client: (db: string) => InfluxDB;
   query<T = Record<string, unknown>>(db: string, q: string): Promise<T[]>;
   /** Stops the process but keeps its data (an outage). */
@@ -100,6 +102,7 @@ export async function startInfluxd(opts: { port?: number } = {}): Promise<Influx
   return {
     url,
     port,
+    pid: () => child?.pid,
     client,
     async query<T>(db: string, q: string) {
       // Raw HTTP with epoch=ns: exact timestamps, and numbers exactly as InfluxDB returns them.

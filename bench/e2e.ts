@@ -1,0 +1,259 @@
+// End to end, and the peers side by side: a ladder of paced rates per system; a rung passes when it
+// ran its whole duration at the target rate with zero loss (every acknowledged reading counted in
+// InfluxDB afterwards), every PUBACK back, and (gateway) the spool not growing. The highest passing
+// rung is the sustained rate; one more rung at half of it gives the latencies. Repeated --runs times.
+//
+//   npx tsx bench/e2e.ts --mode single --systems gateway,node-red,plain
+//   npx tsx bench/e2e.ts --mode batch --rates 50000,100000,150000 --duration 60s --runs 3
+import { parseArgs } from 'node:util';
+import { parseDuration } from '../src/config/duration.js';
+import { startInfluxd } from '../test/helpers/influxd.js';
+import { countPoints, influxQuery, waitForCount } from './lib/influx.js';
+import { startLoad } from './lib/load.js';
+import { startProbe } from './lib/probe.js';
+import { type ProcessUsage, watchProcess } from './lib/proc.js';
+import { fmt, fmtSummary, say, table, writeResult } from './lib/report.js';
+import { summarize } from './lib/stats.js';
+import { MEASUREMENT, type SystemName, startSystem } from './lib/systems.js';
+
+const HELP = `Usage: npx tsx bench/e2e.ts [options]
+  --mode single|batch       single-reading messages, or 50-reading batches (default single)
+  --systems a,b             gateway, node-red, plain (default gateway)
+  --rates r1,r2,...         ladder, readings per second (default depends on mode)
+  --duration 60s            length of each rung
+  --runs 3                  ladders per system (median and range over them)
+  --devices 1000            simulated devices (one MQTT connection each)
+  --processes 2             publisher processes
+  --no-half                 skip the latency rung at half the sustained rate
+`;
+
+const { values: args } = parseArgs({
+  options: {
+    mode: { type: 'string', default: 'single' },
+    systems: { type: 'string', default: 'gateway' },
+    rates: { type: 'string' },
+    duration: { type: 'string', default: '60s' },
+    runs: { type: 'string', default: '3' },
+    devices: { type: 'string', default: '1000' },
+    processes: { type: 'string', default: '2' },
+    'no-half': { type: 'boolean', default: false },
+    help: { type: 'boolean', default: false },
+  },
+});
+if (args.help) {
+  process.stdout.write(HELP);
+  process.exit(0);
+}
+const mode = args.mode === 'batch' ? 'batch' : 'single';
+const batch = mode === 'batch' ? 50 : 1;
+const systems = (args.systems ?? 'gateway').split(',') as SystemName[];
+const defaultRates =
+  mode === 'batch'
+    ? [25_000, 50_000, 75_000, 100_000, 125_000, 150_000, 175_000, 200_000]
+    : [2_000, 4_000, 6_000, 8_000, 10_000, 12_500, 15_000, 20_000, 25_000, 30_000, 35_000];
+const rates = args.rates ? args.rates.split(',').map(Number) : defaultRates;
+const durationMs = parseDuration(args.duration ?? '60s') ?? Number.NaN;
+if (!(durationMs > 0)) throw new Error(`--duration: not a duration: ${args.duration} (try 60s)`);
+const runs = Number(args.runs);
+const devices = Number(args.devices);
+const processes = Number(args.processes);
+
+export interface Rung {
+  system: SystemName;
+  run: number;
+  readingsPerSecond: number;
+  pass: boolean;
+  why: string[];
+  achievedReadingsPerSecond: number;
+  sent: number;
+  acked: number;
+  readingsAcked: number;
+  stored: number;
+  storedAfterSeconds: number;
+  pubackMs: { p50: number; p99: number; max: number };
+  queryableMs: { p50: number; p99: number; max: number; samples: number; missing: number };
+  maxBacklogSeconds: number | null;
+  usage: Record<string, ProcessUsage>;
+}
+
+const influx = await startInfluxd();
+let dbSeq = 0;
+
+async function runRung(system: SystemName, run: number, readingsPerSecond: number): Promise<Rung> {
+  const db = `bench_${system.replace('-', '_')}_${++dbSeq}`;
+  const influxPid = influx.pid();
+  await influxQuery(influx.url, undefined, `CREATE DATABASE ${db}`);
+  const sys = await startSystem(system, { influxUrl: influx.url, db, devices });
+  try {
+    const load = startLoad({
+      url: sys.mqttUrl,
+      devices: sys.devices,
+      batch,
+      messagesPerSecond: readingsPerSecond / batch,
+      durationMs,
+      processes,
+    });
+    await load.ready;
+    const watchers = Object.entries({ ...sys.pids, influxd: influxPid ?? 0 }).map(
+      ([role, pid]) => [role, watchProcess(pid)] as const,
+    );
+    const backlog: [number, number][] = [];
+    const t0 = performance.now();
+    const sampler = setInterval(() => {
+      sys
+        .backlogSeconds?.()
+        .then((s) => backlog.push([(performance.now() - t0) / 1000, s]))
+        .catch(() => undefined);
+    }, 1000);
+    const probe = await startProbe({ mqttUrl: sys.mqttUrl, device: sys.probe, influxUrl: influx.url, db });
+    const result = await load.go();
+    const probed = await probe.stop();
+    clearInterval(sampler);
+    const usage: Record<string, ProcessUsage> = Object.fromEntries(
+      watchers.map(([role, w]) => [role, w.stop()]),
+    );
+    result.publishers.forEach((p, i) => {
+      usage[`publisher ${i + 1}`] = p;
+    });
+    const expected = result.readingsAcked + probed.acked;
+    const { stored, seconds } = await waitForCount(
+      () => countPoints(influx.url, db, MEASUREMENT, 'spo2'),
+      expected,
+    );
+    // The spool may not grow: the oldest unwritten reading stays young through the last 20 s.
+    const tail = backlog.filter(([t]) => t >= durationMs / 1000 - 20).map(([, s]) => s);
+    const maxBacklog = sys.backlogSeconds ? Math.max(0, ...tail) : null;
+    const why: string[] = [];
+    const achieved = (result.achievedMessagesPerSecond * batch) / readingsPerSecond;
+    if (achieved < 0.97) why.push(`publishers reached only ${Math.round(achieved * 100)} % of the rate`);
+    if (result.failed + result.unacked > 0)
+      why.push(`${result.failed + result.unacked} messages not acknowledged`);
+    if (result.disconnects > 0) why.push(`${result.disconnects} disconnects`);
+    if (result.ackTailMs > 5000)
+      why.push(`last PUBACK ${Math.round(result.ackTailMs)} ms after the last publish`);
+    if (stored < expected) why.push(`${expected - stored} acknowledged readings missing in InfluxDB`);
+    if (stored > expected) why.push(`${stored - expected} more points than acknowledged readings`);
+    if (maxBacklog !== null && maxBacklog > 5) why.push(`spool backlog reached ${maxBacklog.toFixed(1)} s`);
+    const q = probed.queryable;
+    return {
+      system,
+      run,
+      readingsPerSecond,
+      pass: why.length === 0,
+      why,
+      achievedReadingsPerSecond: Math.round(result.achievedMessagesPerSecond * batch),
+      sent: result.sent,
+      acked: result.acked,
+      readingsAcked: result.readingsAcked,
+      stored,
+      storedAfterSeconds: seconds,
+      pubackMs: {
+        p50: result.puback.percentile(50),
+        p99: result.puback.percentile(99),
+        max: result.puback.max,
+      },
+      queryableMs: {
+        p50: q.percentile(50),
+        p99: q.percentile(99),
+        max: q.max,
+        samples: q.count,
+        missing: probed.missing,
+      },
+      maxBacklogSeconds: maxBacklog,
+      usage,
+    };
+  } finally {
+    await sys.stop();
+    await influxQuery(influx.url, undefined, `DROP DATABASE ${db}`).catch(() => undefined);
+  }
+}
+
+const describe = (r: Rung) =>
+  `${r.system} run ${r.run} @ ${fmt(r.readingsPerSecond)} readings/s: ${r.pass ? 'PASS' : `FAIL (${r.why.join('; ')})`}; ` +
+  `PUBACK p50/p99 ${fmt(r.pubackMs.p50, 1)}/${fmt(r.pubackMs.p99, 1)} ms, queryable p50/p99 ` +
+  `${fmt(r.queryableMs.p50)}/${fmt(r.queryableMs.p99)} ms, ${Object.entries(r.usage)
+    .map(([k, u]) => `${k} ${fmt(u.cpuPercent)} % CPU ${fmt(u.peakRssMiB)} MiB`)
+    .join(', ')}`;
+
+const rungs: Rung[] = [];
+const sustained = new Map<SystemName, Rung[]>();
+const atHalf = new Map<SystemName, Rung[]>();
+const firstFound = new Map<SystemName, number>();
+try {
+  for (let run = 1; run <= runs; run++) {
+    for (const system of systems) {
+      // Later runs start two rungs below the first run's result instead of at the bottom.
+      const found = firstFound.get(system);
+      const start = found === undefined ? 0 : Math.max(0, rates.indexOf(found) - 2);
+      let best: Rung | undefined;
+      for (const rate of rates.slice(start)) {
+        say(`${system} run ${run}: ${fmt(rate)} readings/s for ${durationMs / 1000} s`);
+        const r = await runRung(system, run, rate);
+        rungs.push(r);
+        say(describe(r));
+        if (!r.pass) break;
+        best = r;
+      }
+      if (best) {
+        sustained.set(system, [...(sustained.get(system) ?? []), best]);
+        if (!firstFound.has(system)) firstFound.set(system, best.readingsPerSecond);
+        if (!args['no-half']) {
+          const half = await runRung(system, run, Math.round(best.readingsPerSecond / 2));
+          rungs.push(half);
+          say(`half rate: ${describe(half)}`);
+          atHalf.set(system, [...(atHalf.get(system) ?? []), half]);
+        }
+      }
+    }
+  }
+} finally {
+  await influx.stop();
+}
+
+const rows = systems.map((s) => {
+  const best = sustained.get(s) ?? [];
+  const half = atHalf.get(s) ?? [];
+  const cpu = (role: string) => summarize(best.map((r) => r.usage[role]?.cpuPercent ?? Number.NaN));
+  const mainRole = s === 'gateway' ? 'gateway' : s === 'node-red' ? 'node-red' : 'subscriber';
+  return [
+    s,
+    fmtSummary(summarize(best.map((r) => r.readingsPerSecond))),
+    `${fmtSummary(summarize(best.map((r) => r.pubackMs.p50)), 1)} / ${fmtSummary(summarize(best.map((r) => r.pubackMs.p99)), 1)}`,
+    `${fmtSummary(summarize(half.map((r) => r.pubackMs.p99)), 1)}`,
+    `${fmtSummary(summarize(half.map((r) => r.queryableMs.p50)))} / ${fmtSummary(summarize(half.map((r) => r.queryableMs.p99)))}`,
+    fmtSummary(cpu(mainRole)),
+    fmtSummary(cpu('influxd')),
+    fmtSummary(summarize(best.map((r) => r.usage[mainRole]?.peakRssMiB ?? Number.NaN))),
+  ];
+});
+const out = [
+  `## End to end, ${mode === 'batch' ? '50-reading batches' : 'single-reading messages'}: ${devices} devices, ${processes} publisher processes, rungs of ${durationMs / 1000} s, ${runs} runs`,
+  '',
+  table(
+    [
+      'system',
+      'sustained readings/s',
+      'PUBACK p50 / p99 ms at sustained',
+      'PUBACK p99 ms at half',
+      'queryable p50 / p99 ms at half',
+      'CPU % (one core = 100)',
+      'influxd CPU %',
+      'peak RSS MiB',
+    ],
+    rows,
+  ),
+];
+if (sustained.has('gateway')) {
+  const ours = (sustained.get('gateway') ?? []).map((r) => r.readingsPerSecond);
+  for (const peer of systems.filter((s) => s !== 'gateway')) {
+    const theirs = (sustained.get(peer) ?? []).map((r) => r.readingsPerSecond);
+    const ratios = ours.map((o, i) => o / (theirs[i] ?? Number.NaN));
+    out.push('', `gateway / ${peer}, sustained rate per run: ${fmtSummary(summarize(ratios), 1)}`);
+  }
+}
+out.push('', 'Failed rungs (the first above each sustained rate):');
+for (const r of rungs.filter((x) => !x.pass))
+  out.push(`- ${r.system} run ${r.run} @ ${fmt(r.readingsPerSecond)}: ${r.why.join('; ')}`);
+const file = writeResult(`e2e-${mode}`, { args, rates, rungs });
+out.push('', `raw: ${file}`);
+console.log(out.join('\n'));

@@ -1,0 +1,96 @@
+// Publish-to-queryable: a device of its own publishes one reading every 250 ms during the load and
+// polls InfluxDB until that exact point is returned by a query (one query for all waiting probes). Its readings go through the same path
+// as the load's, so the figure includes validation, spool, batching and InfluxDB's own indexing.
+import mqtt from 'mqtt';
+import type { PublisherDevice } from './publisher.js';
+import { LatencyHistogram } from './stats.js';
+import { MEASUREMENT } from './systems.js';
+
+export interface ProbeResult {
+  readonly queryable: LatencyHistogram;
+  readonly acked: number;
+  /** Probes not queryable within the timeout. */
+  readonly missing: number;
+}
+
+export async function startProbe(opts: {
+  mqttUrl: string;
+  device: PublisherDevice;
+  influxUrl: string;
+  db: string;
+  everyMs?: number;
+  pollMs?: number;
+  timeoutMs?: number;
+}): Promise<{ stop(): Promise<ProbeResult> }> {
+  const { device } = opts;
+  const client = await mqtt.connectAsync(opts.mqttUrl, {
+    clientId: device.id,
+    username: device.id,
+    ...(device.password ? { password: device.password } : {}),
+    reconnectPeriod: 0,
+  });
+  const hist = new LatencyHistogram();
+  // Published probes not yet seen in InfluxDB: timestamp (ms) → when its publish started.
+  const waiting = new Map<number, number>();
+  let acked = 0;
+  let missing = 0;
+  let last = 0;
+  const pollMs = opts.pollMs ?? 100;
+  const timeoutMs = opts.timeoutMs ?? 30_000;
+  // One query per poll for all waiting probes, so that probing does not load InfluxDB itself.
+  const poll = async () => {
+    if (waiting.size === 0) return;
+    const oldest = Math.min(...waiting.keys());
+    const q = `SELECT spo2 FROM ${MEASUREMENT} WHERE device_id = '${device.id}' AND time >= ${oldest}ms`;
+    const res = await fetch(
+      `${opts.influxUrl}/query?db=${encodeURIComponent(opts.db)}&epoch=ms&q=${encodeURIComponent(q)}`,
+    );
+    const body = (await res.json()) as { results?: { series?: { values: [number, number][] }[] }[] };
+    const now = performance.now();
+    for (const [ts] of body.results?.[0]?.series?.[0]?.values ?? []) {
+      const started = waiting.get(ts);
+      if (started === undefined) continue;
+      hist.add(now - started);
+      waiting.delete(ts);
+    }
+    for (const [ts, started] of waiting)
+      if (now - started > timeoutMs) {
+        waiting.delete(ts);
+        missing++;
+      }
+  };
+  let polling = Promise.resolve();
+  const poller = setInterval(() => {
+    polling = polling.then(poll).catch(() => undefined);
+  }, pollMs);
+  const publishing = new Set<Promise<void>>();
+  const one = async () => {
+    const ts = Math.max(Date.now(), last + 1);
+    last = ts;
+    const started = performance.now();
+    const payload = JSON.stringify({ ts: new Date(ts).toISOString(), spo2: 97, pulse: 60 });
+    await client.publishAsync(device.topic, payload, { qos: 1 });
+    acked++;
+    waiting.set(ts, started);
+  };
+  const timer = setInterval(() => {
+    const p: Promise<void> = one()
+      .catch(() => undefined)
+      .finally(() => publishing.delete(p));
+    publishing.add(p);
+  }, opts.everyMs ?? 250);
+  return {
+    async stop() {
+      clearInterval(timer);
+      await Promise.all(publishing);
+      const deadline = performance.now() + timeoutMs;
+      while (waiting.size > 0 && performance.now() < deadline)
+        await new Promise((r) => setTimeout(r, pollMs));
+      clearInterval(poller);
+      await polling;
+      missing += waiting.size;
+      await client.endAsync();
+      return { queryable: hist, acked, missing };
+    },
+  };
+}

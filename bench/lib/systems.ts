@@ -1,0 +1,373 @@
+// The systems a load is run against, each started fresh on free loopback ports: the gateway as its
+// own process (built `livinglab serve`, production defaults), Debian's Mosquitto, and the peers
+// (Node-RED, a plain MQTT.js subscriber) that read from Mosquitto and write to the same influxd.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { addDevice } from '../../src/registry/edit.js';
+import { writeRegistryFile } from '../../src/registry/file.js';
+import { hashSecretSync } from '../../src/registry/passwords.js';
+import { EMPTY_REGISTRY } from '../../src/registry/types.js';
+import { freePort } from '../../test/helpers/ports.js';
+import type { PublisherDevice } from './publisher.js';
+
+export const ROOT = new URL('../../', import.meta.url).pathname;
+const BENCH = new URL('../', import.meta.url).pathname;
+const PASSWORD = 'bench-password';
+export const MEASUREMENT = 'pulse_oximeter';
+export const TOPIC_FILTER = 'lab/+/pulse-oximeter/+/telemetry';
+
+export interface SystemUnderTest {
+  readonly name: string;
+  readonly mqttUrl: string;
+  readonly devices: readonly PublisherDevice[];
+  /** A device of its own for publish-to-queryable probes. */
+  readonly probe: PublisherDevice;
+  /** Processes whose CPU and memory are reported, by role. */
+  readonly pids: Readonly<Record<string, number>>;
+  /** Age of the oldest accepted reading not yet in InfluxDB (gateway only). */
+  backlogSeconds?(): Promise<number>;
+  stop(): Promise<void>;
+}
+
+export interface SystemContext {
+  readonly influxUrl: string;
+  readonly db: string;
+  readonly devices: number;
+}
+
+export type SystemName = 'gateway' | 'node-red' | 'plain' | 'mosquitto' | 'aedes';
+
+export const deviceIds = (n: number): string[] =>
+  Array.from({ length: n }, (_, i) => `ox-${String(i).padStart(5, '0')}`);
+
+const topicOf = (id: string) => `lab/bench/pulse-oximeter/${id}/telemetry`;
+
+async function waitUntil(what: string, check: () => Promise<boolean>, output: () => string, ms = 60_000) {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (await check().catch(() => false)) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${what} did not come up within ${ms / 1000} s: ${output().slice(-2000)}`);
+}
+
+const portOpen = (port: number) =>
+  new Promise<boolean>((resolve) => {
+    const s = connect(port, '127.0.0.1');
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+
+function spawnLogged(cmd: string, args: string[], opts: { cwd?: string } = {}) {
+  let out = '';
+  const child = spawn(cmd, args, { cwd: opts.cwd ?? ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const keep = (d: Buffer) => {
+    out = (out + d.toString()).slice(-20_000);
+  };
+  child.stdout?.on('data', keep);
+  child.stderr?.on('data', keep);
+  return { child, output: () => out };
+}
+
+export async function stopProcess(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill(signal);
+  const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+export async function startMosquitto(): Promise<{
+  url: string;
+  port: number;
+  pid: number;
+  stop(): Promise<void>;
+}> {
+  const dir = await mkdtemp(join(tmpdir(), 'll-bench-mosq-'));
+  const port = await freePort();
+  const conf = join(dir, 'mosquitto.conf');
+  // Debian's defaults otherwise (max_inflight_messages 20, max_queued_messages 1000): what a lab gets.
+  await writeFile(
+    conf,
+    `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\nlog_type error\n`,
+  );
+  const { child, output } = spawnLogged('mosquitto', ['-c', conf]);
+  await waitUntil('mosquitto', () => portOpen(port), output);
+  return {
+    url: `mqtt://127.0.0.1:${port}`,
+    port,
+    pid: child.pid ?? 0,
+    async stop() {
+      await stopProcess(child);
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function metricValue(url: string, name: string): Promise<number> {
+  const text = await (await fetch(url)).text();
+  const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
+  return m ? Number(m[1]) : Number.NaN;
+}
+
+async function benchRegistry(n: number) {
+  const dir = await mkdtemp(join(tmpdir(), 'll-bench-gw-'));
+  // Generated device passwords get 1,000 PBKDF2 iterations in production too (registry/passwords.ts).
+  const hash = hashSecretSync(PASSWORD, 1000);
+  let data = EMPTY_REGISTRY;
+  for (const id of [...deviceIds(n), 'probe-0'])
+    data = addDevice(data, {
+      id,
+      type: 'pulse-oximeter',
+      site: 'bench',
+      schemaVersion: 1,
+      vendor: 'bench',
+      passwordHash: hash,
+    });
+  const registry = join(dir, 'lab.yaml');
+  await writeRegistryFile(registry, data);
+  const device = (id: string): PublisherDevice => ({ id, password: PASSWORD, topic: topicOf(id) });
+  return { dir, registry, device };
+}
+
+/** The embedded broker alone (authentication and ACL included, ingestion skipped). */
+export async function startBrokerOnlySystem(ctx: SystemContext): Promise<SystemUnderTest> {
+  const { dir, registry, device } = await benchRegistry(ctx.devices);
+  const port = await freePort();
+  const { child, output } = spawnLogged(process.execPath, [
+    '--import',
+    'tsx',
+    join(BENCH, 'lib/broker-only.ts'),
+    registry,
+    String(port),
+  ]);
+  await waitUntil('the broker', async () => /listening/.test(output()), output);
+  return {
+    name: 'aedes',
+    mqttUrl: `mqtt://127.0.0.1:${port}`,
+    devices: deviceIds(ctx.devices).map(device),
+    probe: device('probe-0'),
+    pids: { broker: child.pid ?? 0 },
+    async stop() {
+      await stopProcess(child);
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export async function startGatewaySystem(
+  ctx: SystemContext,
+  extraArgs: string[] = [],
+): Promise<SystemUnderTest> {
+  const main = join(ROOT, 'dist/src/cli/main.js');
+  if (!existsSync(main)) throw new Error('dist/ is missing: run `npm run build` first (npm run bench does)');
+  const { dir, registry, device } = await benchRegistry(ctx.devices);
+  const ids = deviceIds(ctx.devices);
+  const mqttPort = await freePort();
+  const httpPort = await freePort();
+  // BENCH_GATEWAY_NODE_OPTIONS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof", profiles the gateway.
+  const nodeArgs = (process.env.BENCH_GATEWAY_NODE_OPTIONS ?? '').split(' ').filter(Boolean);
+  const { child, output } = spawnLogged(process.execPath, [
+    ...nodeArgs,
+    join(ROOT, 'bin/livinglab.js'),
+    'serve',
+    '--registry',
+    registry,
+    '--data-dir',
+    join(dir, 'data'),
+    '--influx-url',
+    ctx.influxUrl,
+    '--influx-db',
+    ctx.db,
+    '--mqtt-host',
+    '127.0.0.1',
+    '--mqtt-port',
+    String(mqttPort),
+    '--http-host',
+    '127.0.0.1',
+    '--http-port',
+    String(httpPort),
+    '--log-level',
+    'warn',
+    ...extraArgs,
+  ]);
+  const base = `http://127.0.0.1:${httpPort}`;
+  await waitUntil('the gateway', async () => (await fetch(`${base}/readyz`)).status === 200, output);
+  return {
+    name: 'gateway',
+    mqttUrl: `mqtt://127.0.0.1:${mqttPort}`,
+    devices: ids.map(device),
+    probe: device('probe-0'),
+    pids: { gateway: child.pid ?? 0 },
+    backlogSeconds: () => metricValue(`${base}/metrics`, 'livinglab_spool_oldest_unwritten_seconds'),
+    async stop() {
+      await stopProcess(child);
+      if (child.exitCode !== 0 && child.exitCode !== null) process.stderr.write(output().slice(-2000));
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+function anonymousDevices(n: number) {
+  const device = (id: string): PublisherDevice => ({ id, topic: topicOf(id) });
+  return { devices: deviceIds(n).map(device), probe: device('probe-0') };
+}
+
+/** The same load against Debian's Mosquitto alone (nothing stored): the broker ceiling. */
+export async function startMosquittoSystem(ctx: SystemContext): Promise<SystemUnderTest> {
+  const mosq = await startMosquitto();
+  return {
+    name: 'mosquitto',
+    mqttUrl: mosq.url,
+    ...anonymousDevices(ctx.devices),
+    pids: { mosquitto: mosq.pid },
+    stop: () => mosq.stop(),
+  };
+}
+
+// Node-RED's flow: mqtt in (QoS 1) → json → function (reading(s) → [fields, tags]) → influxdb out.
+export function nodeRedFlow(mqttPort: number, influxUrl: string, db: string): unknown[] {
+  const influx = new URL(influxUrl);
+  const toPoints = `
+const parts = msg.topic.split('/');
+const tags = { site: parts[1], device_type: parts[2], device_id: parts[3] };
+const point = (r) => [{ spo2: r.spo2, pulse: r.pulse, time: new Date(r.ts) }, tags];
+msg.payload = Array.isArray(msg.payload.readings) ? msg.payload.readings.map(point) : point(msg.payload);
+return msg;`;
+  return [
+    { id: 'tab', type: 'tab', label: 'bench' },
+    {
+      id: 'broker',
+      type: 'mqtt-broker',
+      broker: '127.0.0.1',
+      port: String(mqttPort),
+      clientid: 'node-red-bench',
+      protocolVersion: '4',
+      keepalive: '60',
+      cleansession: true,
+      autoConnect: true,
+    },
+    {
+      id: 'influx',
+      type: 'influxdb',
+      hostname: influx.hostname,
+      port: influx.port,
+      protocol: 'http',
+      database: db,
+      name: 'bench',
+      usetls: false,
+      influxdbVersion: '1.x',
+    },
+    {
+      id: 'in',
+      type: 'mqtt in',
+      z: 'tab',
+      topic: TOPIC_FILTER,
+      qos: '1',
+      datatype: 'utf8',
+      broker: 'broker',
+      nl: false,
+      rap: false,
+      inputs: 0,
+      wires: [['json']],
+    },
+    { id: 'json', type: 'json', z: 'tab', property: 'payload', action: 'obj', wires: [['fn']] },
+    { id: 'fn', type: 'function', z: 'tab', func: toPoints, outputs: 1, wires: [['out']] },
+    {
+      id: 'out',
+      type: 'influxdb out',
+      z: 'tab',
+      influxdb: 'influx',
+      measurement: MEASUREMENT,
+      precision: '',
+      retentionPolicy: '',
+      wires: [],
+    },
+  ];
+}
+
+export async function startNodeRedSystem(ctx: SystemContext): Promise<SystemUnderTest> {
+  const red = join(BENCH, 'node_modules/node-red/red.js');
+  if (!existsSync(red))
+    throw new Error('Node-RED is missing: run `npm install --prefix bench` (npm run bench does)');
+  const mosq = await startMosquitto();
+  const dir = await mkdtemp(join(tmpdir(), 'll-bench-red-'));
+  await writeFile(join(dir, 'flows.json'), JSON.stringify(nodeRedFlow(mosq.port, ctx.influxUrl, ctx.db)));
+  await writeFile(
+    join(dir, 'settings.js'),
+    `module.exports = { flowFile: 'flows.json', credentialSecret: false, httpAdminRoot: false, httpNodeRoot: false,
+  uiHost: '127.0.0.1', logging: { console: { level: 'info', metrics: false, audit: false } } };\n`,
+  );
+  // Node-RED resolves contrib nodes from its user directory's node_modules.
+  await writeFile(join(dir, 'package.json'), '{"name":"bench-flows","private":true}\n');
+  const { symlink } = await import('node:fs/promises');
+  await symlink(join(BENCH, 'node_modules'), join(dir, 'node_modules'));
+  const uiPort = await freePort();
+  const { child, output } = spawnLogged(process.execPath, [
+    red,
+    '--userDir',
+    dir,
+    '--port',
+    String(uiPort),
+    '--settings',
+    join(dir, 'settings.js'),
+  ]);
+  await waitUntil('Node-RED', async () => /Connected to broker/.test(output()), output);
+  return {
+    name: 'node-red',
+    mqttUrl: mosq.url,
+    ...anonymousDevices(ctx.devices),
+    pids: { 'node-red': child.pid ?? 0, mosquitto: mosq.pid },
+    async stop() {
+      await stopProcess(child);
+      await mosq.stop();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export async function startPlainSystem(ctx: SystemContext): Promise<SystemUnderTest> {
+  const mosq = await startMosquitto();
+  const { child, output } = spawnLogged(process.execPath, [
+    '--import',
+    'tsx',
+    join(BENCH, 'peers/plain-subscriber.ts'),
+    mosq.url,
+    ctx.influxUrl,
+    ctx.db,
+  ]);
+  await waitUntil('the plain subscriber', async () => /subscribed/.test(output()), output);
+  return {
+    name: 'plain',
+    mqttUrl: mosq.url,
+    ...anonymousDevices(ctx.devices),
+    pids: { subscriber: child.pid ?? 0, mosquitto: mosq.pid },
+    async stop() {
+      await stopProcess(child);
+      await mosq.stop();
+    },
+  };
+}
+
+export function startSystem(name: SystemName, ctx: SystemContext): Promise<SystemUnderTest> {
+  switch (name) {
+    case 'gateway':
+      return startGatewaySystem(ctx);
+    case 'node-red':
+      return startNodeRedSystem(ctx);
+    case 'plain':
+      return startPlainSystem(ctx);
+    case 'mosquitto':
+      return startMosquittoSystem(ctx);
+    case 'aedes':
+      return startBrokerOnlySystem(ctx);
+  }
+}
