@@ -87,3 +87,5 @@ console.log(
     `raw: ${writeResult('broker', { args, runs })}`,
   ].join('\n'),
 );
+// Keep-alive sockets (fetch) must not hold the process open once the table is out.
+process.exit(0);

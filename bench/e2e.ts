@@ -68,6 +68,8 @@ export interface Rung {
   sent: number;
   acked: number;
   readingsAcked: number;
+  /** Readings of the latency probe device, stored in the same database. */
+  probeAcked: number;
   stored: number;
   storedAfterSeconds: number;
   pubackMs: { p50: number; p99: number; max: number };
@@ -134,6 +136,7 @@ async function runRung(system: SystemName, run: number, readingsPerSecond: numbe
     if (stored < expected) why.push(`${expected - stored} acknowledged readings missing in InfluxDB`);
     if (stored > expected) why.push(`${stored - expected} more points than acknowledged readings`);
     if (maxBacklog !== null && maxBacklog > 5) why.push(`spool backlog reached ${maxBacklog.toFixed(1)} s`);
+    if (why.length > 0 && sys.output) say(`${system} output (last lines):\n${sys.output().slice(-1500)}`);
     const q = probed.queryable;
     return {
       system,
@@ -145,6 +148,7 @@ async function runRung(system: SystemName, run: number, readingsPerSecond: numbe
       sent: result.sent,
       acked: result.acked,
       readingsAcked: result.readingsAcked,
+      probeAcked: probed.acked,
       stored,
       storedAfterSeconds: seconds,
       pubackMs: {

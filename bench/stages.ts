@@ -185,3 +185,5 @@ console.log(
     `raw: ${writeResult('stages', { args, raw })}`,
   ].join('\n'),
 );
+// Keep-alive sockets (fetch) must not hold the process open once the table is out.
+process.exit(0);

@@ -30,6 +30,10 @@ export interface SystemUnderTest {
   readonly pids: Readonly<Record<string, number>>;
   /** Age of the oldest accepted reading not yet in InfluxDB (gateway only). */
   backlogSeconds?(): Promise<number>;
+  /** The gateway's Prometheus text (gateway only). */
+  metrics?(): Promise<string>;
+  /** The last lines the process wrote (diagnostics). */
+  output?(): string;
   stop(): Promise<void>;
 }
 
@@ -198,6 +202,8 @@ export async function startGatewaySystem(
     '--log-level',
     'warn',
     ...extraArgs,
+    // BENCH_GATEWAY_ARGS, e.g. "--no-spool", for side-by-side runs of gateway settings.
+    ...(process.env.BENCH_GATEWAY_ARGS ?? '').split(' ').filter(Boolean),
   ]);
   const base = `http://127.0.0.1:${httpPort}`;
   await waitUntil('the gateway', async () => (await fetch(`${base}/readyz`)).status === 200, output);
@@ -208,9 +214,13 @@ export async function startGatewaySystem(
     probe: device('probe-0'),
     pids: { gateway: child.pid ?? 0 },
     backlogSeconds: () => metricValue(`${base}/metrics`, 'livinglab_spool_oldest_unwritten_seconds'),
+    metrics: async () => (await fetch(`${base}/metrics`)).text(),
+    output,
     async stop() {
+      const crashed = child.exitCode !== null || child.signalCode !== null;
       await stopProcess(child);
-      if (child.exitCode !== 0 && child.exitCode !== null) process.stderr.write(output().slice(-2000));
+      if (crashed || (child.exitCode !== 0 && child.exitCode !== null))
+        process.stderr.write(`gateway exited early or with an error:\n${output().slice(-3000)}\n`);
       await rm(dir, { recursive: true, force: true });
     },
   };
@@ -233,7 +243,8 @@ export async function startMosquittoSystem(ctx: SystemContext): Promise<SystemUn
   };
 }
 
-// Node-RED's flow: mqtt in (QoS 1) → json → function (reading(s) → [fields, tags]) → influxdb out.
+// Node-RED's flow (opaque ids: Node-RED reads a property equal to a node id as a reference):
+// mqtt in (QoS 1) → json → function (reading(s) → [fields, tags]) → influxdb out.
 export function nodeRedFlow(mqttPort: number, influxUrl: string, db: string): unknown[] {
   const influx = new URL(influxUrl);
   const toPoints = `
@@ -243,9 +254,9 @@ const point = (r) => [{ spo2: r.spo2, pulse: r.pulse, time: new Date(r.ts) }, ta
 msg.payload = Array.isArray(msg.payload.readings) ? msg.payload.readings.map(point) : point(msg.payload);
 return msg;`;
   return [
-    { id: 'tab', type: 'tab', label: 'bench' },
+    { id: 'b0000001', type: 'tab', label: 'bench' },
     {
-      id: 'broker',
+      id: 'b0000002',
       type: 'mqtt-broker',
       broker: '127.0.0.1',
       port: String(mqttPort),
@@ -256,7 +267,7 @@ return msg;`;
       autoConnect: true,
     },
     {
-      id: 'influx',
+      id: 'b0000003',
       type: 'influxdb',
       hostname: influx.hostname,
       port: influx.port,
@@ -267,25 +278,32 @@ return msg;`;
       influxdbVersion: '1.x',
     },
     {
-      id: 'in',
+      id: 'b0000004',
       type: 'mqtt in',
-      z: 'tab',
+      z: 'b0000001',
       topic: TOPIC_FILTER,
       qos: '1',
       datatype: 'utf8',
-      broker: 'broker',
+      broker: 'b0000002',
       nl: false,
       rap: false,
       inputs: 0,
-      wires: [['json']],
+      wires: [['b0000005']],
     },
-    { id: 'json', type: 'json', z: 'tab', property: 'payload', action: 'obj', wires: [['fn']] },
-    { id: 'fn', type: 'function', z: 'tab', func: toPoints, outputs: 1, wires: [['out']] },
     {
-      id: 'out',
+      id: 'b0000005',
+      type: 'json',
+      z: 'b0000001',
+      property: 'payload',
+      action: 'obj',
+      wires: [['b0000006']],
+    },
+    { id: 'b0000006', type: 'function', z: 'b0000001', func: toPoints, outputs: 1, wires: [['b0000007']] },
+    {
+      id: 'b0000007',
       type: 'influxdb out',
-      z: 'tab',
-      influxdb: 'influx',
+      z: 'b0000001',
+      influxdb: 'b0000003',
       measurement: MEASUREMENT,
       precision: '',
       retentionPolicy: '',
@@ -326,6 +344,7 @@ export async function startNodeRedSystem(ctx: SystemContext): Promise<SystemUnde
     mqttUrl: mosq.url,
     ...anonymousDevices(ctx.devices),
     pids: { 'node-red': child.pid ?? 0, mosquitto: mosq.pid },
+    output,
     async stop() {
       await stopProcess(child);
       await mosq.stop();
@@ -350,6 +369,7 @@ export async function startPlainSystem(ctx: SystemContext): Promise<SystemUnderT
     mqttUrl: mosq.url,
     ...anonymousDevices(ctx.devices),
     pids: { subscriber: child.pid ?? 0, mosquitto: mosq.pid },
+    output,
     async stop() {
       await stopProcess(child);
       await mosq.stop();

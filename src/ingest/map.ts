@@ -5,7 +5,7 @@ import type { Device } from '../registry/types.js';
 import type { DeviceSchema } from '../schemas/types.js';
 import type { FieldValue, Point } from '../storage/point.js';
 import { type Rejection, rejection } from './record.js';
-import { parseRfc3339Ns } from './time.js';
+import { parseRfc3339 } from './time.js';
 
 export interface TimeWindow {
   readonly maxFutureMs: number;
@@ -21,6 +21,31 @@ const hasControlCharacter = (s: string) => {
   return false;
 };
 
+// The tags every reading of a device carries, built once per device and schema: points of one
+// device share one frozen object, so line protocol can reuse the escaped series key (toLine).
+// Keyed by the registry's Device object, which a reload replaces; the old entry is then collected.
+const baseTags = new WeakMap<Device, WeakMap<DeviceSchema, Readonly<Record<string, string>>>>();
+
+function deviceTags(device: Device, schema: DeviceSchema): Readonly<Record<string, string>> {
+  let bySchema = baseTags.get(device);
+  if (!bySchema) {
+    bySchema = new WeakMap();
+    baseTags.set(device, bySchema);
+  }
+  let tags = bySchema.get(schema);
+  if (!tags) {
+    tags = Object.freeze({
+      site: device.site,
+      device_type: device.type,
+      device_id: device.id,
+      schema_version: String(schema.version),
+      ...(device.subject ? { subject: device.subject } : {}),
+    });
+    bySchema.set(schema, tags);
+  }
+  return tags;
+}
+
 export function toPoint(
   reading: Record<string, unknown>,
   index: number,
@@ -32,16 +57,18 @@ export function toPoint(
   const ts = schema.timeseries;
   const at = { readingIndex: index, schema: schema.key };
   const rawTime = reading[ts.time];
-  const ns = typeof rawTime === 'string' ? parseRfc3339Ns(rawTime) : undefined;
-  if (ns === undefined) {
+  const instant = typeof rawTime === 'string' ? parseRfc3339(rawTime) : undefined;
+  if (instant === undefined) {
     return rejection('schema', 'must be an RFC 3339 date-time such as 2026-11-22T10:00:00Z', {
       ...at,
       path: `/${ts.time}`,
       value: rawTime,
     });
   }
-  const receivedNs = BigInt(receivedAt.getTime()) * 1_000_000n;
-  if (ns > receivedNs + BigInt(window.maxFutureMs) * 1_000_000n) {
+  // Exact at nanosecond resolution: a reading 1 ns past the limit is past it.
+  const received = receivedAt.getTime();
+  const futureLimit = received + window.maxFutureMs;
+  if (instant.ms > futureLimit || (instant.ms === futureLimit && instant.subMsNs > 0)) {
     return rejection(
       'time',
       `is more than ${Math.round(window.maxFutureMs / 1000)} s ahead of the gateway clock (${receivedAt.toISOString()}); check the device clock`,
@@ -52,7 +79,7 @@ export function toPoint(
       },
     );
   }
-  if (ns < receivedNs - BigInt(window.maxAgeMs) * 1_000_000n) {
+  if (instant.ms < received - window.maxAgeMs) {
     return rejection(
       'time',
       `is older than the gateway accepts (${Math.round(window.maxAgeMs / 3_600_000)} h before ${receivedAt.toISOString()})`,
@@ -63,13 +90,7 @@ export function toPoint(
       },
     );
   }
-  const tags: Record<string, string> = {
-    site: device.site,
-    device_type: device.type,
-    device_id: device.id,
-    schema_version: String(schema.version),
-  };
-  if (device.subject) tags.subject = device.subject;
+  let tags = deviceTags(device, schema);
   for (const name of ts.tags) {
     const value = reading[name];
     if (value === undefined) continue;
@@ -79,7 +100,7 @@ export function toPoint(
         path: `/${name}`,
       });
     }
-    tags[name] = value;
+    tags = { ...tags, [name]: value };
   }
   const fields: Record<string, FieldValue> = {};
   for (const f of ts.fields) {
@@ -101,5 +122,5 @@ export function toPoint(
   if (Object.keys(fields).length === 0) {
     return rejection('schema', `has none of the fields ${ts.fields.map((f) => f.name).join(', ')}`, at);
   }
-  return { measurement: ts.measurement, tags, fields, timestampNs: ns.toString() };
+  return { measurement: ts.measurement, tags, fields, timestampNs: instant.ns };
 }

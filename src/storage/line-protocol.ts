@@ -24,14 +24,37 @@ function formatField(f: FieldValue): string {
   }
 }
 
+// Escaped "measurement,tag=value,..." by tags object: map.ts gives all points of a device the same
+// frozen tags object, so the escaping and sorting happen once per device, not once per reading.
+const seriesKeys = new WeakMap<object, { measurement: string; key: string }>();
+
+function seriesKey(p: Point): string {
+  const cached = seriesKeys.get(p.tags);
+  if (cached && cached.measurement === p.measurement) return cached.key;
+  let key = escapeMeasurement(p.measurement);
+  for (const name of Object.keys(p.tags).sort())
+    key += `,${escapeKey(name)}=${escapeKey(p.tags[name] as string)}`;
+  if (Object.isFrozen(p.tags)) seriesKeys.set(p.tags, { measurement: p.measurement, key });
+  return key;
+}
+
+// Field names come from the schemas: a handful, escaped once each.
+const fieldKeys = new Map<string, string>();
+function fieldKey(name: string): string {
+  let escaped = fieldKeys.get(name);
+  if (escaped === undefined) {
+    escaped = escapeKey(name);
+    if (fieldKeys.size < 10_000) fieldKeys.set(name, escaped);
+  }
+  return escaped;
+}
+
 /** One line, without the trailing newline. Tags are sorted (InfluxDB's preferred order). */
 export function toLine(p: Point): string {
-  let line = escapeMeasurement(p.measurement);
-  for (const key of Object.keys(p.tags).sort())
-    line += `,${escapeKey(key)}=${escapeKey(p.tags[key] as string)}`;
+  let line = seriesKey(p);
   let sep = ' ';
-  for (const [key, value] of Object.entries(p.fields)) {
-    line += `${sep}${escapeKey(key)}=${formatField(value)}`;
+  for (const key in p.fields) {
+    line += `${sep}${fieldKey(key)}=${formatField(p.fields[key] as FieldValue)}`;
     sep = ',';
   }
   return `${line} ${p.timestampNs}`;

@@ -102,6 +102,7 @@ export function createSpool(opts: SpoolOptions): Spool {
   let active: FileHandle | undefined;
   let pending: Pending[] = [];
   let committing: Promise<void> | undefined;
+  let commitRunning = false;
   const waiting: Pending[] = [];
   let waitingBytes = 0;
   let totalBytes = 0; // on disk, all segments
@@ -134,6 +135,8 @@ export function createSpool(opts: SpoolOptions): Spool {
     await dirHandle.sync().finally(() => dirHandle.close());
   };
 
+  // The loop's exit and the flag's reset happen in the same tick: an append arriving after the last
+  // check of `pending` always finds the flag down and starts a new commit (it is never stranded).
   const commit = async (): Promise<void> => {
     while (pending.length > 0) {
       const batch = pending;
@@ -161,15 +164,17 @@ export function createSpool(opts: SpoolOptions): Spool {
       for (const p of batch) p.resolve();
       wake();
     }
+    commitRunning = false;
   };
 
   const enqueue = (p: Pending) => {
     // Reserved now, not at commit, so concurrent appends cannot overshoot the limit together.
     unconfirmedBytes += p.buf.length;
     pending.push(p);
-    committing ??= commit().finally(() => {
-      committing = undefined;
-    });
+    if (!commitRunning) {
+      commitRunning = true;
+      committing = commit();
+    }
   };
 
   const setFull = (value: boolean) => {
@@ -281,25 +286,24 @@ export function createSpool(opts: SpoolOptions): Spool {
     append(payloads) {
       if (stopped) return Promise.reject(new SpoolFullError('spool is stopped'));
       const now = Date.now();
-      return Promise.all(
-        payloads.map(
-          (payload) =>
-            new Promise<void>((resolve, reject) => {
-              const p: Pending = { buf: encodeRecord(payload, now), resolve, reject };
-              if (waiting.length === 0 && unconfirmedBytes + p.buf.length <= maxBytes) return enqueue(p);
-              if (waitingBytes + p.buf.length > maxWaitingBytes) {
-                return reject(
-                  new SpoolFullError(
-                    `spool is full (${unconfirmedBytes} of ${maxBytes} bytes) and ${waitingBytes} bytes are waiting`,
-                  ),
-                );
-              }
-              waiting.push(p);
-              waitingBytes += p.buf.length;
-              setFull(true);
-            }),
-        ),
-      ).then(() => undefined);
+      const one = (payload: Buffer) =>
+        new Promise<void>((resolve, reject) => {
+          const p: Pending = { buf: encodeRecord(payload, now), resolve, reject };
+          if (waiting.length === 0 && unconfirmedBytes + p.buf.length <= maxBytes) return enqueue(p);
+          if (waitingBytes + p.buf.length > maxWaitingBytes) {
+            return reject(
+              new SpoolFullError(
+                `spool is full (${unconfirmedBytes} of ${maxBytes} bytes) and ${waitingBytes} bytes are waiting`,
+              ),
+            );
+          }
+          waiting.push(p);
+          waitingBytes += p.buf.length;
+          setFull(true);
+        });
+      // One record per message is the common case: no Promise.all for it.
+      if (payloads.length === 1) return one(payloads[0] as Buffer);
+      return Promise.all(payloads.map(one)).then(() => undefined);
     },
 
     async read(maxBytes) {
@@ -358,13 +362,16 @@ export function createSpool(opts: SpoolOptions): Spool {
         const done =
           seg.id < position.segment || (seg.id === position.segment && position.offset >= seg.size);
         if (!done) break;
-        if (readHandle?.id === seg.id) {
-          await readHandle.handle.close();
-          readHandle = undefined;
-        }
-        await rm(seg.path, { force: true });
+        // Taken out before any await: two confirms running at once (drain workers) must never
+        // both remove the same segment, or the array would lose the segment appends go to.
         segments.shift();
         totalBytes -= seg.size;
+        if (readHandle?.id === seg.id) {
+          const handle = readHandle.handle;
+          readHandle = undefined;
+          await handle.close();
+        }
+        await rm(seg.path, { force: true });
       }
       await writeCheckpoint(false);
       admitWaiting();

@@ -2,10 +2,11 @@ import { describe, expect, it } from 'vitest';
 import { bundledSchemasDir } from '../../src/config/load.js';
 import { toPoint } from '../../src/ingest/map.js';
 import { parseTopic } from '../../src/ingest/route.js';
-import { nsToIso, parseRfc3339Ns } from '../../src/ingest/time.js';
+import { nsToIso, parseRfc3339, parseRfc3339Ns } from '../../src/ingest/time.js';
 import { validatePayload } from '../../src/ingest/validate.js';
 import type { Device } from '../../src/registry/types.js';
 import { loadSchemas } from '../../src/schemas/load.js';
+import { toLine } from '../../src/storage/line-protocol.js';
 
 const schemas = loadSchemas(bundledSchemasDir());
 const ox = schemas.get('pulse-oximeter', 1);
@@ -40,6 +41,16 @@ describe('parseRfc3339Ns', () => {
       expect(parseRfc3339Ns(text)).toBeUndefined();
     },
   );
+  it.each([
+    ['2026-11-22T10:00:00.123456789Z', 1795341600123, 456789],
+    ['1970-01-01T00:00:00.000000001Z', 0, 1],
+    ['1969-12-31T23:59:59.5Z', -500, 0],
+    ['2016-12-31T23:59:60Z', 1483228799999, 999999],
+  ])('splits %s into ms %s and %s ns, with the exact ns string', (text, ms, sub) => {
+    const instant = parseRfc3339(text);
+    expect(instant).toMatchObject({ ms, subMsNs: sub });
+    expect(BigInt(instant?.ns ?? 'x')).toBe(BigInt(ms) * 1_000_000n + BigInt(sub));
+  });
   it('formats nanoseconds back to RFC 3339', () => {
     expect(nsToIso(1795341600123456789n)).toBe('2026-11-22T10:00:00.123456789Z');
   });
@@ -169,6 +180,8 @@ describe('toPoint', () => {
   it.each([
     ['6 minutes ahead', '2026-11-22T10:11:00.001Z', 'time'],
     ['8 days old', '2026-11-14T10:04:59Z', 'time'],
+    ['1 ns past the future edge', '2026-11-22T10:10:00.000000001Z', 'time'],
+    ['1 ns before the oldest edge', '2026-11-15T10:04:59.999999999Z', 'time'],
   ])('rejects a reading %s with reason time', (_n, ts, reason) => {
     expect(toPoint({ ...reading, ts }, 3, ox, device, NOW, WINDOW)).toMatchObject({
       reason,
@@ -180,6 +193,21 @@ describe('toPoint', () => {
     expect(toPoint({ ...reading, ts: '2026-11-22T10:10:00Z' }, 0, ox, device, NOW, WINDOW)).toHaveProperty(
       'measurement',
     );
+    expect(toPoint({ ...reading, ts: '2026-11-15T10:05:00Z' }, 0, ox, device, NOW, WINDOW)).toHaveProperty(
+      'measurement',
+    );
+  });
+  it("gives each device its own series key while reusing it across that device's points", () => {
+    const other = { ...device, id: 'ox-2', subject: 'p-0002' };
+    const lines = [device, other, device].map((d) => {
+      const point = toPoint(reading, 0, ox, d, NOW, WINDOW);
+      if (!('tags' in point)) throw new Error('rejected');
+      return toLine(point).split(' ')[0];
+    });
+    expect(lines[0]).toBe(lines[2]);
+    expect(lines[1]).toContain('device_id=ox-2');
+    expect(lines[1]).toContain('subject=p-0002');
+    expect(lines[0]).not.toContain('ox-2');
   });
   it('refuses a tag value with a newline (it would split the line protocol)', () => {
     const room = schemas.get('room-climate', 1);

@@ -75,6 +75,28 @@ describe('spool', () => {
     await again.stop();
   });
 
+  it('keeps accepting appends when two drain workers confirm whole segments at once', async () => {
+    // Found by bench/e2e.ts at 50,000 readings/s: both confirms removed the same segment and the
+    // spool lost the segment appends go to ("reading 'size' of undefined", no more PUBACKs).
+    const d = dir();
+    const s = createSpool({ dir: d, maxBytes: 1 << 20, segmentBytes: 64, log });
+    await s.start();
+    for (let i = 0; i < 6; i++) await s.append([p(`record-${i}-${'x'.repeat(30)}`)]);
+    const all = await s.read(1 << 20);
+    await Promise.all([
+      s.confirm((all[2] as QueuedRecord).position),
+      s.confirm((all[4] as QueuedRecord).position),
+    ]);
+    await s.append([p('after the confirms')]);
+    expect(texts(await s.read(1 << 20))).toEqual(['after the confirms']);
+    await s.stop();
+    // Nothing after the confirmed position is lost: both come back after a restart.
+    const again = createSpool({ dir: d, maxBytes: 1 << 20, log });
+    expect((await again.start()).records).toBe(2);
+    expect(texts(await again.read(1 << 20))).toEqual([`record-5-${'x'.repeat(30)}`, 'after the confirms']);
+    await again.stop();
+  });
+
   it('cuts a torn last record at start-up, keeps the bytes aside and replays the rest', async () => {
     const d = dir();
     const s = createSpool({ dir: d, maxBytes: 1 << 20, log });

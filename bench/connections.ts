@@ -1,0 +1,122 @@
+// Memory with many devices connected: the gateway process's RSS once N devices (one MQTT
+// connection each) are connected and publishing slowly (one reading per device per minute), against
+// the #7 target of 300 MiB at 10,000 devices. Heap figures come from the gateway's /metrics.
+//
+//   npx tsx bench/connections.ts [--devices 10000] [--duration 60s] [--runs 3] [--processes 4]
+import { parseArgs } from 'node:util';
+import { parseDuration } from '../src/config/duration.js';
+import { startInfluxd } from '../test/helpers/influxd.js';
+import { countPoints, influxQuery, waitForCount } from './lib/influx.js';
+import { startLoad } from './lib/load.js';
+import { rssMiB, watchProcess } from './lib/proc.js';
+import { fmt, fmtSummary, say, table, writeResult } from './lib/report.js';
+import { summarize } from './lib/stats.js';
+import { MEASUREMENT, startGatewaySystem } from './lib/systems.js';
+
+const { values: args } = parseArgs({
+  options: {
+    devices: { type: 'string', default: '10000' },
+    duration: { type: 'string', default: '60s' },
+    runs: { type: 'string', default: '3' },
+    processes: { type: 'string', default: '4' },
+  },
+});
+const devices = Number(args.devices);
+const durationMs = parseDuration(args.duration ?? '60s') ?? 60_000;
+const metric = (text: string, name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
+
+interface Run {
+  idleRssMiB: number;
+  connectedRssMiB: number;
+  peakRssMiB: number;
+  heapUsedMiB: number;
+  connectSeconds: number;
+  readingsAcked: number;
+  stored: number;
+  cpuPercent: number;
+}
+const runs: Run[] = [];
+const influx = await startInfluxd();
+try {
+  for (let run = 1; run <= Number(args.runs); run++) {
+    const db = `bench_connections_${run}`;
+    await influxQuery(influx.url, undefined, `CREATE DATABASE ${db}`);
+    const sys = await startGatewaySystem({ influxUrl: influx.url, db, devices });
+    try {
+      const pid = sys.pids.gateway as number;
+      const idleRssMiB = rssMiB(pid);
+      const t0 = performance.now();
+      const load = startLoad({
+        url: sys.mqttUrl,
+        devices: sys.devices,
+        batch: 1,
+        messagesPerSecond: devices / 60,
+        durationMs,
+        processes: Number(args.processes),
+        drainTimeoutMs: 60_000,
+      });
+      await load.ready;
+      const connectSeconds = (performance.now() - t0) / 1000;
+      const connectedRssMiB = rssMiB(pid);
+      const w = watchProcess(pid);
+      const result = await load.go();
+      const usage = w.stop();
+      const text = (await sys.metrics?.()) ?? '';
+      const { stored } = await waitForCount(
+        () => countPoints(influx.url, db, MEASUREMENT, 'spo2'),
+        result.readingsAcked,
+      );
+      const r: Run = {
+        idleRssMiB,
+        connectedRssMiB,
+        peakRssMiB: Math.max(usage.peakRssMiB, connectedRssMiB),
+        heapUsedMiB: metric(text, 'nodejs_heap_size_used_bytes') / 2 ** 20,
+        connectSeconds,
+        readingsAcked: result.readingsAcked,
+        stored,
+        cpuPercent: usage.cpuPercent,
+      };
+      runs.push(r);
+      say(
+        `run ${run}: ${devices} devices connected in ${fmt(connectSeconds, 1)} s; RSS idle ${fmt(idleRssMiB)} MiB, connected ${fmt(connectedRssMiB)} MiB, peak ${fmt(r.peakRssMiB)} MiB, heap used ${fmt(r.heapUsedMiB)} MiB; ${r.stored} of ${r.readingsAcked} acknowledged readings stored`,
+      );
+    } finally {
+      await sys.stop();
+      await influxQuery(influx.url, undefined, `DROP DATABASE ${db}`).catch(() => undefined);
+    }
+  }
+} finally {
+  await influx.stop();
+}
+const col = (f: (r: Run) => number, d = 0) => fmtSummary(summarize(runs.map(f)), d);
+console.log(
+  [
+    `## Memory with ${fmt(devices)} connected devices (${durationMs / 1000} s at one reading per device per minute, ${runs.length} runs)`,
+    '',
+    table(
+      [
+        'gateway RSS before connections MiB',
+        'RSS with all connected MiB',
+        'peak RSS MiB',
+        'heap used MiB',
+        'connect time s',
+        'gateway CPU %',
+        'stored / acknowledged',
+      ],
+      [
+        [
+          col((r) => r.idleRssMiB),
+          col((r) => r.connectedRssMiB),
+          col((r) => r.peakRssMiB),
+          col((r) => r.heapUsedMiB),
+          col((r) => r.connectSeconds, 1),
+          col((r) => r.cpuPercent),
+          runs.map((r) => `${r.stored}/${r.readingsAcked}`).join(', '),
+        ],
+      ],
+    ),
+    '',
+    `raw: ${writeResult('connections', { args, runs })}`,
+  ].join('\n'),
+);
+process.exit(0);
