@@ -5,7 +5,8 @@ import { EventEmitter } from 'node:events';
 import { type StatWatcher, unwatchFile, watchFile } from 'node:fs';
 import { GatewayError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { readRegistryFile, writeRegistryFile } from './file.js';
+import { writeRegistryFile } from './file.js';
+import { readRegistryFileOffThread } from './read-off-thread.js';
 import { type Account, type Device, EMPTY_REGISTRY, type RegistryData, type Site } from './types.js';
 
 export interface RegistrySnapshot {
@@ -47,7 +48,7 @@ export function createRegistry(deps: { file: string; pollMs: number; log: Logger
 
   const reload = async (): Promise<boolean> => {
     try {
-      const next = toSnapshot(await readRegistryFile(file));
+      const next = toSnapshot(await readRegistryFileOffThread(file));
       const previous = snapshot;
       snapshot = next;
       reloads++;
@@ -70,7 +71,7 @@ export function createRegistry(deps: { file: string; pollMs: number; log: Logger
     async start() {
       let data: RegistryData;
       try {
-        data = await readRegistryFile(file);
+        data = await readRegistryFileOffThread(file);
       } catch (err) {
         if (!(err instanceof GatewayError && err.code === 'LL_REGISTRY_NOT_FOUND')) throw err;
         // A fresh lab: an empty registry lets nobody in until devices are added, and is watched from now on.
