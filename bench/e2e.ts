@@ -20,11 +20,13 @@ const HELP = `Usage: npx tsx bench/e2e.ts [options]
   --mode single|batch       single-reading messages, or 50-reading batches (default single)
   --systems a,b             gateway, node-red, plain (default gateway)
   --rates r1,r2,...         ladder, readings per second (default depends on mode)
-  --duration 60s            length of each rung
+  --duration 60s            length of each rung (measured part)
+  --warmup 10s              load at the rung's rate before the measured part starts
   --runs 3                  ladders per system (median and range over them)
   --devices 1000            simulated devices (one MQTT connection each)
   --processes 2             publisher processes
   --no-half                 skip the latency rung at half the sustained rate
+  --half-for a,b            systems that get the half-rate rung (default: all)
 `;
 
 const { values: args } = parseArgs({
@@ -33,10 +35,12 @@ const { values: args } = parseArgs({
     systems: { type: 'string', default: 'gateway' },
     rates: { type: 'string' },
     duration: { type: 'string', default: '60s' },
+    warmup: { type: 'string', default: '10s' },
     runs: { type: 'string', default: '3' },
     devices: { type: 'string', default: '1000' },
     processes: { type: 'string', default: '2' },
     'no-half': { type: 'boolean', default: false },
+    'half-for': { type: 'string' },
     help: { type: 'boolean', default: false },
   },
 });
@@ -54,6 +58,7 @@ const defaultRates =
 const rates = args.rates ? args.rates.split(',').map(Number) : defaultRates;
 const durationMs = parseDuration(args.duration ?? '60s') ?? Number.NaN;
 if (!(durationMs > 0)) throw new Error(`--duration: not a duration: ${args.duration} (try 60s)`);
+const warmupMs = parseDuration(args.warmup ?? '10s') ?? 10_000;
 const runs = Number(args.runs);
 const devices = Number(args.devices);
 const processes = Number(args.processes);
@@ -92,23 +97,28 @@ async function runRung(system: SystemName, run: number, readingsPerSecond: numbe
       devices: sys.devices,
       batch,
       messagesPerSecond: readingsPerSecond / batch,
-      durationMs,
+      durationMs: warmupMs + durationMs,
+      warmupMs,
       processes,
     });
     await load.ready;
+    const running = load.go();
+    // The measured part starts after the warm-up: fresh processes, a new database and the first
+    // series in InfluxDB are a start-up transient, not the steady state a lab runs in.
+    await new Promise((r) => setTimeout(r, warmupMs));
     const watchers = Object.entries({ ...sys.pids, influxd: influxPid ?? 0 }).map(
       ([role, pid]) => [role, watchProcess(pid)] as const,
     );
-    const backlog: [number, number][] = [];
+    const backlog: { t: number; seconds: number; bytes: number }[] = [];
     const t0 = performance.now();
     const sampler = setInterval(() => {
       sys
-        .backlogSeconds?.()
-        .then((s) => backlog.push([(performance.now() - t0) / 1000, s]))
+        .spool?.()
+        .then((s) => backlog.push({ t: (performance.now() - t0) / 1000, ...s }))
         .catch(() => undefined);
     }, 1000);
     const probe = await startProbe({ mqttUrl: sys.mqttUrl, device: sys.probe, influxUrl: influx.url, db });
-    const result = await load.go();
+    const result = await running;
     const probed = await probe.stop();
     clearInterval(sampler);
     const usage: Record<string, ProcessUsage> = Object.fromEntries(
@@ -122,9 +132,17 @@ async function runRung(system: SystemName, run: number, readingsPerSecond: numbe
       () => countPoints(influx.url, db, MEASUREMENT, 'spo2'),
       expected,
     );
-    // The spool may not grow: the oldest unwritten reading stays young through the last 20 s.
-    const tail = backlog.filter(([t]) => t >= durationMs / 1000 - 20).map(([, s]) => s);
-    const maxBacklog = sys.backlogSeconds ? Math.max(0, ...tail) : null;
+    // The spool may not grow: over the last third of the window its unwritten bytes do not rise
+    // (beyond 1 MiB of slack) while its oldest reading is more than 5 s old.
+    const third = backlog.filter((b) => b.t >= (durationMs / 1000) * (2 / 3));
+    const first = third[0];
+    const lastSample = third[third.length - 1];
+    const growing =
+      first !== undefined &&
+      lastSample !== undefined &&
+      lastSample.bytes > first.bytes + 2 ** 20 &&
+      lastSample.seconds > 5;
+    const maxBacklog = sys.spool ? Math.max(0, ...third.map((b) => b.seconds)) : null;
     const why: string[] = [];
     const achieved = (result.achievedMessagesPerSecond * batch) / readingsPerSecond;
     if (achieved < 0.97) why.push(`publishers reached only ${Math.round(achieved * 100)} % of the rate`);
@@ -135,7 +153,10 @@ async function runRung(system: SystemName, run: number, readingsPerSecond: numbe
       why.push(`last PUBACK ${Math.round(result.ackTailMs)} ms after the last publish`);
     if (stored < expected) why.push(`${expected - stored} acknowledged readings missing in InfluxDB`);
     if (stored > expected) why.push(`${stored - expected} more points than acknowledged readings`);
-    if (maxBacklog !== null && maxBacklog > 5) why.push(`spool backlog reached ${maxBacklog.toFixed(1)} s`);
+    if (growing)
+      why.push(
+        `spool growing: ${fmt((first?.bytes ?? 0) / 2 ** 20, 1)} → ${fmt((lastSample?.bytes ?? 0) / 2 ** 20, 1)} MiB unwritten, oldest ${fmt(lastSample?.seconds ?? 0, 1)} s`,
+      );
     if (why.length > 0 && sys.output) say(`${system} output (last lines):\n${sys.output().slice(-1500)}`);
     const q = probed.queryable;
     return {
@@ -186,22 +207,32 @@ const firstFound = new Map<SystemName, number>();
 try {
   for (let run = 1; run <= runs; run++) {
     for (const system of systems) {
-      // Later runs start two rungs below the first run's result instead of at the bottom.
+      // Later runs start at the first run's sustained rung and go up from there; if that rung fails,
+      // they try the one below it once.
       const found = firstFound.get(system);
-      const start = found === undefined ? 0 : Math.max(0, rates.indexOf(found) - 2);
+      let i = found === undefined ? 0 : Math.max(0, rates.indexOf(found));
+      let steppedDown = false;
       let best: Rung | undefined;
-      for (const rate of rates.slice(start)) {
+      while (i < rates.length) {
+        const rate = rates[i] as number;
         say(`${system} run ${run}: ${fmt(rate)} readings/s for ${durationMs / 1000} s`);
         const r = await runRung(system, run, rate);
         rungs.push(r);
         say(describe(r));
-        if (!r.pass) break;
-        best = r;
+        if (r.pass) {
+          best = r;
+          if (steppedDown) break;
+          i++;
+        } else if (!best && !steppedDown && found !== undefined && i > 0) {
+          steppedDown = true;
+          i--;
+        } else break;
       }
       if (best) {
         sustained.set(system, [...(sustained.get(system) ?? []), best]);
         if (!firstFound.has(system)) firstFound.set(system, best.readingsPerSecond);
-        if (!args['no-half']) {
+        const halfFor = args['half-for']?.split(',');
+        if (!args['no-half'] && (!halfFor || halfFor.includes(system))) {
           const half = await runRung(system, run, Math.round(best.readingsPerSecond / 2));
           rungs.push(half);
           say(`half rate: ${describe(half)}`);
@@ -248,10 +279,12 @@ const out = [
   ),
 ];
 if (sustained.has('gateway')) {
-  const ours = (sustained.get('gateway') ?? []).map((r) => r.readingsPerSecond);
+  const ours = sustained.get('gateway') ?? [];
   for (const peer of systems.filter((s) => s !== 'gateway')) {
-    const theirs = (sustained.get(peer) ?? []).map((r) => r.readingsPerSecond);
-    const ratios = ours.map((o, i) => o / (theirs[i] ?? Number.NaN));
+    const theirs = sustained.get(peer) ?? [];
+    const ratios = ours.map(
+      (o) => o.readingsPerSecond / (theirs.find((t) => t.run === o.run)?.readingsPerSecond ?? Number.NaN),
+    );
     out.push('', `gateway / ${peer}, sustained rate per run: ${fmtSummary(summarize(ratios), 1)}`);
   }
 }

@@ -126,7 +126,7 @@ if (only.has('spool')) {
       await rm(dir, { recursive: true, force: true });
     }
     record(
-      `spool appends with fdatasync, ${writers} concurrent writer${writers === 1 ? '' : 's'}`,
+      `spool appends (group commit, O_DSYNC), ${writers} concurrent writer${writers === 1 ? '' : 's'}`,
       'appends/s',
       perRun,
       `${line.length}-byte records, group commit`,

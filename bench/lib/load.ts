@@ -15,6 +15,8 @@ export interface LoadOptions {
   /** Publisher processes (each one gets an equal share of devices and rate). */
   readonly processes: number;
   readonly drainTimeoutMs?: number;
+  /** Leading part of durationMs left out of the PUBACK latencies. */
+  readonly warmupMs?: number;
 }
 
 export interface LoadResult extends Omit<PublisherResult, 'puback' | 'cpuSeconds' | 'peakRssMiB'> {
@@ -57,6 +59,7 @@ export function startLoad(opts: LoadOptions): RunningLoad {
       batch: opts.batch,
       messagesPerSecond: opts.messagesPerSecond / n,
       durationMs: opts.durationMs,
+      warmupMs: opts.warmupMs ?? 0,
       drainTimeoutMs: opts.drainTimeoutMs ?? 30_000,
     };
     const child = fork(PUBLISHER, [], {

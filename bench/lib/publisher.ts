@@ -19,6 +19,8 @@ export interface PublisherJob {
   /** Messages per second from this process (all its devices together). */
   readonly messagesPerSecond: number;
   readonly durationMs: number;
+  /** Leading part of durationMs whose PUBACK latencies are not recorded (start-up transient). */
+  readonly warmupMs: number;
   /** How long to wait for the last PUBACKs after the last publish. */
   readonly drainTimeoutMs: number;
 }
@@ -116,7 +118,7 @@ async function run(
       }
       acked++;
       lastAckAt = performance.now();
-      hist.add(lastAckAt - at);
+      if (at - t0 >= job.warmupMs) hist.add(lastAckAt - at);
     });
   };
   const total = Math.round((job.messagesPerSecond * job.durationMs) / 1000);

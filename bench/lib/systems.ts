@@ -28,8 +28,8 @@ export interface SystemUnderTest {
   readonly probe: PublisherDevice;
   /** Processes whose CPU and memory are reported, by role. */
   readonly pids: Readonly<Record<string, number>>;
-  /** Age of the oldest accepted reading not yet in InfluxDB (gateway only). */
-  backlogSeconds?(): Promise<number>;
+  /** Unwritten spool bytes and the age of its oldest reading (gateway only). */
+  spool?(): Promise<{ bytes: number; seconds: number }>;
   /** The gateway's Prometheus text (gateway only). */
   metrics?(): Promise<string>;
   /** The last lines the process wrote (diagnostics). */
@@ -116,8 +116,7 @@ export async function startMosquitto(): Promise<{
   };
 }
 
-async function metricValue(url: string, name: string): Promise<number> {
-  const text = await (await fetch(url)).text();
+function metricValue(text: string, name: string): number {
   const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
   return m ? Number(m[1]) : Number.NaN;
 }
@@ -171,7 +170,10 @@ export async function startGatewaySystem(
   ctx: SystemContext,
   extraArgs: string[] = [],
 ): Promise<SystemUnderTest> {
-  const main = join(ROOT, 'dist/src/cli/main.js');
+  // BENCH_GATEWAY_ROOT: another checkout's build (e.g. a git worktree of main) as the baseline of a
+  // side-by-side run.
+  const root = process.env.BENCH_GATEWAY_ROOT ?? ROOT;
+  const main = join(root, 'dist/src/cli/main.js');
   if (!existsSync(main)) throw new Error('dist/ is missing: run `npm run build` first (npm run bench does)');
   const { dir, registry, device } = await benchRegistry(ctx.devices);
   const ids = deviceIds(ctx.devices);
@@ -181,7 +183,7 @@ export async function startGatewaySystem(
   const nodeArgs = (process.env.BENCH_GATEWAY_NODE_OPTIONS ?? '').split(' ').filter(Boolean);
   const { child, output } = spawnLogged(process.execPath, [
     ...nodeArgs,
-    join(ROOT, 'bin/livinglab.js'),
+    join(root, 'bin/livinglab.js'),
     'serve',
     '--registry',
     registry,
@@ -213,8 +215,14 @@ export async function startGatewaySystem(
     devices: ids.map(device),
     probe: device('probe-0'),
     pids: { gateway: child.pid ?? 0 },
-    backlogSeconds: () => metricValue(`${base}/metrics`, 'livinglab_spool_oldest_unwritten_seconds'),
     metrics: async () => (await fetch(`${base}/metrics`)).text(),
+    spool: async () => {
+      const text = await (await fetch(`${base}/metrics`)).text();
+      return {
+        bytes: metricValue(text, 'livinglab_spool_bytes'),
+        seconds: metricValue(text, 'livinglab_spool_oldest_unwritten_seconds'),
+      };
+    },
     output,
     async stop() {
       const crashed = child.exitCode !== null || child.signalCode !== null;

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# `npm run bench`: every measurement of issue #7 in one go, tables to stdout and to
+# bench/results/latest.md, raw JSON per script under bench/results/. Takes one to two hours on a
+# 2-core machine with the defaults (60-s rungs, 3 runs). BENCH_QUICK=1 shortens rungs to 30 s (5-s warm-up).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/ensure-system.sh influxdb:influxd mosquitto:mosquitto
+npm run -s build
+npm install --prefix bench --no-audit --no-fund --loglevel=error >/dev/null
+rung=60s
+warmup=10s
+if [ "${BENCH_QUICK:-}" = 1 ]; then rung=30s; warmup=5s; fi
+out=bench/results/latest.md
+mkdir -p bench/results
+{
+  echo "# Benchmark run $(date -u +%Y-%m-%dT%H:%MZ)"
+  echo
+  echo "Machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(. /etc/os-release && echo "$PRETTY_NAME"), Node $(node -v), $(influxd version 2>/dev/null | head -1), mosquitto $(mosquitto -h 2>/dev/null | head -1 | awk '{print $3}' || true)"
+  echo
+} >"$out"
+run() {
+  echo "\$ npx tsx $*" | tee -a "$out" >&2
+  npx tsx "$@" | tee -a "$out"
+  echo | tee -a "$out"
+}
+run bench/stages.ts
+run bench/broker.ts
+run bench/connections.ts
+run bench/e2e.ts --mode single --systems gateway,node-red,plain --rates 500,1000,2000,2500,5000,7500,10000,12500,15000,20000,30000 --duration "$rung" --warmup "$warmup" --half-for gateway
+run bench/e2e.ts --mode batch --systems gateway,plain --rates 25000,50000,75000,100000,150000,200000 --duration "$rung" --warmup "$warmup" --half-for gateway
+echo "tables: $out" >&2

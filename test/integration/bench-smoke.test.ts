@@ -1,0 +1,85 @@
+// A smoke run of the bench scripts at a tiny load: they run, and they count right. No timing is
+// asserted (issue #7): figures come from `npm run bench`, never from the test suite.
+import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+
+const run = promisify(execFile);
+const ROOT = new URL('../../', import.meta.url).pathname;
+
+async function bench(script: string, args: string[]) {
+  const { stdout } = await run(process.execPath, ['--import', 'tsx', `bench/${script}`, ...args], {
+    cwd: ROOT,
+    timeout: 180_000,
+    maxBuffer: 16 * 2 ** 20,
+  });
+  const raw = /raw: (\S+\.json)/.exec(stdout)?.[1];
+  if (!raw) throw new Error(`no raw result in:\n${stdout}`);
+  return { stdout, result: JSON.parse(readFileSync(raw, 'utf8')) };
+}
+
+// One run, four devices, one publisher process: enough to count, too little to time.
+const TINY = ['--runs', '1', '--devices', '4', '--processes', '1'];
+
+describe('bench scripts (smoke)', () => {
+  it('e2e: every acknowledged reading is counted in InfluxDB, for the gateway and the plain peer', async () => {
+    const { stdout, result } = await bench('e2e.ts', [
+      '--systems',
+      'gateway,plain',
+      '--rates',
+      '100',
+      '--duration',
+      '2s',
+      '--warmup',
+      '1s',
+      ...TINY,
+      '--no-half',
+    ]);
+    expect(stdout).toContain('| gateway | 100 (100–100)');
+    const rungs = result.rungs as {
+      system: string;
+      pass: boolean;
+      sent: number;
+      acked: number;
+      readingsAcked: number;
+      probeAcked: number;
+      stored: number;
+    }[];
+    expect(rungs.map((r) => r.system)).toEqual(['gateway', 'plain']);
+    for (const r of rungs) {
+      expect(r.sent).toBe(300);
+      expect(r.acked).toBe(300);
+      expect(r.stored).toBe(r.readingsAcked + r.probeAcked);
+      expect(r.pass).toBe(true);
+    }
+  }, 180_000);
+
+  it('e2e batch mode counts 50 readings per message', async () => {
+    const { result } = await bench('e2e.ts', [
+      '--mode',
+      'batch',
+      '--rates',
+      '1000',
+      '--duration',
+      '2s',
+      '--warmup',
+      '0s',
+      ...TINY,
+      '--no-half',
+    ]);
+    const [r] = result.rungs as { sent: number; readingsAcked: number; probeAcked: number; stored: number }[];
+    expect(r?.sent).toBe(40);
+    expect(r?.readingsAcked).toBe(2000);
+    expect(r?.stored).toBe(2000 + (r?.probeAcked ?? 0));
+  }, 180_000);
+
+  it('broker and stage scripts produce their tables', async () => {
+    const broker = await bench('broker.ts', ['--rate', '200', '--duration', '1s', ...TINY]);
+    const runs = broker.result.runs as Record<string, { ackedPerSecond: number }[]>;
+    expect(Object.keys(runs).sort()).toEqual(['aedes', 'mosquitto']);
+    const stages = await bench('stages.ts', ['--only', 'parse,spool', '--runs', '1', '--duration', '200ms']);
+    expect(Object.keys(stages.result.raw as object)).toHaveLength(5);
+    expect(stages.stdout).toContain('spool appends (group commit, O_DSYNC)');
+  }, 180_000);
+});
