@@ -1,6 +1,7 @@
 // The parent side of the publishers: splits devices over publisher processes, starts them together
 // and merges what they report.
 import { type ChildProcess, fork } from 'node:child_process';
+import { TSX_LOADER } from './proc.js';
 import type { PublisherDevice, PublisherJob, PublisherResult } from './publisher.js';
 import { LatencyHistogram } from './stats.js';
 
@@ -63,7 +64,7 @@ export function startLoad(opts: LoadOptions): RunningLoad {
       drainTimeoutMs: opts.drainTimeoutMs ?? 30_000,
     };
     const child = fork(PUBLISHER, [], {
-      execArgv: ['--import', 'tsx', '--max-old-space-size=4096'],
+      execArgv: ['--import', TSX_LOADER, '--max-old-space-size=4096'],
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
     child.send(job);

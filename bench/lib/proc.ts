@@ -3,6 +3,9 @@ import { readFileSync } from 'node:fs';
 
 const TICKS_PER_SECOND = 100; // USER_HZ on Linux
 
+/** tsx's loader as a URL, so child processes find it whatever directory the bench is run from. */
+export const TSX_LOADER = import.meta.resolve('tsx');
+
 export function cpuSeconds(pid: number): number {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');

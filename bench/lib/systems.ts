@@ -12,6 +12,7 @@ import { writeRegistryFile } from '../../src/registry/file.js';
 import { hashSecretSync } from '../../src/registry/passwords.js';
 import { EMPTY_REGISTRY } from '../../src/registry/types.js';
 import { freePort } from '../../test/helpers/ports.js';
+import { TSX_LOADER } from './proc.js';
 import type { PublisherDevice } from './publisher.js';
 
 export const ROOT = new URL('../../', import.meta.url).pathname;
@@ -147,7 +148,7 @@ export async function startBrokerOnlySystem(ctx: SystemContext): Promise<SystemU
   const port = await freePort();
   const { child, output } = spawnLogged(process.execPath, [
     '--import',
-    'tsx',
+    TSX_LOADER,
     join(BENCH, 'lib/broker-only.ts'),
     registry,
     String(port),
@@ -365,7 +366,7 @@ export async function startPlainSystem(ctx: SystemContext): Promise<SystemUnderT
   const mosq = await startMosquitto();
   const { child, output } = spawnLogged(process.execPath, [
     '--import',
-    'tsx',
+    TSX_LOADER,
     join(BENCH, 'peers/plain-subscriber.ts'),
     mosq.url,
     ctx.influxUrl,
