@@ -30,6 +30,8 @@ interface Run {
   connectedRssMiB: number;
   peakRssMiB: number;
   heapUsedMiB: number;
+  heapTotalMiB: number;
+  externalMiB: number;
   connectSeconds: number;
   readingsAcked: number;
   stored: number;
@@ -71,6 +73,8 @@ try {
         connectedRssMiB,
         peakRssMiB: Math.max(usage.peakRssMiB, connectedRssMiB),
         heapUsedMiB: metric(text, 'nodejs_heap_size_used_bytes') / 2 ** 20,
+        heapTotalMiB: metric(text, 'nodejs_heap_size_total_bytes') / 2 ** 20,
+        externalMiB: metric(text, 'nodejs_external_memory_bytes') / 2 ** 20,
         connectSeconds,
         readingsAcked: result.readingsAcked,
         stored,
@@ -78,7 +82,7 @@ try {
       };
       runs.push(r);
       say(
-        `run ${run}: ${devices} devices connected in ${fmt(connectSeconds, 1)} s; RSS idle ${fmt(idleRssMiB)} MiB, connected ${fmt(connectedRssMiB)} MiB, peak ${fmt(r.peakRssMiB)} MiB, heap used ${fmt(r.heapUsedMiB)} MiB; ${r.stored} of ${r.readingsAcked} acknowledged readings stored`,
+        `run ${run}: ${devices} devices connected in ${fmt(connectSeconds, 1)} s; RSS idle ${fmt(idleRssMiB)} MiB, connected ${fmt(connectedRssMiB)} MiB, peak ${fmt(r.peakRssMiB)} MiB, heap used/total ${fmt(r.heapUsedMiB)}/${fmt(r.heapTotalMiB)} MiB, external ${fmt(r.externalMiB)} MiB; ${r.stored} of ${r.readingsAcked} acknowledged readings stored`,
       );
     } finally {
       await sys.stop();
@@ -98,7 +102,8 @@ console.log(
         'gateway RSS before connections MiB',
         'RSS with all connected MiB',
         'peak RSS MiB',
-        'heap used MiB',
+        'heap used / total MiB',
+        'external MiB',
         'connect time s',
         'gateway CPU %',
         'stored / acknowledged',
@@ -108,7 +113,8 @@ console.log(
           col((r) => r.idleRssMiB),
           col((r) => r.connectedRssMiB),
           col((r) => r.peakRssMiB),
-          col((r) => r.heapUsedMiB),
+          `${col((r) => r.heapUsedMiB)} / ${col((r) => r.heapTotalMiB)}`,
+          col((r) => r.externalMiB),
           col((r) => r.connectSeconds, 1),
           col((r) => r.cpuPercent),
           runs.map((r) => `${r.stored}/${r.readingsAcked}`).join(', '),

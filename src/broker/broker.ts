@@ -11,7 +11,7 @@ import { devicePrefix, findIdentity } from '../registry/acl.js';
 import type { PasswordVerifier } from '../registry/passwords.js';
 import type { Registry, RegistrySnapshot } from '../registry/registry.js';
 import type { Device } from '../registry/types.js';
-import { guardConnection } from './frame-guard.js';
+import { guardSocket } from './frame-guard.js';
 import { createHooks, type PublishHandler } from './hooks.js';
 import { createIndexedPersistence } from './retained-index.js';
 
@@ -151,7 +151,7 @@ export function createBroker(deps: BrokerDeps): Broker {
         // PUBACKs are tiny: without this, Nagle + delayed ACK add ~40 ms to every QoS 1 round trip.
         socket.setNoDelay(true);
         let client: Client | undefined;
-        const conn = guardConnection(socket, config.mqtt.maxPacketSize, (info) => {
+        const conn = guardSocket(socket, config.mqtt.maxPacketSize, (info) => {
           log.warn(
             {
               clientId: client?.id,

@@ -1,10 +1,9 @@
 // Reads MQTT fixed headers off the raw byte stream before aedes sees them, and closes a connection
 // whose next packet declares a body larger than the limit. aedes 1.2 has no maximum packet size
 // and mqtt-packet buffers the whole declared body (aedes#831): one 200 MB PUBLISH costs ~190 MiB.
-// Never buffers: it only counts bytes.
+// Never buffers: it only counts the bytes aedes reads.
 
 import type { Socket } from 'node:net';
-import { Duplex } from 'node:stream';
 
 /** Incremental scanner of MQTT fixed headers. `feed` returns the offending size, or undefined. */
 export function createFrameScanner(maxPacketBytes: number) {
@@ -60,54 +59,31 @@ export interface OversizeInfo {
 }
 
 /**
- * Wraps a socket in a Duplex that aedes reads from. Bytes pass through unchanged until a packet
- * declares more than `maxPacketBytes`; then `onOversize` is told and the socket is destroyed
- * before any of that body is buffered.
+ * Guards a socket that aedes reads from. aedes pulls bytes with `read(null)` on 'readable' (never
+ * in flowing mode), so every byte it gets passes the scanner first; a packet declaring more than
+ * `maxPacketBytes` makes `onOversize` be told and the socket be destroyed before mqtt-packet sees
+ * any of it. Unread bytes wait in the socket, which stops reading at its high-water mark.
+ * The socket itself is handed to aedes: no second stream per connection, and the PUBACK that
+ * mqtt-packet writes as three corked pieces leaves as one writev.
  */
-export function guardConnection(
+export function guardSocket(
   socket: Socket,
   maxPacketBytes: number,
   onOversize: (info: OversizeInfo) => void,
-): Duplex {
+): Socket {
   const scanner = createFrameScanner(maxPacketBytes);
-  const wrapped = new Duplex({
-    read() {
-      socket.resume();
-    },
-    write(chunk: Buffer, _enc, cb) {
-      if (socket.destroyed) return cb();
-      socket.write(chunk, (err) => cb(err ?? null));
-    },
-    // mqtt-packet writes a PUBACK as three corked pieces (header, length, id); without writev they
-    // would reach the socket as three writes, and with Nagle off as three syscalls and TCP segments.
-    writev(chunks, cb) {
-      if (socket.destroyed) return cb();
-      const data =
-        chunks.length === 1
-          ? (chunks[0]?.chunk as Buffer)
-          : Buffer.concat(chunks.map((c) => c.chunk as Buffer));
-      socket.write(data, (err) => cb(err ?? null));
-    },
-    final(cb) {
-      socket.end(() => cb());
-    },
-    destroy(err, cb) {
-      socket.destroy();
-      cb(err);
-    },
-  });
-  socket.on('data', (chunk: Buffer) => {
+  const read = socket.read;
+  let refused = false;
+  socket.read = function guardedRead(this: Socket, size?: number) {
+    if (refused) return null;
+    const chunk = read.call(this, size) as Buffer | null;
+    if (chunk === null || typeof chunk === 'string') return chunk;
     const over = scanner.feed(chunk);
-    if (over) {
-      onOversize({ declared: over.declared, packetType: over.type, remoteAddress: socket.remoteAddress });
-      socket.destroy();
-      wrapped.destroy();
-      return;
-    }
-    if (!wrapped.push(chunk)) socket.pause();
-  });
-  socket.on('end', () => wrapped.push(null));
-  socket.on('error', (err) => wrapped.destroy(err));
-  socket.on('close', () => wrapped.destroy());
-  return wrapped;
+    if (!over) return chunk;
+    refused = true;
+    onOversize({ declared: over.declared, packetType: over.type, remoteAddress: socket.remoteAddress });
+    socket.destroy();
+    return null;
+  };
+  return socket;
 }
