@@ -1,6 +1,7 @@
 // End to end, and the peers side by side: a ladder of paced rates per system; a rung passes when it
 // ran its whole duration at the target rate with zero loss (every acknowledged reading counted in
-// InfluxDB afterwards), every PUBACK back, and (gateway) the spool not growing. The highest passing
+// InfluxDB afterwards), every PUBACK back, every latency-probe reading queryable within 30 s, and
+// (gateway) the spool not growing nor falling more than 10 s behind. The highest passing
 // rung is the sustained rate; one more rung at half of it gives the latencies. Repeated --runs times.
 //
 //   npx tsx bench/e2e.ts --mode single --systems gateway,node-red,plain
@@ -15,6 +16,7 @@ import { type ProcessUsage, watchProcess } from './lib/proc.js';
 import { fmt, fmtSummary, say, table, writeResult } from './lib/report.js';
 import { summarize } from './lib/stats.js';
 import { MEASUREMENT, type SystemName, startSystem } from './lib/systems.js';
+import { lastThird, rungFailures } from './lib/verdict.js';
 
 const HELP = `Usage: npx tsx bench/e2e.ts [options]
   --mode single|batch       single-reading messages, or 50-reading batches (default single)
@@ -80,6 +82,8 @@ export interface Rung {
   pubackMs: { p50: number; p99: number; max: number };
   queryableMs: { p50: number; p99: number; max: number; samples: number; missing: number };
   maxBacklogSeconds: number | null;
+  /** The gateway's spool once a second over the window: unwritten bytes, age of the oldest reading. */
+  spoolSamples: { t: number; seconds: number; bytes: number }[];
   usage: Record<string, ProcessUsage>;
 }
 
@@ -132,31 +136,19 @@ async function runRung(system: SystemName, run: number, readingsPerSecond: numbe
       () => countPoints(influx.url, db, MEASUREMENT, 'spo2'),
       expected,
     );
-    // The spool may not grow: over the last third of the window its unwritten bytes do not rise
-    // (beyond 1 MiB of slack) while its oldest reading is more than 5 s old.
-    const third = backlog.filter((b) => b.t >= (durationMs / 1000) * (2 / 3));
-    const first = third[0];
-    const lastSample = third[third.length - 1];
-    const growing =
-      first !== undefined &&
-      lastSample !== undefined &&
-      lastSample.bytes > first.bytes + 2 ** 20 &&
-      lastSample.seconds > 5;
-    const maxBacklog = sys.spool ? Math.max(0, ...third.map((b) => b.seconds)) : null;
-    const why: string[] = [];
-    const achieved = (result.achievedMessagesPerSecond * batch) / readingsPerSecond;
-    if (achieved < 0.97) why.push(`publishers reached only ${Math.round(achieved * 100)} % of the rate`);
-    if (result.failed + result.unacked > 0)
-      why.push(`${result.failed + result.unacked} messages not acknowledged`);
-    if (result.disconnects > 0) why.push(`${result.disconnects} disconnects`);
-    if (result.ackTailMs > 5000)
-      why.push(`last PUBACK ${Math.round(result.ackTailMs)} ms after the last publish`);
-    if (stored < expected) why.push(`${expected - stored} acknowledged readings missing in InfluxDB`);
-    if (stored > expected) why.push(`${stored - expected} more points than acknowledged readings`);
-    if (growing)
-      why.push(
-        `spool growing: ${fmt((first?.bytes ?? 0) / 2 ** 20, 1)} → ${fmt((lastSample?.bytes ?? 0) / 2 ** 20, 1)} MiB unwritten, oldest ${fmt(lastSample?.seconds ?? 0, 1)} s`,
-      );
+    const why = rungFailures({
+      achievedShare: (result.achievedMessagesPerSecond * batch) / readingsPerSecond,
+      notAcknowledged: result.failed + result.unacked,
+      disconnects: result.disconnects,
+      ackTailMs: result.ackTailMs,
+      expected,
+      stored,
+      probesMissing: probed.missing,
+      spool: sys.spool ? { samples: backlog, windowSeconds: durationMs / 1000 } : undefined,
+    });
+    const maxBacklog = sys.spool
+      ? Math.max(0, ...lastThird(backlog, durationMs / 1000).map((b) => b.seconds))
+      : null;
     if (why.length > 0 && sys.output) say(`${system} output (last lines):\n${sys.output().slice(-1500)}`);
     const q = probed.queryable;
     return {
@@ -185,6 +177,11 @@ async function runRung(system: SystemName, run: number, readingsPerSecond: numbe
         missing: probed.missing,
       },
       maxBacklogSeconds: maxBacklog,
+      spoolSamples: backlog.map((b) => ({
+        t: +b.t.toFixed(1),
+        seconds: +b.seconds.toFixed(1),
+        bytes: b.bytes,
+      })),
       usage,
     };
   } finally {

@@ -26,6 +26,6 @@ run() {
 run bench/stages.ts
 run bench/broker.ts
 run bench/connections.ts
-run bench/e2e.ts --mode single --systems gateway,node-red,plain --rates 500,1000,2000,2500,5000,7500,10000,12500,15000,20000,30000 --duration "$rung" --warmup "$warmup" --half-for gateway
-run bench/e2e.ts --mode batch --systems gateway,plain --rates 25000,50000,75000,100000,150000,200000 --duration "$rung" --warmup "$warmup" --half-for gateway
+run bench/e2e.ts --mode single --systems gateway,node-red,plain --rates 500,1000,2000,2500,5000,7500,10000,12500,15000,20000,25000,30000 --duration "$rung" --warmup "$warmup" --half-for gateway
+run bench/e2e.ts --mode batch --systems gateway,plain --rates 25000,50000,75000,100000,125000,150000,200000 --duration "$rung" --warmup "$warmup" --half-for gateway
 echo "tables: $out" >&2
