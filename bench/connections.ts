@@ -28,6 +28,8 @@ const metric = (text: string, name: string) => Number(new RegExp(`^${name} (\\S+
 interface Run {
   idleRssMiB: number;
   connectedRssMiB: number;
+  /** Near the end of the window: the connection storm's garbage has had a minute to be collected. */
+  lateRssMiB: number;
   peakRssMiB: number;
   heapUsedMiB: number;
   heapTotalMiB: number;
@@ -61,7 +63,15 @@ try {
       const connectSeconds = (performance.now() - t0) / 1000;
       const connectedRssMiB = rssMiB(pid);
       const w = watchProcess(pid);
+      let lateRssMiB = Number.NaN;
+      const late = setTimeout(
+        () => {
+          lateRssMiB = rssMiB(pid);
+        },
+        Math.max(0, durationMs - 2000),
+      );
       const result = await load.go();
+      clearTimeout(late);
       const usage = w.stop();
       const text = (await sys.metrics?.()) ?? '';
       const { stored } = await waitForCount(
@@ -71,6 +81,7 @@ try {
       const r: Run = {
         idleRssMiB,
         connectedRssMiB,
+        lateRssMiB,
         peakRssMiB: Math.max(usage.peakRssMiB, connectedRssMiB),
         heapUsedMiB: metric(text, 'nodejs_heap_size_used_bytes') / 2 ** 20,
         heapTotalMiB: metric(text, 'nodejs_heap_size_total_bytes') / 2 ** 20,
@@ -82,7 +93,7 @@ try {
       };
       runs.push(r);
       say(
-        `run ${run}: ${devices} devices connected in ${fmt(connectSeconds, 1)} s; RSS idle ${fmt(idleRssMiB)} MiB, connected ${fmt(connectedRssMiB)} MiB, peak ${fmt(r.peakRssMiB)} MiB, heap used/total ${fmt(r.heapUsedMiB)}/${fmt(r.heapTotalMiB)} MiB, external ${fmt(r.externalMiB)} MiB; ${r.stored} of ${r.readingsAcked} acknowledged readings stored`,
+        `run ${run}: ${devices} devices connected in ${fmt(connectSeconds, 1)} s; RSS idle ${fmt(idleRssMiB)} MiB, connected ${fmt(connectedRssMiB)} MiB, ${fmt(durationMs / 1000 - 2)} s later ${fmt(lateRssMiB)} MiB, peak ${fmt(r.peakRssMiB)} MiB, heap used/total ${fmt(r.heapUsedMiB)}/${fmt(r.heapTotalMiB)} MiB, external ${fmt(r.externalMiB)} MiB; ${r.stored} of ${r.readingsAcked} acknowledged readings stored`,
       );
     } finally {
       await sys.stop();
@@ -101,6 +112,7 @@ console.log(
       [
         'gateway RSS before connections MiB',
         'RSS with all connected MiB',
+        `RSS ${fmt(durationMs / 1000 - 2)} s later MiB`,
         'peak RSS MiB',
         'heap used / total MiB',
         'external MiB',
@@ -112,6 +124,7 @@ console.log(
         [
           col((r) => r.idleRssMiB),
           col((r) => r.connectedRssMiB),
+          col((r) => r.lateRssMiB),
           col((r) => r.peakRssMiB),
           `${col((r) => r.heapUsedMiB)} / ${col((r) => r.heapTotalMiB)}`,
           col((r) => r.externalMiB),

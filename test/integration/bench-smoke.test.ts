@@ -82,4 +82,27 @@ describe('bench scripts (smoke)', () => {
     expect(Object.keys(stages.result.raw as object)).toHaveLength(5);
     expect(stages.stdout).toContain('spool appends (group commit, O_DSYNC)');
   }, 180_000);
+
+  it('connections: memory figures, and every acknowledged reading stored', async () => {
+    const { result } = await bench('connections.ts', [
+      '--devices',
+      '60',
+      '--duration',
+      '5s',
+      '--runs',
+      '1',
+      '--processes',
+      '1',
+    ]);
+    const [r] = result.runs as {
+      idleRssMiB: number;
+      connectedRssMiB: number;
+      lateRssMiB: number;
+      readingsAcked: number;
+      stored: number;
+    }[];
+    expect(r?.readingsAcked).toBeGreaterThan(0);
+    expect(r?.stored).toBe(r?.readingsAcked);
+    for (const v of [r?.idleRssMiB, r?.connectedRssMiB, r?.lateRssMiB]) expect(v).toBeGreaterThan(0);
+  }, 180_000);
 });
