@@ -9,8 +9,10 @@ import { MEASUREMENT } from './systems.js';
 export interface ProbeResult {
   readonly queryable: LatencyHistogram;
   readonly acked: number;
-  /** Probes not queryable within the timeout. */
+  /** Probes not queryable within the timeout, or never acknowledged. */
   readonly missing: number;
+  /** Times the probe's connection closed during the rung. */
+  readonly disconnects: number;
 }
 
 export async function startProbe(opts: {
@@ -29,6 +31,10 @@ export async function startProbe(opts: {
     ...(device.password ? { password: device.password } : {}),
     reconnectPeriod: 0,
   });
+  // A saturated gateway can miss the probe's keep-alive; MQTT.js then closes the connection and, with
+  // reconnecting off, a QoS 1 publish in flight never settles. Count it, and never wait on it.
+  let disconnects = 0;
+  client.on('close', () => disconnects++);
   const hist = new LatencyHistogram();
   // Published probes not yet seen in InfluxDB: timestamp (ms) → when its publish started.
   const waiting = new Map<number, number>();
@@ -82,15 +88,24 @@ export async function startProbe(opts: {
   return {
     async stop() {
       clearInterval(timer);
-      await Promise.all(publishing);
       const deadline = performance.now() + timeoutMs;
+      let settle: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.all(publishing),
+        new Promise((r) => {
+          settle = setTimeout(r, timeoutMs);
+        }),
+      ]);
+      clearTimeout(settle);
+      const neverAcked = publishing.size;
       while (waiting.size > 0 && performance.now() < deadline)
         await new Promise((r) => setTimeout(r, pollMs));
       clearInterval(poller);
       await polling;
-      missing += waiting.size;
-      await client.endAsync();
-      return { queryable: hist, acked, missing };
+      missing += waiting.size + neverAcked;
+      const closed = disconnects;
+      client.end(true);
+      return { queryable: hist, acked, missing, disconnects: closed };
     },
   };
 }
