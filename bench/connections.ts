@@ -11,7 +11,7 @@ import { startLoad } from './lib/load.js';
 import { rssMiB, watchProcess } from './lib/proc.js';
 import { fmt, fmtSummary, say, table, writeResult } from './lib/report.js';
 import { summarize } from './lib/stats.js';
-import { MEASUREMENT, startGatewaySystem } from './lib/systems.js';
+import { MEASUREMENT, metricValue, startGatewaySystem } from './lib/systems.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -23,8 +23,6 @@ const { values: args } = parseArgs({
 });
 const devices = Number(args.devices);
 const durationMs = parseDuration(args.duration ?? '60s') ?? 60_000;
-const metric = (text: string, name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
-
 interface Run {
   idleRssMiB: number;
   connectedRssMiB: number;
@@ -83,9 +81,9 @@ try {
         connectedRssMiB,
         lateRssMiB,
         peakRssMiB: Math.max(usage.peakRssMiB, connectedRssMiB),
-        heapUsedMiB: metric(text, 'nodejs_heap_size_used_bytes') / 2 ** 20,
-        heapTotalMiB: metric(text, 'nodejs_heap_size_total_bytes') / 2 ** 20,
-        externalMiB: metric(text, 'nodejs_external_memory_bytes') / 2 ** 20,
+        heapUsedMiB: metricValue(text, 'nodejs_heap_size_used_bytes') / 2 ** 20,
+        heapTotalMiB: metricValue(text, 'nodejs_heap_size_total_bytes') / 2 ** 20,
+        externalMiB: metricValue(text, 'nodejs_external_memory_bytes') / 2 ** 20,
         connectSeconds,
         readingsAcked: result.readingsAcked,
         stored,

@@ -117,7 +117,8 @@ export async function startMosquitto(): Promise<{
   };
 }
 
-function metricValue(text: string, name: string): number {
+/** A metric without labels from a Prometheus text exposition; NaN when absent. */
+export function metricValue(text: string, name: string): number {
   const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
   return m ? Number(m[1]) : Number.NaN;
 }
