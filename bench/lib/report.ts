@@ -6,7 +6,9 @@ import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import type { Summary } from './stats.js';
 
-export const RESULTS_DIR = new URL('../results/', import.meta.url).pathname;
+// BENCH_RESULTS_DIR: somewhere else for raw JSON (the test suite's smoke runs use a temporary one,
+// so that bench/results holds only real runs).
+export const RESULTS_DIR = process.env.BENCH_RESULTS_DIR ?? new URL('../results/', import.meta.url).pathname;
 
 export interface Machine {
   readonly cpus: number;

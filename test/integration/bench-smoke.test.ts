@@ -1,21 +1,27 @@
 // A smoke run of the bench scripts at a tiny load: they run, and they count right. No timing is
 // asserted (issue #7): figures come from `npm run bench`, never from the test suite.
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 
 const run = promisify(execFile);
 const ROOT = new URL('../../', import.meta.url).pathname;
+// Raw JSON of these tiny runs goes to a temporary directory, not among the real runs.
+const RESULTS = mkdtempSync(join(tmpdir(), 'll-bench-smoke-'));
+afterAll(() => rmSync(RESULTS, { recursive: true, force: true }));
 
 async function bench(script: string, args: string[]) {
   const { stdout } = await run(process.execPath, ['--import', 'tsx', `bench/${script}`, ...args], {
     cwd: ROOT,
+    env: { ...process.env, BENCH_RESULTS_DIR: RESULTS },
     timeout: 180_000,
     maxBuffer: 16 * 2 ** 20,
   });
   const raw = /raw: (\S+\.json)/.exec(stdout)?.[1];
-  if (!raw) throw new Error(`no raw result in:\n${stdout}`);
+  if (!raw?.startsWith(RESULTS)) throw new Error(`no raw result in ${RESULTS}:\n${stdout}`);
   return { stdout, result: JSON.parse(readFileSync(raw, 'utf8')) };
 }
 
