@@ -94,6 +94,28 @@ export async function eventually<T>(
   return last;
 }
 
+/**
+ * Polls until `probe` has returned the same value for `quietMs`, and returns it; fails when the
+ * value is still changing after the timeout. For counters that stop moving once a condition holds
+ * but may still take in what was already on its way (a commit under way, a PUBACK on the wire).
+ */
+export async function settled<T>(probe: () => T, quietMs: number, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last = probe();
+  let since = Date.now();
+  while (Date.now() - since < quietMs) {
+    if (Date.now() > deadline)
+      throw new Error(`value still changing after ${timeoutMs} ms; last value: ${JSON.stringify(last)}`);
+    await new Promise((r) => setTimeout(r, 50));
+    const now = probe();
+    if (now !== last) {
+      last = now;
+      since = Date.now();
+    }
+  }
+  return last;
+}
+
 /** The SUBACK return codes for one filter (128 = refused), without MQTT.js turning 128 into an error. */
 export async function subackCodes(client: MqttClient, filter: string, qos: 0 | 1 = 1): Promise<number[]> {
   try {
