@@ -3,12 +3,19 @@
 // the #7 target of 300 MiB at 10,000 devices. Heap figures come from the gateway's /metrics.
 //
 //   npx tsx bench/connections.ts [--devices 10000] [--duration 60s] [--runs 3] [--processes 4]
+//                                [--heap-snapshot DIR]
+//
+// --heap-snapshot writes a heap snapshot of the gateway into DIR 2 s before the end of each run,
+// with the devices connected, right after the figures are taken (CPU and peak RSS then end there);
+// `npx tsx bench/heap.ts` reads it.
+import { mkdirSync, readdirSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parseDuration } from '../src/config/duration.js';
 import { startInfluxd } from '../test/helpers/influxd.js';
 import { countPoints, influxQuery, waitForCount } from './lib/influx.js';
 import { startLoad } from './lib/load.js';
-import { rssMiB, watchProcess } from './lib/proc.js';
+import { type ProcessUsage, rssMiB, watchProcess } from './lib/proc.js';
 import { fmt, fmtSummary, say, table, writeResult } from './lib/report.js';
 import { summarize } from './lib/stats.js';
 import { MEASUREMENT, metricValue, startGatewaySystem } from './lib/systems.js';
@@ -19,9 +26,12 @@ const { values: args } = parseArgs({
     duration: { type: 'string', default: '60s' },
     runs: { type: 'string', default: '3' },
     processes: { type: 'string', default: '4' },
+    'heap-snapshot': { type: 'string' },
   },
 });
 const devices = Number(args.devices);
+const snapshotDir = args['heap-snapshot'] ? resolve(args['heap-snapshot']) : undefined;
+if (snapshotDir) mkdirSync(snapshotDir, { recursive: true });
 const durationMs = parseDuration(args.duration ?? '60s') ?? 60_000;
 interface Run {
   idleRssMiB: number;
@@ -36,6 +46,8 @@ interface Run {
   readingsAcked: number;
   stored: number;
   cpuPercent: number;
+  /** With --heap-snapshot: the file, for `npx tsx bench/heap.ts`. */
+  heapSnapshot?: string;
 }
 const runs: Run[] = [];
 const influx = await startInfluxd();
@@ -43,7 +55,12 @@ try {
   for (let run = 1; run <= Number(args.runs); run++) {
     const db = `bench_connections_${run}`;
     await influxQuery(influx.url, undefined, `CREATE DATABASE ${db}`);
-    const sys = await startGatewaySystem({ influxUrl: influx.url, db, devices });
+    const sys = await startGatewaySystem({
+      influxUrl: influx.url,
+      db,
+      devices,
+      nodeArgs: snapshotDir ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${snapshotDir}`] : [],
+    });
     try {
       const pid = sys.pids.gateway as number;
       const idleRssMiB = rssMiB(pid);
@@ -62,16 +79,27 @@ try {
       const connectedRssMiB = rssMiB(pid);
       const w = watchProcess(pid);
       let lateRssMiB = Number.NaN;
+      let beforeSnapshot: { usage: ProcessUsage; metrics: string } | undefined;
+      let snapshot: Promise<string> | undefined;
       const late = setTimeout(
         () => {
           lateRssMiB = rssMiB(pid);
+          if (!snapshotDir) return;
+          // Figures first, while the devices are still connected: writing a snapshot collects
+          // garbage, stalls the gateway and doubles its RSS for a while.
+          const usage = w.stop();
+          snapshot = (sys.metrics?.() ?? Promise.resolve('')).then((metrics) => {
+            beforeSnapshot = { usage, metrics };
+            return heapSnapshot(pid, snapshotDir);
+          });
         },
         Math.max(0, durationMs - 2000),
       );
       const result = await load.go();
       clearTimeout(late);
-      const usage = w.stop();
-      const text = (await sys.metrics?.()) ?? '';
+      const snapshotFile = await snapshot;
+      const usage = beforeSnapshot?.usage ?? w.stop();
+      const text = beforeSnapshot?.metrics ?? (await sys.metrics?.()) ?? '';
       const { stored } = await waitForCount(
         () => countPoints(influx.url, db, MEASUREMENT, 'spo2'),
         result.readingsAcked,
@@ -88,8 +116,10 @@ try {
         readingsAcked: result.readingsAcked,
         stored,
         cpuPercent: usage.cpuPercent,
+        ...(snapshotFile ? { heapSnapshot: snapshotFile } : {}),
       };
       runs.push(r);
+      if (snapshotFile) say(`run ${run}: heap snapshot ${snapshotFile} (npx tsx bench/heap.ts <file>)`);
       say(
         `run ${run}: ${devices} devices connected in ${fmt(connectSeconds, 1)} s; RSS idle ${fmt(idleRssMiB)} MiB, connected ${fmt(connectedRssMiB)} MiB, ${fmt(durationMs / 1000 - 2)} s later ${fmt(lateRssMiB)} MiB, peak ${fmt(r.peakRssMiB)} MiB, heap used/total ${fmt(r.heapUsedMiB)}/${fmt(r.heapTotalMiB)} MiB, external ${fmt(r.externalMiB)} MiB; ${r.stored} of ${r.readingsAcked} acknowledged readings stored`,
       );
@@ -137,3 +167,22 @@ console.log(
   ].join('\n'),
 );
 process.exit(0);
+
+/** Asks the gateway for a heap snapshot and waits until the file is complete. */
+async function heapSnapshot(pid: number, dir: string): Promise<string> {
+  const before = new Set(readdirSync(dir));
+  process.kill(pid, 'SIGUSR2');
+  const deadline = Date.now() + 120_000;
+  let last = -1;
+  while (Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 1000));
+    const file = readdirSync(dir).find((f) => f.endsWith('.heapsnapshot') && !before.has(f));
+    if (!file) continue;
+    const path = join(dir, file);
+    const size = statSync(path).size;
+    // V8 writes the snapshot in one go; a size unchanged for a second means it is done.
+    if (size > 0 && size === last) return path;
+    last = size;
+  }
+  throw new Error(`no complete heap snapshot from the gateway (pid ${pid}) in ${dir} within 120 s`);
+}

@@ -42,6 +42,8 @@ export interface SystemContext {
   readonly influxUrl: string;
   readonly db: string;
   readonly devices: number;
+  /** Node flags for the gateway process only, before BENCH_GATEWAY_NODE_OPTIONS. */
+  readonly nodeArgs?: readonly string[];
 }
 
 export type SystemName = 'gateway' | 'node-red' | 'plain' | 'mosquitto' | 'aedes';
@@ -182,7 +184,10 @@ export async function startGatewaySystem(
   const mqttPort = await freePort();
   const httpPort = await freePort();
   // BENCH_GATEWAY_NODE_OPTIONS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof", profiles the gateway.
-  const nodeArgs = (process.env.BENCH_GATEWAY_NODE_OPTIONS ?? '').split(' ').filter(Boolean);
+  const nodeArgs = [
+    ...(ctx.nodeArgs ?? []),
+    ...(process.env.BENCH_GATEWAY_NODE_OPTIONS ?? '').split(' ').filter(Boolean),
+  ];
   const { child, output } = spawnLogged(process.execPath, [
     ...nodeArgs,
     join(root, 'bin/livinglab.js'),

@@ -89,7 +89,8 @@ describe('bench scripts (smoke)', () => {
     expect(stages.stdout).toContain('spool appends (group commit, O_DSYNC)');
   }, 180_000);
 
-  it('connections: memory figures, and every acknowledged reading stored', async () => {
+  it('connections: memory figures, every acknowledged reading stored, a heap snapshot taken with the devices connected', async () => {
+    const snapshots = join(RESULTS, 'heap');
     const { result } = await bench('connections.ts', [
       '--devices',
       '60',
@@ -99,7 +100,22 @@ describe('bench scripts (smoke)', () => {
       '1',
       '--processes',
       '1',
+      '--heap-snapshot',
+      snapshots,
     ]);
+    const file = (result.runs as { heapSnapshot?: string }[])[0]?.heapSnapshot;
+    expect(file?.startsWith(snapshots)).toBe(true);
+    const heap = await run(
+      process.execPath,
+      ['--import', 'tsx', 'bench/heap.ts', file as string, '--top', '500'],
+      {
+        cwd: ROOT,
+        maxBuffer: 16 * 2 ** 20,
+      },
+    );
+    // One aedes Client per connected device (and none of ours has that name).
+    const clients = Number(/\| object:Client \| (\d+) \|/.exec(heap.stdout)?.[1]);
+    expect(clients).toBeGreaterThanOrEqual(60);
     const [r] = result.runs as {
       idleRssMiB: number;
       connectedRssMiB: number;
