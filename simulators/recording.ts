@@ -25,6 +25,8 @@ export async function recordMessages(opts: {
   out: WriteStream;
   signal: AbortSignal;
   onMessage?: (n: number) => void;
+  /** Called once the broker has granted the subscription: nothing published before is recorded. */
+  onSubscribed?: () => void;
 }): Promise<number> {
   const client = await mqtt.connectAsync(opts.mqttUrl, {
     username: opts.username,
@@ -55,6 +57,7 @@ export async function recordMessages(opts: {
       `the broker refused the subscription to ${opts.filter}; record needs a staff account`,
     );
   }
+  opts.onSubscribed?.();
   await new Promise<void>((resolve) =>
     opts.signal.addEventListener('abort', () => resolve(), { once: true }),
   );

@@ -37,9 +37,13 @@ export function registerRecordingCommands(program: Command, env: Record<string, 
           filter: opts.filter,
           out,
           signal: stop.signal,
+          onSubscribed: () =>
+            process.stderr.write(
+              `recording ${opts.filter} from ${opts.mqttUrl} to ${opts.out}; Ctrl-C to stop\n`,
+            ),
         });
         await new Promise<void>((r) => out.end(() => r()));
-        process.stderr.write(`${n} messages recorded to ${opts.out}\n`);
+        process.stderr.write(`${n} message${n === 1 ? '' : 's'} recorded to ${opts.out}\n`);
       },
     );
 

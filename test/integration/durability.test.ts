@@ -262,8 +262,13 @@ describe('metrics of the write path', () => {
       JSON.stringify({ readings }),
       { qos: 1 },
     );
-    await new Promise((r) => setTimeout(r, 1200));
-    const down = await scrape();
+    // A failed write and a reading at least a second old, however slow the machine is today.
+    const down = await eventually(
+      scrape,
+      (m) =>
+        m.value('livinglab_write_retries_total') > 0 &&
+        m.value('livinglab_spool_oldest_unwritten_seconds') >= 1,
+    );
     expect(down.value('livinglab_points_written_total')).toBe(0);
     expect(down.value('livinglab_spool_bytes')).toBeGreaterThan(0);
     expect(down.value('livinglab_spool_oldest_unwritten_seconds')).toBeGreaterThanOrEqual(1);

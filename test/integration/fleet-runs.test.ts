@@ -1,5 +1,13 @@
 // Recurring fleets inside `livinglab serve --fleet`, and record → replay into a second gateway.
-import { copyFileSync, createWriteStream, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import {
+  copyFileSync,
+  createWriteStream,
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -9,7 +17,9 @@ import { simulate } from '../../src/cli/simulate.js';
 import { PASSWORD, startGateway } from '../helpers/gateway.js';
 import { createGatewayProcess } from '../helpers/gateway-process.js';
 import { type Influxd, startInfluxd } from '../helpers/influxd.js';
-import { eventually } from '../helpers/mqtt.js';
+import { connectDevice, eventually } from '../helpers/mqtt.js';
+
+const ROOT = new URL('../../', import.meta.url).pathname;
 
 let influx: Influxd;
 beforeAll(async () => {
@@ -78,6 +88,60 @@ describe('serve --fleet', () => {
 });
 
 describe('record and replay', () => {
+  it('livinglab record says when it is subscribed, records until Ctrl-C and counts what it wrote', {
+    timeout: 30_000,
+  }, async () => {
+    const gw = await startGateway({
+      influxUrl: influx.url,
+      devices: [{ id: 'rec-ox-0', type: 'pulse-oximeter', site: 'rec' }],
+      staff: ['staff-cli'],
+    });
+    const file = join(mkdtempSync(join(tmpdir(), 'll-rec-cli-')), 'rec.ndjson');
+    const rec = spawn(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        join(ROOT, 'src/cli/main.ts'),
+        'record',
+        '--out',
+        file,
+        '--username',
+        'staff-cli',
+        '--mqtt-url',
+        gw.mqttUrl,
+      ],
+      { cwd: ROOT, stdio: ['pipe', 'ignore', 'pipe'] },
+    );
+    rec.stdin.end(`${PASSWORD}\n`);
+    let stderr = '';
+    rec.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const done = new Promise<number | null>((r) => rec.on('exit', (code) => r(code)));
+    await eventually(
+      async () => stderr,
+      (t) => t.includes(`recording lab/# from ${gw.mqttUrl} to ${file}; Ctrl-C to stop`),
+      15_000,
+    );
+    const device = await connectDevice(gw.mqttUrl, 'rec-ox-0');
+    const body = JSON.stringify({ ts: new Date().toISOString(), spo2: 97, pulse: 64 });
+    await device.publishAsync('lab/rec/pulse-oximeter/rec-ox-0/telemetry', body, { qos: 1 });
+    await eventually(
+      async () => (existsSync(file) ? readFileSync(file, 'utf8') : ''),
+      (t) => t.includes('rec-ox-0'),
+    );
+    rec.kill('SIGINT');
+    expect(await done).toBe(0);
+    expect(stderr).toContain(`1 message recorded to ${file}`);
+    const lines = readFileSync(file, 'utf8').trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(JSON.parse(lines[0] as string)).toMatchObject({
+      topic: 'lab/rec/pulse-oximeter/rec-ox-0/telemetry',
+      payload: body,
+    });
+    await device.endAsync();
+    await gw.stop();
+  });
+
   it('a recording replayed into a second gateway lands the same readings', { timeout: 90_000 }, async () => {
     const a = await startGateway({ influxUrl: influx.url, devices: [], staff: ['staff-rec'] });
     const dir = mkdtempSync(join(tmpdir(), 'll-rec-'));
@@ -86,6 +150,11 @@ describe('record and replay', () => {
     const recording = join(dir, 'rec.ndjson');
     const stop = new AbortController();
     const out = createWriteStream(recording);
+    let recordedSoFar = 0;
+    let subscribed: () => void = () => undefined;
+    const ready = new Promise<void>((r) => {
+      subscribed = r;
+    });
     const recorder = recordMessages({
       mqttUrl: a.mqttUrl,
       username: 'staff-rec',
@@ -93,8 +162,12 @@ describe('record and replay', () => {
       filter: 'lab/#',
       out,
       signal: stop.signal,
+      onMessage: (n) => {
+        recordedSoFar = n;
+      },
+      onSubscribed: () => subscribed(),
     });
-    await new Promise((r) => setTimeout(r, 300));
+    await ready;
     const run = await simulate(
       {
         fleet: fleetFile,
@@ -107,7 +180,11 @@ describe('record and replay', () => {
       {},
       undefined,
     );
-    await new Promise((r) => setTimeout(r, 500));
+    // Forwarding to the recorder may trail the last PUBACK to the simulator.
+    await eventually(
+      async () => recordedSoFar,
+      (n) => n >= run.counters.messagesAcked,
+    );
     stop.abort();
     const recorded = await recorder;
     await new Promise<void>((r) => out.end(() => r()));
