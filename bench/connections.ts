@@ -8,7 +8,7 @@
 // --heap-snapshot writes a heap snapshot of the gateway into DIR 2 s before the end of each run,
 // with the devices connected, right after the figures are taken (CPU and peak RSS then end there);
 // `npx tsx bench/heap.ts` reads it.
-import { mkdirSync, readdirSync, statSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readdirSync, readSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parseDuration } from '../src/config/duration.js';
@@ -92,6 +92,8 @@ try {
             beforeSnapshot = { usage, metrics };
             return heapSnapshot(pid, snapshotDir);
           });
+          // Awaited after the load ends; until then a failure must not count as unhandled.
+          snapshot.catch(() => undefined);
         },
         Math.max(0, durationMs - 2000),
       );
@@ -180,9 +182,20 @@ async function heapSnapshot(pid: number, dir: string): Promise<string> {
     if (!file) continue;
     const path = join(dir, file);
     const size = statSync(path).size;
-    // V8 writes the snapshot in one go; a size unchanged for a second means it is done.
-    if (size > 0 && size === last) return path;
+    // Written as a stream of JSON: done when the size holds still and the root object is closed.
+    if (size > 0 && size === last && endsWithBrace(path, size)) return path;
     last = size;
   }
   throw new Error(`no complete heap snapshot from the gateway (pid ${pid}) in ${dir} within 120 s`);
+}
+
+function endsWithBrace(path: string, size: number): boolean {
+  const fd = openSync(path, 'r');
+  try {
+    const b = Buffer.alloc(1);
+    readSync(fd, b, 0, 1, size - 1);
+    return b.toString() === '}';
+  } finally {
+    closeSync(fd);
+  }
 }
