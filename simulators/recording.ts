@@ -31,7 +31,7 @@ export async function recordMessages(opts: {
   const client = await mqtt.connectAsync(opts.mqttUrl, {
     username: opts.username,
     password: opts.password,
-    clientId: `${opts.username}-record-${process.pid}`,
+    clientId: `${opts.username}:record-${process.pid}`,
     reconnectPeriod: 1000,
   });
   let n = 0;

@@ -7,7 +7,7 @@ import { Aedes, type Client } from 'aedes';
 import type { Config } from '../config/schema.js';
 import { GatewayError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { devicePrefix, findIdentity } from '../registry/acl.js';
+import { devicePrefix, recheckIdentity } from '../registry/acl.js';
 import type { PasswordVerifier } from '../registry/passwords.js';
 import type { Registry, RegistrySnapshot } from '../registry/registry.js';
 import type { Device } from '../registry/types.js';
@@ -83,22 +83,15 @@ export function createBroker(deps: BrokerDeps): Broker {
     for (const client of Object.values(clientsOf(aedes))) {
       const identity = hooks.identityOf(client);
       if (!identity) continue;
-      const fresh = findIdentity(next, identity.id);
-      const before = identity.kind === 'device' ? identity.device : identity.account;
-      const after =
-        fresh?.kind === 'device' ? fresh.device : fresh?.kind === 'account' ? fresh.account : undefined;
-      const same =
-        fresh !== undefined &&
-        after !== undefined &&
-        fresh.kind === identity.kind &&
-        after.enabled &&
-        after.passwordHash === before.passwordHash &&
-        (fresh.kind !== 'device' ||
-          devicePrefix(fresh.device) === devicePrefix(before as typeof fresh.device));
-      if (same) {
-        hooks.setIdentity(client, fresh);
+      // The same rule authorizePublish applies to each publish (and will) of the connection.
+      const current = recheckIdentity(next, identity);
+      if (current.allow) {
+        hooks.setIdentity(client, current.identity);
       } else {
-        log.info({ clientId: client.id }, 'disconnecting client: registry no longer allows it');
+        log.info(
+          { clientId: client.id, reason: current.reason },
+          'disconnecting client: registry no longer allows it',
+        );
         client.close();
       }
     }

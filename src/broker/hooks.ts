@@ -3,7 +3,14 @@
 // QoS 1 PUBACK right after that callback (DESIGN §6): the ack waits for the pipeline.
 import type { AedesOptions, Client, PublishPacket, Subscription } from 'aedes';
 import type { Logger } from '../log.js';
-import { canConnect, canPublish, canSubscribe, findIdentity, type Identity } from '../registry/acl.js';
+import {
+  canConnect,
+  canPublish,
+  canSubscribe,
+  findIdentity,
+  type Identity,
+  recheckIdentity,
+} from '../registry/acl.js';
 import type { PasswordVerifier } from '../registry/passwords.js';
 import type { Registry } from '../registry/registry.js';
 
@@ -65,10 +72,7 @@ export function createHooks(deps: {
           if (!fresh) return refuse(CONNACK.BAD_USERNAME_OR_PASSWORD, 'unknown username');
           const decision = canConnect(fresh, client.id);
           if (!decision.allow) {
-            const code =
-              client.id !== fresh.id && fresh.kind === 'device'
-                ? CONNACK.IDENTIFIER_REJECTED
-                : CONNACK.NOT_AUTHORIZED;
+            const code = 'clientId' in decision ? CONNACK.IDENTIFIER_REJECTED : CONNACK.NOT_AUTHORIZED;
             return refuse(code, decision.reason);
           }
           identities.set(client, fresh);
@@ -79,9 +83,13 @@ export function createHooks(deps: {
     },
 
     authorizePublish(client, packet: PublishPacket, callback) {
-      const identity = client ? identities.get(client) : undefined;
-      if (!client || !identity) return callback(new Error('not authenticated'));
-      const decision = canPublish(identity, packet.topic);
+      const loggedIn = client ? identities.get(client) : undefined;
+      if (!client || !loggedIn) return callback(new Error('not authenticated'));
+      // Against the registry as it is now, not as it was at login: a will fires when enforceRegistry
+      // closes a disabled, removed or moved device, and must not be stored.
+      const current = recheckIdentity(registry.current(), loggedIn);
+      const identity = current.allow ? current.identity : loggedIn;
+      const decision = current.allow ? canPublish(identity, packet.topic) : current;
       if (!decision.allow) {
         log.warn(
           { ...who(client), topic: packet.topic, reason: decision.reason },
@@ -122,9 +130,11 @@ export function createHooks(deps: {
         log.warn({ ...who(client), topic: sub.topic, reason: decision.reason }, 'subscription refused');
         return callback(null, null);
       }
-      // Devices get feedback at QoS 0: aedes has no offline-queue limit for persistent sessions (aedes#1087).
-      // In place, so the session store keeps QoS 0 too; aedes still echoes the requested QoS in the SUBACK.
-      if (identity?.kind === 'device') sub.qos = 0;
+      // Every subscription is QoS 0: aedes has no offline-queue limit for persistent sessions
+      // (aedes#1087), and only QoS > 0 subscriptions are queued while a client is offline. Devices get
+      // their feedback, staff their live view, nothing piles up for an offline session. In place, so
+      // the session store keeps QoS 0 too; aedes still echoes the requested QoS in the SUBACK.
+      sub.qos = 0;
       callback(null, sub);
     },
 

@@ -1,6 +1,8 @@
 // Pure access decisions: who may connect, publish and subscribe. A device publishes only under its
 // own lab/{site}/{type}/{id}/ and subscribes only to its own `rejected` topic; staff read lab/#
-// and publish nothing. Nothing else is allowed: decisions default to deny.
+// and publish nothing. Nothing else is allowed: decisions default to deny. Client ids: a device's is
+// its device id; an account's is its account id or `{accountId}:{anything}` (':' is never in a device
+// id), so an account can never take over a device's session.
 import type { RegistrySnapshot } from './registry.js';
 import type { Account, Device } from './types.js';
 
@@ -8,10 +10,11 @@ export type Identity =
   | { readonly kind: 'device'; readonly id: string; readonly device: Device }
   | { readonly kind: 'account'; readonly id: string; readonly account: Account };
 
-export type Decision = { readonly allow: true } | { readonly allow: false; readonly reason: string };
+export type Denial = { readonly allow: false; readonly reason: string };
+export type Decision = { readonly allow: true } | Denial;
 
 const ALLOW: Decision = { allow: true };
-const deny = (reason: string): Decision => ({ allow: false, reason });
+const deny = (reason: string): Denial => ({ allow: false, reason });
 
 export const DEVICE_CHANNELS = ['telemetry', 'event', 'status'] as const;
 
@@ -32,14 +35,54 @@ export function findIdentity(snapshot: RegistrySnapshot, username: string): Iden
   return undefined;
 }
 
-export function canConnect(identity: Identity, clientId: string): Decision {
+/** A refusal because of the client id alone (CONNACK 2, identifier rejected) is marked as such. */
+export type ConnectDecision = Decision | (Denial & { readonly clientId: true });
+
+export function canConnect(identity: Identity, clientId: string): ConnectDecision {
   const enabled = identity.kind === 'device' ? identity.device.enabled : identity.account.enabled;
   if (!enabled) return deny(`${identity.kind} ${identity.id} is disabled`);
   // A device's client id is its device id, so no one can take over another device's session.
   if (identity.kind === 'device' && clientId !== identity.id) {
-    return deny(`client id "${clientId}" must equal the device id "${identity.id}"`);
+    return { ...deny(`client id "${clientId}" must equal the device id "${identity.id}"`), clientId: true };
+  }
+  if (identity.kind === 'account' && clientId !== identity.id && !clientId.startsWith(`${identity.id}:`)) {
+    return {
+      ...deny(
+        `client id "${clientId}" must be the account id "${identity.id}" or start with "${identity.id}:"`,
+      ),
+      clientId: true,
+    };
   }
   return ALLOW;
+}
+
+/**
+ * The identity a connection logged in as, as the registry has it now. Denied when the device or
+ * account was removed, disabled, moved or given a new password since: its connection is no longer
+ * allowed, and neither is anything it publishes, its last will included.
+ */
+export function recheckIdentity(
+  snapshot: RegistrySnapshot,
+  loggedIn: Identity,
+): { readonly allow: true; readonly identity: Identity } | Denial {
+  const fresh = findIdentity(snapshot, loggedIn.id);
+  if (!fresh || fresh.kind !== loggedIn.kind) {
+    return deny(`${loggedIn.kind} ${loggedIn.id} is no longer in the registry`);
+  }
+  const before = loggedIn.kind === 'device' ? loggedIn.device : loggedIn.account;
+  const after = fresh.kind === 'device' ? fresh.device : fresh.account;
+  if (!after.enabled) return deny(`${fresh.kind} ${fresh.id} is disabled`);
+  if (after.passwordHash !== before.passwordHash) {
+    return deny(`the password of ${fresh.kind} ${fresh.id} changed after it connected`);
+  }
+  if (
+    fresh.kind === 'device' &&
+    loggedIn.kind === 'device' &&
+    devicePrefix(fresh.device) !== devicePrefix(loggedIn.device)
+  ) {
+    return deny(`device ${fresh.id} moved to ${devicePrefix(fresh.device)} after it connected`);
+  }
+  return { allow: true, identity: fresh };
 }
 
 export function canPublish(identity: Identity, topic: string): Decision {

@@ -87,7 +87,7 @@ describe('topic ACL', () => {
   });
 
   it('lets staff read valid readings under lab/# but not rejected payloads, and not publish', async () => {
-    const staff = await connectDevice(gw.mqttUrl, 'staff-1', { clientId: 'staff-1-console' });
+    const staff = await connectDevice(gw.mqttUrl, 'staff-1', { clientId: 'staff-1:console' });
     const seen = await collect(staff, 'lab/+/blood-pressure/+/telemetry');
     expect(seen.granted[0]?.qos).toBe(0);
     const device = await connectDevice(gw.mqttUrl, B.id);
@@ -108,7 +108,7 @@ describe('topic ACL', () => {
 
   it('publishes retained online and offline status for a device', async () => {
     const device = await connectDevice(gw.mqttUrl, C.id);
-    const staff = await connectDevice(gw.mqttUrl, 'staff-1', { clientId: 'staff-1-status' });
+    const staff = await connectDevice(gw.mqttUrl, 'staff-1', { clientId: 'staff-1:status' });
     const status = await collect(staff, 'lab/aarhus/weight-scale/scale-0001/status');
     const [online] = await status.next(1);
     expect(online).toMatchObject({ retain: true });

@@ -56,7 +56,7 @@ const metric = async (name: string) => {
 it('marks a device silent for 3 intervals offline, and online again when it reports', {
   timeout: 30_000,
 }, async () => {
-  const staff = await connectDevice(gw.mqttUrl, 'staff-live', { clientId: 'staff-live-1' });
+  const staff = await connectDevice(gw.mqttUrl, 'staff-live', { clientId: 'staff-live:1' });
   const status = await collect(staff, 'lab/live/room-climate/quiet-1/status');
   const device = await connectDevice(gw.mqttUrl, 'quiet-1');
   await device.publishAsync('lab/live/room-climate/quiet-1/telemetry', reading(), { qos: 1 });

@@ -3,7 +3,14 @@ import { mkdtempSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { canConnect, canPublish, canSubscribe, findIdentity, type Identity } from '../../src/registry/acl.js';
+import {
+  canConnect,
+  canPublish,
+  canSubscribe,
+  findIdentity,
+  type Identity,
+  recheckIdentity,
+} from '../../src/registry/acl.js';
 import {
   addAccount,
   addDevice,
@@ -65,8 +72,10 @@ describe('registry file', () => {
       ...base,
       accounts: [{ id: 'ox-0001', role: 'staff' as const, enabled: true, passwordHash: HASH }],
     };
-    expect(() => parseRegistry(serialiseRegistry(dup), 'lab.yaml')).toThrow(
-      /accounts id "ox-0001" is already used by device ox-0001/,
+    const dupText = serialiseRegistry(dup);
+    const dupLine = dupText.split('\n').findIndex((l) => l.startsWith('accounts:')) + 2;
+    expect(() => parseRegistry(dupText, 'lab.yaml')).toThrow(
+      `lab.yaml:${dupLine}: accounts id "ox-0001" is already used by device ox-0001`,
     );
     expect(() => parseRegistry(serialiseRegistry({ ...base, sites: [] }), 'lab.yaml')).toThrow(
       /names site "odense", which is not under sites/,
@@ -99,6 +108,9 @@ describe('registry edits', () => {
         passwordHash: HASH,
       }),
     ).toThrow(/account staff-1 already exists/);
+    expect(() => addAccount(base, { id: 'ox-0001', role: 'staff', passwordHash: HASH })).toThrow(
+      /device ox-0001 already exists/,
+    );
     expect(() =>
       addDevice(base, {
         id: 'Bad Id',
@@ -201,5 +213,34 @@ describe('ACL decisions', () => {
     ) as Identity;
     expect(canConnect(disabled, 'ox-0001')).toEqual({ allow: false, reason: 'device ox-0001 is disabled' });
     expect(findIdentity(snap, 'nobody')).toBeUndefined();
+  });
+  it.each([
+    ['staff-1', true],
+    ['staff-1:console', true],
+    ['staff-1:', true],
+    ['ox-0001', false],
+    ['staff-1-console', false],
+    ['staff-10', false],
+    ['mqttjs_1234abcd', false],
+    ['', false],
+  ])('gives an account only its own client ids (%s)', (clientId, allowed) => {
+    const decision = canConnect(staff, clientId);
+    expect(decision.allow).toBe(allowed);
+    if (!allowed) expect(decision).toMatchObject({ clientId: true });
+  });
+  it('rechecks a logged-in identity against the registry as it is now', () => {
+    expect(recheckIdentity(snap, dev)).toEqual({ allow: true, identity: dev });
+    const now = (data: typeof base) => recheckIdentity(toSnapshot(data), dev);
+    expect(now(setDeviceEnabled(base, 'ox-0001', false))).toMatchObject({
+      reason: 'device ox-0001 is disabled',
+    });
+    expect(now(removeDevice(base, 'ox-0001'))).toMatchObject({ reason: /no longer in the registry/ });
+    const moved = { ...base, devices: base.devices.map((d) => ({ ...d, site: 'aarhus' })) };
+    expect(now(moved)).toMatchObject({ reason: /moved to lab\/aarhus\/pulse-oximeter\/ox-0001\// });
+    expect(
+      now({ ...base, devices: base.devices.map((d) => ({ ...d, passwordHash: '$7$1$a$b' })) }),
+    ).toMatchObject({ allow: false });
+    const renamed = { ...base, devices: base.devices.map((d) => ({ ...d, subject: 'p-018' })) };
+    expect(now(renamed)).toMatchObject({ allow: true, identity: { device: { subject: 'p-018' } } });
   });
 });
