@@ -57,6 +57,7 @@ if (only.has('parse')) {
     vendor: 'bench',
     passwordHash: '',
     enabled: true,
+    assignments: [],
   };
   const topic = 'lab/bench/pulse-oximeter/ox-00001/telemetry';
   const window = { maxFutureMs: 300_000, maxAgeMs: 7 * 86_400_000 };

@@ -3,10 +3,12 @@
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { GatewayError } from '../errors.js';
+import { subjectAt } from '../registry/assignments.js';
 import {
   addAccount,
   addDevice,
   applyImportedCredentials,
+  assignDevice,
   removeDevice,
   setDeviceEnabled,
   setDevicePassword,
@@ -67,7 +69,10 @@ export function registerDeviceCommands(program: Command, env: Env): void {
       .requiredOption('--type <type>', 'device type: a folder of device-schemas/')
       .requiredOption('--site <site>', 'site (home, care home or lab floor) the device is at')
       .requiredOption('--vendor <vendor>', 'vendor name')
-      .option('--subject <code>', 'participant code of the resident the device is assigned to')
+      .option(
+        '--subject <code>',
+        'participant code of the resident the device is assigned to (from the start; move it with `devices assign`)',
+      )
       .option('--interval <duration>', 'expected reporting interval, e.g. 60s')
       .option('--schema-version <n>', 'schema version the device speaks (default: the newest)')
       .option('--schemas-dir <dir>', 'device schema folder (default: the bundled device-schemas/)')
@@ -120,7 +125,7 @@ export function registerDeviceCommands(program: Command, env: Env): void {
         `${d.type}@${d.schemaVersion}`,
         d.site,
         d.vendor,
-        d.subject ?? '-',
+        subjectAt(d, Date.now()) ?? '-',
         d.interval ?? '-',
         d.enabled ? 'yes' : 'no',
       ]),
@@ -142,6 +147,8 @@ export function registerDeviceCommands(program: Command, env: Env): void {
       process.stderr.write(`device ${id} ${name}d in ${config.registry}\n`);
     });
   }
+
+  registerAssignCommand(devices, env);
 
   addRegistryOption(devices.command('remove <id>').description('remove a device from the registry')).action(
     async (id: string, opts: CommonFlags) => {
@@ -226,5 +233,33 @@ export function registerDeviceCommands(program: Command, env: Env): void {
     );
     process.stderr.write(`account ${opts.id} (${opts.role}) added to ${config.registry}\n`);
     if (print) process.stdout.write(`${secret}\n`);
+  });
+}
+
+// A move is recorded, never rewritten: readings are tagged by their own time with the subject of
+// the assignment covering it, so a buffer flushed after the move stays with the previous resident.
+function registerAssignCommand(devices: Command, env: Env): void {
+  addRegistryOption(
+    devices
+      .command('assign <id>')
+      .description(
+        'move a device to a resident (or to no one) from a time: closes the current assignment and opens the next',
+      )
+      .option('--subject <code>', 'participant code of the resident who has the device from then on')
+      .option('--none', 'the device belongs to no one from then on (returned to the lab, in storage)')
+      .option(
+        '--from <time>',
+        'when the move happened, RFC 3339 such as 2026-03-01T12:00:00Z (default: now)',
+      ),
+  ).action(async (id: string, opts: CommonFlags & { subject?: string; none?: boolean; from?: string }) => {
+    if (Boolean(opts.subject) === Boolean(opts.none))
+      throw new GatewayError('LL_INPUT_INVALID', 'give either --subject CODE or --none');
+    const config = configFromFlags(opts, env);
+    const from = opts.from ?? new Date().toISOString();
+    const data = await readRegistryFile(config.registry);
+    await writeRegistryFile(config.registry, assignDevice(data, id, opts.subject, from));
+    process.stderr.write(
+      `device ${id} assigned to ${opts.subject ?? 'no one'} from ${new Date(Date.parse(from)).toISOString()} in ${config.registry}\n`,
+    );
   });
 }

@@ -53,6 +53,7 @@ export function registerSchemaCommands(program: Command): void {
         vendor: 'check',
         enabled: true,
         passwordHash: '',
+        assignments: [],
       };
       const now = new Date();
       let valid = 0;

@@ -7,6 +7,7 @@ import type { AuditLog } from '../query/audit.js';
 import { encodeRows, FORMATS, type Format } from '../query/formats.js';
 import { pseudonym } from '../query/pseudonym.js';
 import { parseReadingsQuery, QueryError, streamReadings } from '../query/readings.js';
+import { subjectAt } from '../registry/assignments.js';
 import type { PasswordVerifier } from '../registry/passwords.js';
 import type { RegistryData } from '../registry/types.js';
 import { buildDictionary } from '../schemas/dictionary.js';
@@ -46,12 +47,14 @@ export function registerResearchRoutes(app: FastifyInstance, deps: ResearchDeps)
     if (!access.ok) return reply.code(access.status).send({ error: access.message });
     const p = access.project;
     const consented = new Set(p.consents.filter((c) => !c.withdrawn).map((c) => c.subject));
+    const now = Date.now();
     return {
       project: p.id,
       devices: data.devices
-        .filter((d) => d.subject && consented.has(d.subject) && p.types.includes(d.type))
-        .map((d) => ({
-          subject: pseudonym(p.secret, d.subject as string),
+        .map((d) => ({ d, subject: subjectAt(d, now) }))
+        .filter(({ d, subject }) => subject && consented.has(subject) && p.types.includes(d.type))
+        .map(({ d, subject }) => ({
+          subject: pseudonym(p.secret, subject as string),
           deviceType: d.type,
           schemaVersion: d.schemaVersion,
         }))

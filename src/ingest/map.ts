@@ -1,6 +1,7 @@
 // Pure: a schema-valid reading to its InfluxDB Point, following the schema's x-timeseries block.
 // Integers stay integers and floats stay floats (by schema, not by how the number looks); the
 // timestamp is the reading's own, checked against the receive time.
+import { subjectAt } from '../registry/assignments.js';
 import type { Device } from '../registry/types.js';
 import type { DeviceSchema } from '../schemas/types.js';
 import type { FieldValue, Point } from '../storage/point.js';
@@ -21,27 +22,37 @@ const hasControlCharacter = (s: string) => {
   return false;
 };
 
-// The tags every reading of a device carries, built once per device and schema: points of one
-// device share one frozen object, so line protocol can reuse the escaped series key (toLine).
+// The tags every reading of a device carries, built once per device, schema and subject: points of
+// one device share one frozen object, so line protocol can reuse the escaped series key (toLine).
 // Keyed by the registry's Device object, which a reload replaces; the old entry is then collected.
-const baseTags = new WeakMap<Device, WeakMap<DeviceSchema, Readonly<Record<string, string>>>>();
+const NO_SUBJECT = '';
+const baseTags = new WeakMap<Device, WeakMap<DeviceSchema, Map<string, Readonly<Record<string, string>>>>>();
 
-function deviceTags(device: Device, schema: DeviceSchema): Readonly<Record<string, string>> {
+function deviceTags(
+  device: Device,
+  schema: DeviceSchema,
+  subject: string | undefined,
+): Readonly<Record<string, string>> {
   let bySchema = baseTags.get(device);
   if (!bySchema) {
     bySchema = new WeakMap();
     baseTags.set(device, bySchema);
   }
-  let tags = bySchema.get(schema);
+  let bySubject = bySchema.get(schema);
+  if (!bySubject) {
+    bySubject = new Map();
+    bySchema.set(schema, bySubject);
+  }
+  let tags = bySubject.get(subject ?? NO_SUBJECT);
   if (!tags) {
     tags = Object.freeze({
       site: device.site,
       device_type: device.type,
       device_id: device.id,
       schema_version: String(schema.version),
-      ...(device.subject ? { subject: device.subject } : {}),
+      ...(subject ? { subject } : {}),
     });
-    bySchema.set(schema, tags);
+    bySubject.set(subject ?? NO_SUBJECT, tags);
   }
   return tags;
 }
@@ -90,7 +101,9 @@ export function toPoint(
       },
     );
   }
-  let tags = deviceTags(device, schema);
+  // The subject of the reading's own time, not of the arrival: a buffer flushed after a move stays
+  // with the resident it was measured at (issue 13 #4).
+  let tags = deviceTags(device, schema, subjectAt(device, instant.ms));
   for (const name of ts.tags) {
     const value = reading[name];
     if (value === undefined) continue;

@@ -1,8 +1,9 @@
 // Pure edits of registry data, used by the `livinglab devices|accounts` commands. Each returns a
 // new RegistryData or throws GatewayError with a message naming the device or account.
 import { GatewayError } from '../errors.js';
+import { openAssignment, parseAssignmentTime, SUBJECT_RE } from './assignments.js';
 import type { ImportedCredential } from './passwords.js';
-import { type Account, type Device, type RegistryData, SEGMENT_RE } from './types.js';
+import { type Account, type Assignment, type Device, type RegistryData, SEGMENT_RE } from './types.js';
 
 function checkSegment(value: string, what: string): void {
   if (!SEGMENT_RE.test(value)) {
@@ -25,6 +26,7 @@ export interface NewDevice {
   schemaVersion: number;
   site: string;
   vendor: string;
+  /** Assigned with no start: the device has been this resident's since it was registered. */
   subject?: string;
   interval?: string;
   passwordHash: string;
@@ -36,7 +38,7 @@ export function addDevice(data: RegistryData, d: NewDevice): RegistryData {
   checkSegment(d.site, 'site');
   const taken = usernameTaken(data, d.id);
   if (taken) throw new GatewayError('LL_REGISTRY_CONFLICT', `${taken} already exists in the registry`);
-  if (d.subject !== undefined && !/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/.test(d.subject)) {
+  if (d.subject !== undefined && !SUBJECT_RE.test(d.subject)) {
     throw new GatewayError(
       'LL_INPUT_INVALID',
       `subject "${d.subject}" must be a participant code (letters, digits, - and _)`,
@@ -45,7 +47,8 @@ export function addDevice(data: RegistryData, d: NewDevice): RegistryData {
   if (d.interval !== undefined && !/^\d+(ms|s|m|h|d)$/.test(d.interval)) {
     throw new GatewayError('LL_INPUT_INVALID', `interval "${d.interval}" must look like 30s, 5m or 1h`);
   }
-  const device: Device = { ...d, enabled: true };
+  const { subject, ...rest } = d;
+  const device: Device = { ...rest, assignments: subject === undefined ? [] : [{ subject }], enabled: true };
   const sites = data.sites.some((s) => s.id === d.site) ? data.sites : [...data.sites, { id: d.site }];
   return { ...data, sites, devices: [...data.devices, device] };
 }
@@ -69,6 +72,51 @@ export function setDeviceEnabled(data: RegistryData, id: string, enabled: boolea
 
 export function setDevicePassword(data: RegistryData, id: string, passwordHash: string): RegistryData {
   return replaceDevice(data, id, (d) => ({ ...d, passwordHash }));
+}
+
+/**
+ * Moves a device to `subject` (undefined: to no one) at `at`: closes the open assignment at that
+ * time and opens the next. History is only ever appended to: a time at or before the last recorded
+ * change is refused, so a recorded period is never rewritten.
+ */
+export function assignDevice(
+  data: RegistryData,
+  id: string,
+  subject: string | undefined,
+  at: string,
+): RegistryData {
+  const atMs = parseAssignmentTime(at);
+  if (atMs === undefined)
+    throw new GatewayError(
+      'LL_INPUT_INVALID',
+      `--from "${at}" must be an RFC 3339 time such as 2026-03-01T12:00:00Z`,
+    );
+  if (subject !== undefined && !SUBJECT_RE.test(subject))
+    throw new GatewayError(
+      'LL_INPUT_INVALID',
+      `subject "${subject}" must be a participant code (letters, digits, - and _)`,
+    );
+  return replaceDevice(data, id, (d) => {
+    const open = openAssignment(d);
+    if (subject === undefined && !open)
+      throw new GatewayError('LL_REGISTRY_CONFLICT', `device ${id} is assigned to no one already`);
+    if (subject !== undefined && open?.subject === subject)
+      throw new GatewayError('LL_REGISTRY_CONFLICT', `device ${id} is already assigned to ${subject}`);
+    const last = Math.max(
+      ...d.assignments
+        .flatMap((a) => [a.from, a.to])
+        .map((t) => (t === undefined ? Number.NEGATIVE_INFINITY : (parseAssignmentTime(t) ?? 0))),
+    );
+    // Closing the open assignment at its own start would leave it empty.
+    if (atMs < last || (open !== undefined && atMs === last))
+      throw new GatewayError(
+        'LL_REGISTRY_CONFLICT',
+        `device ${id} has an assignment change recorded at or after ${at}; a move is recorded after the last one and never rewrites history`,
+      );
+    const when = new Date(atMs).toISOString();
+    const closed: Assignment[] = d.assignments.map((a) => (a === open ? { ...a, to: when } : a));
+    return { ...d, assignments: subject === undefined ? closed : [...closed, { subject, from: when }] };
+  });
 }
 
 export function removeDevice(data: RegistryData, id: string): RegistryData {

@@ -7,7 +7,8 @@ import { basename, dirname, join } from 'node:path';
 import { Ajv } from 'ajv';
 import { type Document, isMap, isNode, LineCounter, parseDocument, stringify } from 'yaml';
 import { GatewayError } from '../errors.js';
-import { EMPTY_REGISTRY, type RegistryData, SEGMENT_PATTERN } from './types.js';
+import { checkAssignments } from './assignments.js';
+import { type Assignment, type Device, EMPTY_REGISTRY, type RegistryData, SEGMENT_PATTERN } from './types.js';
 
 const id = { type: 'string', pattern: SEGMENT_PATTERN };
 const hash = { type: 'string', pattern: '^\\$' };
@@ -43,7 +44,17 @@ const REGISTRY_SCHEMA = {
           schemaVersion: { type: 'integer', minimum: 1 },
           site: id,
           vendor: { type: 'string', minLength: 1, maxLength: 100 },
-          subject: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$' },
+          // Legacy form, read as one assignment with no start and no end (README "Device registry").
+          subject: SUBJECT,
+          assignments: {
+            type: 'array',
+            items: {
+              type: 'object',
+              additionalProperties: false,
+              required: ['subject'],
+              properties: { subject: SUBJECT, from: { type: 'string' }, to: { type: 'string' } },
+            },
+          },
           interval: { type: 'string', pattern: '^\\d+(ms|s|m|h|d)$' },
           enabled: { type: 'boolean', default: true },
           passwordHash: hash,
@@ -166,7 +177,10 @@ export function parseRegistry(text: string, file: string): RegistryData {
     });
     throw new GatewayError('LL_REGISTRY_PARSE', problems.join('\n'));
   }
-  const reg = data as unknown as RegistryData;
+  const loaded = data as unknown as Omit<RegistryData, 'devices'> & { devices: readonly LoadedDevice[] };
+  const at = (path: (string | number)[]) => where(file, lineOf(doc, lines, path));
+  const reg: RegistryData = { ...loaded, devices: toAssignedDevices(loaded.devices, at) };
+  checkConsents(reg, at);
   const seen = new Map<string, string>();
   const dup = (kind: string, key: string, index: number) => {
     const where = lineOf(doc, lines, [kind, index]);
@@ -208,6 +222,57 @@ export function parseRegistry(text: string, file: string): RegistryData {
   return reg;
 }
 
+const where = (file: string, line: number | undefined) => `${file}${line ? `:${line}` : ''}`;
+
+type LoadedDevice = Omit<Device, 'assignments'> & { subject?: string; assignments?: readonly Assignment[] };
+
+/** Devices as the file has them to Devices with assignments; refuses overlapping periods. */
+function toAssignedDevices(
+  loaded: readonly LoadedDevice[],
+  at: (path: (string | number)[]) => string,
+): Device[] {
+  return loaded.map((raw, i) => {
+    const { subject, assignments, ...rest } = raw;
+    if (subject !== undefined && assignments !== undefined) {
+      throw new GatewayError(
+        'LL_REGISTRY_PARSE',
+        `${at(['devices', i, 'subject'])}: device ${raw.id} has both subject and assignments; move the subject into assignments`,
+      );
+    }
+    const list = assignments ?? (subject === undefined ? [] : [{ subject }]);
+    const problem = checkAssignments(list);
+    if (problem) {
+      throw new GatewayError(
+        'LL_REGISTRY_PARSE',
+        `${at(['devices', i, 'assignments', problem.index])}: device ${raw.id}: ${problem.message}`,
+      );
+    }
+    return { ...rest, assignments: list };
+  });
+}
+
+/**
+ * One consent line per subject and project: a second line (a copy, or an active line beside a
+ * withdrawn one) would let a withdrawn subject's readings out again (issue 13 #6). A renewal after a
+ * withdrawal replaces the withdrawn line, as `livinglab projects consent` does.
+ */
+function checkConsents(reg: RegistryData, at: (path: (string | number)[]) => string): void {
+  reg.projects.forEach((p, i) => {
+    const first = new Map<string, number>();
+    p.consents.forEach((c, j) => {
+      const earlier = first.get(c.subject);
+      if (earlier === undefined) {
+        first.set(c.subject, j);
+        return;
+      }
+      throw new GatewayError(
+        'LL_REGISTRY_PARSE',
+        `${at(['projects', i, 'consents', j])}: project ${p.id} has a second consent line for subject ${c.subject} (the first is at ${at(['projects', i, 'consents', earlier])}); keep one line per subject and project: a renewed consent replaces the withdrawn line`,
+      );
+    });
+  });
+}
+
 export async function readRegistryFile(file: string): Promise<RegistryData> {
   let text: string;
   try {
@@ -241,7 +306,15 @@ export function serialiseRegistry(data: RegistryData): string {
       schemaVersion: d.schemaVersion,
       site: d.site,
       vendor: d.vendor,
-      ...(d.subject ? { subject: d.subject } : {}),
+      ...(d.assignments.length > 0
+        ? {
+            assignments: d.assignments.map((a) => ({
+              subject: a.subject,
+              ...(a.from ? { from: a.from } : {}),
+              ...(a.to ? { to: a.to } : {}),
+            })),
+          }
+        : {}),
       ...(d.interval ? { interval: d.interval } : {}),
       enabled: d.enabled,
       passwordHash: d.passwordHash,

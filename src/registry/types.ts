@@ -14,12 +14,27 @@ export interface Device {
   readonly schemaVersion: number;
   readonly site: string;
   readonly vendor: string;
-  /** The registry's internal participant code of the current assignment; never a name or national id. */
-  readonly subject?: string;
+  /**
+   * Who had the device when, oldest first: a reading is tagged with the subject of the assignment
+   * covering its own timestamp (registry/assignments.ts). Empty: the device belongs to no resident.
+   */
+  readonly assignments: readonly Assignment[];
   /** Expected reporting interval as written ("60s"); used by liveness and quality jobs. */
   readonly interval?: string;
   readonly enabled: boolean;
   readonly passwordHash: string;
+}
+
+/**
+ * A device's assignment to a resident: from `from` (inclusive; none: since the device was
+ * registered) to `to` (exclusive; none: still assigned). Times are RFC 3339 with an offset.
+ * A legacy `subject: CODE` in lab.yaml is read as one assignment with neither.
+ */
+export interface Assignment {
+  /** The registry's internal participant code; never a name or national id. */
+  readonly subject: string;
+  readonly from?: string;
+  readonly to?: string;
 }
 
 export type AccountRole = 'staff';

@@ -70,7 +70,7 @@ describe('livinglab command line', () => {
       type: 'pulse-oximeter',
       schemaVersion: 1,
       site: 'odense',
-      subject: 'p-017',
+      assignments: [{ subject: 'p-017' }],
       interval: '60s',
       enabled: true,
     });
@@ -173,6 +173,48 @@ describe('livinglab command line', () => {
     expect((await readRegistryFile(reg)).devices.map((d) => d.id)).toEqual(['ox-0001']);
     const missing = await cli(['devices', 'remove', 'bp-0001', '--registry', reg]);
     expect(missing).toMatchObject({ code: 2, stderr: 'livinglab: device bp-0001 is not in the registry\n' });
+  });
+
+  it('devices assign records a move and refuses to rewrite history (issue 13 #4)', async () => {
+    const help = await cli(['devices', 'assign', '--help']);
+    expect(help.stdout).toContain('--subject <code>');
+    expect(help.stdout).toContain('--from <time>');
+    const move = await cli([
+      'devices',
+      'assign',
+      'ox-0001',
+      '--subject',
+      'p-018',
+      '--from',
+      '2026-03-01T13:00:00+01:00',
+      '--registry',
+      reg,
+    ]);
+    expect(move).toMatchObject({
+      code: 0,
+      stderr: expect.stringContaining('assigned to p-018 from 2026-03-01T12:00:00.000Z'),
+    });
+    expect((await readRegistryFile(reg)).devices[0]?.assignments).toEqual([
+      { subject: 'p-017', to: '2026-03-01T12:00:00.000Z' },
+      { subject: 'p-018', from: '2026-03-01T12:00:00.000Z' },
+    ]);
+    expect((await cli(['devices', 'list', '--registry', reg])).stdout).toMatch(/\nox-0001\s.*\sp-018\s/);
+    const rewrite = await cli([
+      'devices',
+      'assign',
+      'ox-0001',
+      '--none',
+      '--from',
+      '2026-02-01T00:00:00Z',
+      '--registry',
+      reg,
+    ]);
+    expect(rewrite.code).toBe(2);
+    expect(rewrite.stderr).toContain('never rewrites history');
+    const neither = await cli(['devices', 'assign', 'ox-0001', '--registry', reg]);
+    expect(neither).toMatchObject({ code: 2, stderr: 'livinglab: give either --subject CODE or --none\n' });
+    expect((await cli(['devices', 'assign', 'ox-0001', '--none', '--registry', reg])).code).toBe(0);
+    expect((await readRegistryFile(reg)).devices[0]?.assignments[1]?.to).toBeDefined();
   });
 
   it('adds a staff account', async () => {

@@ -17,7 +17,7 @@ const device: Device = {
   schemaVersion: 1,
   site: 'odense',
   vendor: 'acme',
-  subject: 'p-017',
+  assignments: [{ subject: 'p-017' }],
   enabled: true,
   passwordHash: '$7$',
 };
@@ -173,9 +173,27 @@ describe('toPoint', () => {
     });
   });
   it('leaves out the subject tag for a device with no assignment', () => {
-    const { subject: _s, ...unassigned } = device;
-    const p = toPoint(reading, 0, ox, unassigned, NOW, WINDOW);
+    const p = toPoint(reading, 0, ox, { ...device, assignments: [] }, NOW, WINDOW);
     expect('tags' in p && p.tags).not.toHaveProperty('subject');
+  });
+  it('tags each reading with the subject of its own time, not of its arrival (issue 13 #4)', () => {
+    const moved: Device = {
+      ...device,
+      assignments: [
+        { subject: 'p-005', to: '2026-11-22T08:00:00Z' },
+        { subject: 'p-006', from: '2026-11-22T09:00:00Z' },
+      ],
+    };
+    const subjectOf = (ts: string) => {
+      const p = toPoint({ ...reading, ts }, 0, ox, moved, NOW, WINDOW);
+      if (!('tags' in p)) throw new Error('rejected');
+      return p.tags.subject;
+    };
+    expect(subjectOf('2026-11-22T07:59:59.999999999Z')).toBe('p-005');
+    expect(subjectOf('2026-11-22T08:00:00Z')).toBeUndefined();
+    expect(subjectOf('2026-11-22T08:59:59.999Z')).toBeUndefined();
+    expect(subjectOf('2026-11-22T09:00:00Z')).toBe('p-006');
+    expect(subjectOf('2026-11-22T10:00:00Z')).toBe('p-006');
   });
   it.each([
     ['6 minutes ahead', '2026-11-22T10:11:00.001Z', 'time'],
@@ -198,7 +216,7 @@ describe('toPoint', () => {
     );
   });
   it("gives each device its own series key while reusing it across that device's points", () => {
-    const other = { ...device, id: 'ox-2', subject: 'p-0002' };
+    const other = { ...device, id: 'ox-2', assignments: [{ subject: 'p-0002' }] };
     const lines = [device, other, device].map((d) => {
       const point = toPoint(reading, 0, ox, d, NOW, WINDOW);
       if (!('tags' in point)) throw new Error('rejected');
