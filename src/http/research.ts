@@ -60,6 +60,11 @@ export function registerResearchRoutes(app: FastifyInstance, deps: ResearchDeps)
     };
   });
 
+  registerReadingsRoute(app, deps);
+}
+
+/** Readings: parameters checked, the export recorded before it starts and when it ends. */
+function registerReadingsRoute(app: FastifyInstance, deps: ResearchDeps): void {
   app.get<{ Params: { id: string }; Querystring: Record<string, unknown> }>(
     '/api/v1/projects/:id/readings',
     async (req, reply) => {
