@@ -91,6 +91,7 @@ export async function* mergeRows(streams: readonly AsyncIterable<ReadingRow>[]):
       if (!next.done) heap.push({ row: next.value, it: head.it });
     }
   } finally {
-    for (const it of its) it.return?.().catch(() => undefined);
+    // Closing a stream cancels its InfluxDB response; a stream that failed is closed already.
+    await Promise.allSettled(its.map((it) => it.return?.()));
   }
 }
