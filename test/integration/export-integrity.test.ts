@@ -2,16 +2,20 @@
 // nothing about participant codes, every format returns every row, every export (finished or cut
 // off) is in the audit log with the rows sent, and odd parameter values get a 400.
 
+import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { tableFromIPC } from 'apache-arrow';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { ARROW_BATCH_ROWS } from '../../src/query/arrow.js';
 import { verifyAuditLog } from '../../src/query/audit.js';
 import { pseudonym } from '../../src/query/pseudonym.js';
+import { readRegistryFile } from '../../src/registry/file.js';
 import { addProject, issueToken, setConsent } from '../../src/registry/research.js';
 import type { RegistryData } from '../../src/registry/types.js';
+import { startCutProxy } from '../helpers/cut-proxy.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { type Influxd, startInfluxd } from '../helpers/influxd.js';
 import { eventually } from '../helpers/mqtt.js';
@@ -230,6 +234,67 @@ describe('every row in every format, and the audit log (items 7 and 12)', () => 
     expect(await verifyAuditLog(join(gw.dir, 'data', 'audit.ndjson'))).toEqual({
       entries: (await auditLines()).length,
     });
+  });
+});
+
+describe('an export that fails half-way (item 12, and `livinglab export`)', () => {
+  it('is audited as failed with the rows sent, and the CLI exits 2 saying its file is incomplete', {
+    timeout: 60_000,
+  }, async () => {
+    // A second gateway on the same data, reading InfluxDB through a link that breaks after 20 KB (gzip: about 10,000 rows).
+    const proxy = await startCutProxy(influx.url, 100_000);
+    const gw2 = await startGateway({ influxUrl: proxy.url, devices: [], config: { influx: { db: gw.db } } });
+    onTestFinished(async () => {
+      await gw2.stop();
+      await proxy.stop();
+    });
+    const registry = await readRegistryFile(gw.registryFile);
+    await gw2.editRegistry(() => registry);
+    await eventually(
+      async () => gw2.app.registry.current().data.tokens.length,
+      (n) => n === 2,
+    );
+    const out = join(gw2.dir, 'big.csv');
+    const root = new URL('../../', import.meta.url).pathname;
+    const cli = await promisify(execFile)(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        join(root, 'src/cli/main.ts'),
+        'export',
+        '--project',
+        'big',
+        '--type',
+        'bed-sensor',
+      ].concat(['--out', out, '--url', `http://127.0.0.1:${gw2.app.httpPort}`]),
+      { cwd: root, env: { ...process.env, LIVINGLAB_TOKEN: tokens.big } },
+    ).then(
+      () => ({ code: 0, stderr: '' }),
+      (err: { code: number; stderr: string }) => err,
+    );
+    expect(proxy.cuts()).toBeGreaterThan(0);
+    expect(cli.code).toBe(2);
+    expect(cli.stderr).toMatch(
+      /^livinglab: the export broke off after [\d,]+ lines .*big\.csv is incomplete/,
+    );
+    const file = join(gw2.dir, 'data', 'audit.ndjson');
+    const lines = (
+      await eventually(
+        async () => (await readFile(file, 'utf8').catch(() => '')).split('\n').filter(Boolean),
+        (l) => l.length >= 2,
+      )
+    ).map((l) => JSON.parse(l) as AuditLine & { via: string; error?: string });
+    expect(lines.map((l) => [l.event, l.via])).toEqual([
+      ['export-started', 'cli'],
+      ['export-ended', 'cli'],
+    ]);
+    const written = (await readFile(out, 'utf8')).trim().split('\n').length - 1;
+    expect(written).toBeGreaterThan(0);
+    expect(lines[1]).toMatchObject({ status: 'failed', error: expect.any(String) });
+    expect(lines[1]?.rows).toBeGreaterThanOrEqual(written);
+    expect(lines[1]?.rows).toBeLessThan(BIG_ROWS);
+    expect(await verifyAuditLog(file)).toEqual({ entries: 2 });
   });
 });
 
