@@ -159,11 +159,14 @@ function recordExportEnd(
   body.once('error', (err: Error) => {
     failure = err.message;
   });
-  reply.raw.once('close', () => {
+  const end = () => {
     const status = failure !== undefined ? 'failed' : reply.raw.writableFinished ? 'finished' : 'cut-off';
     req.log.info({ status, rows: sent.rows }, 'export ended');
     append({ status, rows: sent.rows, ...(failure !== undefined ? { error: failure } : {}) }).catch(
       (err: Error) => req.log.error({ err: err.message }, 'audit log append failed'),
     );
-  });
+  };
+  // A client can hang up while the start entry is being written: its response is closed already.
+  if (reply.raw.closed) end();
+  else reply.raw.once('close', end);
 }
