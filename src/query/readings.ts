@@ -32,7 +32,8 @@ export function parseReadingsQuery(
   params: Record<string, unknown>,
 ): ReadingsQuery {
   const str = (name: string) => {
-    const v = params[name];
+    // Own keys only: a query object may inherit from Object.prototype.
+    const v = Object.hasOwn(params, name) ? params[name] : undefined;
     if (v === undefined || v === '') return undefined;
     if (typeof v !== 'string') throw new QueryError(`${name} must be given once`);
     return v;
