@@ -32,7 +32,7 @@ export function registerExportCommand(program: Command, env: Record<string, stri
     .option('--to <time>', 'RFC 3339 end (default: project end)')
     .option('--every <window>', 'aggregation window, e.g. 1h (with --fn)')
     .option('--fn <fn>', 'mean, min, max, count or last (with --every)')
-    .option('--format <format>', 'csv, ndjson or json', 'csv')
+    .option('--format <format>', 'csv, ndjson, json or arrow', 'csv')
     .option('--out <file>', 'write here instead of stdout')
     .option('--url <url>', "the gateway's HTTP address", 'http://127.0.0.1:8080')
     .action(async (opts: ExportFlags) => {
@@ -61,28 +61,49 @@ export function registerExportCommand(program: Command, env: Record<string, stri
           `export refused (HTTP ${res.status}): ${body.error ?? res.statusText}`,
         );
       }
-      const out = opts.out ? createWriteStream(opts.out, { mode: 0o600 }) : process.stdout;
-      const tty = process.stderr.isTTY;
-      let lines = 0;
-      let last = 0;
-      const counter = new Writable({
-        write(chunk: Buffer, _enc, cb) {
-          for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, i + 1)) lines++;
-          if (tty && Date.now() - last > 200) {
-            last = Date.now();
-            process.stderr.write(`\rexporting… ${lines.toLocaleString('en')} lines`);
-          }
-          if (out.write(chunk)) cb();
-          else out.once('drain', () => cb());
-        },
-        final(cb) {
-          if (out === process.stdout) cb();
-          else out.end(cb);
-        },
-      });
-      await pipeline(res.body as unknown as NodeJS.ReadableStream, counter);
-      process.stderr.write(
-        `${tty ? '\r' : ''}exported ${lines.toLocaleString('en')} lines${opts.out ? ` to ${opts.out}` : ''}\n`,
-      );
+      await writeExport(res, opts);
     });
+}
+
+/**
+ * Copies the export to the file or stdout with a running count. A body that breaks off (the
+ * connection dropped, or the gateway could not go on) is an error naming what was written: the
+ * gateway's audit log has that export as failed or cut off.
+ */
+async function writeExport(res: Response, opts: ExportFlags): Promise<void> {
+  const out = opts.out ? createWriteStream(opts.out, { mode: 0o600 }) : process.stdout;
+  const tty = process.stderr.isTTY;
+  // An Arrow stream is binary: count bytes, not lines.
+  const unit = opts.format === 'arrow' ? 'bytes' : 'lines';
+  let count = 0;
+  let last = 0;
+  const counter = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      if (unit === 'bytes') count += chunk.length;
+      else for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, i + 1)) count++;
+      if (tty && Date.now() - last > 200) {
+        last = Date.now();
+        process.stderr.write(`\rexporting… ${count.toLocaleString('en')} ${unit}`);
+      }
+      if (out.write(chunk)) cb();
+      else out.once('drain', () => cb());
+    },
+    final(cb) {
+      if (out === process.stdout) cb();
+      else out.end(cb);
+    },
+  });
+  const id = res.headers.get('x-livinglab-export');
+  try {
+    await pipeline(res.body as unknown as NodeJS.ReadableStream, counter);
+  } catch (err) {
+    throw new GatewayError(
+      'LL_EXPORT_INCOMPLETE',
+      `the export broke off after ${count.toLocaleString('en')} ${unit} (${(err as Error).message}); ${opts.out ?? 'the output'} is incomplete: delete it and export again${id ? ` (audit log export ${id})` : ''}`,
+      { cause: err },
+    );
+  }
+  process.stderr.write(
+    `${tty ? '\r' : ''}exported ${count.toLocaleString('en')} ${unit}${opts.out ? ` to ${opts.out}` : ''}${id ? ` (audit log export ${id})` : ''}\n`,
+  );
 }

@@ -98,7 +98,14 @@ export const OPENAPI = {
         ],
         responses: {
           '200': {
-            description: 'Rows: time (RFC 3339 UTC), subject (pseudonym), then the fields',
+            description:
+              'Rows: time (RFC 3339 UTC), subject (pseudonym), then the fields; ordered by time, then pseudonym',
+            headers: {
+              'X-Livinglab-Export': {
+                description: "This export's id in the audit log",
+                schema: { type: 'string' },
+              },
+            },
             content: {
               'text/csv': {},
               'application/x-ndjson': {},

@@ -1,15 +1,16 @@
 // The research API: readings of a project, pseudonymised and consent-bound, streamed, audited.
+import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { authorise } from '../query/access.js';
 import { encodeArrow } from '../query/arrow.js';
 import type { AuditLog } from '../query/audit.js';
-import { encodeRows, FORMATS, type Format } from '../query/formats.js';
+import { encodeRows, FORMATS, type Format, parseFormat } from '../query/formats.js';
 import { pseudonym } from '../query/pseudonym.js';
-import { parseReadingsQuery, QueryError, streamReadings } from '../query/readings.js';
+import { parseReadingsQuery, QueryError, type ReadingsQuery, streamReadings } from '../query/readings.js';
 import { subjectAt } from '../registry/assignments.js';
 import type { PasswordVerifier } from '../registry/passwords.js';
-import type { RegistryData } from '../registry/types.js';
+import type { Project, RegistryData } from '../registry/types.js';
 import { buildDictionary } from '../schemas/dictionary.js';
 import type { SchemaSet } from '../schemas/types.js';
 import { OPENAPI, renderDocsPage } from './openapi.js';
@@ -62,6 +63,11 @@ export function registerResearchRoutes(app: FastifyInstance, deps: ResearchDeps)
     };
   });
 
+  registerReadingsRoute(app, deps);
+}
+
+/** Readings: parameters checked, the export recorded before it starts and when it ends. */
+function registerReadingsRoute(app: FastifyInstance, deps: ResearchDeps): void {
   app.get<{ Params: { id: string }; Querystring: Record<string, unknown> }>(
     '/api/v1/projects/:id/readings',
     async (req, reply) => {
@@ -73,54 +79,97 @@ export function registerResearchRoutes(app: FastifyInstance, deps: ResearchDeps)
       );
       if (!access.ok) return reply.code(access.status).send({ error: access.message });
       let query: ReturnType<typeof parseReadingsQuery>;
-      const format = (req.query.format ?? 'csv') as string;
+      let format: Format;
       try {
-        if (!(format in FORMATS))
-          throw new QueryError(`format must be one of ${Object.keys(FORMATS).join(', ')}`);
+        format = parseFormat(req.query.format);
         query = parseReadingsQuery(access.project, deps.schemas, req.query);
       } catch (err) {
         if (err instanceof QueryError) return reply.code(400).send({ error: err.message });
         throw err;
       }
-      let rows = 0;
-      const rowsOut = streamReadings({
-        influxUrl: deps.influxUrl,
-        db: deps.db,
-        project: access.project,
-        query,
-      });
-      const schema = deps.schemas.latest(query.type);
-      const kinds = query.fields.map((name) => ({
-        name,
-        kind:
-          query.fn === 'count'
-            ? ('integer' as const)
-            : (schema?.timeseries.fields.find((f) => f.name === name)?.kind ?? 'float'),
-      }));
-      const body =
-        format === 'arrow'
-          ? encodeArrow(rowsOut, kinds, () => rows++)
-          : Readable.from(
-              encodeRows(rowsOut, format as Exclude<Format, 'arrow'>, query.fields, () => rows++),
-            );
-      body.once('end', () => {
-        deps.audit
-          .append({
-            at: new Date().toISOString(),
-            researcher: access.researcher,
-            project: access.project.id,
-            via: req.headers['x-livinglab-client'] === 'cli' ? 'cli' : 'api',
-            query: {
-              ...query,
-              from: new Date(query.fromMs).toISOString(),
-              to: new Date(query.toMs).toISOString(),
-              format,
-            },
-            rows,
-          })
-          .catch((err: Error) => req.log.error({ err: err.message }, 'audit log append failed'));
-      });
-      return reply.type(FORMATS[format as Format]).send(body);
+      const who = {
+        export: randomUUID(),
+        researcher: access.researcher,
+        project: access.project.id,
+        via: req.headers['x-livinglab-client'] === 'cli' ? ('cli' as const) : ('api' as const),
+      };
+      try {
+        // Recorded before the first byte leaves, so no export goes out unrecorded.
+        await deps.audit.append({
+          at: new Date().toISOString(),
+          event: 'export-started',
+          ...who,
+          query: {
+            ...query,
+            from: new Date(query.fromMs).toISOString(),
+            to: new Date(query.toMs).toISOString(),
+            format,
+          },
+        });
+      } catch (err) {
+        req.log.error({ err: (err as Error).message }, 'audit log append failed');
+        return reply.code(503).send({
+          error:
+            'the export audit log cannot be written, so no export is given out; lab staff: check the data folder (disk space, permissions)',
+        });
+      }
+      const sent = { rows: 0 };
+      const body = Readable.from(encodeExport(deps, access.project, query, format, sent));
+      recordExportEnd(req, reply, body, sent, (end) =>
+        deps.audit.append({ at: new Date().toISOString(), event: 'export-ended', ...who, ...end }),
+      );
+      // The id of this export in the audit log, for the researcher's records.
+      return reply.type(FORMATS[format]).header('x-livinglab-export', who.export).send(body);
     },
   );
+}
+
+function encodeExport(
+  deps: ResearchDeps,
+  project: Project,
+  query: ReadingsQuery,
+  format: Format,
+  sent: { rows: number },
+): AsyncGenerator<string | Uint8Array> {
+  const rowsOut = streamReadings({ influxUrl: deps.influxUrl, db: deps.db, project, query });
+  const count = () => {
+    sent.rows++;
+  };
+  if (format !== 'arrow') return encodeRows(rowsOut, format, query.fields, count);
+  const schema = deps.schemas.latest(query.type);
+  const kinds = query.fields.map((name) => ({
+    name,
+    kind:
+      query.fn === 'count'
+        ? ('integer' as const)
+        : (schema?.timeseries.fields.find((f) => f.name === name)?.kind ?? 'float'),
+  }));
+  return encodeArrow(rowsOut, kinds, count);
+}
+
+/**
+ * Completes the audit record once the response is over: `failed` when producing the rows failed,
+ * `finished` when the whole body reached the connection, `cut-off` when the client hung up first.
+ */
+function recordExportEnd(
+  req: FastifyRequest,
+  reply: FastifyReply,
+  body: Readable,
+  sent: { rows: number },
+  append: (end: { status: 'finished' | 'failed' | 'cut-off'; rows: number; error?: string }) => Promise<void>,
+): void {
+  let failure: string | undefined;
+  body.once('error', (err: Error) => {
+    failure = err.message;
+  });
+  const end = () => {
+    const status = failure !== undefined ? 'failed' : reply.raw.writableFinished ? 'finished' : 'cut-off';
+    req.log.info({ status, rows: sent.rows }, 'export ended');
+    append({ status, rows: sent.rows, ...(failure !== undefined ? { error: failure } : {}) }).catch(
+      (err: Error) => req.log.error({ err: err.message }, 'audit log append failed'),
+    );
+  };
+  // A client can hang up while the start entry is being written: its response is closed already.
+  if (reply.raw.closed) end();
+  else reply.raw.once('close', end);
 }

@@ -1,18 +1,40 @@
-// The export audit log: one JSON line per export (time, researcher, project, parameters, rows),
-// each carrying the SHA-256 of the previous line, so a changed, inserted or deleted entry breaks
-// the chain. Append-only, mode 0600.
+// The export audit log: two JSON lines per export, one when it starts (time, researcher, project,
+// parameters) and one when it ends (rows sent, and whether it finished, failed or was cut off by a
+// client that hung up), joined by an export id. An export that never gets its second line was
+// interrupted by the gateway stopping. Each line carries the SHA-256 of the previous line, so a
+// changed, inserted or deleted entry breaks the chain. Append-only, mode 0600.
 import { createHash } from 'node:crypto';
 import { appendFile, mkdir, readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
-export interface AuditEntry {
+interface AuditCommon {
   readonly at: string;
+  /** Joins an export's start and end entries. */
+  readonly export: string;
   readonly researcher: string;
   readonly project: string;
   readonly via: 'api' | 'cli';
-  readonly query: Record<string, unknown>;
-  readonly rows: number;
 }
+
+/** Written before the first byte of an export leaves the gateway. */
+export interface ExportStarted extends AuditCommon {
+  readonly event: 'export-started';
+  readonly query: Record<string, unknown>;
+}
+
+/**
+ * Written when the export is over: `finished` (every row delivered), `failed` (the gateway could
+ * not produce the rest, `error` says why) or `cut-off` (the client hung up). `rows` counts the rows
+ * handed to the connection.
+ */
+export interface ExportEnded extends AuditCommon {
+  readonly event: 'export-ended';
+  readonly status: 'finished' | 'failed' | 'cut-off';
+  readonly rows: number;
+  readonly error?: string;
+}
+
+export type AuditEntry = ExportStarted | ExportEnded;
 
 const GENESIS = '0'.repeat(64);
 const sha256 = (text: string) => createHash('sha256').update(text, 'utf8').digest('hex');

@@ -4,6 +4,7 @@
 // validated values only: names come from the schemas, subjects from the registry, times are numbers.
 import type { Project } from '../registry/types.js';
 import type { SchemaSet } from '../schemas/types.js';
+import { mergeRows, sortTies } from './merge.js';
 import { pseudonym } from './pseudonym.js';
 
 export class QueryError extends Error {}
@@ -31,7 +32,8 @@ export function parseReadingsQuery(
   params: Record<string, unknown>,
 ): ReadingsQuery {
   const str = (name: string) => {
-    const v = params[name];
+    // Own keys only: a query object may inherit from Object.prototype.
+    const v = Object.hasOwn(params, name) ? params[name] : undefined;
     if (v === undefined || v === '') return undefined;
     if (typeof v !== 'string') throw new QueryError(`${name} must be given once`);
     return v;
@@ -129,40 +131,56 @@ export interface ReadingRow {
   [field: string]: string | number | boolean | null;
 }
 
-/** Streams the rows of every consented subject from InfluxDB (chunked), subject by subject. */
-export async function* streamReadings(opts: {
+/**
+ * Streams the rows of every consented subject from InfluxDB, ordered by time, then pseudonym (see
+ * merge.ts): one chunked query per subject, all read side by side, so memory holds about one chunk
+ * per subject. The chunk shrinks as subjects grow so that bound stays near 50,000 rows.
+ */
+export function streamReadings(opts: {
   influxUrl: string;
   db: string;
   project: Project;
   query: ReadingsQuery;
 }): AsyncGenerator<ReadingRow> {
-  for (const w of consentedWindows(opts.project, opts.query)) {
-    const subject = pseudonym(opts.project.secret, w.subject);
-    const url = `${opts.influxUrl}/query?db=${encodeURIComponent(opts.db)}&epoch=ms&chunked=true&chunk_size=5000&q=${encodeURIComponent(buildStatement(opts.query, w))}`;
-    const res = await fetch(url);
-    if (!res.ok || !res.body) throw new Error(`InfluxDB answered HTTP ${res.status}`);
-    const decoder = new TextDecoder();
-    let buffered = '';
-    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-      buffered += decoder.decode(chunk, { stream: true });
-      let nl = buffered.indexOf('\n');
-      while (nl >= 0) {
-        const line = buffered.slice(0, nl);
-        buffered = buffered.slice(nl + 1);
-        nl = buffered.indexOf('\n');
-        if (!line.trim()) continue;
-        const body = JSON.parse(line) as {
-          results: { series?: { columns: string[]; values: unknown[][] }[]; error?: string }[];
-        };
-        const result = body.results[0];
-        if (result?.error) throw new Error(result.error);
-        for (const s of result?.series ?? []) {
-          for (const v of s.values) {
-            const row: ReadingRow = { time: new Date(v[0] as number).toISOString(), subject };
-            for (let i = 1; i < s.columns.length; i++)
-              row[s.columns[i] as string] = (v[i] ?? null) as ReadingRow[string];
-            yield row;
-          }
+  const windows = consentedWindows(opts.project, opts.query);
+  const chunkSize = Math.max(100, Math.min(5000, Math.floor(50_000 / Math.max(1, windows.length))));
+  return mergeRows(
+    windows.map((w) =>
+      sortTies(
+        streamSubject(
+          `${opts.influxUrl}/query?db=${encodeURIComponent(opts.db)}&epoch=ms&chunked=true&chunk_size=${chunkSize}&q=${encodeURIComponent(buildStatement(opts.query, w))}`,
+          pseudonym(opts.project.secret, w.subject),
+        ),
+      ),
+    ),
+  );
+}
+
+/** The rows of one subject's statement, in InfluxDB's order (by time), as they arrive. */
+async function* streamSubject(url: string, subject: string): AsyncGenerator<ReadingRow> {
+  const res = await fetch(url);
+  if (!res.ok || !res.body) throw new Error(`InfluxDB answered HTTP ${res.status}`);
+  const decoder = new TextDecoder();
+  let buffered = '';
+  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+    buffered += decoder.decode(chunk, { stream: true });
+    let nl = buffered.indexOf('\n');
+    while (nl >= 0) {
+      const line = buffered.slice(0, nl);
+      buffered = buffered.slice(nl + 1);
+      nl = buffered.indexOf('\n');
+      if (!line.trim()) continue;
+      const body = JSON.parse(line) as {
+        results: { series?: { columns: string[]; values: unknown[][] }[]; error?: string }[];
+      };
+      const result = body.results[0];
+      if (result?.error) throw new Error(result.error);
+      for (const s of result?.series ?? []) {
+        for (const v of s.values) {
+          const row: ReadingRow = { time: new Date(v[0] as number).toISOString(), subject };
+          for (let i = 1; i < s.columns.length; i++)
+            row[s.columns[i] as string] = (v[i] ?? null) as ReadingRow[string];
+          yield row;
         }
       }
     }

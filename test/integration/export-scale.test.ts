@@ -1,4 +1,5 @@
-// An export of 1,000,000 rows streams through the gateway with bounded memory.
+// An export of 1,000,000 rows streams through the gateway with bounded memory, from one subject and
+// merged in time order from 200 subjects.
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { addProject, issueToken, setConsent } from '../../src/registry/research.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
@@ -6,9 +7,10 @@ import { type Influxd, startInfluxd } from '../helpers/influxd.js';
 import { eventually } from '../helpers/mqtt.js';
 
 const ROWS = 1_000_000;
+const SUBJECTS = 200;
 let influx: Influxd;
 let gw: TestGateway;
-let token = '';
+const tokens: Record<string, string> = {};
 
 beforeAll(async () => {
   influx = await startInfluxd();
@@ -26,6 +28,15 @@ beforeAll(async () => {
     const res = await fetch(`${influx.url}/write?db=${gw.db}`, { method: 'POST', body });
     expect(res.status).toBe(204);
   }
+  // The same number of rows spread over 200 subjects, each at its own offset within the second.
+  for (let s0 = 0; s0 < SUBJECTS; s0 += 20) {
+    let body = '';
+    for (let s = s0; s < s0 + 20; s++)
+      for (let j = 0; j < ROWS / SUBJECTS; j++)
+        body += `bed_sensor,device_id=bed-m${s},device_type=bed-sensor,schema_version=1,site=many,subject=p-m${s} heartRate=${50 + (j % 30)}i,occupied=true ${(start + j * 100_000 + s) * 1_000_000}\n`;
+    const res = await fetch(`${influx.url}/write?db=${gw.db}`, { method: 'POST', body });
+    expect(res.status).toBe(204);
+  }
   const day = (o: number) => new Date(Date.now() + o * 86_400_000).toISOString().slice(0, 10);
   await gw.editRegistry((d0) => {
     let d = addProject(d0, {
@@ -36,17 +47,28 @@ beforeAll(async () => {
       fields: ['heartRate'],
     });
     d = setConsent(d, 'big', 'p-big', { on: day(-10) });
-    const r = issueToken(d, {
-      project: 'big',
-      researcher: 'bench',
-      expires: new Date(Date.now() + 86_400_000),
+    d = addProject(d, {
+      id: 'many',
+      from: day(-10),
+      to: day(1),
+      types: ['bed-sensor'],
+      fields: ['heartRate'],
     });
-    token = r.token;
-    return r.data;
+    for (let s = 0; s < SUBJECTS; s++) d = setConsent(d, 'many', `p-m${s}`, { on: day(-10) });
+    for (const project of ['big', 'many']) {
+      const r = issueToken(d, {
+        project,
+        researcher: 'bench',
+        expires: new Date(Date.now() + 86_400_000),
+      });
+      tokens[project] = r.token;
+      d = r.data;
+    }
+    return d;
   });
   await eventually(
     async () => gw.app.registry.current().data.tokens.length,
-    (n) => n === 1,
+    (n) => n === 2,
   );
 }, 120_000);
 afterAll(async () => {
@@ -54,31 +76,51 @@ afterAll(async () => {
   await influx?.stop();
 });
 
-it(`streams ${ROWS.toLocaleString('en')} rows as CSV with bounded memory`, { timeout: 180_000 }, async () => {
-  global.gc?.();
-  const before = process.memoryUsage().rss;
-  let peak = before;
-  const sampler = setInterval(() => {
-    peak = Math.max(peak, process.memoryUsage().rss);
-  }, 50);
-  const res = await fetch(
-    `http://127.0.0.1:${gw.app.httpPort}/api/v1/projects/big/readings?type=bed-sensor&format=csv`,
-    {
-      headers: { authorization: `Bearer ${token}` },
-    },
-  );
-  let lines = 0;
-  let bytes = 0;
-  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-    bytes += chunk.length;
-    for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, i + 1)) lines++;
-  }
-  clearInterval(sampler);
-  const growthMiB = (peak - before) / 1024 / 1024;
-  console.log(
-    `[export] ${lines - 1} rows, ${(bytes / 1024 / 1024).toFixed(1)} MiB of CSV, RSS before ${(before / 1048576).toFixed(0)} MiB, peak ${(peak / 1048576).toFixed(0)} MiB (+${growthMiB.toFixed(0)} MiB)`,
-  );
-  expect(lines - 1).toBe(ROWS);
-  // Buffering the export would hold ~1,000,000 row objects (several hundred MiB); streaming does not.
-  expect(growthMiB).toBeLessThan(150);
-});
+it.each([
+  ['big', 'one subject'],
+  ['many', `${SUBJECTS} subjects, merged in time order`],
+])(
+  `streams ${ROWS.toLocaleString('en')} rows as CSV with bounded memory (%s: %s)`,
+  { timeout: 180_000 },
+  async (project) => {
+    global.gc?.();
+    const before = process.memoryUsage().rss;
+    let peak = before;
+    const sampler = setInterval(() => {
+      peak = Math.max(peak, process.memoryUsage().rss);
+    }, 50);
+    const res = await fetch(
+      `http://127.0.0.1:${gw.app.httpPort}/api/v1/projects/${project}/readings?type=bed-sensor&format=csv`,
+      {
+        headers: { authorization: `Bearer ${tokens[project]}` },
+      },
+    );
+    let lines = 0;
+    let bytes = 0;
+    let rest = '';
+    let lastTime = '';
+    let outOfOrder = 0;
+    const decoder = new TextDecoder();
+    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+      bytes += chunk.length;
+      const text = rest + decoder.decode(chunk, { stream: true });
+      const rows = text.split('\n');
+      rest = rows.pop() ?? '';
+      for (const row of rows) {
+        lines++;
+        const time = row.slice(0, row.indexOf(','));
+        if (lines > 2 && time < lastTime) outOfOrder++;
+        lastTime = time;
+      }
+    }
+    clearInterval(sampler);
+    const growthMiB = (peak - before) / 1024 / 1024;
+    console.log(
+      `[export ${project}] ${lines - 1} rows, ${(bytes / 1024 / 1024).toFixed(1)} MiB of CSV, RSS before ${(before / 1048576).toFixed(0)} MiB, peak ${(peak / 1048576).toFixed(0)} MiB (+${growthMiB.toFixed(0)} MiB)`,
+    );
+    expect(lines - 1).toBe(ROWS);
+    expect(outOfOrder).toBe(0);
+    // Buffering the export would hold ~1,000,000 row objects (several hundred MiB); streaming does not.
+    expect(growthMiB).toBeLessThan(150);
+  },
+);

@@ -202,22 +202,29 @@ describe('GET /api/v1/projects/{id}/readings', () => {
     const file = join(gw.dir, 'data', 'audit.ndjson');
     await eventually(
       async () => verifyAuditLog(file).catch(() => ({ entries: 0 })),
-      (r) => r.entries >= 6,
+      (r) => r.entries >= 12,
     );
     const r = await verifyAuditLog(file);
     expect(r.brokenAt).toBeUndefined();
     const { readFile } = await import('node:fs/promises');
-    const first = JSON.parse((await readFile(file, 'utf8')).split('\n')[0] as string) as Record<
-      string,
-      unknown
-    >;
-    expect(first).toMatchObject({
+    const [started, ended] = (await readFile(file, 'utf8'))
+      .split('\n')
+      .slice(0, 2)
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(started).toMatchObject({
+      event: 'export-started',
       researcher: 'a',
       project: 'sleep-a',
       via: 'api',
+      query: expect.objectContaining({ type: 'bed-sensor', format: 'ndjson' }),
+    });
+    expect(ended).toMatchObject({
+      event: 'export-ended',
+      export: started?.export,
+      status: 'finished',
       rows: expect.any(Number),
     });
-    expect(first.rows).toBeGreaterThan(0);
+    expect(ended?.rows).toBeGreaterThan(0);
   });
 });
 

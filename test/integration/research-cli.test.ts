@@ -129,7 +129,9 @@ describe('livinglab projects, tokens and audit', () => {
         researcher: 'r',
         project: 'sleep',
         via: 'cli',
-        query: {},
+        export: `e-${rows}`,
+        event: 'export-ended',
+        status: 'finished',
         rows,
       });
     expect(await cli(['audit', 'verify', '--file', file])).toMatchObject({

@@ -86,7 +86,9 @@ describe('audit log', () => {
     researcher: 'r',
     project: 'falls',
     via: 'api' as const,
-    query: { type: 'fall-detector' },
+    export: `e-${rows}`,
+    event: 'export-ended' as const,
+    status: 'finished' as const,
     rows,
   });
   it('detects a changed and a deleted entry', async () => {

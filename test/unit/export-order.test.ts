@@ -1,0 +1,66 @@
+// The export order (issue 13, item 5): time, then pseudonym, then values; never the order the
+// streams were given in (participant codes) nor InfluxDB's series order (device ids).
+import { describe, expect, it } from 'vitest';
+import { mergeRows, sortTies } from '../../src/query/merge.js';
+import type { ReadingRow } from '../../src/query/readings.js';
+
+const row = (s: number, subject: string, heartRate: number): ReadingRow => ({
+  time: new Date(1_800_000_000_000 + s * 1000).toISOString(),
+  subject,
+  heartRate,
+});
+async function* from(rows: ReadingRow[], closed?: string[], name?: string): AsyncGenerator<ReadingRow> {
+  try {
+    yield* rows;
+  } finally {
+    if (closed && name) closed.push(name);
+  }
+}
+const collect = async (it: AsyncIterable<ReadingRow>) => {
+  const out: ReadingRow[] = [];
+  for await (const r of it) out.push(r);
+  return out;
+};
+
+describe('mergeRows', () => {
+  it('orders by time, then pseudonym, whatever order the subjects are given in', async () => {
+    // Streams in participant-code order; pseudonyms sort the other way.
+    const streams = [
+      [row(2, 's-c', 70), row(5, 's-c', 71)],
+      [row(2, 's-b', 60), row(3, 's-b', 61)],
+      [row(1, 's-a', 50), row(2, 's-a', 51), row(9, 's-a', 52)],
+    ];
+    const merged = await collect(mergeRows(streams.map((s) => from(s))));
+    expect(merged.map((r) => [r.time.slice(17, 19), r.subject])).toEqual([
+      ['01', 's-a'],
+      ['02', 's-a'],
+      ['02', 's-b'],
+      ['02', 's-c'],
+      ['03', 's-b'],
+      ['05', 's-c'],
+      ['09', 's-a'],
+    ]);
+    expect(await collect(mergeRows([...streams].reverse().map((s) => from(s))))).toEqual(merged);
+  });
+
+  it('closes every stream when the reader stops early', async () => {
+    const closed: string[] = [];
+    const merged = mergeRows([
+      from([row(1, 's-a', 1), row(3, 's-a', 2)], closed, 'a'),
+      from([row(2, 's-b', 1), row(4, 's-b', 2)], closed, 'b'),
+    ]);
+    for await (const r of merged) if (r.subject === 's-b') break;
+    expect(closed.sort()).toEqual(['a', 'b']);
+  });
+});
+
+describe('sortTies', () => {
+  it("puts one subject's rows of equal time in value order, not in the order InfluxDB gave them", async () => {
+    // InfluxDB returns equal times in series-key order, that is by device id (bed-a, then bed-z).
+    const byDevice = [row(1, 's-a', 80), row(1, 's-a', 60), row(2, 's-a', 90), row(2, 's-a', 70)];
+    const sorted = await collect(sortTies(from(byDevice)));
+    expect(sorted.map((r) => r.heartRate)).toEqual([60, 80, 70, 90]);
+    const other = [row(1, 's-a', 60), row(1, 's-a', 80), row(2, 's-a', 70), row(2, 's-a', 90)];
+    expect(await collect(sortTies(from(other)))).toEqual(sorted);
+  });
+});
