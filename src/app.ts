@@ -194,6 +194,8 @@ export function buildApp(config: Config, opts: { log?: Logger } = {}): App {
         reasons.push(
           `spool full (${queue.stats.bytes} of ${queue.stats.limitBytes} bytes): not acknowledging`,
         );
+      const appendError = queue.stats.appendError;
+      if (appendError) reasons.push(appendError);
       if (!(await writer.ping())) reasons.push(`InfluxDB at ${config.influx.url} is not reachable`);
       return reasons;
     },
