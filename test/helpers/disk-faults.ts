@@ -14,7 +14,11 @@ export interface DiskFaults {
   shortWriteThenFull(bytes: number, fullWrites?: number): void;
   /** The next `n` truncates fail with EIO. */
   failTruncates(n: number): void;
-  readonly injected: { reads: number; writes: number; truncates: number };
+  /** The next `n` fsyncs (the spool syncs its folder after creating a segment) fail with EIO. */
+  failSyncs(n: number): void;
+  readonly injected: { reads: number; writes: number; truncates: number; syncs: number };
+  /** Successful fsyncs so far. */
+  readonly syncs: number;
 }
 
 const fault = (code: string, syscall: string) =>
@@ -27,7 +31,9 @@ export function createDiskFaults(): DiskFaults {
   let shortWrite: number | undefined;
   let fullWrites = 0;
   let truncateFaults = 0;
-  const injected = { reads: 0, writes: 0, truncates: 0 };
+  let syncFaults = 0;
+  let syncs = 0;
+  const injected = { reads: 0, writes: 0, truncates: 0, syncs: 0 };
 
   const wrap = (file: SpoolFile): SpoolFile => ({
     async read(buffer, offset, length, position) {
@@ -61,7 +67,15 @@ export function createDiskFaults(): DiskFaults {
       }
       return file.truncate(length);
     },
-    sync: () => file.sync(),
+    async sync() {
+      if (syncFaults > 0) {
+        syncFaults--;
+        injected.syncs++;
+        throw fault('EIO', 'fsync');
+      }
+      await file.sync();
+      syncs++;
+    },
     close: () => file.close(),
   });
 
@@ -80,6 +94,12 @@ export function createDiskFaults(): DiskFaults {
     failTruncates(n) {
       truncateFaults = n;
     },
+    failSyncs(n) {
+      syncFaults = n;
+    },
     injected,
+    get syncs() {
+      return syncs;
+    },
   };
 }

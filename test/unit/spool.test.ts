@@ -1,4 +1,13 @@
-import { appendFileSync, mkdtempSync, readdirSync, readFileSync, statSync, truncateSync } from 'node:fs';
+import {
+  appendFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  statSync,
+  truncateSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -280,6 +289,49 @@ describe('spool on a failing disk', () => {
     expect(await again.start()).toMatchObject({ records: 2, cutBytes: 0 });
     expect(texts(await again.read(1 << 20))).toEqual(['acked-1', 'acked-2']);
     await again.stop();
+  });
+
+  it('a new segment takes no record before its directory entry is synced', async () => {
+    const d = dir();
+    const faults = createDiskFaults();
+    const s = createSpool({ dir: d, maxBytes: 1 << 20, segmentBytes: 64, log, openFile: faults.openFile });
+    await s.start();
+    const r = (i: number) => `record-${i}-${'x'.repeat(30)}`;
+    await s.append([p(r(0))]);
+    await s.append([p(r(1))]);
+    // The next append opens segment 2; syncing the folder fails: not acknowledged.
+    faults.failSyncs(1);
+    await expect(s.append([p(r(2))])).rejects.toMatchObject({ code: 'LL_SPOOL_WRITE_FAILED' });
+    const synced = faults.syncs;
+    await s.append([p(r(3))]);
+    // Acknowledged only after the folder sync that makes segment 2 survive a power cut.
+    expect(faults.syncs).toBe(synced + 1);
+    expect(texts(await s.read(1 << 20))).toEqual([r(0), r(1), r(3)]);
+    await s.stop();
+  });
+
+  it('a confirm whose segment delete and checkpoint write fail still lets waiting appends in', async () => {
+    const d = dir();
+    const { lines, log: logged } = capture();
+    const s = createSpool({ dir: d, maxBytes: 150, segmentBytes: 64, log: logged });
+    await s.start();
+    for (const c of ['a', 'b', 'c']) await s.append([p(c.repeat(30))]);
+    let admitted = false;
+    const waiting = s.append([p('d'.repeat(30))]).then(() => {
+      admitted = true;
+    });
+    expect(s.stats.full).toBe(true);
+    const [, b] = await s.read(1 << 20);
+    // The disk refuses the delete of segment 1 and the checkpoint write.
+    const [seg1] = segFiles(d).sort();
+    renameSync(join(d, seg1 as string), join(d, 'moved-away'));
+    mkdirSync(join(d, seg1 as string));
+    mkdirSync(join(d, 'checkpoint.json.tmp'));
+    await s.confirm((b as QueuedRecord).position).catch(() => undefined);
+    await waiting;
+    expect(admitted).toBe(true);
+    expect(lines.map((l) => l.msg)).toContain('could not delete a written spool segment');
+    await s.stop();
   });
 
   it('never reuses a segment id: readings appended after every segment was deleted survive a crash', async () => {
