@@ -10,8 +10,9 @@
 // front of a later record. If that cut fails too, the spool refuses appends (`stats.appendError`,
 // readiness false) and tries the cut again with each new append; a restart recovers as well (the
 // start-up scan cuts a torn tail). A failed read hands out what it read before the failure.
-// Segment ids are never reused, not even after every segment was deleted, so a checkpoint can never
-// point into a newer segment of the same name.
+// A failed delete of a written segment or a failed checkpoint write only means a longer replay
+// after a restart (written twice, never lost). Segment ids are never reused, not even after every
+// segment was deleted, so a checkpoint can never point into a newer segment of the same name.
 
 import { constants } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat, truncate, writeFile } from 'node:fs/promises';
