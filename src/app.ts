@@ -25,7 +25,7 @@ import { createMemoryQueue } from './storage/memory-queue.js';
 import type { RecordQueue } from './storage/queue.js';
 import { createQueueSink } from './storage/queue-sink.js';
 import { createRejectsLog, type RejectsLog } from './storage/rejects-log.js';
-import { createSpool, type Spool } from './storage/spool.js';
+import { createSpool, type Spool, type SpoolOptions } from './storage/spool.js';
 import type { Writer } from './storage/writer.js';
 
 export interface App {
@@ -68,7 +68,11 @@ function createWriter(config: Config, log: Logger): Writer {
   });
 }
 
-export function buildApp(config: Config, opts: { log?: Logger } = {}): App {
+export function buildApp(
+  config: Config,
+  // openSpoolFile: the spool's file seam, for tests that inject disk faults.
+  opts: { log?: Logger; openSpoolFile?: SpoolOptions['openFile'] } = {},
+): App {
   const log = opts.log ?? createLogger({ level: config.logLevel });
   const schemas = loadSchemas(config.schemasDir);
   const registry = createRegistry({
@@ -83,6 +87,7 @@ export function buildApp(config: Config, opts: { log?: Logger } = {}): App {
         maxBytes: config.spool.maxBytes,
         segmentBytes: config.spool.segmentBytes,
         log: log.child({ module: 'storage.spool' }),
+        ...(opts.openSpoolFile ? { openFile: opts.openSpoolFile } : {}),
       })
     : undefined;
   const queue: RecordQueue = spool ?? createMemoryQueue({ maxBytes: config.spool.maxBytes });
@@ -194,6 +199,8 @@ export function buildApp(config: Config, opts: { log?: Logger } = {}): App {
         reasons.push(
           `spool full (${queue.stats.bytes} of ${queue.stats.limitBytes} bytes): not acknowledging`,
         );
+      const appendError = queue.stats.appendError;
+      if (appendError) reasons.push(appendError);
       if (!(await writer.ping())) reasons.push(`InfluxDB at ${config.influx.url} is not reachable`);
       return reasons;
     },

@@ -14,6 +14,9 @@ export const ERROR_CODES = {
   LL_LISTEN_FAILED: 'A network listener could not be started',
   LL_INPUT_INVALID: 'A file or value given on the command line is invalid',
   LL_EXPORT_INCOMPLETE: 'An export stopped before its last row; what was written is incomplete',
+  LL_SPOOL_WRITE_FAILED: 'A spool write failed (full disk, I/O error); the readings were not acknowledged',
+  LL_SPOOL_CUT_FAILED: 'A failed spool write could not be cut back out of its segment; appends are refused',
+  LL_SPOOL_READ_FAILED: 'The spool could not be read; the readings stay in it and are read again',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -4,13 +4,21 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom
 
 export interface MetricsSources {
   pipeline: () => { messages: number; readingsAccepted: number; rejected: Record<string, number> };
-  drain: () => { pointsWritten: number; pointsRejected: number; writeRetries: number };
+  drain: () => {
+    pointsWritten: number;
+    pointsRejected: number;
+    writeRetries: number;
+    readErrors: number;
+    workers: number;
+  };
   queue: () => {
     bytes: number;
     diskBytes: number;
     limitBytes: number;
     oldestUnconfirmedAt: number | undefined;
     full: boolean;
+    appendError: string | undefined;
+    writeErrors: number;
   };
   connectedClients: () => number;
   registryReloads: () => number;
@@ -89,6 +97,25 @@ export function createMetrics(src: MetricsSources): Metrics {
     'livinglab_write_retries_total',
     'InfluxDB writes retried',
     () => src.drain().writeRetries,
+  );
+  counter(
+    registry,
+    'livinglab_spool_read_errors_total',
+    'Failed reads of the spool by the drain (retried with backoff; nothing is lost)',
+    () => src.drain().readErrors,
+  );
+  gauge(registry, 'livinglab_drain_workers', 'Drain workers running', () => src.drain().workers);
+  counter(
+    registry,
+    'livinglab_spool_write_errors_total',
+    'Spool writes that failed on a disk error (their readings were not acknowledged)',
+    () => src.queue().writeErrors,
+  );
+  gauge(
+    registry,
+    'livinglab_spool_failed',
+    '1 while the spool refuses readings because a failed write could not be cut back out of it',
+    () => (src.queue().appendError ? 1 : 0),
   );
   counter(registry, 'livinglab_registry_reloads_total', 'Registry file reloads', () => src.registryReloads());
   gauge(

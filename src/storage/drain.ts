@@ -3,6 +3,10 @@
 // data (4xx) splits the batch until the offending lines are found. Those go to the rejects log
 // with InfluxDB's message; the rest are written. Records are confirmed in order, and only when every
 // line in them is either in the database or in the rejects log.
+//
+// A worker never dies and never lets go of a batch it took: a failed spool read, a failed rejects-log
+// append or an unexpected error is retried with backoff. Records are confirmed in order, so a batch
+// that is lost in a worker would be confirmed by the next one without ever being written.
 import type { Logger } from '../log.js';
 import { type BackoffPolicy, backoffDelay, DEFAULT_BACKOFF } from './backoff.js';
 import type { Position, QueuedRecord, RecordQueue } from './queue.js';
@@ -30,6 +34,10 @@ export interface DrainStats {
   onWriteLatency?: (seconds: number) => void;
   /** False while the database keeps failing. */
   healthy: boolean;
+  /** Failed reads of the queue (each retried with backoff). */
+  readErrors: number;
+  /** Drain workers running (`concurrency` while started). */
+  workers: number;
 }
 
 export interface Drain {
@@ -53,6 +61,8 @@ export function createDrain(opts: DrainOptions): Drain {
     batchesWritten: 0,
     lastWriteAt: undefined,
     healthy: true,
+    readErrors: 0,
+    workers: 0,
   };
   let stopping = false;
   let workers: Promise<void>[] = [];
@@ -85,6 +95,24 @@ export function createDrain(opts: DrainOptions): Drain {
   // throughput from being capped at one batch per hop (bench/e2e.ts found this at ~10,000/s).
   // They stay unconfirmed in the queue, so a stop or crash loses nothing.
   let prefetched: QueuedRecord[] = [];
+  let readFailures = 0;
+
+  /** Reads ahead; on a failed read, waits (backoff) and returns nothing, keeping what was taken. */
+  const readAhead = async (lines: number): Promise<void> => {
+    const want = Math.max(1, opts.batchSize * Math.max(1, opts.concurrency) - lines);
+    try {
+      prefetched = await queue.read(want * BYTES_PER_LINE_GUESS);
+    } catch (err) {
+      stats.readErrors++;
+      readFailures++;
+      if (readFailures === 1)
+        log.error({ err: (err as Error).message }, 'spool read failed; reading again with backoff');
+      await sleep(backoffDelay(readFailures, policy));
+      return;
+    }
+    if (readFailures > 0) log.info({ failedReads: readFailures }, 'spool reads recovered');
+    readFailures = 0;
+  };
 
   /** Gathers up to batchSize lines: returns early when the oldest waited flushInterval. */
   const takeBatch = async (): Promise<QueuedRecord[]> => {
@@ -93,8 +121,12 @@ export function createDrain(opts: DrainOptions): Drain {
     let deadline = 0;
     while (!stopping) {
       if (prefetched.length === 0) {
-        const want = Math.max(1, opts.batchSize * Math.max(1, opts.concurrency) - lines);
-        prefetched = await queue.read(want * BYTES_PER_LINE_GUESS);
+        await readAhead(lines);
+        // After a failed read, what this batch holds goes out now rather than after the outage.
+        if (prefetched.length === 0 && readFailures > 0) {
+          if (batch.length > 0) break;
+          continue;
+        }
       }
       let used = 0;
       while (used < prefetched.length && lines < opts.batchSize) {
@@ -160,40 +192,86 @@ export function createDrain(opts: DrainOptions): Drain {
     }
   };
 
+  /** Moves points the database refused to the rejects log; retried until it takes them. */
+  const moveToRejects = async (bad: { line: string; error: string }[]) => {
+    for (const b of bad) {
+      log.warn({ err: b.error }, 'database refused a point as bad data; moved to the rejects log');
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await rejects.append({
+            receivedAt: new Date().toISOString(),
+            clientId: '',
+            topic: '',
+            rejections: [{ reason: 'database', errors: [{ path: '', message: b.error }] }],
+            payload: Buffer.from(b.line, 'utf8'),
+          });
+          break;
+        } catch (err) {
+          // Not confirmed until it is in the rejects log: else it would be in neither place.
+          if (attempt === 1)
+            log.error({ err: (err as Error).message }, 'rejects log append failed; retrying');
+          if (stopping) throw new StopRequested();
+          await sleep(backoffDelay(attempt, policy));
+        }
+      }
+    }
+  };
+
+  /** Writes one batch until every line is in the database or the rejects log. */
+  const deliver = async (batch: QueuedRecord[]) => {
+    const lines = batch.flatMap((r) => r.payload.toString('utf8').split('\n'));
+    const bad = await writeAll(lines);
+    await moveToRejects(bad);
+    stats.pointsRejected += bad.length;
+    stats.pointsWritten += lines.length - bad.length;
+    stats.batchesWritten++;
+    stats.lastWriteAt = Date.now();
+  };
+
+  const takeInTurn = async () => {
+    // One taker at a time keeps batches in queue order.
+    while (taking) await taking.catch(() => undefined);
+    const take = takeBatch();
+    taking = take;
+    return take.finally(() => {
+      taking = undefined;
+    });
+  };
+
   const worker = async () => {
     while (!stopping) {
-      // One taker at a time keeps batches in queue order.
-      while (taking) await taking.catch(() => undefined);
-      const take = takeBatch();
-      taking = take;
-      const batch = await take.finally(() => {
-        taking = undefined;
-      });
+      const batch = await takeInTurn();
       if (batch.length === 0) continue;
       const id = seq++;
-      const lines = batch.flatMap((r) => r.payload.toString('utf8').split('\n'));
-      let bad: { line: string; error: string }[];
-      try {
-        bad = await writeAll(lines);
-      } catch (err) {
-        if (err instanceof StopRequested) return;
-        throw err;
+      // Its id is taken: until it is confirmed no later batch is, so it is never given up.
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await deliver(batch);
+          break;
+        } catch (err) {
+          if (err instanceof StopRequested || stopping) return;
+          log.error({ err: (err as Error).message, attempt }, 'drain could not deliver a batch; retrying');
+          await sleep(backoffDelay(attempt, policy));
+        }
       }
-      for (const b of bad) {
-        log.warn({ err: b.error }, 'database refused a point as bad data; moved to the rejects log');
-        await rejects.append({
-          receivedAt: new Date().toISOString(),
-          clientId: '',
-          topic: '',
-          rejections: [{ reason: 'database', errors: [{ path: '', message: b.error }] }],
-          payload: Buffer.from(b.line, 'utf8'),
-        });
-      }
-      stats.pointsRejected += bad.length;
-      stats.pointsWritten += lines.length - bad.length;
-      stats.batchesWritten++;
-      stats.lastWriteAt = Date.now();
       await confirmInOrder(id, (batch[batch.length - 1] as QueuedRecord).position);
+    }
+  };
+
+  const runWorker = async () => {
+    stats.workers++;
+    try {
+      for (;;) {
+        try {
+          return await worker();
+        } catch (err) {
+          // Not reached by design (every step above retries); kept so a worker never dies.
+          log.error({ err: (err as Error).message }, 'drain worker error; restarting it');
+          await sleep(backoffDelay(1, policy));
+        }
+      }
+    } finally {
+      stats.workers--;
     }
   };
 
@@ -201,9 +279,7 @@ export function createDrain(opts: DrainOptions): Drain {
     stats,
     start() {
       stopping = false;
-      workers = Array.from({ length: Math.max(1, opts.concurrency) }, () =>
-        worker().catch((err: Error) => log.error({ err: err.message }, 'drain worker failed')),
-      );
+      workers = Array.from({ length: Math.max(1, opts.concurrency) }, runWorker);
     },
     async idle(timeoutMs) {
       const deadline = Date.now() + timeoutMs;

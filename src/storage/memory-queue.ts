@@ -17,6 +17,8 @@ export function createMemoryQueue(opts: { maxBytes: number }): RecordQueue {
         unconfirmedRecords: records.length,
         oldestUnconfirmedAt: records[0]?.appendedAt,
         full: bytes >= opts.maxBytes,
+        appendError: undefined,
+        writeErrors: 0,
       };
     },
     async append(payloads) {

@@ -39,4 +39,8 @@ export interface QueueStats {
   readonly oldestUnconfirmedAt: number | undefined;
   /** True while appends wait for space (back-pressure). */
   readonly full: boolean;
+  /** Why appends are refused (the disk failed and the spool could not make itself whole), if they are. */
+  readonly appendError: string | undefined;
+  /** Appends that failed on a disk error (not counting those refused while `appendError` is set). */
+  readonly writeErrors: number;
 }

@@ -4,22 +4,21 @@
 // (and kept aside in `corrupt/`), never replayed as garbage. The spool never deletes a segment
 // before everything in it is confirmed, and when it is full, appends wait (back-pressure) instead
 // of dropping anything.
+//
+// A failing disk: a write that fails (even after writing part of its data, as ENOSPC does) rejects
+// its appends and cuts the segment back to its last counted byte, so nothing uncounted ever sits in
+// front of a later record. If that cut fails too, the spool refuses appends (`stats.appendError`,
+// readiness false) and tries the cut again with each new append; a restart recovers as well (the
+// start-up scan cuts a torn tail). A failed read hands out what it read before the failure.
+// A failed delete of a written segment or a failed checkpoint write only means a longer replay
+// after a restart (written twice, never lost). Segment ids are never reused, not even after every
+// segment was deleted, so a checkpoint can never point into a newer segment of the same name.
 
 import { constants } from 'node:fs';
-import {
-  type FileHandle,
-  mkdir,
-  open,
-  readdir,
-  readFile,
-  rename,
-  rm,
-  stat,
-  truncate,
-  writeFile,
-} from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
+import { GatewayError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Position, QueuedRecord, QueueStats, RecordQueue } from './queue.js';
 
@@ -34,6 +33,17 @@ export interface SpoolOptions {
   /** Most bytes of appends that may wait for space before new appends fail (memory bound). */
   maxWaitingBytes?: number;
   log: Logger;
+  /** Opens segment files and the spool folder (for its fsync); tests inject disk faults here. */
+  openFile?: (path: string, flags: number | string, mode?: number) => Promise<SpoolFile>;
+}
+
+/** The part of node:fs/promises FileHandle the spool uses. */
+export interface SpoolFile {
+  write(buffer: Buffer, offset: number, length: number): Promise<{ bytesWritten: number }>;
+  read(buffer: Buffer, offset: number, length: number, position: number): Promise<{ bytesRead: number }>;
+  truncate(length: number): Promise<void>;
+  sync(): Promise<void>;
+  close(): Promise<void>;
 }
 
 export interface Spool extends RecordQueue {
@@ -62,6 +72,7 @@ interface Pending {
 }
 
 const segName = (id: number) => `${String(id).padStart(20, '0')}.seg`;
+const errText = (err: unknown) => (err as NodeJS.ErrnoException).code ?? (err as Error).message;
 
 export function encodeRecord(payload: Buffer, appendedAt: number): Buffer {
   const buf = Buffer.allocUnsafe(HEADER + payload.length);
@@ -71,7 +82,6 @@ export function encodeRecord(payload: Buffer, appendedAt: number): Buffer {
   buf.writeUInt32LE(crc32(buf.subarray(8)), 4);
   return buf;
 }
-
 /** Parses records from `buf`; stops at the first incomplete or corrupt one and says where. */
 export function decodeRecords(
   buf: Buffer,
@@ -96,12 +106,205 @@ export function decodeRecords(
   return { records, end: at, corrupt: false };
 }
 
+/** The end of the spool that appends go to: the active segment, its rotation and its repair. */
+interface Appender {
+  /** Opens a fresh segment `id` for appends; its directory entry is synced before it takes records. */
+  openSegment(id: number): Promise<void>;
+  /** Writes `data` at the end of the active segment and counts it, or counts nothing and throws. */
+  write(data: Buffer): Promise<void>;
+  close(): Promise<void>;
+  /** Set while appends are refused: a failed write could not be cut back out of the segment. */
+  readonly error: GatewayError | undefined;
+  readonly writeErrors: number;
+}
+
+function createAppender(o: {
+  dir: string;
+  segments: Segment[];
+  segmentBytes: number;
+  openFile: NonNullable<SpoolOptions['openFile']>;
+  log: Logger;
+}): Appender {
+  const { segments, log } = o;
+  let active: SpoolFile | undefined;
+  let dirSynced = true;
+  let failed: GatewayError | undefined;
+  let failing = false;
+  let writeErrors = 0;
+  const last = () => segments[segments.length - 1] as Segment;
+
+  const syncDir = async () => {
+    const dirHandle = await o.openFile(o.dir, 'r');
+    await dirHandle.sync().finally(() => dirHandle.close());
+    dirSynced = true;
+  };
+
+  const openSegment = async (id: number) => {
+    const path = join(o.dir, segName(id));
+    // O_DSYNC: a write returns once its data is on stable storage, so a group commit is one
+    // thread-pool round trip (a write) instead of two (write, then fdatasync). On a busy event loop
+    // each round trip waits for the loop, so this halves the time a PUBACK waits for the disk.
+    active = await o.openFile(
+      path,
+      constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_DSYNC,
+      0o600,
+    );
+    segments.push({ id, path, size: 0 });
+    // The directory entry of a new segment must survive a crash too (retried before the first write).
+    dirSynced = false;
+    await syncDir();
+  };
+
+  const ensureSegment = async () => {
+    if (active && last().size < o.segmentBytes) {
+      if (!dirSynced) await syncDir();
+      return;
+    }
+    // Taken down first: a failed open must not leave a closed handle behind as the active one.
+    const old = active;
+    active = undefined;
+    await old?.close().catch(() => undefined);
+    await openSegment(last().id + 1);
+  };
+
+  // After a write that failed part-way (ENOSPC after a short write), its bytes sit uncounted at the
+  // end of the segment; later records would land after them, past what the reader and the next
+  // start-up scan can reach. Cut them; if that fails too, refuse appends until a cut succeeds.
+  const cutBack = async (seg: Segment, file: SpoolFile, err: unknown): Promise<never> => {
+    writeErrors++;
+    try {
+      await file.truncate(seg.size);
+    } catch (cutErr) {
+      failed = new GatewayError(
+        'LL_SPOOL_CUT_FAILED',
+        `spool segment ${seg.path} could not be cut back to ${seg.size} bytes after a failed write (${errText(cutErr)}): not acknowledging readings until it can; free disk space or check the disk, or restart the gateway`,
+        { cause: cutErr },
+      );
+      log.error(
+        { segment: seg.path, size: seg.size, err: errText(err), cutErr: errText(cutErr) },
+        'spool write failed and the segment could not be cut back: not acknowledging readings',
+      );
+      throw failed;
+    }
+    if (!failing)
+      log.warn(
+        { segment: seg.path, size: seg.size, err: errText(err) },
+        'spool write failed; segment cut back to its last complete record, readings not acknowledged',
+      );
+    failing = true;
+    throw new GatewayError(
+      'LL_SPOOL_WRITE_FAILED',
+      `could not write to spool segment ${seg.path} (${errText(err)}): readings not acknowledged; free disk space or check the disk`,
+      { cause: err },
+    );
+  };
+
+  // Tried again with every append while refusing: by path, since the handle may be what is broken;
+  // appends then go on in a fresh segment.
+  const repair = async () => {
+    const seg = last();
+    const file = await o.openFile(seg.path, constants.O_WRONLY);
+    await file.truncate(seg.size).finally(() => file.close());
+    const old = active;
+    active = undefined;
+    await old?.close().catch(() => undefined);
+    failed = undefined;
+    log.info(
+      { segment: seg.path, size: seg.size },
+      'spool segment cut back after a write error: acknowledging again',
+    );
+  };
+
+  return {
+    openSegment,
+    get error() {
+      return failed;
+    },
+    get writeErrors() {
+      return writeErrors;
+    },
+    async write(data) {
+      if (failed) {
+        const refused = failed;
+        await repair().catch(() => {
+          throw refused;
+        });
+      }
+      try {
+        await ensureSegment();
+      } catch (err) {
+        writeErrors++;
+        throw new GatewayError(
+          'LL_SPOOL_WRITE_FAILED',
+          `could not open or sync a spool segment in ${o.dir} (${errText(err)}): readings not acknowledged; free disk space or check the disk`,
+          { cause: err },
+        );
+      }
+      const seg = last();
+      const file = active as SpoolFile;
+      try {
+        for (let done = 0; done < data.length; ) {
+          const { bytesWritten } = await file.write(data, done, data.length - done);
+          done += bytesWritten;
+        }
+      } catch (err) {
+        await cutBack(seg, file, err);
+      }
+      seg.size += data.length;
+      if (failing) log.info({ segment: seg.path }, 'spool writes succeed again');
+      failing = false;
+    },
+    async close() {
+      const old = active;
+      active = undefined;
+      await old?.close();
+    },
+  };
+}
+
+const segmentId = (name: string) => Number(SEGMENT_NAME.exec(name)?.[1]);
+const isAfter = (p: Position, q: Position) =>
+  p.segment > q.segment || (p.segment === q.segment && p.offset > q.offset);
+
+async function readCheckpoint(file: string): Promise<Position | undefined> {
+  try {
+    const c = JSON.parse(await readFile(file, 'utf8')) as Partial<Position> | null;
+    // A checkpoint torn by a crash only means replaying more: written twice, never lost.
+    return typeof c?.segment === 'number' && typeof c.offset === 'number'
+      ? { segment: c.segment, offset: c.offset }
+      : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Reads one segment at start-up; a torn write at its end (crash mid-append) or corruption is cut and kept aside. */
+async function scanSegment(dir: string, name: string, log: Logger) {
+  const path = join(dir, name);
+  const buf = await readFile(path);
+  const decoded = decodeRecords(buf, segmentId(name));
+  const cutBytes = buf.length - decoded.end;
+  if (cutBytes > 0) {
+    await mkdir(join(dir, 'corrupt'), { recursive: true });
+    await writeFile(join(dir, 'corrupt', `${name}.${Date.now()}`), buf.subarray(decoded.end));
+    await truncate(path, decoded.end);
+    log.warn(
+      { segment: name, cutBytes, corrupt: decoded.corrupt },
+      decoded.corrupt
+        ? 'spool segment has a corrupt record: cut from there'
+        : 'spool segment ends in a torn record: cut',
+    );
+  }
+  return { segment: { id: segmentId(name), path, size: decoded.end, cutBytes }, decoded };
+}
+
 export function createSpool(opts: SpoolOptions): Spool {
   const { dir, maxBytes, log } = opts;
   const segmentBytes = opts.segmentBytes ?? 16 * 1024 * 1024;
   const maxWaitingBytes = opts.maxWaitingBytes ?? 64 * 1024 * 1024;
   const segments: Segment[] = [];
-  let active: FileHandle | undefined;
+  const openFile = opts.openFile ?? open;
+  const appender = createAppender({ dir, segments, segmentBytes, openFile, log });
   let pending: Pending[] = [];
   let committing: Promise<void> | undefined;
   let commitRunning = false;
@@ -128,22 +331,6 @@ export function createSpool(opts: SpoolOptions): Spool {
   };
   const last = () => segments[segments.length - 1] as Segment;
 
-  const openSegment = async (id: number) => {
-    const path = join(dir, segName(id));
-    // O_DSYNC: a write returns once its data is on stable storage, so a group commit is one
-    // thread-pool round trip (a write) instead of two (write, then fdatasync). On a busy event loop
-    // each round trip waits for the loop, so this halves the time a PUBACK waits for the disk.
-    active = await open(
-      path,
-      constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_DSYNC,
-      0o600,
-    );
-    segments.push({ id, path, size: 0 });
-    // The directory entry of a new segment must survive a crash too.
-    const dirHandle = await open(dir, 'r');
-    await dirHandle.sync().finally(() => dirHandle.close());
-  };
-
   // The loop's exit and the flag's reset happen in the same tick: an append arriving after the last
   // check of `pending` always finds the flag down and starts a new commit (it is never stranded).
   const commit = async (): Promise<void> => {
@@ -151,19 +338,12 @@ export function createSpool(opts: SpoolOptions): Spool {
       const batch = pending;
       pending = [];
       try {
-        if (last().size >= segmentBytes) {
-          await active?.close();
-          await openSegment(last().id + 1);
-        }
         const bufs = batch.map((p) => p.buf);
         const bytes = bufs.reduce((n, b) => n + b.length, 0);
         // One buffer, one write: with O_DSYNC each write syscall is a disk flush of its own.
         const data = bufs.length === 1 ? (bufs[0] as Buffer) : Buffer.concat(bufs, bytes);
-        for (let done = 0; done < data.length; ) {
-          const { bytesWritten } = await (active as FileHandle).write(data, done, data.length - done);
-          done += bytesWritten;
-        }
-        last().size += bytes;
+        // [DESIGN §2] a rejected append is never acknowledged: the device keeps and resends it.
+        await appender.write(data);
         totalBytes += bytes;
         if (unreadRecords === 0) firstUnreadAt = bufs[0]?.readDoubleLE(8);
         unreadRecords += batch.length;
@@ -232,7 +412,50 @@ export function createSpool(opts: SpoolOptions): Spool {
     await checkpointing;
   };
 
-  let readHandle: { id: number; handle: FileHandle } | undefined;
+  let readHandle: { id: number; handle: SpoolFile } | undefined;
+
+  // Reads chunk by chunk into `out`, moving the cursor past each chunk as it is handed out.
+  const readInto = async (out: QueuedRecord[], maxBytes: number) => {
+    let budget = maxBytes;
+    while (budget > 0) {
+      const seg =
+        segments.find((s) => s.id === cursor.segment) ?? segments.find((s) => s.id > cursor.segment);
+      if (!seg) break;
+      if (seg.id !== cursor.segment) cursor = { segment: seg.id, offset: 0 };
+      if (cursor.offset >= seg.size) {
+        const next = segments.find((s) => s.id > seg.id);
+        if (!next) break;
+        cursor = { segment: next.id, offset: 0 };
+        continue;
+      }
+      if (readHandle?.id !== seg.id) {
+        const old = readHandle;
+        readHandle = undefined;
+        await old?.handle.close();
+        readHandle = { id: seg.id, handle: await openFile(seg.path, 'r') };
+      }
+      const want = Math.min(seg.size - cursor.offset, Math.max(budget, HEADER));
+      let buf = Buffer.allocUnsafe(want);
+      const { bytesRead } = await readHandle.handle.read(buf, 0, want, cursor.offset);
+      buf = buf.subarray(0, bytesRead);
+      let decoded = decodeRecords(buf, seg.id, cursor.offset);
+      if (decoded.records.length === 0 && buf.length >= HEADER) {
+        // One record larger than the budget: read exactly that record.
+        const whole = Buffer.allocUnsafe(HEADER + buf.readUInt32LE(0));
+        await readHandle.handle.read(whole, 0, whole.length, cursor.offset);
+        decoded = decodeRecords(whole, seg.id, cursor.offset);
+      }
+      if (decoded.records.length === 0) break;
+      for (const r of decoded.records) {
+        out.push(r);
+        inflight.push({ position: r.position, appendedAt: r.appendedAt, size: r.payload.length + HEADER });
+      }
+      unreadRecords -= decoded.records.length;
+      cursor = (decoded.records[decoded.records.length - 1] as QueuedRecord).position;
+      budget -= decoded.end;
+      if (unreadRecords === 0) firstUnreadAt = undefined;
+    }
+  };
 
   return {
     get stats(): QueueStats {
@@ -243,62 +466,45 @@ export function createSpool(opts: SpoolOptions): Spool {
         unconfirmedRecords: inflight.length + unreadRecords,
         oldestUnconfirmedAt: inflight[0]?.appendedAt ?? (unreadRecords > 0 ? firstUnreadAt : undefined),
         full,
+        appendError: appender.error?.message,
+        writeErrors: appender.writeErrors,
       };
     },
 
     async start() {
       await mkdir(dir, { recursive: true, mode: 0o700 });
       const names = (await readdir(dir)).filter((n) => SEGMENT_NAME.test(n)).sort();
-      let checkpoint: Position | undefined;
-      try {
-        checkpoint = JSON.parse(await readFile(checkpointFile, 'utf8')) as Position;
-      } catch {
-        checkpoint = undefined;
-      }
+      const checkpoint = await readCheckpoint(checkpointFile);
+      // Resume after the checkpoint when its segment still exists; else replay from the first
+      // segment and count every record in it as unwritten (some are written twice, none is lost).
+      const resume =
+        checkpoint && names.some((n) => segmentId(n) === checkpoint.segment) ? checkpoint : undefined;
       let cutBytes = 0;
       let records = 0;
       for (const name of names) {
-        const id = Number(SEGMENT_NAME.exec(name)?.[1]);
-        const path = join(dir, name);
-        const buf = await readFile(path);
-        const decoded = decodeRecords(buf, id);
-        if (decoded.end < buf.length) {
-          // A torn write at the end (crash mid-append) or corruption: keep the bytes aside, cut them.
-          await mkdir(join(dir, 'corrupt'), { recursive: true });
-          await writeFile(join(dir, 'corrupt', `${name}.${Date.now()}`), buf.subarray(decoded.end));
-          await truncate(path, decoded.end);
-          cutBytes += buf.length - decoded.end;
-          log.warn(
-            { segment: name, cutBytes: buf.length - decoded.end, corrupt: decoded.corrupt },
-            decoded.corrupt
-              ? 'spool segment has a corrupt record: cut from there'
-              : 'spool segment ends in a torn record: cut',
-          );
-        }
-        segments.push({ id, path, size: decoded.end });
-        totalBytes += decoded.end;
+        const { segment, decoded } = await scanSegment(dir, name, log);
+        cutBytes += segment.cutBytes;
+        segments.push({ id: segment.id, path: segment.path, size: segment.size });
+        totalBytes += segment.size;
         for (const r of decoded.records) {
-          const done =
-            checkpoint &&
-            (id < checkpoint.segment ||
-              (id === checkpoint.segment && r.position.offset <= checkpoint.offset));
-          if (done) continue;
+          if (resume && !isAfter(r.position, resume)) continue;
           unconfirmedBytes += r.payload.length + HEADER;
           if (records === 0) firstUnreadAt = r.appendedAt;
           records++;
         }
       }
       unreadRecords = records;
-      // Resume after the checkpoint when its segment still exists; else from the first segment.
       const first = segments[0];
-      if (checkpoint && segments.some((s) => s.id === checkpoint.segment)) {
-        cursor = checkpoint;
-        confirmedAt = checkpoint;
+      if (resume) {
+        cursor = resume;
+        confirmedAt = resume;
       } else if (first) {
         cursor = { segment: first.id, offset: 0 };
       }
       // Appends always go to a fresh segment, so a segment being replayed is never also written.
-      await openSegment((segments.length > 0 ? last().id : 0) + 1);
+      // Past the checkpoint's segment too: after every segment was deleted, a new segment with an
+      // old id would count as confirmed up to the checkpoint's offset on the next start.
+      await appender.openSegment(Math.max(first ? last().id : 0, checkpoint?.segment ?? 0) + 1);
       if (!first) cursor = { segment: last().id, offset: 0 };
       if (records > 0)
         log.info(
@@ -333,42 +539,21 @@ export function createSpool(opts: SpoolOptions): Spool {
 
     async read(maxBytes) {
       const out: QueuedRecord[] = [];
-      let budget = maxBytes;
-      while (budget > 0) {
-        const seg =
-          segments.find((s) => s.id === cursor.segment) ?? segments.find((s) => s.id > cursor.segment);
-        if (!seg) break;
-        if (seg.id !== cursor.segment) cursor = { segment: seg.id, offset: 0 };
-        if (cursor.offset >= seg.size) {
-          const next = segments.find((s) => s.id > seg.id);
-          if (!next) break;
-          cursor = { segment: next.id, offset: 0 };
-          continue;
-        }
-        if (readHandle?.id !== seg.id) {
-          await readHandle?.handle.close();
-          readHandle = { id: seg.id, handle: await open(seg.path, 'r') };
-        }
-        const want = Math.min(seg.size - cursor.offset, Math.max(budget, HEADER));
-        let buf = Buffer.allocUnsafe(want);
-        const { bytesRead } = await readHandle.handle.read(buf, 0, want, cursor.offset);
-        buf = buf.subarray(0, bytesRead);
-        let decoded = decodeRecords(buf, seg.id, cursor.offset);
-        if (decoded.records.length === 0 && buf.length >= HEADER) {
-          // One record larger than the budget: read exactly that record.
-          const whole = Buffer.allocUnsafe(HEADER + buf.readUInt32LE(0));
-          await readHandle.handle.read(whole, 0, whole.length, cursor.offset);
-          decoded = decodeRecords(whole, seg.id, cursor.offset);
-        }
-        if (decoded.records.length === 0) break;
-        for (const r of decoded.records) {
-          out.push(r);
-          inflight.push({ position: r.position, appendedAt: r.appendedAt, size: r.payload.length + HEADER });
-        }
-        unreadRecords -= decoded.records.length;
-        cursor = (decoded.records[decoded.records.length - 1] as QueuedRecord).position;
-        budget -= decoded.end;
-        if (unreadRecords === 0) firstUnreadAt = undefined;
+      try {
+        await readInto(out, maxBytes);
+      } catch (err) {
+        // The handle may be what failed: the next read opens the segment again.
+        const old = readHandle;
+        readHandle = undefined;
+        await old?.handle.close().catch(() => undefined);
+        // The cursor already stands past what `out` holds: dropping it here would leave those
+        // records counted as read but never written, and the next confirm would cover them.
+        if (out.length > 0) return out;
+        throw new GatewayError(
+          'LL_SPOOL_READ_FAILED',
+          `could not read spool segment ${cursor.segment} (${errText(err)}): the readings stay in the spool and are read again`,
+          { cause: err },
+        );
       }
       return out;
     },
@@ -394,12 +579,18 @@ export function createSpool(opts: SpoolOptions): Spool {
         if (readHandle?.id === seg.id) {
           const handle = readHandle.handle;
           readHandle = undefined;
-          await handle.close();
+          await handle.close().catch(() => undefined);
         }
-        await rm(seg.path, { force: true });
+        // A segment left behind is only replayed after a restart (written twice, never lost), and
+        // the next confirm or start-up tries again; a failed delete must not stop the confirm.
+        await rm(seg.path, { force: true }).catch((err: unknown) =>
+          log.warn({ segment: seg.path, err: errText(err) }, 'could not delete a written spool segment'),
+        );
       }
-      await writeCheckpoint(false);
+      // Before the checkpoint: a checkpoint that cannot be written (full disk) must not keep
+      // appends waiting for room that is already free.
       admitWaiting();
+      await writeCheckpoint(false);
     },
 
     waitForData(timeoutMs) {
@@ -423,8 +614,7 @@ export function createSpool(opts: SpoolOptions): Spool {
       await writeCheckpoint(true).catch(() => undefined);
       await readHandle?.handle.close();
       readHandle = undefined;
-      await active?.close();
-      active = undefined;
+      await appender.close();
       // An empty last segment is noise on the next start.
       const tail = segments[segments.length - 1];
       if (tail && tail.size === 0 && segments.length > 1) await rm(tail.path, { force: true });

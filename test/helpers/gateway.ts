@@ -11,6 +11,7 @@ import { addAccount, addDevice } from '../../src/registry/edit.js';
 import { readRegistryFile, writeRegistryFile } from '../../src/registry/file.js';
 import { hashSecretSync } from '../../src/registry/passwords.js';
 import { EMPTY_REGISTRY, type RegistryData } from '../../src/registry/types.js';
+import type { SpoolOptions } from '../../src/storage/spool.js';
 
 export const PASSWORD = 'correct horse battery';
 
@@ -55,6 +56,8 @@ export async function startGateway(opts: {
   devices: TestDevice[];
   staff?: string[];
   config?: ConfigInput;
+  /** The spool's file seam (test/helpers/disk-faults.ts). */
+  openSpoolFile?: SpoolOptions['openFile'];
 }): Promise<TestGateway> {
   const dir = await mkdtemp(join(tmpdir(), 'll-gw-'));
   const registryFile = join(dir, 'lab.yaml');
@@ -84,7 +87,7 @@ export async function startGateway(opts: {
     },
   });
   const log = createLogger({ level: 'debug', destination: sink });
-  const app = buildApp(config, { log });
+  const app = buildApp(config, { log, ...(opts.openSpoolFile ? { openSpoolFile: opts.openSpoolFile } : {}) });
   await app.start();
   return {
     app,

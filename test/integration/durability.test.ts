@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 vi.setConfig({ testTimeout: 90_000 });
 
 import { encodeRecord } from '../../src/storage/spool.js';
+import { createDiskFaults } from '../helpers/disk-faults.js';
 import { startGateway } from '../helpers/gateway.js';
 import { createGatewayProcess } from '../helpers/gateway-process.js';
 import { type Influxd, startInfluxd } from '../helpers/influxd.js';
@@ -189,6 +190,106 @@ describe('an acknowledged reading is never lost', () => {
     report('full spool', { ...result, ackedWhenFull });
     expect(result).toMatchObject({ lost: 0, wrongValues: 0 });
     expect(gw.logLines().some((l) => l.msg === 'spool has room again: acknowledging')).toBe(true);
+    expect((await fetch(`http://127.0.0.1:${gw.app.httpPort}/readyz`)).status).toBe(200);
+    await gw.stop();
+  });
+});
+
+describe('an acknowledged reading is never lost on a failing disk', () => {
+  const scrape = async (port: number) => {
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    return (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
+  };
+
+  it('when spool reads fail while drain workers hold batches: every acknowledged reading is stored once, both workers keep running', async () => {
+    const ids = devices('readfail', 4);
+    const faults = createDiskFaults();
+    // Every third read of a segment fails, for a while: some while a worker holds a partial batch.
+    faults.failReadsWhen((n) => n % 3 === 0 && n <= 90);
+    const gw = await startGateway({
+      influxUrl: influx.url,
+      devices: ids,
+      config: { spool: { segmentSize: '4KiB' }, writer: { flushInterval: '200ms', batchSize: 20 } },
+      openSpoolFile: faults.openFile,
+    });
+    const fleet = startFleet({
+      ids: ids.map((d) => d.id),
+      site: 'readfail',
+      url: () => gw.mqttUrl,
+      intervalMs: 5,
+      maxPerDevice: 150,
+    });
+    await fleet.untilAcked(600, 60_000);
+    await fleet.stop();
+    const result = await compareWithInflux(fleet, influx, gw.db, 20_000);
+    report('failing spool reads', {
+      ...result,
+      injectedReadFaults: faults.injected.reads,
+      drainWorkers: gw.app.drain.stats.workers,
+    });
+    expect(await gw.app.drain.idle(20_000)).toBe(true);
+    const metric = await scrape(gw.app.httpPort);
+    expect(result).toMatchObject({ sent: 600, acked: 600, stored: 600, lost: 0, wrongValues: 0 });
+    // Written exactly once: no batch was written twice or skipped.
+    expect(gw.app.drain.stats.pointsWritten).toBe(gw.app.pipeline.stats.readingsAccepted);
+    expect(faults.injected.reads).toBeGreaterThan(0);
+    expect(metric('livinglab_drain_workers')).toBe(2);
+    expect(metric('livinglab_spool_read_errors_total')).toBeGreaterThan(0);
+    expect(gw.logLines().some((l) => l.msg === 'spool read failed; reading again with backoff')).toBe(true);
+    await gw.stop();
+  });
+
+  it('when the disk fills up mid-write: the cut-short appends are not acknowledged, every acknowledged reading is stored once', async () => {
+    const ids = devices('enospc', 4);
+    const faults = createDiskFaults();
+    const gw = await startGateway({
+      influxUrl: influx.url,
+      devices: ids,
+      config: { spool: { segmentSize: '8KiB' } },
+      openSpoolFile: faults.openFile,
+    });
+    const fleet = startFleet({
+      ids: ids.map((d) => d.id),
+      site: 'enospc',
+      url: () => gw.mqttUrl,
+      intervalMs: 5,
+      maxPerDevice: 150,
+    });
+    await fleet.untilAcked(100, 60_000);
+    // A few bytes of the next group commit reach the file, then the disk is full for three writes.
+    faults.shortWriteThenFull(10, 3);
+    await eventually(
+      async () => faults.injected.writes,
+      (n) => n === 3,
+    );
+    // Devices whose message was refused reconnect and go on; later readings land after the cut.
+    await fleet.untilAcked(fleet.acked + 200, 60_000);
+    await fleet.stop();
+    const result = await compareWithInflux(fleet, influx, gw.db, 20_000);
+    report('disk full mid-write', {
+      ...result,
+      injectedWriteFaults: faults.injected.writes,
+      drainWorkers: gw.app.drain.stats.workers,
+    });
+    expect(await gw.app.drain.idle(20_000)).toBe(true);
+    const metric = await scrape(gw.app.httpPort);
+    expect(faults.injected.writes).toBe(3);
+    expect(result).toMatchObject({ lost: 0, wrongValues: 0 });
+    // Readings that got no PUBACK were not stored either (the device sends them again).
+    expect(result.acked).toBeLessThan(result.sent);
+    expect(result.stored).toBe(result.acked);
+    expect(gw.app.drain.stats.pointsWritten).toBe(gw.app.pipeline.stats.readingsAccepted);
+    expect(metric('livinglab_spool_write_errors_total')).toBeGreaterThanOrEqual(1);
+    expect(metric('livinglab_spool_failed')).toBe(0);
+    expect(
+      gw
+        .logLines()
+        .some(
+          (l) =>
+            l.msg ===
+            'spool write failed; segment cut back to its last complete record, readings not acknowledged',
+        ),
+    ).toBe(true);
     expect((await fetch(`http://127.0.0.1:${gw.app.httpPort}/readyz`)).status).toBe(200);
     await gw.stop();
   });

@@ -1,6 +1,16 @@
-import { appendFileSync, mkdtempSync, readdirSync, readFileSync, statSync, truncateSync } from 'node:fs';
+import {
+  appendFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  statSync,
+  truncateSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { describe, expect, it, vi } from 'vitest';
 import { backoffDelay, parseRetryAfter } from '../../src/storage/backoff.js';
@@ -8,6 +18,7 @@ import { toLine } from '../../src/storage/line-protocol.js';
 import type { QueuedRecord } from '../../src/storage/queue.js';
 import { createSpool, decodeRecords, encodeRecord, SpoolFullError } from '../../src/storage/spool.js';
 import { classifyWriteResponse } from '../../src/storage/write-response.js';
+import { createDiskFaults } from '../helpers/disk-faults.js';
 
 const log = pino({ level: 'silent' });
 const dir = () => mkdtempSync(join(tmpdir(), 'll-spool-'));
@@ -182,6 +193,169 @@ describe('spool', () => {
     await s.confirm((rs[0] as QueuedRecord).position);
     expect(s.stats.oldestUnconfirmedAt).toBeUndefined();
     await s.stop();
+  });
+});
+
+describe('spool on a failing disk', () => {
+  const segFiles = (d: string) => readdirSync(d).filter((n) => n.endsWith('.seg'));
+  const fileBytes = (d: string) => segFiles(d).reduce((n, f) => n + statSync(join(d, f)).size, 0);
+  const capture = () => {
+    const lines: { msg: string }[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        for (const l of chunk.toString().split('\n')) if (l) lines.push(JSON.parse(l) as { msg: string });
+        cb();
+      },
+    });
+    return { lines, log: pino({ level: 'info' }, sink) };
+  };
+
+  it('a read that fails part-way hands out what it read, and the next read resumes right after it', async () => {
+    const d = dir();
+    const faults = createDiskFaults();
+    const s = createSpool({ dir: d, maxBytes: 1 << 20, segmentBytes: 64, log, openFile: faults.openFile });
+    await s.start();
+    const all = Array.from({ length: 6 }, (_, i) => `record-${i}-${'x'.repeat(30)}`);
+    for (const r of all) await s.append([p(r)]);
+    expect(segFiles(d).length).toBeGreaterThanOrEqual(3);
+    // The first chunk (segment) is read, the second fails.
+    faults.failRead(1);
+    const first = await s.read(1 << 20);
+    expect(faults.injected.reads).toBe(1);
+    expect(first.length).toBeGreaterThan(0);
+    // A read that fails before anything is read says so, with nothing handed out.
+    faults.failRead(0);
+    await expect(s.read(1 << 20)).rejects.toMatchObject({ code: 'LL_SPOOL_READ_FAILED' });
+    const rest = await s.read(1 << 20);
+    expect([...texts(first), ...texts(rest)]).toEqual(all);
+    await s.confirm((rest[rest.length - 1] as QueuedRecord).position);
+    expect(s.stats).toMatchObject({ unconfirmedRecords: 0, bytes: 0 });
+    await s.stop();
+  });
+
+  it('a write cut short by a full disk is cut back: nothing uncounted stays, later records are read and survive a restart', async () => {
+    const d = dir();
+    const faults = createDiskFaults();
+    const { lines, log: logged } = capture();
+    const s = createSpool({ dir: d, maxBytes: 1 << 20, log: logged, openFile: faults.openFile });
+    await s.start();
+    await s.append([p('acked-1')]);
+    faults.shortWriteThenFull(10);
+    await expect(s.append([p('refused-on-a-full-disk')])).rejects.toMatchObject({
+      code: 'LL_SPOOL_WRITE_FAILED',
+      message: expect.stringMatching(/ENOSPC.*not acknowledged/),
+    });
+    expect(faults.injected.writes).toBe(1);
+    expect(fileBytes(d)).toBe(s.stats.diskBytes);
+    await s.append([p('acked-2')]);
+    expect(fileBytes(d)).toBe(s.stats.diskBytes);
+    expect(s.stats).toMatchObject({ unconfirmedRecords: 2, writeErrors: 1, appendError: undefined });
+    expect(texts(await s.read(1 << 20))).toEqual(['acked-1', 'acked-2']);
+    expect(lines.map((l) => l.msg)).toContain(
+      'spool write failed; segment cut back to its last complete record, readings not acknowledged',
+    );
+    await s.stop();
+    const again = createSpool({ dir: d, maxBytes: 1 << 20, log });
+    expect(await again.start()).toMatchObject({ records: 2, cutBytes: 0 });
+    expect(texts(await again.read(1 << 20))).toEqual(['acked-1', 'acked-2']);
+    await again.stop();
+  });
+
+  it('refuses appends while a failed write cannot be cut back, and takes them again once the cut works', async () => {
+    const d = dir();
+    const faults = createDiskFaults();
+    const { lines, log: logged } = capture();
+    const s = createSpool({ dir: d, maxBytes: 1 << 20, log: logged, openFile: faults.openFile });
+    await s.start();
+    await s.append([p('acked-1')]);
+    faults.shortWriteThenFull(10);
+    faults.failTruncates(2);
+    await expect(s.append([p('refused-1')])).rejects.toMatchObject({ code: 'LL_SPOOL_CUT_FAILED' });
+    expect(s.stats.appendError).toMatch(/could not be cut back to \d+ bytes .*not acknowledging readings/);
+    expect(lines.map((l) => l.msg)).toContain(
+      'spool write failed and the segment could not be cut back: not acknowledging readings',
+    );
+    // The cut is tried again with the next append, fails again: still refused, nothing written.
+    await expect(s.append([p('refused-2')])).rejects.toMatchObject({ code: 'LL_SPOOL_CUT_FAILED' });
+    expect(faults.injected.truncates).toBe(2);
+    expect(s.stats.appendError).toBeDefined();
+    // The disk works again: the cut succeeds and the append goes in.
+    await s.append([p('acked-2')]);
+    expect(s.stats.appendError).toBeUndefined();
+    expect(fileBytes(d)).toBe(s.stats.diskBytes);
+    expect(texts(await s.read(1 << 20))).toEqual(['acked-1', 'acked-2']);
+    await s.stop();
+    const again = createSpool({ dir: d, maxBytes: 1 << 20, log });
+    expect(await again.start()).toMatchObject({ records: 2, cutBytes: 0 });
+    expect(texts(await again.read(1 << 20))).toEqual(['acked-1', 'acked-2']);
+    await again.stop();
+  });
+
+  it('a new segment takes no record before its directory entry is synced', async () => {
+    const d = dir();
+    const faults = createDiskFaults();
+    const s = createSpool({ dir: d, maxBytes: 1 << 20, segmentBytes: 64, log, openFile: faults.openFile });
+    await s.start();
+    const r = (i: number) => `record-${i}-${'x'.repeat(30)}`;
+    await s.append([p(r(0))]);
+    await s.append([p(r(1))]);
+    // The next append opens segment 2; syncing the folder fails: not acknowledged.
+    faults.failSyncs(1);
+    await expect(s.append([p(r(2))])).rejects.toMatchObject({ code: 'LL_SPOOL_WRITE_FAILED' });
+    const synced = faults.syncs;
+    await s.append([p(r(3))]);
+    // Acknowledged only after the folder sync that makes segment 2 survive a power cut.
+    expect(faults.syncs).toBe(synced + 1);
+    expect(texts(await s.read(1 << 20))).toEqual([r(0), r(1), r(3)]);
+    await s.stop();
+  });
+
+  it('a confirm whose segment delete and checkpoint write fail still lets waiting appends in', async () => {
+    const d = dir();
+    const { lines, log: logged } = capture();
+    const s = createSpool({ dir: d, maxBytes: 150, segmentBytes: 64, log: logged });
+    await s.start();
+    for (const c of ['a', 'b', 'c']) await s.append([p(c.repeat(30))]);
+    let admitted = false;
+    const waiting = s.append([p('d'.repeat(30))]).then(() => {
+      admitted = true;
+    });
+    expect(s.stats.full).toBe(true);
+    const [, b] = await s.read(1 << 20);
+    // The disk refuses the delete of segment 1 and the checkpoint write.
+    const [seg1] = segFiles(d).sort();
+    renameSync(join(d, seg1 as string), join(d, 'moved-away'));
+    mkdirSync(join(d, seg1 as string));
+    mkdirSync(join(d, 'checkpoint.json.tmp'));
+    await s.confirm((b as QueuedRecord).position).catch(() => undefined);
+    await waiting;
+    expect(admitted).toBe(true);
+    expect(lines.map((l) => l.msg)).toContain('could not delete a written spool segment');
+    await s.stop();
+  });
+
+  it('never reuses a segment id: readings appended after every segment was deleted survive a crash', async () => {
+    const d = dir();
+    const one = createSpool({ dir: d, maxBytes: 1 << 20, log });
+    await one.start();
+    await one.append([p('r1')]);
+    await one.stop();
+    // Next run: r1 is written and confirmed, its segment deleted; the empty new one goes at stop.
+    const two = createSpool({ dir: d, maxBytes: 1 << 20, log });
+    await two.start();
+    const [r1] = await two.read(1 << 20);
+    await two.confirm((r1 as QueuedRecord).position);
+    await two.stop();
+    expect(segFiles(d)).toEqual([]);
+    // Next run, InfluxDB down: two readings acknowledged, then the process dies (no stop).
+    const three = createSpool({ dir: d, maxBytes: 1 << 20, log });
+    await three.start();
+    await three.append([p('r2')]);
+    await three.append([p('r3')]);
+    const four = createSpool({ dir: d, maxBytes: 1 << 20, log });
+    expect((await four.start()).records).toBe(2);
+    expect(texts(await four.read(1 << 20))).toEqual(['r2', 'r3']);
+    await four.stop();
   });
 });
 
