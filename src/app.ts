@@ -6,6 +6,7 @@ import type { Config } from './config/schema.js';
 import { GatewayError } from './errors.js';
 import { createMetrics } from './http/metrics.js';
 import { buildHttp } from './http/server.js';
+import { createFeedbackBudget } from './ingest/feedback.js';
 import { createPipeline, type Pipeline } from './ingest/pipeline.js';
 import { rejection } from './ingest/record.js';
 import { runHousekeeping } from './jobs/housekeeping.js';
@@ -99,11 +100,17 @@ export function buildApp(config: Config, opts: { log?: Logger } = {}): App {
   });
   // The broker and the pipeline need each other (publish ↔ onPublish); the late binding is here only.
   let broker: Broker | undefined;
+  const feedbackBudget = createFeedbackBudget({
+    perMinute: config.feedback.perMinute,
+    burst: config.feedback.burst,
+    isBackedUp: (deviceId) => broker?.isBackedUp(deviceId) ?? false,
+  });
   const pipeline = createPipeline({
     schemas,
     sink: createQueueSink(queue),
     rejects,
     sendFeedback: (topic, payload) => broker?.publish(topic, payload) ?? Promise.resolve(),
+    feedbackBudget,
     window: config.time,
     maxBatchReadings: config.ingest.maxBatchReadings,
     onAccepted: (deviceId, points) => {
@@ -167,6 +174,8 @@ export function buildApp(config: Config, opts: { log?: Logger } = {}): App {
     drain: () => drain.stats,
     queue: () => queue.stats,
     connectedClients: () => b.connectedClients,
+    feedbackDropped: () => feedbackBudget.stats.dropped,
+    deliveriesDropped: () => b.deliveriesDropped,
     registryReloads: () => registry.reloads,
     connectedDevices: () => b.connectedDevices(),
     jobs: () => scheduler.stats,

@@ -13,6 +13,8 @@ export interface MetricsSources {
     full: boolean;
   };
   connectedClients: () => number;
+  feedbackDropped: () => Record<string, number>;
+  deliveriesDropped: () => number;
   registryReloads: () => number;
   connectedDevices: () => { site: string; type: string }[];
   jobs: () => ReadonlyMap<string, { runs: number; failures: number }>;
@@ -89,6 +91,22 @@ export function createMetrics(src: MetricsSources): Metrics {
     'livinglab_write_retries_total',
     'InfluxDB writes retried',
     () => src.drain().writeRetries,
+  );
+  new Counter({
+    name: 'livinglab_feedback_dropped_total',
+    help: 'Feedback messages not sent: over the device budget (rate) or its connection backed up (backlog)',
+    labelNames: ['reason'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [reason, n] of Object.entries(src.feedbackDropped())) this.inc({ reason }, n);
+    },
+  });
+  counter(
+    registry,
+    'livinglab_deliveries_dropped_total',
+    'MQTT deliveries dropped because the receiving connection was backed up (not reading its socket)',
+    () => src.deliveriesDropped(),
   );
   counter(registry, 'livinglab_registry_reloads_total', 'Registry file reloads', () => src.registryReloads());
   gauge(

@@ -7,7 +7,7 @@ import type { SchemaSet } from '../schemas/types.js';
 import type { Point } from '../storage/point.js';
 import type { RejectsLog } from '../storage/rejects-log.js';
 import type { PointSink } from '../storage/writer.js';
-import { toFeedback } from './feedback.js';
+import { type FeedbackBudget, toFeedback } from './feedback.js';
 import { type TimeWindow, toPoint } from './map.js';
 import { type IngestRecord, type Rejection, type RejectReason, rejection, type Verdict } from './record.js';
 import { parseTopic } from './route.js';
@@ -32,6 +32,8 @@ export interface PipelineDeps {
   rejects: RejectsLog;
   /** Publishes feedback to the device (QoS 0); failures are logged, never fatal. */
   sendFeedback: (topic: string, payload: string) => Promise<void>;
+  /** Per-device feedback budget; without one every rejected message is answered. */
+  feedbackBudget?: Pick<FeedbackBudget, 'take'>;
   window: TimeWindow;
   maxBatchReadings: number;
   /** Told of each device's accepted points after they are spooled (side notifications only). */
@@ -71,13 +73,13 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       { deviceId: record.identity.id, reasons: rejections.map((r) => r.reason), count: rejections.length },
       'message rejected',
     );
-    for (const r of rejections) {
-      deps
-        .sendFeedback(topic, JSON.stringify(toFeedback(record.topic, record.receivedAt, r)))
-        .catch((err: Error) =>
-          log.warn({ deviceId: record.identity.id, err: err.message }, 'feedback not sent'),
-        );
-    }
+    // One feedback message per incoming message, within the device's budget (DESIGN §6).
+    if (deps.feedbackBudget && !deps.feedbackBudget.take(record.identity.id)) return;
+    deps
+      .sendFeedback(topic, JSON.stringify(toFeedback(record.topic, record.receivedAt, rejections)))
+      .catch((err: Error) =>
+        log.warn({ deviceId: record.identity.id, err: err.message }, 'feedback not sent'),
+      );
   };
 
   return {
