@@ -87,7 +87,11 @@ export function buildApp(config: Config, opts: { log?: Logger } = {}): App {
       })
     : undefined;
   const queue: RecordQueue = spool ?? createMemoryQueue({ maxBytes: config.spool.maxBytes });
-  const rejects = createRejectsLog({ dataDir: config.dataDir });
+  const rejects = createRejectsLog({
+    dataDir: config.dataDir,
+    maxBytesPerClientPerDay: config.rejects.maxBytesPerDevicePerDay,
+    log: log.child({ module: 'storage.rejects' }),
+  });
   const drain = createDrain({
     queue,
     writer,
@@ -176,6 +180,7 @@ export function buildApp(config: Config, opts: { log?: Logger } = {}): App {
     connectedClients: () => b.connectedClients,
     feedbackDropped: () => feedbackBudget.stats.dropped,
     deliveriesDropped: () => b.deliveriesDropped,
+    rejectsNotLogged: () => rejects.notLogged,
     registryReloads: () => registry.reloads,
     connectedDevices: () => b.connectedDevices(),
     jobs: () => scheduler.stats,

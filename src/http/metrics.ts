@@ -15,6 +15,7 @@ export interface MetricsSources {
   connectedClients: () => number;
   feedbackDropped: () => Record<string, number>;
   deliveriesDropped: () => number;
+  rejectsNotLogged: () => number;
   registryReloads: () => number;
   connectedDevices: () => { site: string; type: string }[];
   jobs: () => ReadonlyMap<string, { runs: number; failures: number }>;
@@ -107,6 +108,12 @@ export function createMetrics(src: MetricsSources): Metrics {
     'livinglab_deliveries_dropped_total',
     'MQTT deliveries dropped because the receiving connection was backed up (not reading its socket)',
     () => src.deliveriesDropped(),
+  );
+  counter(
+    registry,
+    'livinglab_rejects_not_logged_total',
+    "Rejected messages counted but not written to the rejects log: the device's daily budget was spent",
+    () => src.rejectsNotLogged(),
   );
   counter(registry, 'livinglab_registry_reloads_total', 'Registry file reloads', () => src.registryReloads());
   gauge(

@@ -7,7 +7,13 @@ import type { SchemaSet } from '../schemas/types.js';
 import type { Point } from '../storage/point.js';
 import type { RejectsLog } from '../storage/rejects-log.js';
 import type { PointSink } from '../storage/writer.js';
-import { type FeedbackBudget, toFeedback } from './feedback.js';
+import {
+  capRejection,
+  type FeedbackBudget,
+  MAX_FEEDBACK_ERRORS,
+  MAX_FEEDBACK_REJECTIONS,
+  toFeedback,
+} from './feedback.js';
 import { type TimeWindow, toPoint } from './map.js';
 import { type IngestRecord, type Rejection, type RejectReason, rejection, type Verdict } from './record.js';
 import { parseTopic } from './route.js';
@@ -60,11 +66,19 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
   const reject = async (record: IngestRecord, rejections: readonly Rejection[]) => {
     for (const r of rejections) stats.rejected[r.reason]++;
     countRecent(rejections.length);
+    // The payload is kept whole; the rejections are capped like the feedback (every reading of a
+    // 1,000-reading batch with its own error list made the line 13 times the payload).
+    const listed = rejections
+      .slice(0, MAX_FEEDBACK_REJECTIONS)
+      .map((r) => ({ ...capRejection(r, MAX_FEEDBACK_ERRORS), ...(r.schema ? { schema: r.schema } : {}) }));
+    const reasons: Partial<Record<RejectReason, number>> = {};
+    for (const r of rejections) reasons[r.reason] = (reasons[r.reason] ?? 0) + 1;
     await rejects.append({
       receivedAt: record.receivedAt.toISOString(),
       clientId: record.clientId,
       topic: record.topic,
-      rejections,
+      rejections: listed,
+      ...(rejections.length > 1 ? { rejectionCount: rejections.length, reasons } : {}),
       payload: record.payload,
     });
     if (record.identity.kind !== 'device') return;

@@ -2,15 +2,13 @@
 // never reads its socket must neither stop the gateway nor grow its memory without bound (issue 13
 // #1, DESIGN §6). The gateway runs as its own process, so a crash shows as an exit, not a dead test.
 import { writeFile } from 'node:fs/promises';
-import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import mqttPacket from 'mqtt-packet';
 import { afterAll, beforeAll, expect, it, vi } from 'vitest';
-import { PASSWORD } from '../helpers/gateway.js';
 import { createGatewayProcess, type GatewayProcess } from '../helpers/gateway-process.js';
 import { type Influxd, startInfluxd } from '../helpers/influxd.js';
 import { connectDevice, eventually } from '../helpers/mqtt.js';
+import { connectNonReader, publishPacket } from '../helpers/non-reader.js';
 
 vi.setConfig({ testTimeout: 180_000 });
 
@@ -50,53 +48,9 @@ function metric(text: string, name: string, labels = ''): number {
   return line ? Number(line.split(' ')[1]) : 0;
 }
 
-/**
- * A device speaking raw MQTT: reads until its SUBACK, then never reads its socket again (the
- * gateway's writes back up in the kernel and then in the gateway's socket buffer).
- */
-async function connectNonReader(id: string, filter: string): Promise<Socket> {
-  const url = new URL(gw.mqttUrl());
-  const socket = connect(Number(url.port), url.hostname);
-  await new Promise<void>((resolve, reject) => {
-    socket.once('connect', () => resolve());
-    socket.once('error', reject);
-  });
-  const parser = mqttPacket.parser();
-  const subacked = new Promise<void>((resolve, reject) => {
-    parser.on('packet', (p) => {
-      if (p.cmd === 'connack' && p.returnCode !== 0) reject(new Error(`CONNACK ${p.returnCode}`));
-      if (p.cmd === 'suback') resolve();
-    });
-  });
-  const onData = (d: Buffer) => parser.parse(d);
-  socket.on('data', onData);
-  socket.write(
-    mqttPacket.generate({
-      cmd: 'connect',
-      protocolId: 'MQTT',
-      protocolVersion: 4,
-      clean: true,
-      clientId: id,
-      keepalive: 600,
-      username: id,
-      password: Buffer.from(PASSWORD),
-    }),
-  );
-  socket.write(
-    mqttPacket.generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: filter, qos: 0 }] }),
-  );
-  await subacked;
-  socket.off('data', onData);
-  socket.pause();
-  return socket;
-}
-
 const invalidBatch = () =>
   // 1,000 readings of `{}`, each missing every required field: 1,000 rejections from ~3 KB.
   JSON.stringify({ readings: Array.from({ length: 1000 }, () => ({})) });
-
-const publishPacket = (topic: string, payload: string) =>
-  mqttPacket.generate({ cmd: 'publish', topic, payload, qos: 0, retain: false, dup: false });
 
 it('a device that floods invalid batches and never reads its socket cannot stop the gateway', async () => {
   const before = await metrics();
@@ -110,7 +64,11 @@ it('a device that floods invalid batches and never reads its socket cannot stop 
   // Twice: flood until the gateway reports the device's connection backed up, then hang up.
   for (let round = 0; round < 2; round++) {
     const dropsBefore = await backlogDrops();
-    const attacker = await connectNonReader(ATTACKER.id, `${prefix}/rejected`);
+    const attacker = await connectNonReader(gw.mqttUrl(), {
+      clientId: ATTACKER.id,
+      username: ATTACKER.id,
+      filter: `${prefix}/rejected`,
+    });
     for (let sent = 0; sent < 4000 && (await backlogDrops()) === dropsBefore; sent += BATCHES) {
       for (let i = 0; i < BATCHES; i++) attacker.write(publishPacket(`${prefix}/telemetry`, payload));
       received += BATCHES;
