@@ -39,6 +39,32 @@ export interface Hooks {
   setIdentity(client: Client, identity: Identity): void;
 }
 
+/**
+ * aedes asks authorizeSubscribe per filter; one SUBSCRIBE with 20,000 refused filters must not
+ * write 20,000 lines. Its calls for one packet run in one turn of the event loop, so this logs one
+ * line per client per turn: the first refused filter, the reason, and how many were refused.
+ */
+function createRefusalLog(log: Logger, who: (client: Client) => Record<string, unknown>) {
+  const refusals = new Map<Client, { count: number; topic: string; reason: string }>();
+  return (client: Client, topic: string, reason: string) => {
+    const pending = refusals.get(client);
+    if (pending) {
+      pending.count++;
+      return;
+    }
+    refusals.set(client, { count: 1, topic, reason });
+    setImmediate(() => {
+      const r = refusals.get(client);
+      refusals.delete(client);
+      if (r)
+        log.warn(
+          { ...who(client), topic: r.topic, refused: r.count, reason: r.reason },
+          'subscription refused',
+        );
+    });
+  };
+}
+
 export function createHooks(deps: {
   registry: Registry;
   verifier: PasswordVerifier;
@@ -54,27 +80,7 @@ export function createHooks(deps: {
   const blocked = new WeakSet<Buffer>();
 
   const stats = { deliveriesDropped: 0 };
-  // aedes asks per filter; one SUBSCRIBE with 20,000 refused filters must not write 20,000 lines.
-  // Its calls for one packet run in one turn of the event loop, so one line per client per turn.
-  const refusals = new Map<Client, { count: number; topic: string; reason: string }>();
-  const noteRefusal = (client: Client, topic: string, reason: string) => {
-    const pending = refusals.get(client);
-    if (pending) {
-      pending.count++;
-      return;
-    }
-    refusals.set(client, { count: 1, topic, reason });
-    setImmediate(() => {
-      const r = refusals.get(client);
-      refusals.delete(client);
-      // `topic` is the first refused filter, `refused` how many the packet had.
-      if (r)
-        log.warn(
-          { ...who(client), topic: r.topic, refused: r.count, reason: r.reason },
-          'subscription refused',
-        );
-    });
-  };
+  const noteRefusal = createRefusalLog(log, who);
 
   const options: Hooks['options'] = {
     authenticate(client, username, password, done) {

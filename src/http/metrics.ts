@@ -50,6 +50,32 @@ function gauge(registry: Registry, name: string, help: string, read: () => numbe
   });
 }
 
+/** What a flooding or non-reading client cost: messages dropped or not stored, by cause. */
+function addDropCounters(registry: Registry, src: MetricsSources): void {
+  new Counter({
+    name: 'livinglab_feedback_dropped_total',
+    help: 'Feedback messages not sent: over the device budget (rate) or its connection backed up (backlog)',
+    labelNames: ['reason'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [reason, n] of Object.entries(src.feedbackDropped())) this.inc({ reason }, n);
+    },
+  });
+  counter(
+    registry,
+    'livinglab_deliveries_dropped_total',
+    'MQTT deliveries dropped because the receiving connection was backed up (not reading its socket)',
+    () => src.deliveriesDropped(),
+  );
+  counter(
+    registry,
+    'livinglab_rejects_not_logged_total',
+    "Rejected messages counted but not written to the rejects log: the device's daily budget was spent",
+    () => src.rejectsNotLogged(),
+  );
+}
+
 export function createMetrics(src: MetricsSources): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
@@ -93,28 +119,7 @@ export function createMetrics(src: MetricsSources): Metrics {
     'InfluxDB writes retried',
     () => src.drain().writeRetries,
   );
-  new Counter({
-    name: 'livinglab_feedback_dropped_total',
-    help: 'Feedback messages not sent: over the device budget (rate) or its connection backed up (backlog)',
-    labelNames: ['reason'],
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const [reason, n] of Object.entries(src.feedbackDropped())) this.inc({ reason }, n);
-    },
-  });
-  counter(
-    registry,
-    'livinglab_deliveries_dropped_total',
-    'MQTT deliveries dropped because the receiving connection was backed up (not reading its socket)',
-    () => src.deliveriesDropped(),
-  );
-  counter(
-    registry,
-    'livinglab_rejects_not_logged_total',
-    "Rejected messages counted but not written to the rejects log: the device's daily budget was spent",
-    () => src.rejectsNotLogged(),
-  );
+  addDropCounters(registry, src);
   counter(registry, 'livinglab_registry_reloads_total', 'Registry file reloads', () => src.registryReloads());
   gauge(
     registry,

@@ -5,7 +5,7 @@ import type { Logger } from '../log.js';
 import { rejectedTopic } from '../registry/acl.js';
 import type { SchemaSet } from '../schemas/types.js';
 import type { Point } from '../storage/point.js';
-import type { RejectsLog } from '../storage/rejects-log.js';
+import type { RejectEntry, RejectsLog } from '../storage/rejects-log.js';
 import type { PointSink } from '../storage/writer.js';
 import {
   capRejection,
@@ -47,6 +47,27 @@ export interface PipelineDeps {
   log: Logger;
 }
 
+/**
+ * The rejects-log entry of one message: the payload whole, the rejections capped like the feedback
+ * (each reading of a 1,000-reading batch with its own error list made the line 13 times the
+ * payload), and per-reason counts of all of them for the daily quality report.
+ */
+function toRejectEntry(record: IngestRecord, rejections: readonly Rejection[]): RejectEntry {
+  const listed = rejections
+    .slice(0, MAX_FEEDBACK_REJECTIONS)
+    .map((r) => ({ ...capRejection(r, MAX_FEEDBACK_ERRORS), ...(r.schema ? { schema: r.schema } : {}) }));
+  const reasons: Partial<Record<RejectReason, number>> = {};
+  for (const r of rejections) reasons[r.reason] = (reasons[r.reason] ?? 0) + 1;
+  return {
+    receivedAt: record.receivedAt.toISOString(),
+    clientId: record.clientId,
+    topic: record.topic,
+    rejections: listed,
+    ...(rejections.length > 1 ? { rejectionCount: rejections.length, reasons } : {}),
+    payload: record.payload,
+  };
+}
+
 export function createPipeline(deps: PipelineDeps): Pipeline {
   const { schemas, sink, rejects, log } = deps;
   const stats: PipelineStats = {
@@ -66,21 +87,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
   const reject = async (record: IngestRecord, rejections: readonly Rejection[]) => {
     for (const r of rejections) stats.rejected[r.reason]++;
     countRecent(rejections.length);
-    // The payload is kept whole; the rejections are capped like the feedback (every reading of a
-    // 1,000-reading batch with its own error list made the line 13 times the payload).
-    const listed = rejections
-      .slice(0, MAX_FEEDBACK_REJECTIONS)
-      .map((r) => ({ ...capRejection(r, MAX_FEEDBACK_ERRORS), ...(r.schema ? { schema: r.schema } : {}) }));
-    const reasons: Partial<Record<RejectReason, number>> = {};
-    for (const r of rejections) reasons[r.reason] = (reasons[r.reason] ?? 0) + 1;
-    await rejects.append({
-      receivedAt: record.receivedAt.toISOString(),
-      clientId: record.clientId,
-      topic: record.topic,
-      rejections: listed,
-      ...(rejections.length > 1 ? { rejectionCount: rejections.length, reasons } : {}),
-      payload: record.payload,
-    });
+    await rejects.append(toRejectEntry(record, rejections));
     if (record.identity.kind !== 'device') return;
     const topic = rejectedTopic(record.identity.device);
     log.info(

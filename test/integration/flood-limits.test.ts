@@ -81,7 +81,7 @@ describe('the rejects log', () => {
     await client.publishAsync(telemetry(OX2), payload, { qos: 1 });
     const [line] = (await gw.rejectsLog()).filter((l) => l.clientId === OX2.id);
     expect(line).toMatchObject({ rejectionCount: 1000, reasons: { schema: 1000 }, payload });
-    expect((line?.rejections as unknown[]).length).toBe(20);
+    expect(line?.rejections).toHaveLength(20);
     // The payload (JSON-escaped) and a few KB of rejections; it was 13 times the payload.
     expect(JSON.stringify(line).length).toBeLessThan(JSON.stringify(payload).length + 8192);
     await client.endAsync();
