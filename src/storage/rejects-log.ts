@@ -51,9 +51,12 @@ export interface RejectsLogDeps {
   now?: () => Date;
 }
 
+/** Clients tracked per day; beyond it new ids share one budget (ids of oversize packets are unauthenticated). */
+const MAX_TRACKED_CLIENTS = 100_000;
+
 /**
- * Per-client daily byte budget. Keyed by authenticated client ids (registered devices), and
- * forgotten when the day changes, so it cannot grow past the registry.
+ * Per-client daily byte budget, forgotten when the (UTC) day changes. The pipeline's client ids
+ * are registered devices; the frame guard's may be any id a client sent before it logged in.
  */
 function createDailyBudget(deps: RejectsLogDeps) {
   const now = deps.now ?? (() => new Date());
@@ -69,13 +72,14 @@ function createDailyBudget(deps: RejectsLogDeps) {
         day = today;
         used.clear();
       }
-      const spent = used.get(clientId) ?? 0;
+      const key = used.has(clientId) || used.size < MAX_TRACKED_CLIENTS ? clientId : '\0others';
+      const spent = used.get(key) ?? 0;
       if (spent === Number.POSITIVE_INFINITY) return false;
       if (spent + bytes <= max) {
-        used.set(clientId, spent + bytes);
+        used.set(key, spent + bytes);
         return true;
       }
-      used.set(clientId, Number.POSITIVE_INFINITY);
+      used.set(key, Number.POSITIVE_INFINITY);
       deps.log?.warn(
         { clientId, limitBytes: max, day },
         'rejects log budget of this device spent for today; its further rejections are counted, not stored',
