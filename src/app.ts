@@ -6,6 +6,7 @@ import type { Config } from './config/schema.js';
 import { GatewayError } from './errors.js';
 import { createMetrics } from './http/metrics.js';
 import { buildHttp } from './http/server.js';
+import { createFeedbackBudget } from './ingest/feedback.js';
 import { createPipeline, type Pipeline } from './ingest/pipeline.js';
 import { rejection } from './ingest/record.js';
 import { runHousekeeping } from './jobs/housekeeping.js';
@@ -91,7 +92,11 @@ export function buildApp(
       })
     : undefined;
   const queue: RecordQueue = spool ?? createMemoryQueue({ maxBytes: config.spool.maxBytes });
-  const rejects = createRejectsLog({ dataDir: config.dataDir });
+  const rejects = createRejectsLog({
+    dataDir: config.dataDir,
+    maxBytesPerClientPerDay: config.rejects.maxBytesPerDevicePerDay,
+    log: log.child({ module: 'storage.rejects' }),
+  });
   const drain = createDrain({
     queue,
     writer,
@@ -104,11 +109,17 @@ export function buildApp(
   });
   // The broker and the pipeline need each other (publish ↔ onPublish); the late binding is here only.
   let broker: Broker | undefined;
+  const feedbackBudget = createFeedbackBudget({
+    perMinute: config.feedback.perMinute,
+    burst: config.feedback.burst,
+    isBackedUp: (deviceId) => broker?.isBackedUp(deviceId) ?? false,
+  });
   const pipeline = createPipeline({
     schemas,
     sink: createQueueSink(queue),
     rejects,
     sendFeedback: (topic, payload) => broker?.publish(topic, payload) ?? Promise.resolve(),
+    feedbackBudget,
     window: config.time,
     maxBatchReadings: config.ingest.maxBatchReadings,
     onAccepted: (deviceId, points) => {
@@ -172,6 +183,9 @@ export function buildApp(
     drain: () => drain.stats,
     queue: () => queue.stats,
     connectedClients: () => b.connectedClients,
+    feedbackDropped: () => feedbackBudget.stats.dropped,
+    deliveriesDropped: () => b.deliveriesDropped,
+    rejectsNotLogged: () => rejects.notLogged,
     registryReloads: () => registry.reloads,
     connectedDevices: () => b.connectedDevices(),
     jobs: () => scheduler.stats,

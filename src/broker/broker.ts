@@ -12,7 +12,7 @@ import type { PasswordVerifier } from '../registry/passwords.js';
 import type { Registry, RegistrySnapshot } from '../registry/registry.js';
 import type { Device } from '../registry/types.js';
 import { guardSocket } from './frame-guard.js';
-import { createHooks, type PublishHandler } from './hooks.js';
+import { createHooks, isBackedUp, type PublishHandler } from './hooks.js';
 import { createIndexedPersistence } from './retained-index.js';
 
 export interface Broker {
@@ -25,6 +25,10 @@ export interface Broker {
   readonly connectedClients: number;
   /** Devices with a live connection (for metrics and `livinglab status`). */
   connectedDevices(): Device[];
+  /** True while the client's connection has more unsent bytes than it should (see hooks.ts). */
+  isBackedUp(clientId: string): boolean;
+  /** Deliveries dropped because the receiving connection was backed up. */
+  readonly deliveriesDropped: number;
 }
 
 export interface BrokerDeps {
@@ -99,6 +103,14 @@ export function createBroker(deps: BrokerDeps): Broker {
 
   return {
     publish,
+    isBackedUp(clientId) {
+      const clients = aedes ? clientsOf(aedes) : undefined;
+      const client = clients && Object.hasOwn(clients, clientId) ? clients[clientId] : undefined;
+      return client ? isBackedUp(client) : false;
+    },
+    get deliveriesDropped() {
+      return hooks.stats.deliveriesDropped;
+    },
     connectedDevices() {
       if (!aedes) return [];
       const out: Device[] = [];

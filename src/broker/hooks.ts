@@ -26,6 +26,11 @@ export type PublishHandler = (msg: {
   receivedAt: Date;
 }) => Promise<{ forward: boolean }>;
 
+/** True while a client's socket holds more unsent bytes than its high-water mark. */
+export function isBackedUp(client: Client): boolean {
+  return client.conn.writableNeedDrain === true;
+}
+
 function authError(returnCode: number, message: string) {
   return Object.assign(new Error(message), { returnCode });
 }
@@ -35,8 +40,36 @@ export interface Hooks {
     AedesOptions,
     'authenticate' | 'authorizePublish' | 'authorizeSubscribe' | 'authorizeForward'
   >;
+  /** Deliveries dropped because the receiving connection was backed up. */
+  readonly stats: { readonly deliveriesDropped: number };
   identityOf(client: Client): Identity | undefined;
   setIdentity(client: Client, identity: Identity): void;
+}
+
+/**
+ * aedes asks authorizeSubscribe per filter; one SUBSCRIBE with 20,000 refused filters must not
+ * write 20,000 lines. Its calls for one packet run in one turn of the event loop, so this logs one
+ * line per client per turn: the first refused filter, the reason, and how many were refused.
+ */
+function createRefusalLog(log: Logger, who: (client: Client) => Record<string, unknown>) {
+  const refusals = new Map<Client, { count: number; topic: string; reason: string }>();
+  return (client: Client, topic: string, reason: string) => {
+    const pending = refusals.get(client);
+    if (pending) {
+      pending.count++;
+      return;
+    }
+    refusals.set(client, { count: 1, topic, reason });
+    setImmediate(() => {
+      const r = refusals.get(client);
+      refusals.delete(client);
+      if (r)
+        log.warn(
+          { ...who(client), topic: r.topic, refused: r.count, reason: r.reason },
+          'subscription refused',
+        );
+    });
+  };
 }
 
 export function createHooks(deps: {
@@ -52,6 +85,9 @@ export function createHooks(deps: {
   const identities = new WeakMap<Client, Identity>();
   // Payload buffers of messages the pipeline rejected: acknowledged, but never forwarded.
   const blocked = new WeakSet<Buffer>();
+
+  const stats = { deliveriesDropped: 0 };
+  const noteRefusal = createRefusalLog(log, who);
 
   const options: Hooks['options'] = {
     authenticate(client, username, password, done) {
@@ -127,7 +163,7 @@ export function createHooks(deps: {
         ? canSubscribe(identity, sub.topic)
         : { allow: false as const, reason: 'not authenticated' };
       if (!decision.allow) {
-        log.warn({ ...who(client), topic: sub.topic, reason: decision.reason }, 'subscription refused');
+        noteRefusal(client, sub.topic, decision.reason);
         return callback(null, null);
       }
       // Every subscription is QoS 0: aedes has no offline-queue limit for persistent sessions
@@ -138,13 +174,23 @@ export function createHooks(deps: {
       callback(null, sub);
     },
 
-    authorizeForward(_client, packet) {
-      return blocked.has(packet.payload as Buffer) ? null : packet;
+    authorizeForward(client, packet) {
+      if (blocked.has(packet.payload as Buffer)) return null;
+      // Called per delivery. aedes makes a delivery to a socket past its high-water mark wait for
+      // 'drain', holding one of mqemitter's 100 global concurrency slots; a client that stops
+      // reading then stalls every delivery and piles up a backlog whose drain on disconnect
+      // recursed until the stack overflowed (DESIGN §6). Drop instead, and count it.
+      if (client && isBackedUp(client)) {
+        stats.deliveriesDropped++;
+        return null;
+      }
+      return packet;
     },
   };
 
   return {
     options,
+    stats,
     identityOf: (client) => identities.get(client),
     setIdentity: (client, identity) => identities.set(client, identity),
   };

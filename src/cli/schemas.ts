@@ -68,7 +68,7 @@ export function registerSchemaCommands(program: Command): void {
       }
       const topic = `lab/{site}/${schema.type}/{deviceId}/${schema.channel}`;
       for (const r of result.rejections)
-        process.stdout.write(`${JSON.stringify(toFeedback(topic, now, r))}\n`);
+        process.stdout.write(`${JSON.stringify(toFeedback(topic, now, [r]))}\n`);
       process.stderr.write(
         `${file}: ${valid} valid reading(s), ${result.rejections.length} rejected (${schema.key})\n`,
       );

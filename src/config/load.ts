@@ -167,6 +167,8 @@ export function loadConfig(opts: LoadConfigOptions = {}): Config {
     };
     time: { maxFuture: string | number; maxAge: string | number };
     ingest: { maxBatchReadings: number };
+    feedback: { perMinute: number; burst: number };
+    rejects: { maxPerDevicePerDay: string | number };
     registryPoll: string | number;
   };
   const ms = (v: unknown, name: string): number => {
@@ -220,6 +222,10 @@ export function loadConfig(opts: LoadConfigOptions = {}): Config {
     },
     time: { maxFutureMs: ms(r.time.maxFuture, 'time.maxFuture'), maxAgeMs: ms(r.time.maxAge, 'time.maxAge') },
     ingest: { maxBatchReadings: r.ingest.maxBatchReadings },
+    feedback: { perMinute: r.feedback.perMinute, burst: r.feedback.burst },
+    rejects: {
+      maxBytesPerDevicePerDay: bytes(r.rejects.maxPerDevicePerDay, 'rejects.maxPerDevicePerDay'),
+    },
     registryPollMs: ms(r.registryPoll, 'registryPoll'),
   };
   return deepFreeze(config);

@@ -166,6 +166,37 @@ export const CONFIG_SCHEMA = {
         },
       },
     },
+    feedback: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        perMinute: {
+          type: 'integer',
+          minimum: 1,
+          default: 120,
+          description:
+            'Feedback messages per minute each device may receive on its rejected topic; the rest are dropped and counted',
+        },
+        burst: {
+          type: 'integer',
+          minimum: 1,
+          default: 20,
+          description: 'Feedback messages a device may receive in a burst before the rate applies',
+        },
+      },
+    },
+    rejects: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        maxPerDevicePerDay: size(
+          '8MiB',
+          'Bytes of rejects log one device may fill per day (UTC); later rejections are counted, not stored',
+        ),
+      },
+    },
     spool: {
       type: 'object',
       additionalProperties: false,
@@ -297,5 +328,7 @@ export interface Config {
   };
   readonly time: { readonly maxFutureMs: number; readonly maxAgeMs: number };
   readonly ingest: { readonly maxBatchReadings: number };
+  readonly feedback: { readonly perMinute: number; readonly burst: number };
+  readonly rejects: { readonly maxBytesPerDevicePerDay: number };
   readonly registryPollMs: number;
 }

@@ -21,6 +21,9 @@ export interface MetricsSources {
     writeErrors: number;
   };
   connectedClients: () => number;
+  feedbackDropped: () => Record<string, number>;
+  deliveriesDropped: () => number;
+  rejectsNotLogged: () => number;
   registryReloads: () => number;
   connectedDevices: () => { site: string; type: string }[];
   jobs: () => ReadonlyMap<string, { runs: number; failures: number }>;
@@ -53,6 +56,55 @@ function gauge(registry: Registry, name: string, help: string, read: () => numbe
       this.set(read());
     },
   });
+}
+
+/** Disk faults on the durable path: each one is survived, and each one is counted. */
+function addSpoolFaultMetrics(registry: Registry, src: MetricsSources): void {
+  counter(
+    registry,
+    'livinglab_spool_read_errors_total',
+    'Failed reads of the spool by the drain (retried with backoff; nothing is lost)',
+    () => src.drain().readErrors,
+  );
+  gauge(registry, 'livinglab_drain_workers', 'Drain workers running', () => src.drain().workers);
+  counter(
+    registry,
+    'livinglab_spool_write_errors_total',
+    'Spool writes that failed on a disk error (their readings were not acknowledged)',
+    () => src.queue().writeErrors,
+  );
+  gauge(
+    registry,
+    'livinglab_spool_failed',
+    '1 while the spool refuses readings because a failed write could not be cut back out of it',
+    () => (src.queue().appendError ? 1 : 0),
+  );
+}
+
+/** What a flooding or non-reading client cost: messages dropped or not stored, by cause. */
+function addDropCounters(registry: Registry, src: MetricsSources): void {
+  new Counter({
+    name: 'livinglab_feedback_dropped_total',
+    help: 'Feedback messages not sent: over the device budget (rate) or its connection backed up (backlog)',
+    labelNames: ['reason'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [reason, n] of Object.entries(src.feedbackDropped())) this.inc({ reason }, n);
+    },
+  });
+  counter(
+    registry,
+    'livinglab_deliveries_dropped_total',
+    'MQTT deliveries dropped because the receiving connection was backed up (not reading its socket)',
+    () => src.deliveriesDropped(),
+  );
+  counter(
+    registry,
+    'livinglab_rejects_not_logged_total',
+    "Rejected messages counted but not written to the rejects log: the device's daily budget was spent",
+    () => src.rejectsNotLogged(),
+  );
 }
 
 export function createMetrics(src: MetricsSources): Metrics {
@@ -98,25 +150,8 @@ export function createMetrics(src: MetricsSources): Metrics {
     'InfluxDB writes retried',
     () => src.drain().writeRetries,
   );
-  counter(
-    registry,
-    'livinglab_spool_read_errors_total',
-    'Failed reads of the spool by the drain (retried with backoff; nothing is lost)',
-    () => src.drain().readErrors,
-  );
-  gauge(registry, 'livinglab_drain_workers', 'Drain workers running', () => src.drain().workers);
-  counter(
-    registry,
-    'livinglab_spool_write_errors_total',
-    'Spool writes that failed on a disk error (their readings were not acknowledged)',
-    () => src.queue().writeErrors,
-  );
-  gauge(
-    registry,
-    'livinglab_spool_failed',
-    '1 while the spool refuses readings because a failed write could not be cut back out of it',
-    () => (src.queue().appendError ? 1 : 0),
-  );
+  addSpoolFaultMetrics(registry, src);
+  addDropCounters(registry, src);
   counter(registry, 'livinglab_registry_reloads_total', 'Registry file reloads', () => src.registryReloads());
   gauge(
     registry,

@@ -5,9 +5,15 @@ import type { Logger } from '../log.js';
 import { rejectedTopic } from '../registry/acl.js';
 import type { SchemaSet } from '../schemas/types.js';
 import type { Point } from '../storage/point.js';
-import type { RejectsLog } from '../storage/rejects-log.js';
+import type { RejectEntry, RejectsLog } from '../storage/rejects-log.js';
 import type { PointSink } from '../storage/writer.js';
-import { toFeedback } from './feedback.js';
+import {
+  capRejection,
+  type FeedbackBudget,
+  MAX_FEEDBACK_ERRORS,
+  MAX_FEEDBACK_REJECTIONS,
+  toFeedback,
+} from './feedback.js';
 import { type TimeWindow, toPoint } from './map.js';
 import { type IngestRecord, type Rejection, type RejectReason, rejection, type Verdict } from './record.js';
 import { parseTopic } from './route.js';
@@ -32,11 +38,34 @@ export interface PipelineDeps {
   rejects: RejectsLog;
   /** Publishes feedback to the device (QoS 0); failures are logged, never fatal. */
   sendFeedback: (topic: string, payload: string) => Promise<void>;
+  /** Per-device feedback budget; without one every rejected message is answered. */
+  feedbackBudget?: Pick<FeedbackBudget, 'take'>;
   window: TimeWindow;
   maxBatchReadings: number;
   /** Told of each device's accepted points after they are spooled (side notifications only). */
   onAccepted?: (deviceId: string, points: readonly Point[]) => void;
   log: Logger;
+}
+
+/**
+ * The rejects-log entry of one message: the payload whole, the rejections capped like the feedback
+ * (each reading of a 1,000-reading batch with its own error list made the line 13 times the
+ * payload), and per-reason counts of all of them for the daily quality report.
+ */
+function toRejectEntry(record: IngestRecord, rejections: readonly Rejection[]): RejectEntry {
+  const listed = rejections
+    .slice(0, MAX_FEEDBACK_REJECTIONS)
+    .map((r) => ({ ...capRejection(r, MAX_FEEDBACK_ERRORS), ...(r.schema ? { schema: r.schema } : {}) }));
+  const reasons: Partial<Record<RejectReason, number>> = {};
+  for (const r of rejections) reasons[r.reason] = (reasons[r.reason] ?? 0) + 1;
+  return {
+    receivedAt: record.receivedAt.toISOString(),
+    clientId: record.clientId,
+    topic: record.topic,
+    rejections: listed,
+    ...(rejections.length > 1 ? { rejectionCount: rejections.length, reasons } : {}),
+    payload: record.payload,
+  };
 }
 
 export function createPipeline(deps: PipelineDeps): Pipeline {
@@ -58,26 +87,20 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
   const reject = async (record: IngestRecord, rejections: readonly Rejection[]) => {
     for (const r of rejections) stats.rejected[r.reason]++;
     countRecent(rejections.length);
-    await rejects.append({
-      receivedAt: record.receivedAt.toISOString(),
-      clientId: record.clientId,
-      topic: record.topic,
-      rejections,
-      payload: record.payload,
-    });
+    await rejects.append(toRejectEntry(record, rejections));
     if (record.identity.kind !== 'device') return;
     const topic = rejectedTopic(record.identity.device);
     log.info(
       { deviceId: record.identity.id, reasons: rejections.map((r) => r.reason), count: rejections.length },
       'message rejected',
     );
-    for (const r of rejections) {
-      deps
-        .sendFeedback(topic, JSON.stringify(toFeedback(record.topic, record.receivedAt, r)))
-        .catch((err: Error) =>
-          log.warn({ deviceId: record.identity.id, err: err.message }, 'feedback not sent'),
-        );
-    }
+    // One feedback message per incoming message, within the device's budget (DESIGN §6).
+    if (deps.feedbackBudget && !deps.feedbackBudget.take(record.identity.id)) return;
+    deps
+      .sendFeedback(topic, JSON.stringify(toFeedback(record.topic, record.receivedAt, rejections)))
+      .catch((err: Error) =>
+        log.warn({ deviceId: record.identity.id, err: err.message }, 'feedback not sent'),
+      );
   };
 
   return {

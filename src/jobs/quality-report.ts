@@ -60,11 +60,15 @@ async function rejectsOfDay(
         receivedAt: string;
         clientId: string;
         rejections: { reason: string }[];
+        /** Per-reason counts of all rejections, when the list was capped (pipeline.ts). */
+        reasons?: Record<string, number>;
       };
       const t = Date.parse(e.receivedAt);
       if (t < from || t >= to || !e.clientId) continue;
       const counts = out.get(e.clientId) ?? {};
-      for (const r of e.rejections) counts[r.reason] = (counts[r.reason] ?? 0) + 1;
+      if (e.reasons)
+        for (const [reason, n] of Object.entries(e.reasons)) counts[reason] = (counts[reason] ?? 0) + n;
+      else for (const r of e.rejections) counts[r.reason] = (counts[r.reason] ?? 0) + 1;
       out.set(e.clientId, counts);
     }
   }

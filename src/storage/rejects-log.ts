@@ -1,24 +1,36 @@
 // The rejects log: one NDJSON line per rejected message, with the original payload, so a lab can
 // show a vendor exactly what was sent and why it was refused. Append-only, mode 0600 (payloads are
-// health data). Written by the pipeline (bad input) and, later, the drain (InfluxDB 4xx).
+// health data). Written by the pipeline (bad input) and, later, the drain (InfluxDB 4xx). One device
+// cannot fill the disk: each gets a byte budget per day, after which its rejections are counted only.
 import { type FileHandle, mkdir, open, rename } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { Logger } from '../log.js';
 
 export interface RejectEntry {
   receivedAt: string;
   clientId: string;
   topic: string;
-  /** Each rejection of this message (one per invalid reading of a batch). */
+  /** Rejections of this message (one per invalid reading of a batch; the pipeline lists the first 20). */
   rejections: readonly unknown[];
+  /** All rejections of the message, when more than one: how many, and how many per reason. */
+  rejectionCount?: number;
+  reasons?: Readonly<Record<string, number>>;
   payload: Buffer;
 }
 
 export interface RejectsLog {
   readonly file: string;
   start(): Promise<void>;
+  /**
+   * Appends one line, unless the entry's client has spent its bytes for the day: then the entry is
+   * only counted (`notLogged`) and the operator is told once per client per day. Entries without a
+   * client id (InfluxDB refusals) are always written.
+   */
   append(entry: RejectEntry): Promise<void>;
   stop(): Promise<void>;
   readonly count: number;
+  /** Entries counted but not written because their client's daily budget was spent. */
+  readonly notLogged: number;
   /** Moves the current log aside as rejects-<time>.ndjson and starts a new one; resolves its name (none if empty). */
   rotate(): Promise<string | undefined>;
 }
@@ -31,15 +43,66 @@ export function encodePayload(payload: Buffer): { payload: string; payloadEncodi
     : { payload: payload.toString('base64'), payloadEncoding: 'base64' };
 }
 
-export function createRejectsLog(deps: { dataDir: string }): RejectsLog {
+export interface RejectsLogDeps {
+  dataDir: string;
+  /** Bytes one client may add per UTC day; unlimited when absent. */
+  maxBytesPerClientPerDay?: number;
+  log?: Logger;
+  now?: () => Date;
+}
+
+/** Clients tracked per day; beyond it new ids share one budget (ids of oversize packets are unauthenticated). */
+const MAX_TRACKED_CLIENTS = 100_000;
+
+/**
+ * Per-client daily byte budget, forgotten when the (UTC) day changes. The pipeline's client ids
+ * are registered devices; the frame guard's may be any id a client sent before it logged in.
+ */
+function createDailyBudget(deps: RejectsLogDeps) {
+  const now = deps.now ?? (() => new Date());
+  let day = '';
+  const used = new Map<string, number>();
+  return {
+    /** True when `bytes` more fit in the client's budget for today (and books them). */
+    admit(clientId: string, bytes: number): boolean {
+      const max = deps.maxBytesPerClientPerDay;
+      if (max === undefined || clientId === '') return true;
+      const today = now().toISOString().slice(0, 10);
+      if (today !== day) {
+        day = today;
+        used.clear();
+      }
+      const key = used.has(clientId) || used.size < MAX_TRACKED_CLIENTS ? clientId : '\0others';
+      const spent = used.get(key) ?? 0;
+      if (spent === Number.POSITIVE_INFINITY) return false;
+      if (spent + bytes <= max) {
+        used.set(key, spent + bytes);
+        return true;
+      }
+      used.set(key, Number.POSITIVE_INFINITY);
+      deps.log?.warn(
+        { clientId, limitBytes: max, day },
+        'rejects log budget of this device spent for today; its further rejections are counted, not stored',
+      );
+      return false;
+    },
+  };
+}
+
+export function createRejectsLog(deps: RejectsLogDeps): RejectsLog {
   const file = join(deps.dataDir, 'rejects.ndjson');
   let handle: FileHandle | undefined;
   let chain: Promise<void> = Promise.resolve();
   let count = 0;
+  let notLogged = 0;
+  const budget = createDailyBudget(deps);
   return {
     file,
     get count() {
       return count;
+    },
+    get notLogged() {
+      return notLogged;
     },
     async start() {
       await mkdir(deps.dataDir, { recursive: true, mode: 0o700 });
@@ -51,9 +114,16 @@ export function createRejectsLog(deps: { dataDir: string }): RejectsLog {
         clientId: entry.clientId,
         topic: entry.topic,
         rejections: entry.rejections,
+        ...(entry.rejectionCount !== undefined ? { rejectionCount: entry.rejectionCount } : {}),
+        ...(entry.reasons ? { reasons: entry.reasons } : {}),
         ...encodePayload(entry.payload),
       })}\n`;
       if (!handle) return Promise.reject(new Error('rejects log used before start()'));
+      // Once spent, the budget stays spent for the day: no small line slips in after a big one.
+      if (!budget.admit(entry.clientId, Buffer.byteLength(line))) {
+        notLogged++;
+        return Promise.resolve();
+      }
       // Serialise appends (and rotations) so lines never interleave or land in a closed file.
       const appended = chain.then(async () => {
         if (!handle) throw new Error('rejects log is stopped');

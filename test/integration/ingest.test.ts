@@ -159,7 +159,7 @@ describe('rejections', () => {
     await client.endAsync();
   });
 
-  it('keeps 97 readings of a batch of 100 and reports the 3 invalid ones with their indexes', async () => {
+  it('keeps 97 readings of a batch of 100 and reports the 3 invalid ones with their indexes in one message', async () => {
     const client = await connectDevice(gw.mqttUrl, OX2.id);
     const feedback = await collect(client, 'lab/odense/pulse-oximeter/ox-0002/rejected');
     const base = Date.now() - 3_600_000;
@@ -175,16 +175,32 @@ describe('rejections', () => {
     await client.publishAsync('lab/odense/pulse-oximeter/ox-0002/telemetry', JSON.stringify({ readings }), {
       qos: 1,
     });
-    const got = await feedback.next(3);
-    const bodies = got.map(
-      (m) => JSON.parse(m.payload.toString()) as { readingIndex: number; errors: unknown[] },
-    );
-    expect(bodies.map((b) => b.readingIndex)).toEqual([7, 42, 99]);
-    expect(bodies.map((b) => b.errors)).toEqual([
-      [{ path: '/spo2', message: 'must be <= 100', value: 120 }],
-      [{ path: '/pulse', message: 'must be integer', value: 'fast' }],
-      [{ path: '/spo2', message: 'is required' }],
-    ]);
+    // One feedback message for the whole batch: the first rejection in the documented fields,
+    // all of them in `rejections`.
+    const [msg] = await feedback.next(1);
+    expect(JSON.parse(msg?.payload.toString() ?? '{}')).toEqual({
+      receivedAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
+      topic: 'lab/odense/pulse-oximeter/ox-0002/telemetry',
+      reason: 'schema',
+      errors: [{ path: '/spo2', message: 'must be <= 100', value: 120 }],
+      readingIndex: 7,
+      schema: 'pulse-oximeter@1',
+      rejectionCount: 3,
+      rejections: [
+        {
+          reason: 'schema',
+          readingIndex: 7,
+          errors: [{ path: '/spo2', message: 'must be <= 100', value: 120 }],
+        },
+        {
+          reason: 'schema',
+          readingIndex: 42,
+          errors: [{ path: '/pulse', message: 'must be integer', value: 'fast' }],
+        },
+        { reason: 'schema', readingIndex: 99, errors: [{ path: '/spo2', message: 'is required' }] },
+      ],
+      rejectionsOmitted: 0,
+    });
     const stored = await eventually(
       () =>
         influx.query<{ count: number }>(gw.db, `SELECT count(pulse) FROM pulse_oximeter WHERE probe = 'ear'`),

@@ -1,0 +1,63 @@
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { afterEach, expect, it } from 'vitest';
+import { createLogger } from '../../src/log.js';
+import { createRejectsLog, type RejectEntry } from '../../src/storage/rejects-log.js';
+
+const dirs: string[] = [];
+afterEach(async () => {
+  for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
+});
+
+const entry = (clientId: string): RejectEntry => ({
+  receivedAt: '2026-11-22T10:00:00.000Z',
+  clientId,
+  topic: `lab/odense/pulse-oximeter/${clientId}/telemetry`,
+  rejections: [{ reason: 'json', errors: [{ path: '', message: 'not valid JSON' }] }],
+  payload: Buffer.from('x'.repeat(300)),
+});
+
+it("stores a device's rejections up to its daily budget, then counts them, warns once, and starts again the next day", async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'll-rejects-'));
+  dirs.push(dir);
+  const warnings: Record<string, unknown>[] = [];
+  const log = createLogger({
+    level: 'warn',
+    destination: new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        for (const l of chunk.toString().split('\n'))
+          if (l) warnings.push(JSON.parse(l) as Record<string, unknown>);
+        cb();
+      },
+    }),
+  });
+  let now = new Date('2026-11-22T23:59:00Z');
+  const rejects = createRejectsLog({ dataDir: dir, maxBytesPerClientPerDay: 2000, log, now: () => now });
+  await rejects.start();
+  for (let i = 0; i < 10; i++) await rejects.append(entry('ox-1'));
+  await rejects.append(entry('ox-2'));
+  // InfluxDB refusals carry no client id and are never held back.
+  for (let i = 0; i < 10; i++) await rejects.append(entry(''));
+  const lines = async () =>
+    (await readFile(rejects.file, 'utf8'))
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l).clientId as string);
+  const perClient = (ids: string[]) => {
+    const counts: Record<string, number> = {};
+    for (const id of ids) counts[id] = (counts[id] ?? 0) + 1;
+    return counts;
+  };
+  // Each line is 532 bytes: three fit in 2,000.
+  expect(perClient(await lines())).toEqual({ 'ox-1': 3, 'ox-2': 1, '': 10 });
+  expect(rejects.notLogged).toBe(7);
+  expect(warnings.filter((w) => w.clientId === 'ox-1')).toEqual([
+    expect.objectContaining({ level: 40, limitBytes: 2000, day: '2026-11-22' }),
+  ]);
+  now = new Date('2026-11-23T00:01:00Z');
+  await rejects.append(entry('ox-1'));
+  expect(perClient(await lines())['ox-1']).toBe(4);
+  await rejects.stop();
+});
