@@ -204,6 +204,7 @@ export function createDrain(opts: DrainOptions): Drain {
             topic: '',
             rejections: [{ reason: 'database', errors: [{ path: '', message: b.error }] }],
             payload: Buffer.from(b.line, 'utf8'),
+            durable: true,
           });
           break;
         } catch (err) {

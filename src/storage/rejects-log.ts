@@ -16,6 +16,12 @@ export interface RejectEntry {
   rejectionCount?: number;
   reasons?: Readonly<Record<string, number>>;
   payload: Buffer;
+  /**
+   * Synced to disk before append resolves. The drain sets it: it confirms (and so deletes) the
+   * spool records of points InfluxDB refused as soon as their line is appended, so the line must
+   * survive a power cut. The pipeline's entries are written before the PUBACK and need no sync.
+   */
+  durable?: boolean;
 }
 
 export interface RejectsLog {
@@ -128,6 +134,7 @@ export function createRejectsLog(deps: RejectsLogDeps): RejectsLog {
       const appended = chain.then(async () => {
         if (!handle) throw new Error('rejects log is stopped');
         await handle.appendFile(line, 'utf8');
+        if (entry.durable) await handle.datasync();
         count++;
       });
       chain = appended.catch(() => undefined);

@@ -146,6 +146,7 @@ describe('drain on a failing disk', () => {
     const { queue, violations } = watched(spool, writer.written);
     const real = await startRejects();
     let failures = 2;
+    const appended: { durable?: boolean }[] = [];
     const rejects: RejectsLog = {
       ...real,
       get count() {
@@ -154,6 +155,7 @@ describe('drain on a failing disk', () => {
       append(entry) {
         if (failures-- > 0)
           return Promise.reject(Object.assign(new Error('ENOSPC: no space'), { code: 'ENOSPC' }));
+        appended.push(entry);
         return real.append(entry);
       },
     };
@@ -175,6 +177,8 @@ describe('drain on a failing disk', () => {
     expect(await drain.idle(5000)).toBe(true);
     expect(violations).toEqual([]);
     expect(real.count).toBe(1);
+    // Its spool record is deleted once the line is appended: the line must be synced first.
+    expect(appended.map((e) => e.durable)).toEqual([true]);
     expect(drain.stats).toMatchObject({ workers: 2, pointsRejected: 1, pointsWritten: 3 });
     await drain.stop(1000);
     await spool.stop();

@@ -1,8 +1,8 @@
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { afterEach, expect, it } from 'vitest';
+import { afterEach, expect, it, vi } from 'vitest';
 import { createLogger } from '../../src/log.js';
 import { createRejectsLog, type RejectEntry } from '../../src/storage/rejects-log.js';
 
@@ -60,4 +60,25 @@ it("stores a device's rejections up to its daily budget, then counts them, warns
   await rejects.append(entry('ox-1'));
   expect(perClient(await lines())['ox-1']).toBe(4);
   await rejects.stop();
+});
+
+it("syncs a durable entry (the drain's refused points) to disk before the append resolves, and no other", async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'll-rejects-'));
+  dirs.push(dir);
+  const probe = await open(join(dir, 'probe'), 'w');
+  const handleProto = Object.getPrototypeOf(probe) as { datasync: () => Promise<void> };
+  await probe.close();
+  const synced = vi.spyOn(handleProto, 'datasync');
+  try {
+    const rejects = createRejectsLog({ dataDir: dir });
+    await rejects.start();
+    await rejects.append(entry('ox-1'));
+    expect(synced).not.toHaveBeenCalled();
+    await rejects.append({ ...entry(''), durable: true });
+    expect(synced).toHaveBeenCalledTimes(1);
+    await rejects.stop();
+    expect((await readFile(rejects.file, 'utf8')).trim().split('\n')).toHaveLength(2);
+  } finally {
+    synced.mockRestore();
+  }
 });
