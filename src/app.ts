@@ -6,7 +6,7 @@ import type { Config } from './config/schema.js';
 import { GatewayError } from './errors.js';
 import { createMetrics } from './http/metrics.js';
 import { buildHttp } from './http/server.js';
-import { createFeedbackBudget } from './ingest/feedback.js';
+import { createFeedbackBudget, MAX_FEEDBACK_BYTES } from './ingest/feedback.js';
 import { createPipeline, type Pipeline } from './ingest/pipeline.js';
 import { rejection } from './ingest/record.js';
 import { runHousekeeping } from './jobs/housekeeping.js';
@@ -112,7 +112,8 @@ export function buildApp(
   const feedbackBudget = createFeedbackBudget({
     perMinute: config.feedback.perMinute,
     burst: config.feedback.burst,
-    isBackedUp: (deviceId) => broker?.isBackedUp(deviceId) ?? false,
+    // Room for the largest feedback message: else the delivery itself would be skipped, uncounted here.
+    isBackedUp: (deviceId) => broker?.isBackedUp(deviceId, MAX_FEEDBACK_BYTES) ?? false,
   });
   const pipeline = createPipeline({
     schemas,

@@ -25,8 +25,8 @@ export interface Broker {
   readonly connectedClients: number;
   /** Devices with a live connection (for metrics and `livinglab status`). */
   connectedDevices(): Device[];
-  /** True while the client's connection has more unsent bytes than it should (see hooks.ts). */
-  isBackedUp(clientId: string): boolean;
+  /** True while the client's connection cannot take `bytes` more without backing up (see hooks.ts). */
+  isBackedUp(clientId: string, bytes?: number): boolean;
   /** Deliveries dropped because the receiving connection was backed up. */
   readonly deliveriesDropped: number;
 }
@@ -103,10 +103,10 @@ export function createBroker(deps: BrokerDeps): Broker {
 
   return {
     publish,
-    isBackedUp(clientId) {
+    isBackedUp(clientId, bytes = 0) {
       const clients = aedes ? clientsOf(aedes) : undefined;
       const client = clients && Object.hasOwn(clients, clientId) ? clients[clientId] : undefined;
-      return client ? isBackedUp(client) : false;
+      return client ? isBackedUp(client, bytes) : false;
     },
     get deliveriesDropped() {
       return hooks.stats.deliveriesDropped;

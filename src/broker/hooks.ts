@@ -1,6 +1,7 @@
 // aedes callbacks: authentication, the topic ACL and the ingestion hand-off. CONNACK codes are
 // chosen here and nowhere else. The pipeline runs inside authorizePublish because aedes writes the
 // QoS 1 PUBACK right after that callback (DESIGN §6): the ack waits for the pipeline.
+import type { Socket } from 'node:net';
 import type { AedesOptions, Client, PublishPacket, Subscription } from 'aedes';
 import type { Logger } from '../log.js';
 import {
@@ -26,9 +27,20 @@ export type PublishHandler = (msg: {
   receivedAt: Date;
 }) => Promise<{ forward: boolean }>;
 
-/** True while a client's socket holds more unsent bytes than its high-water mark. */
-export function isBackedUp(client: Client): boolean {
-  return client.conn.writableNeedDrain === true;
+/** Bytes a PUBLISH adds to a socket besides its topic and payload (fixed header, lengths, id). */
+const PUBLISH_OVERHEAD = 9;
+
+/**
+ * True while a client's socket cannot take `bytes` more without passing its high-water mark. A
+ * write past the mark makes aedes wait for 'drain' (up to its drainTimeout) while holding one of
+ * mqemitter's shared concurrency slots, so a delivery that would pass it is not made at all. Only
+ * an idle socket (nothing buffered) may take one message larger than the mark.
+ */
+export function isBackedUp(client: Client, bytes = 0): boolean {
+  const conn = client.conn as Client['conn'] & Partial<Pick<Socket, 'writableHighWaterMark'>>;
+  if (conn.writableNeedDrain === true) return true;
+  const buffered = conn.writableLength ?? 0;
+  return buffered > 0 && buffered + bytes >= (conn.writableHighWaterMark ?? 16_384);
 }
 
 function authError(returnCode: number, message: string) {
@@ -180,7 +192,8 @@ export function createHooks(deps: {
       // 'drain', holding one of mqemitter's 100 global concurrency slots; a client that stops
       // reading then stalls every delivery and piles up a backlog whose drain on disconnect
       // recursed until the stack overflowed (DESIGN §6). Drop instead, and count it.
-      if (client && isBackedUp(client)) {
+      const bytes = Buffer.byteLength(packet.topic) + Buffer.byteLength(packet.payload) + PUBLISH_OVERHEAD;
+      if (client && isBackedUp(client, bytes)) {
         stats.deliveriesDropped++;
         return null;
       }

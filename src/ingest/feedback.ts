@@ -10,10 +10,15 @@
 //   rejections         the first MAX_FEEDBACK_REJECTIONS of them: {reason, errors, readingIndex},
 //                      each error list cut to MAX_FEEDBACK_ERRORS (errorsOmitted says how many more),
 //   rejectionsOmitted  how many rejections are not listed.
+// Whatever the rejections, one message stays under MAX_FEEDBACK_BYTES: fewer rejections are listed,
+// then fewer errors of the first (top-level `errorsOmitted`), until it fits. A socket takes a
+// message that small without passing its high-water mark, so feedback never makes the broker wait.
 import type { Rejection, RejectionError } from './record.js';
 
 export const MAX_FEEDBACK_REJECTIONS = 20;
 export const MAX_FEEDBACK_ERRORS = 5;
+/** Bytes of one feedback message at most (JSON), well under a socket's 16 KiB high-water mark. */
+export const MAX_FEEDBACK_BYTES = 8 * 1024;
 
 export interface FeedbackEntry {
   readonly reason: Rejection['reason'];
@@ -27,6 +32,7 @@ export interface FeedbackMessage {
   readonly topic: string;
   readonly reason: Rejection['reason'];
   readonly errors: Rejection['errors'];
+  readonly errorsOmitted?: number;
   readonly readingIndex?: number;
   readonly schema?: string;
   readonly rejectionCount?: number;
@@ -53,21 +59,41 @@ export function toFeedback(
 ): FeedbackMessage {
   const first = rejections[0];
   if (!first) throw new RangeError('toFeedback needs at least one rejection');
+  let errors = first.errors.length;
+  let listed = rejections.length === 1 ? 0 : Math.min(rejections.length, MAX_FEEDBACK_REJECTIONS);
+  for (;;) {
+    const msg = buildFeedback(topic, receivedAt, rejections, errors, listed);
+    if (Buffer.byteLength(JSON.stringify(msg)) <= MAX_FEEDBACK_BYTES) return msg;
+    if (listed > 1) listed = Math.floor(listed / 2);
+    else if (errors > 1) errors = Math.floor(errors / 2);
+    // Topic and one error are bounded (topic segments, validate's path and value caps).
+    else return msg;
+  }
+}
+
+function buildFeedback(
+  topic: string,
+  receivedAt: Date,
+  rejections: readonly Rejection[],
+  errors: number,
+  listed: number,
+): FeedbackMessage {
+  const first = rejections[0] as Rejection;
   const base: FeedbackMessage = {
     receivedAt: receivedAt.toISOString(),
     topic,
     reason: first.reason,
-    errors: first.errors,
+    errors: errors < first.errors.length ? first.errors.slice(0, errors) : first.errors,
+    ...(errors < first.errors.length ? { errorsOmitted: first.errors.length - errors } : {}),
     ...(first.readingIndex !== undefined ? { readingIndex: first.readingIndex } : {}),
     ...(first.schema ? { schema: first.schema } : {}),
   };
   if (rejections.length === 1) return base;
-  const listed = rejections.slice(0, MAX_FEEDBACK_REJECTIONS);
   return {
     ...base,
     rejectionCount: rejections.length,
-    rejections: listed.map((r) => capRejection(r, MAX_FEEDBACK_ERRORS)),
-    rejectionsOmitted: rejections.length - listed.length,
+    rejections: rejections.slice(0, listed).map((r) => capRejection(r, MAX_FEEDBACK_ERRORS)),
+    rejectionsOmitted: rejections.length - listed,
   };
 }
 

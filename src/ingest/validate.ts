@@ -21,6 +21,8 @@ export interface ValidateLimits {
 
 const MAX_ERRORS = 20;
 const MAX_VALUE_CHARS = 120;
+/** A path names a property of the device's own payload: a property name can be as long as a packet. */
+const MAX_PATH_CHARS = 200;
 
 function valueAt(root: unknown, pointer: string): unknown {
   let node = root;
@@ -65,7 +67,9 @@ export function toRejectionErrors(errors: readonly ErrorObject[], reading: unkno
     const key = `${path}\0${message}`;
     if (seen.has(key)) continue;
     seen.add(key);
-    out.push({ path, message, ...(withValue ? echo(valueAt(reading, path)) : {}) });
+    const value = withValue ? echo(valueAt(reading, path)) : {};
+    if (path.length > MAX_PATH_CHARS) path = `${path.slice(0, MAX_PATH_CHARS)}…`;
+    out.push({ path, message, ...value });
     if (out.length >= MAX_ERRORS) break;
   }
   return out;

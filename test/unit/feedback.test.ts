@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   createFeedbackBudget,
+  MAX_FEEDBACK_BYTES,
   MAX_FEEDBACK_ERRORS,
   MAX_FEEDBACK_REJECTIONS,
   toFeedback,
@@ -42,6 +43,28 @@ describe('toFeedback', () => {
       errorsOmitted: 8 - MAX_FEEDBACK_ERRORS,
     });
     expect(JSON.stringify(msg).length).toBeLessThan(8192);
+  });
+
+  it('keeps the worst batch under MAX_FEEDBACK_BYTES by listing fewer rejections, then fewer errors', () => {
+    // 20 errors a reading (validate's cap), each with a 200-character path and a 120-character value.
+    const long = (index: number): Rejection => ({
+      reason: 'schema',
+      errors: Array.from({ length: 20 }, (_, i) => ({
+        path: `/${'p'.repeat(198)}${i}`,
+        message: 'is not a property of this device type',
+        value: 'v'.repeat(120),
+      })),
+      readingIndex: index,
+      schema: 'pulse-oximeter@1',
+    });
+    const batch = toFeedback(topic, at, Array.from({ length: 1000 }, (_, i) => long(i)));
+    expect(Buffer.byteLength(JSON.stringify(batch))).toBeLessThanOrEqual(MAX_FEEDBACK_BYTES);
+    expect(batch.rejectionCount).toBe(1000);
+    expect((batch.rejections?.length ?? 0) + (batch.rejectionsOmitted ?? 0)).toBe(1000);
+    expect(batch.errors.length + (batch.errorsOmitted ?? 0)).toBe(20);
+    const single = toFeedback(topic, at, [long(0)]);
+    expect(Buffer.byteLength(JSON.stringify(single))).toBeLessThanOrEqual(MAX_FEEDBACK_BYTES);
+    expect(single.errors.length + (single.errorsOmitted ?? 0)).toBe(20);
   });
 });
 

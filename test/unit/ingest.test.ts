@@ -110,6 +110,13 @@ describe('validatePayload', () => {
       { path: '/probe', message: 'must be one of: finger, ear, wrist, forehead', value: 'toe' },
     ]);
   });
+  it('cuts a path named after a very long property of the payload to 200 characters', () => {
+    const name = 'x'.repeat(100_000);
+    const r = v(`{"ts":"2026-11-22T10:00:00Z","spo2":97,"pulse":72,"${name}":1}`);
+    expect(r.rejections[0]?.errors).toEqual([
+      { path: `/${'x'.repeat(199)}…`, message: 'is not a property of this device type', value: 1 },
+    ]);
+  });
   it('never echoes nested structures back', () => {
     const r = v('{"ts":"2026-11-22T10:00:00Z","spo2":{"a":[1,2,3]},"pulse":72}');
     expect(r.rejections[0]?.errors).toEqual([{ path: '/spo2', message: 'must be integer' }]);
