@@ -57,7 +57,11 @@ describe('toFeedback', () => {
       readingIndex: index,
       schema: 'pulse-oximeter@1',
     });
-    const batch = toFeedback(topic, at, Array.from({ length: 1000 }, (_, i) => long(i)));
+    const batch = toFeedback(
+      topic,
+      at,
+      Array.from({ length: 1000 }, (_, i) => long(i)),
+    );
     expect(Buffer.byteLength(JSON.stringify(batch))).toBeLessThanOrEqual(MAX_FEEDBACK_BYTES);
     expect(batch.rejectionCount).toBe(1000);
     expect((batch.rejections?.length ?? 0) + (batch.rejectionsOmitted ?? 0)).toBe(1000);
