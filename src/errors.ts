@@ -13,6 +13,7 @@ export const ERROR_CODES = {
   LL_INFLUX_UNAVAILABLE: 'InfluxDB could not be reached or refused the request',
   LL_LISTEN_FAILED: 'A network listener could not be started',
   LL_INPUT_INVALID: 'A file or value given on the command line is invalid',
+  LL_AUTH_BUSY: 'Too many password checks are queued; the login was refused, not queued',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
