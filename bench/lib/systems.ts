@@ -72,9 +72,13 @@ const portOpen = (port: number) =>
     s.once('error', () => resolve(false));
   });
 
-function spawnLogged(cmd: string, args: string[], opts: { cwd?: string } = {}) {
+function spawnLogged(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}) {
   let out = '';
-  const child = spawn(cmd, args, { cwd: opts.cwd ?? ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(cmd, args, {
+    cwd: opts.cwd ?? ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    ...(opts.env ? { env: { ...process.env, ...opts.env } } : {}),
+  });
   const keep = (d: Buffer) => {
     out = (out + d.toString()).slice(-20_000);
   };
@@ -124,6 +128,13 @@ export function metricValue(text: string, name: string): number {
   const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
   return m ? Number(m[1]) : Number.NaN;
 }
+
+/**
+ * The load generators open thousands of connections from loopback within seconds (10,000 in ~5 s
+ * in connections.ts), far over the per-address default (mqtt.connectRate 100/s, burst 1,000) that
+ * protects a lab from one address's flood. The bench lifts it; everything else stays the default.
+ */
+const BENCH_GATEWAY_ENV = { LIVINGLAB_MQTT_CONNECT_RATE: '1000000', LIVINGLAB_MQTT_CONNECT_BURST: '1000000' };
 
 async function benchRegistry(n: number) {
   const dir = await mkdtemp(join(tmpdir(), 'll-bench-gw-'));
@@ -188,32 +199,36 @@ export async function startGatewaySystem(
     ...(ctx.nodeArgs ?? []),
     ...(process.env.BENCH_GATEWAY_NODE_OPTIONS ?? '').split(' ').filter(Boolean),
   ];
-  const { child, output } = spawnLogged(process.execPath, [
-    ...nodeArgs,
-    join(root, 'bin/livinglab.js'),
-    'serve',
-    '--registry',
-    registry,
-    '--data-dir',
-    join(dir, 'data'),
-    '--influx-url',
-    ctx.influxUrl,
-    '--influx-db',
-    ctx.db,
-    '--mqtt-host',
-    '127.0.0.1',
-    '--mqtt-port',
-    String(mqttPort),
-    '--http-host',
-    '127.0.0.1',
-    '--http-port',
-    String(httpPort),
-    '--log-level',
-    'warn',
-    ...extraArgs,
-    // BENCH_GATEWAY_ARGS, e.g. "--no-spool", for side-by-side runs of gateway settings.
-    ...(process.env.BENCH_GATEWAY_ARGS ?? '').split(' ').filter(Boolean),
-  ]);
+  const { child, output } = spawnLogged(
+    process.execPath,
+    [
+      ...nodeArgs,
+      join(root, 'bin/livinglab.js'),
+      'serve',
+      '--registry',
+      registry,
+      '--data-dir',
+      join(dir, 'data'),
+      '--influx-url',
+      ctx.influxUrl,
+      '--influx-db',
+      ctx.db,
+      '--mqtt-host',
+      '127.0.0.1',
+      '--mqtt-port',
+      String(mqttPort),
+      '--http-host',
+      '127.0.0.1',
+      '--http-port',
+      String(httpPort),
+      '--log-level',
+      'warn',
+      ...extraArgs,
+      // BENCH_GATEWAY_ARGS, e.g. "--no-spool", for side-by-side runs of gateway settings.
+      ...(process.env.BENCH_GATEWAY_ARGS ?? '').split(' ').filter(Boolean),
+    ],
+    { env: BENCH_GATEWAY_ENV },
+  );
   const base = `http://127.0.0.1:${httpPort}`;
   await waitUntil('the gateway', async () => (await fetch(`${base}/readyz`)).status === 200, output);
   return {
