@@ -7,7 +7,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { addDevice } from '../../src/registry/edit.js';
+import { addAccount, addDevice } from '../../src/registry/edit.js';
 import { writeRegistryFile } from '../../src/registry/file.js';
 import { hashSecretSync } from '../../src/registry/passwords.js';
 import { EMPTY_REGISTRY } from '../../src/registry/types.js';
@@ -44,7 +44,12 @@ export interface SystemContext {
   readonly devices: number;
   /** Node flags for the gateway process only, before BENCH_GATEWAY_NODE_OPTIONS. */
   readonly nodeArgs?: readonly string[];
+  /** Also registers staff account BENCH_STAFF (password BENCH_STAFF_PASSWORD) at this PBKDF2 cost. */
+  readonly staffIterations?: number;
 }
+
+export const BENCH_STAFF = 'staff-bench';
+export const BENCH_STAFF_PASSWORD = 'a staff passphrase';
 
 export type SystemName = 'gateway' | 'node-red' | 'plain' | 'mosquitto' | 'aedes';
 
@@ -136,7 +141,7 @@ export function metricValue(text: string, name: string): number {
  */
 const BENCH_GATEWAY_ENV = { LIVINGLAB_MQTT_CONNECT_RATE: '1000000', LIVINGLAB_MQTT_CONNECT_BURST: '1000000' };
 
-async function benchRegistry(n: number) {
+async function benchRegistry(n: number, staffIterations?: number) {
   const dir = await mkdtemp(join(tmpdir(), 'll-bench-gw-'));
   // Generated device passwords get 1,000 PBKDF2 iterations in production too (registry/passwords.ts).
   const hash = hashSecretSync(PASSWORD, 1000);
@@ -149,6 +154,12 @@ async function benchRegistry(n: number) {
       schemaVersion: 1,
       vendor: 'bench',
       passwordHash: hash,
+    });
+  if (staffIterations)
+    data = addAccount(data, {
+      id: BENCH_STAFF,
+      role: 'staff',
+      passwordHash: hashSecretSync(BENCH_STAFF_PASSWORD, staffIterations),
     });
   const registry = join(dir, 'lab.yaml');
   await writeRegistryFile(registry, data);
@@ -190,7 +201,7 @@ export async function startGatewaySystem(
   const root = process.env.BENCH_GATEWAY_ROOT ?? ROOT;
   const main = join(root, 'dist/src/cli/main.js');
   if (!existsSync(main)) throw new Error('dist/ is missing: run `npm run build` first (npm run bench does)');
-  const { dir, registry, device } = await benchRegistry(ctx.devices);
+  const { dir, registry, device } = await benchRegistry(ctx.devices, ctx.staffIterations);
   const ids = deviceIds(ctx.devices);
   const mqttPort = await freePort();
   const httpPort = await freePort();
