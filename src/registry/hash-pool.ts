@@ -36,8 +36,12 @@ function spawnWorker(): Worker {
   return new Worker(bootstrap, { eval: true });
 }
 
-export function createHashPool(opts: { maxPending: number }): HashPool {
+/** A thread idle this long is ended: its V8 heap is tens of MiB that a steady fleet does not need. */
+const IDLE_MS = 5000;
+
+export function createHashPool(opts: { maxPending: number; idleMs?: number }): HashPool {
   let worker: Worker | undefined;
+  let idleTimer: NodeJS.Timeout | undefined;
   let seq = 0;
   let refused = 0;
   const maxPerOwner = Math.max(1, Math.ceil(opts.maxPending / 4));
@@ -56,12 +60,25 @@ export function createHashPool(opts: { maxPending: number }): HashPool {
       const entry = waiting.get(reply.id);
       if (!entry) return;
       waiting.delete(reply.id);
+      if (waiting.size === 0) {
+        idleTimer = setTimeout(() => {
+          if (worker === w && waiting.size === 0) {
+            worker = undefined;
+            void w.terminate();
+          }
+        }, opts.idleMs ?? IDLE_MS);
+        idleTimer.unref();
+      }
       if (reply.out) entry.resolve(Buffer.from(reply.out.buffer, reply.out.byteOffset, reply.out.length));
       else entry.reject(new Error(`password hashing failed: ${reply.error ?? 'no result'}`));
     });
-    w.on('error', (err) => failAll(new Error(`password hashing thread failed: ${err.message}`)));
+    w.on('error', (err) => {
+      if (worker === w) failAll(new Error(`password hashing thread failed: ${err.message}`));
+    });
+    // A thread ended on purpose (idle, stop) was already let go; only an unexpected exit fails the queue.
     w.on('exit', () => {
-      if (worker === w) worker = undefined;
+      if (worker !== w) return;
+      worker = undefined;
       failAll(new Error('password hashing thread exited'));
     });
     worker = w;
@@ -87,6 +104,7 @@ export function createHashPool(opts: { maxPending: number }): HashPool {
         else perOwner.set(owner, n);
       };
       const id = ++seq;
+      clearTimeout(idleTimer);
       return new Promise<Buffer>((resolve, reject) => {
         waiting.set(id, { resolve, reject });
         ensureWorker().postMessage({ id, secret, salt, iterations, keylen });
@@ -99,8 +117,10 @@ export function createHashPool(opts: { maxPending: number }): HashPool {
       return refused;
     },
     async stop() {
+      clearTimeout(idleTimer);
       const w = worker;
       worker = undefined;
+      failAll(new Error('the gateway is stopping'));
       if (w) await w.terminate();
     },
   };
