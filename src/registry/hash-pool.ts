@@ -31,9 +31,10 @@ type Reply = { id: number; out?: Uint8Array; error?: string };
 function spawnWorker(): Worker {
   const entry = new URL(`./hash-worker.${import.meta.url.endsWith('.ts') ? 'ts' : 'js'}`, import.meta.url);
   // From source (tests, tsx) the worker registers tsx's loader first; the build is plain JS.
-  if (!entry.pathname.endsWith('.ts')) return new Worker(entry);
+  // None of the gateway's node flags (--cpu-prof, --import, heap sizes) are meant for this thread.
+  if (!entry.pathname.endsWith('.ts')) return new Worker(entry, { execArgv: [] });
   const bootstrap = `import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(entry.href)}); });`;
-  return new Worker(bootstrap, { eval: true });
+  return new Worker(bootstrap, { eval: true, execArgv: [] });
 }
 
 /** A thread idle this long is ended: its V8 heap is tens of MiB that a steady fleet does not need. */
