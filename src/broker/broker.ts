@@ -12,7 +12,7 @@ import { devicePrefix, findIdentity } from '../registry/acl.js';
 import type { PasswordVerifier } from '../registry/passwords.js';
 import type { Registry, RegistrySnapshot } from '../registry/registry.js';
 import type { Device } from '../registry/types.js';
-import { guardSocket } from './frame-guard.js';
+import { guardSocket, type OversizeInfo } from './frame-guard.js';
 import { type AuthStats, createHooks, type PublishHandler } from './hooks.js';
 import { createConnectRateLimiter, createPreAuthBudget, type PreAuthEntry } from './preauth.js';
 import { createIndexedPersistence } from './retained-index.js';
@@ -65,19 +65,54 @@ function createOccasionalWarner(log: Logger) {
   };
 }
 
+/** Packets over their limit: logged and told for a client that logged in, counted for a CONNECT. */
+function createOversizeHandler(deps: BrokerDeps, warnSometimes: ReturnType<typeof createOccasionalWarner>) {
+  let connectsRefused = 0;
+  return {
+    get connectsRefused() {
+      return connectsRefused;
+    },
+    handle(info: OversizeInfo, describe: () => { clientId?: string; connectionId?: string }) {
+      // Before login there is no device to tell and nobody to blame in the rejects log: an anonymous
+      // flood must not fill the disk or the log. Counted in /metrics instead.
+      if (info.packetType === 1) {
+        connectsRefused++;
+        warnSometimes('CONNECT larger than mqtt.maxConnectPacketSize; connection closed', {
+          remoteAddress: info.remoteAddress,
+          declaredBytes: info.declared,
+          limit: info.limit,
+          closedSoFar: connectsRefused,
+        });
+        return;
+      }
+      const { clientId, connectionId } = describe();
+      deps.log.warn(
+        { clientId, connectionId, declaredBytes: info.declared, limit: info.limit },
+        'packet larger than the maximum packet size; connection closed',
+      );
+      deps.onOversize?.({
+        clientId,
+        declared: info.declared,
+        remoteAddress: info.remoteAddress,
+        limit: info.limit,
+      });
+    },
+  };
+}
+
 /**
  * What a connection must pass before aedes reads it: the per-address connection rate, the frame
  * guard (CONNECT and packet size limits), and the pre-authentication buffer budget until it logs in.
  */
 function createConnectionGate(deps: BrokerDeps) {
-  const { config, log } = deps;
+  const { config } = deps;
   const rateLimiter = createConnectRateLimiter({
     ratePerSecond: config.mqtt.connectRate,
     burst: config.mqtt.connectBurst,
   });
   const budget = createPreAuthBudget({ budgetBytes: config.mqtt.preAuthBufferBudget });
-  let connectTooLarge = 0;
-  const warnSometimes = createOccasionalWarner(log);
+  const warnSometimes = createOccasionalWarner(deps.log);
+  const oversize = createOversizeHandler(deps, warnSometimes);
 
   const accept = (socket: Socket, describe: () => { clientId?: string; connectionId?: string }) => {
     const remoteAddress = socket.remoteAddress ?? '';
@@ -100,39 +135,10 @@ function createConnectionGate(deps: BrokerDeps) {
       socket.destroy();
     });
     socket.once('close', () => entry.release());
-    const conn = guardSocket(
-      socket,
-      config.mqtt.maxPacketSize,
-      (info) => {
-        // Before login there is no device to tell and nobody to blame in the rejects log: an anonymous
-        // flood must not fill the disk or the log. Counted in /metrics instead.
-        if (info.packetType === 1) {
-          connectTooLarge++;
-          warnSometimes('CONNECT larger than mqtt.maxConnectPacketSize; connection closed', {
-            remoteAddress,
-            declaredBytes: info.declared,
-            limit: info.limit,
-            closedSoFar: connectTooLarge,
-          });
-          return;
-        }
-        log.warn(
-          {
-            ...describe(),
-            declaredBytes: info.declared,
-            limit: info.limit,
-          },
-          'packet larger than the maximum packet size; connection closed',
-        );
-        deps.onOversize?.({
-          clientId: describe().clientId,
-          declared: info.declared,
-          remoteAddress: info.remoteAddress,
-          limit: info.limit,
-        });
-      },
-      { maxConnectBytes: config.mqtt.maxConnectPacketSize, onBytes: (n) => entry.add(n) },
-    );
+    const conn = guardSocket(socket, config.mqtt.maxPacketSize, (info) => oversize.handle(info, describe), {
+      maxConnectBytes: config.mqtt.maxConnectPacketSize,
+      onBytes: (n) => entry.add(n),
+    });
     return { conn, entry };
   };
 
@@ -148,7 +154,7 @@ function createConnectionGate(deps: BrokerDeps) {
     refused: () => ({
       'rate-limit': rateLimiter.refused,
       'preauth-budget': budget.closed,
-      'connect-too-large': connectTooLarge,
+      'connect-too-large': oversize.connectsRefused,
     }),
   };
 }

@@ -37,8 +37,21 @@ function spawnWorker(): Worker {
   return new Worker(bootstrap, { eval: true, execArgv: [] });
 }
 
-/** A thread idle this long is ended: its V8 heap is tens of MiB that a steady fleet does not need. */
+/** A thread idle this long is ended: it holds ~10 MiB of RSS that a steady fleet does not need. */
 const IDLE_MS = 5000;
+
+/** Requests in the queue per owner; owners with none are forgotten. */
+function createOwnerCounts() {
+  const counts = new Map<string, number>();
+  return {
+    of: (owner: string) => counts.get(owner) ?? 0,
+    add(owner: string, n: number) {
+      const next = (counts.get(owner) ?? 0) + n;
+      if (next <= 0) counts.delete(owner);
+      else counts.set(owner, next);
+    },
+  };
+}
 
 export function createHashPool(opts: { maxPending: number; idleMs?: number }): HashPool {
   let worker: Worker | undefined;
@@ -46,7 +59,7 @@ export function createHashPool(opts: { maxPending: number; idleMs?: number }): H
   let seq = 0;
   let refused = 0;
   const maxPerOwner = Math.max(1, Math.ceil(opts.maxPending / 4));
-  const perOwner = new Map<string, number>();
+  const perOwner = createOwnerCounts();
   const waiting = new Map<number, { resolve: (b: Buffer) => void; reject: (e: Error) => void }>();
   const failAll = (err: Error) => {
     for (const w of waiting.values()) w.reject(err);
@@ -87,7 +100,7 @@ export function createHashPool(opts: { maxPending: number; idleMs?: number }): H
   };
   return {
     hash(secret, salt, iterations, keylen, owner = '') {
-      const mine = perOwner.get(owner) ?? 0;
+      const mine = perOwner.of(owner);
       if (waiting.size >= opts.maxPending || mine >= maxPerOwner) {
         refused++;
         const why =
@@ -98,18 +111,13 @@ export function createHashPool(opts: { maxPending: number; idleMs?: number }): H
           new GatewayError('LL_AUTH_BUSY', `${why} (auth.maxPendingVerifications); try again shortly`),
         );
       }
-      perOwner.set(owner, mine + 1);
-      const done = () => {
-        const n = (perOwner.get(owner) ?? 1) - 1;
-        if (n <= 0) perOwner.delete(owner);
-        else perOwner.set(owner, n);
-      };
+      perOwner.add(owner, 1);
       const id = ++seq;
       clearTimeout(idleTimer);
       return new Promise<Buffer>((resolve, reject) => {
         waiting.set(id, { resolve, reject });
         ensureWorker().postMessage({ id, secret, salt, iterations, keylen });
-      }).finally(done);
+      }).finally(() => perOwner.add(owner, -1));
     },
     get pending() {
       return waiting.size;
