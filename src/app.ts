@@ -15,6 +15,7 @@ import { buildQualityReport, writeQualityReport } from './jobs/quality-report.js
 import { createScheduler, type Scheduler } from './jobs/scheduler.js';
 import { createLogger, type Logger } from './log.js';
 import { createAuditLog } from './query/audit.js';
+import { createHashPool } from './registry/hash-pool.js';
 import { createPasswordVerifier } from './registry/passwords.js';
 import { createRegistry, type Registry } from './registry/registry.js';
 import { loadSchemas } from './schemas/load.js';
@@ -143,10 +144,13 @@ export function buildApp(
   });
   // Messages between authorizePublish and their spool append: shutdown waits for them.
   const inFlight = new Set<Promise<unknown>>();
+  // MQTT logins hash on their own thread, off the libuv pool the spool writes on (DESIGN §6).
+  const hashPool = createHashPool({ maxPending: config.auth.maxPendingVerifications });
+  const mqttVerifier = createPasswordVerifier({ hash: hashPool.hash });
   const b = createBroker({
     config,
     registry,
-    verifier: createPasswordVerifier(),
+    verifier: mqttVerifier,
     log: log.child({ module: 'broker' }),
     onPublish: async (msg) => {
       if (msg.identity.kind === 'device') liveness.observe(msg.identity.id);
@@ -159,7 +163,7 @@ export function buildApp(
         inFlight.delete(accepting);
       }
     },
-    onOversize: ({ clientId, declared }) => {
+    onOversize: ({ clientId, declared, limit }) => {
       rejects
         .append({
           receivedAt: new Date().toISOString(),
@@ -168,7 +172,7 @@ export function buildApp(
           rejections: [
             rejection(
               'too-large',
-              `packet of ${declared} bytes exceeds the ${config.mqtt.maxPacketSize}-byte maximum; connection closed`,
+              `packet of ${declared} bytes exceeds the ${limit}-byte maximum; connection closed`,
             ),
           ],
           payload: Buffer.alloc(0),
@@ -187,6 +191,7 @@ export function buildApp(
     feedbackDropped: () => feedbackBudget.stats.dropped,
     deliveriesDropped: () => b.deliveriesDropped,
     rejectsNotLogged: () => rejects.notLogged,
+    guard: () => ({ ...b.guardStats, hashes: mqttVerifier.stats, hashQueue: hashPool.pending }),
     registryReloads: () => registry.reloads,
     connectedDevices: () => b.connectedDevices(),
     jobs: () => scheduler.stats,
@@ -398,6 +403,7 @@ export function buildApp(
       await http.close().catch(() => undefined);
       // Stop accepting: close the listener and the connections; then finish the appends under way.
       await b.stop();
+      await hashPool.stop();
       await Promise.allSettled([...inFlight]);
       if (wasStarted) await drain.stop(config.shutdownTimeoutMs);
       await spool?.stop();

@@ -7,7 +7,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { addDevice } from '../../src/registry/edit.js';
+import { addAccount, addDevice } from '../../src/registry/edit.js';
 import { writeRegistryFile } from '../../src/registry/file.js';
 import { hashSecretSync } from '../../src/registry/passwords.js';
 import { EMPTY_REGISTRY } from '../../src/registry/types.js';
@@ -44,7 +44,12 @@ export interface SystemContext {
   readonly devices: number;
   /** Node flags for the gateway process only, before BENCH_GATEWAY_NODE_OPTIONS. */
   readonly nodeArgs?: readonly string[];
+  /** Also registers staff account BENCH_STAFF (password BENCH_STAFF_PASSWORD) at this PBKDF2 cost. */
+  readonly staffIterations?: number;
 }
+
+export const BENCH_STAFF = 'staff-bench';
+export const BENCH_STAFF_PASSWORD = 'a staff passphrase';
 
 export type SystemName = 'gateway' | 'node-red' | 'plain' | 'mosquitto' | 'aedes';
 
@@ -72,9 +77,13 @@ const portOpen = (port: number) =>
     s.once('error', () => resolve(false));
   });
 
-function spawnLogged(cmd: string, args: string[], opts: { cwd?: string } = {}) {
+function spawnLogged(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}) {
   let out = '';
-  const child = spawn(cmd, args, { cwd: opts.cwd ?? ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(cmd, args, {
+    cwd: opts.cwd ?? ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    ...(opts.env ? { env: { ...process.env, ...opts.env } } : {}),
+  });
   const keep = (d: Buffer) => {
     out = (out + d.toString()).slice(-20_000);
   };
@@ -125,7 +134,14 @@ export function metricValue(text: string, name: string): number {
   return m ? Number(m[1]) : Number.NaN;
 }
 
-async function benchRegistry(n: number) {
+/**
+ * The load generators open thousands of connections from loopback within seconds (10,000 in ~5 s
+ * in connections.ts), far over the per-address default (mqtt.connectRate 100/s, burst 1,000) that
+ * protects a lab from one address's flood. The bench lifts it; everything else stays the default.
+ */
+const BENCH_GATEWAY_ENV = { LIVINGLAB_MQTT_CONNECT_RATE: '1000000', LIVINGLAB_MQTT_CONNECT_BURST: '1000000' };
+
+async function benchRegistry(n: number, staffIterations?: number) {
   const dir = await mkdtemp(join(tmpdir(), 'll-bench-gw-'));
   // Generated device passwords get 1,000 PBKDF2 iterations in production too (registry/passwords.ts).
   const hash = hashSecretSync(PASSWORD, 1000);
@@ -138,6 +154,12 @@ async function benchRegistry(n: number) {
       schemaVersion: 1,
       vendor: 'bench',
       passwordHash: hash,
+    });
+  if (staffIterations)
+    data = addAccount(data, {
+      id: BENCH_STAFF,
+      role: 'staff',
+      passwordHash: hashSecretSync(BENCH_STAFF_PASSWORD, staffIterations),
     });
   const registry = join(dir, 'lab.yaml');
   await writeRegistryFile(registry, data);
@@ -179,7 +201,7 @@ export async function startGatewaySystem(
   const root = process.env.BENCH_GATEWAY_ROOT ?? ROOT;
   const main = join(root, 'dist/src/cli/main.js');
   if (!existsSync(main)) throw new Error('dist/ is missing: run `npm run build` first (npm run bench does)');
-  const { dir, registry, device } = await benchRegistry(ctx.devices);
+  const { dir, registry, device } = await benchRegistry(ctx.devices, ctx.staffIterations);
   const ids = deviceIds(ctx.devices);
   const mqttPort = await freePort();
   const httpPort = await freePort();
@@ -188,32 +210,36 @@ export async function startGatewaySystem(
     ...(ctx.nodeArgs ?? []),
     ...(process.env.BENCH_GATEWAY_NODE_OPTIONS ?? '').split(' ').filter(Boolean),
   ];
-  const { child, output } = spawnLogged(process.execPath, [
-    ...nodeArgs,
-    join(root, 'bin/livinglab.js'),
-    'serve',
-    '--registry',
-    registry,
-    '--data-dir',
-    join(dir, 'data'),
-    '--influx-url',
-    ctx.influxUrl,
-    '--influx-db',
-    ctx.db,
-    '--mqtt-host',
-    '127.0.0.1',
-    '--mqtt-port',
-    String(mqttPort),
-    '--http-host',
-    '127.0.0.1',
-    '--http-port',
-    String(httpPort),
-    '--log-level',
-    'warn',
-    ...extraArgs,
-    // BENCH_GATEWAY_ARGS, e.g. "--no-spool", for side-by-side runs of gateway settings.
-    ...(process.env.BENCH_GATEWAY_ARGS ?? '').split(' ').filter(Boolean),
-  ]);
+  const { child, output } = spawnLogged(
+    process.execPath,
+    [
+      ...nodeArgs,
+      join(root, 'bin/livinglab.js'),
+      'serve',
+      '--registry',
+      registry,
+      '--data-dir',
+      join(dir, 'data'),
+      '--influx-url',
+      ctx.influxUrl,
+      '--influx-db',
+      ctx.db,
+      '--mqtt-host',
+      '127.0.0.1',
+      '--mqtt-port',
+      String(mqttPort),
+      '--http-host',
+      '127.0.0.1',
+      '--http-port',
+      String(httpPort),
+      '--log-level',
+      'warn',
+      ...extraArgs,
+      // BENCH_GATEWAY_ARGS, e.g. "--no-spool", for side-by-side runs of gateway settings.
+      ...(process.env.BENCH_GATEWAY_ARGS ?? '').split(' ').filter(Boolean),
+    ],
+    { env: BENCH_GATEWAY_ENV },
+  );
   const base = `http://127.0.0.1:${httpPort}`;
   await waitUntil('the gateway', async () => (await fetch(`${base}/readyz`)).status === 200, output);
   return {

@@ -1,8 +1,9 @@
 // The embedded MQTT broker: aedes behind a TCP listener with a frame-size guard, a connection limit
-// and connect/keepalive limits (aedes defaults: none, none, 30 s). Publishes retained online/offline
+// and connect/keepalive limits (aedes defaults: none, none, 30 s), a per-address connection rate
+// and a budget for what connections may buffer before they log in (preauth.ts). Publishes retained online/offline
 // status for devices and disconnects devices the registry no longer allows.
 import { once } from 'node:events';
-import { createServer, type Server } from 'node:net';
+import { createServer, type Server, type Socket } from 'node:net';
 import { Aedes, type Client } from 'aedes';
 import type { Config } from '../config/schema.js';
 import { GatewayError } from '../errors.js';
@@ -11,8 +12,9 @@ import { devicePrefix, recheckIdentity } from '../registry/acl.js';
 import type { PasswordVerifier } from '../registry/passwords.js';
 import type { Registry, RegistrySnapshot } from '../registry/registry.js';
 import type { Device } from '../registry/types.js';
-import { guardSocket } from './frame-guard.js';
-import { createHooks, isBackedUp, type PublishHandler } from './hooks.js';
+import { guardSocket, type OversizeInfo } from './frame-guard.js';
+import { type AuthStats, createHooks, isBackedUp, type PublishHandler } from './hooks.js';
+import { createConnectRateLimiter, createPreAuthBudget, type PreAuthEntry } from './preauth.js';
 import { createIndexedPersistence } from './retained-index.js';
 
 export interface Broker {
@@ -29,6 +31,16 @@ export interface Broker {
   isBackedUp(clientId: string, bytes?: number): boolean;
   /** Deliveries dropped because the receiving connection was backed up. */
   readonly deliveriesDropped: number;
+  /** Connections refused or closed before login, and logins refused, for metrics. */
+  readonly guardStats: BrokerGuardStats;
+}
+
+export interface BrokerGuardStats {
+  /** Bytes held by connections that have not authenticated yet. */
+  readonly preAuthBytes: number;
+  /** Connections closed before login, by reason: rate-limit, preauth-budget, connect-too-large. */
+  readonly connectionsRefused: Readonly<Record<string, number>>;
+  readonly auth: AuthStats;
 }
 
 export interface BrokerDeps {
@@ -42,7 +54,113 @@ export interface BrokerDeps {
     clientId: string | undefined;
     declared: number;
     remoteAddress: string | undefined;
+    limit: number;
   }) => void;
+}
+
+// Under attack these happen thousands of times a second: one warning a minute each, counts in /metrics.
+function createOccasionalWarner(log: Logger) {
+  const lastWarned = new Map<string, number>();
+  return (what: string, fields: Record<string, unknown>) => {
+    const at = lastWarned.get(what) ?? 0;
+    if (Date.now() - at < 60_000) return;
+    lastWarned.set(what, Date.now());
+    log.warn(fields, what);
+  };
+}
+
+/** Packets over their limit: logged and told for a client that logged in, counted for a CONNECT. */
+function createOversizeHandler(deps: BrokerDeps, warnSometimes: ReturnType<typeof createOccasionalWarner>) {
+  let connectsRefused = 0;
+  return {
+    get connectsRefused() {
+      return connectsRefused;
+    },
+    handle(info: OversizeInfo, describe: () => { clientId?: string; connectionId?: string }) {
+      // Before login there is no device to tell and nobody to blame in the rejects log: an anonymous
+      // flood must not fill the disk or the log. Counted in /metrics instead.
+      if (info.packetType === 1) {
+        connectsRefused++;
+        warnSometimes('CONNECT larger than mqtt.maxConnectPacketSize; connection closed', {
+          remoteAddress: info.remoteAddress,
+          declaredBytes: info.declared,
+          limit: info.limit,
+          closedSoFar: connectsRefused,
+        });
+        return;
+      }
+      const { clientId, connectionId } = describe();
+      deps.log.warn(
+        { clientId, connectionId, declaredBytes: info.declared, limit: info.limit },
+        'packet larger than the maximum packet size; connection closed',
+      );
+      deps.onOversize?.({
+        clientId,
+        declared: info.declared,
+        remoteAddress: info.remoteAddress,
+        limit: info.limit,
+      });
+    },
+  };
+}
+
+/**
+ * What a connection must pass before aedes reads it: the per-address connection rate, the frame
+ * guard (CONNECT and packet size limits), and the pre-authentication buffer budget until it logs in.
+ */
+function createConnectionGate(deps: BrokerDeps) {
+  const { config } = deps;
+  const rateLimiter = createConnectRateLimiter({
+    ratePerSecond: config.mqtt.connectRate,
+    burst: config.mqtt.connectBurst,
+  });
+  const budget = createPreAuthBudget({ budgetBytes: config.mqtt.preAuthBufferBudget });
+  const warnSometimes = createOccasionalWarner(deps.log);
+  const oversize = createOversizeHandler(deps, warnSometimes);
+
+  const accept = (socket: Socket, describe: () => { clientId?: string; connectionId?: string }) => {
+    const remoteAddress = socket.remoteAddress ?? '';
+    if (!rateLimiter.take(remoteAddress)) {
+      warnSometimes('new connections over the per-address rate refused (mqtt.connectRate)', {
+        remoteAddress,
+        refusedSoFar: rateLimiter.refused,
+      });
+      socket.destroy();
+      return undefined;
+    }
+    // PUBACKs are tiny: without this, Nagle + delayed ACK add ~40 ms to every QoS 1 round trip.
+    socket.setNoDelay(true);
+    const entry = budget.track(() => {
+      warnSometimes('connections closed before login: pre-authentication buffer budget exceeded', {
+        remoteAddress,
+        budgetBytes: config.mqtt.preAuthBufferBudget,
+        closedSoFar: budget.closed,
+      });
+      socket.destroy();
+    });
+    socket.once('close', () => entry.release());
+    const conn = guardSocket(socket, config.mqtt.maxPacketSize, (info) => oversize.handle(info, describe), {
+      maxConnectBytes: config.mqtt.maxConnectPacketSize,
+      onBytes: (n) => entry.add(n),
+    });
+    return { conn, entry };
+  };
+
+  const preAuth = new WeakMap<Client, PreAuthEntry>();
+  return {
+    accept,
+    track: (client: Client, entry: PreAuthEntry) => preAuth.set(client, entry),
+    /** Logged in: what it buffered no longer counts against the pre-authentication budget. */
+    loggedIn: (client: Client) => preAuth.get(client)?.release(),
+    get preAuthBytes() {
+      return budget.bufferedBytes;
+    },
+    refused: () => ({
+      'rate-limit': rateLimiter.refused,
+      'preauth-budget': budget.closed,
+      'connect-too-large': oversize.connectsRefused,
+    }),
+  };
 }
 
 export function createBroker(deps: BrokerDeps): Broker {
@@ -50,7 +168,17 @@ export function createBroker(deps: BrokerDeps): Broker {
   // Each TCP connection gets an id, so a device's reconnects can be told apart in the log.
   const connectionIds = new WeakMap<Client, string>();
   let connectionSeq = 0;
-  const hooks = createHooks({ ...deps, connectionIdOf: (client) => connectionIds.get(client) });
+  const hooks = createHooks({
+    ...deps,
+    connectionIdOf: (client) => connectionIds.get(client),
+    backoff: {
+      usernameAfter: config.auth.usernameBackoffAfter,
+      addressAfter: config.auth.addressBackoffAfter,
+      baseMs: config.auth.backoffBaseMs,
+      maxMs: config.auth.backoffMaxMs,
+    },
+  });
+  const gate = createConnectionGate(deps);
   let aedes: Aedes | undefined;
   let server: Server | undefined;
   let port = 0;
@@ -101,6 +229,18 @@ export function createBroker(deps: BrokerDeps): Broker {
     }
   };
 
+  const acceptConnection = (a: Aedes, socket: Socket) => {
+    let client: Client | undefined;
+    const guarded = gate.accept(socket, () => ({
+      clientId: client?.id,
+      connectionId: client ? connectionIds.get(client) : undefined,
+    }));
+    if (!guarded) return;
+    client = a.handle(guarded.conn);
+    gate.track(client, guarded.entry);
+    connectionIds.set(client, `c${(++connectionSeq).toString(36)}`);
+  };
+
   return {
     publish,
     isBackedUp(clientId, bytes = 0) {
@@ -110,6 +250,17 @@ export function createBroker(deps: BrokerDeps): Broker {
     },
     get deliveriesDropped() {
       return hooks.stats.deliveriesDropped;
+    },
+    guardStats: {
+      get preAuthBytes() {
+        return gate.preAuthBytes;
+      },
+      get connectionsRefused() {
+        return gate.refused();
+      },
+      get auth() {
+        return hooks.authStats;
+      },
     },
     connectedDevices() {
       if (!aedes) return [];
@@ -137,6 +288,8 @@ export function createBroker(deps: BrokerDeps): Broker {
         heartbeatInterval: 60_000,
       });
       aedes = a;
+      // Logged in: what it buffered no longer counts against the pre-authentication budget.
+      a.on('client', (client) => gate.loggedIn(client));
       a.on('clientReady', (client) => publishStatus(client, 'online'));
       a.on('clientDisconnect', (client) => {
         // A session taken over by a new connection of the same device is not "offline".
@@ -152,29 +305,7 @@ export function createBroker(deps: BrokerDeps): Broker {
       );
       registry.on('changed', (next) => enforceRegistry(next));
 
-      const srv = createServer((socket) => {
-        // PUBACKs are tiny: without this, Nagle + delayed ACK add ~40 ms to every QoS 1 round trip.
-        socket.setNoDelay(true);
-        let client: Client | undefined;
-        const conn = guardSocket(socket, config.mqtt.maxPacketSize, (info) => {
-          log.warn(
-            {
-              clientId: client?.id,
-              connectionId: client ? connectionIds.get(client) : undefined,
-              declaredBytes: info.declared,
-              limit: config.mqtt.maxPacketSize,
-            },
-            'packet larger than the maximum packet size; connection closed',
-          );
-          deps.onOversize?.({
-            clientId: client?.id,
-            declared: info.declared,
-            remoteAddress: info.remoteAddress,
-          });
-        });
-        client = a.handle(conn);
-        connectionIds.set(client, `c${(++connectionSeq).toString(36)}`);
-      });
+      const srv = createServer((socket) => acceptConnection(a, socket));
       srv.maxConnections = config.mqtt.maxConnections;
       server = srv;
       srv.listen(config.mqtt.port, config.mqtt.host);

@@ -1,12 +1,16 @@
 // Reads MQTT fixed headers off the raw byte stream before aedes sees them, and closes a connection
 // whose next packet declares a body larger than the limit. aedes 1.2 has no maximum packet size
 // and mqtt-packet buffers the whole declared body (aedes#831): one 200 MB PUBLISH costs ~190 MiB.
+// A CONNECT has its own, much smaller limit: it arrives before any credential is checked, so
+// without one every anonymous socket could make mqtt-packet hold up to maxPacketSize.
 // Never buffers: it only counts the bytes aedes reads.
 
 import type { Socket } from 'node:net';
 
+const CONNECT = 1;
+
 /** Incremental scanner of MQTT fixed headers. `feed` returns the offending size, or undefined. */
-export function createFrameScanner(maxPacketBytes: number) {
+export function createFrameScanner(maxPacketBytes: number, maxConnectBytes = maxPacketBytes) {
   // state: 0 = expecting the type byte, 1 = reading the remaining length, 2 = skipping the body
   let state = 0;
   let length = 0;
@@ -16,7 +20,7 @@ export function createFrameScanner(maxPacketBytes: number) {
   let type = 0;
   return {
     /** Returns the declared size of the first packet over the limit in this chunk, if any. */
-    feed(chunk: Buffer): { declared: number; type: number } | undefined {
+    feed(chunk: Buffer): { declared: number; type: number; limit: number } | undefined {
       let i = 0;
       while (i < chunk.length) {
         if (state === 2) {
@@ -40,10 +44,11 @@ export function createFrameScanner(maxPacketBytes: number) {
         lengthBytes++;
         if (byte & 0x80) {
           // [MQTT-2.2.3] at most four bytes; a fifth is malformed: treat as too large.
-          if (lengthBytes >= 4) return { declared: Number.POSITIVE_INFINITY, type };
+          if (lengthBytes >= 4) return { declared: Number.POSITIVE_INFINITY, type, limit: maxPacketBytes };
           continue;
         }
-        if (length + 1 + lengthBytes > maxPacketBytes) return { declared: length + 1 + lengthBytes, type };
+        const limit = type === CONNECT ? Math.min(maxConnectBytes, maxPacketBytes) : maxPacketBytes;
+        if (length + 1 + lengthBytes > limit) return { declared: length + 1 + lengthBytes, type, limit };
         skip = length;
         state = skip === 0 ? 0 : 2;
       }
@@ -55,7 +60,16 @@ export function createFrameScanner(maxPacketBytes: number) {
 export interface OversizeInfo {
   readonly declared: number;
   readonly packetType: number;
+  /** The limit it broke: maxPacketBytes, or maxConnectBytes for a CONNECT. */
+  readonly limit: number;
   readonly remoteAddress: string | undefined;
+}
+
+export interface GuardOptions {
+  /** Limit for CONNECT packets (default: maxPacketBytes). */
+  maxConnectBytes?: number;
+  /** Told of every chunk handed to aedes, before it is parsed (pre-authentication accounting). */
+  onBytes?: (bytes: number) => void;
 }
 
 /**
@@ -70,8 +84,9 @@ export function guardSocket(
   socket: Socket,
   maxPacketBytes: number,
   onOversize: (info: OversizeInfo) => void,
+  opts: GuardOptions = {},
 ): Socket {
-  const scanner = createFrameScanner(maxPacketBytes);
+  const scanner = createFrameScanner(maxPacketBytes, opts.maxConnectBytes);
   const read = socket.read;
   let refused = false;
   socket.read = function guardedRead(this: Socket, size?: number) {
@@ -79,9 +94,17 @@ export function guardSocket(
     const chunk = read.call(this, size) as Buffer | null;
     if (chunk === null || typeof chunk === 'string') return chunk;
     const over = scanner.feed(chunk);
-    if (!over) return chunk;
+    if (!over) {
+      opts.onBytes?.(chunk.length);
+      return chunk;
+    }
     refused = true;
-    onOversize({ declared: over.declared, packetType: over.type, remoteAddress: socket.remoteAddress });
+    onOversize({
+      declared: over.declared,
+      packetType: over.type,
+      limit: over.limit,
+      remoteAddress: socket.remoteAddress,
+    });
     socket.destroy();
     return null;
   };

@@ -151,6 +151,13 @@ export function loadConfig(opts: LoadConfigOptions = {}): Config {
     logLevel: Config['logLevel'];
     mqtt: Record<string, unknown>;
     http: { host: string; port: number };
+    auth: {
+      maxPendingVerifications: number;
+      usernameBackoffAfter: number;
+      addressBackoffAfter: number;
+      backoffBase: string | number;
+      backoffMax: string | number;
+    };
     influx: Omit<Config['influx'], 'timeoutMs'> & { timeout: string | number };
     writer: {
       batchSize: number;
@@ -196,6 +203,17 @@ export function loadConfig(opts: LoadConfigOptions = {}): Config {
       maxConnections: r.mqtt.maxConnections as number,
       connectTimeoutMs: ms(r.mqtt.connectTimeout, 'mqtt.connectTimeout'),
       keepaliveLimit: r.mqtt.keepaliveLimit as number,
+      maxConnectPacketSize: r.mqtt.maxConnectPacketSize as number,
+      preAuthBufferBudget: bytes(r.mqtt.preAuthBufferBudget, 'mqtt.preAuthBufferBudget'),
+      connectRate: r.mqtt.connectRate as number,
+      connectBurst: r.mqtt.connectBurst as number,
+    },
+    auth: {
+      maxPendingVerifications: r.auth.maxPendingVerifications,
+      usernameBackoffAfter: r.auth.usernameBackoffAfter,
+      addressBackoffAfter: r.auth.addressBackoffAfter,
+      backoffBaseMs: ms(r.auth.backoffBase, 'auth.backoffBase'),
+      backoffMaxMs: ms(r.auth.backoffMax, 'auth.backoffMax'),
     },
     http: { host: r.http.host, port: r.http.port },
     influx: { ...influx, timeoutMs: ms(timeout, 'influx.timeout') },

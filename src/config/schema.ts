@@ -69,6 +69,58 @@ export const CONFIG_SCHEMA = {
           default: 1200,
           description: 'Largest keepalive (seconds) a client may ask for',
         },
+        maxConnectPacketSize: {
+          type: 'integer',
+          minimum: 256,
+          default: 8192,
+          description:
+            'Largest CONNECT packet accepted (will message included), in bytes; checked before any credential',
+        },
+        preAuthBufferBudget: size(
+          '16MiB',
+          'Bytes all not-yet-authenticated connections together may have sent; over it the largest are closed',
+        ),
+        connectRate: {
+          type: 'integer',
+          minimum: 1,
+          default: 100,
+          description: 'New connections per second allowed from one remote address (sustained)',
+        },
+        connectBurst: {
+          type: 'integer',
+          minimum: 1,
+          default: 1000,
+          description: 'New connections one remote address may open at once before connectRate applies',
+        },
+      },
+    },
+    auth: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        maxPendingVerifications: {
+          type: 'integer',
+          minimum: 1,
+          default: 1000,
+          description:
+            'Password checks queued for the hashing thread; more are refused (CONNACK 3, HTTP 503)',
+        },
+        usernameBackoffAfter: {
+          type: 'integer',
+          minimum: 1,
+          default: 5,
+          description:
+            'Failed logins of one username before its attempts are refused unchecked for a growing delay',
+        },
+        addressBackoffAfter: {
+          type: 'integer',
+          minimum: 1,
+          default: 20,
+          description: 'Failed logins from one address before its refusals are delayed by a growing delay',
+        },
+        backoffBase: duration('1s', 'First backoff delay; it doubles with each further failure'),
+        backoffMax: duration('30s', 'Longest backoff delay'),
       },
     },
     http: {
@@ -296,6 +348,17 @@ export interface Config {
     readonly maxConnections: number;
     readonly connectTimeoutMs: number;
     readonly keepaliveLimit: number;
+    readonly maxConnectPacketSize: number;
+    readonly preAuthBufferBudget: number;
+    readonly connectRate: number;
+    readonly connectBurst: number;
+  };
+  readonly auth: {
+    readonly maxPendingVerifications: number;
+    readonly usernameBackoffAfter: number;
+    readonly addressBackoffAfter: number;
+    readonly backoffBaseMs: number;
+    readonly backoffMaxMs: number;
   };
   readonly http: { readonly host: string; readonly port: number };
   readonly influx: {

@@ -24,6 +24,14 @@ export interface MetricsSources {
   feedbackDropped: () => Record<string, number>;
   deliveriesDropped: () => number;
   rejectsNotLogged: () => number;
+  /** Before and at login: see broker/preauth.ts, broker/auth-backoff.ts, registry/hash-pool.ts. */
+  guard: () => {
+    preAuthBytes: number;
+    connectionsRefused: Readonly<Record<string, number>>;
+    auth: Readonly<Record<string, number>>;
+    hashes: { hashes: number; dummyHashes: number };
+    hashQueue: number;
+  };
   registryReloads: () => number;
   connectedDevices: () => { site: string; type: string }[];
   jobs: () => ReadonlyMap<string, { runs: number; failures: number }>;
@@ -107,6 +115,64 @@ function addDropCounters(registry: Registry, src: MetricsSources): void {
   );
 }
 
+function labelled(
+  registry: Registry,
+  name: string,
+  help: string,
+  label: string,
+  read: () => Readonly<Record<string, number>>,
+): void {
+  new Counter({
+    name,
+    help,
+    labelNames: [label],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [value, n] of Object.entries(read())) this.inc({ [label]: value }, n);
+    },
+  });
+}
+
+function registerGuardMetrics(registry: Registry, guard: MetricsSources['guard']): void {
+  gauge(
+    registry,
+    'livinglab_preauth_buffered_bytes',
+    'Bytes held by MQTT connections that have not logged in yet',
+    () => guard().preAuthBytes,
+  );
+  labelled(
+    registry,
+    'livinglab_connections_refused_total',
+    'MQTT connections refused or closed before login, by reason',
+    'reason',
+    () => guard().connectionsRefused,
+  );
+  labelled(
+    registry,
+    'livinglab_auth_failures_total',
+    'MQTT logins refused, by reason',
+    'reason',
+    () => guard().auth,
+  );
+  labelled(
+    registry,
+    'livinglab_password_hashes_total',
+    'Password hashes computed for MQTT logins: real checks, and dummy ones for unknown usernames',
+    'kind',
+    () => {
+      const h = guard().hashes;
+      return { real: h.hashes, dummy: h.dummyHashes };
+    },
+  );
+  gauge(
+    registry,
+    'livinglab_password_checks_queued',
+    'Password checks waiting for or running on the hashing thread',
+    () => guard().hashQueue,
+  );
+}
+
 export function createMetrics(src: MetricsSources): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
@@ -182,6 +248,7 @@ export function createMetrics(src: MetricsSources): Metrics {
     },
   );
   gauge(registry, 'livinglab_connected_clients', 'Connected MQTT clients', src.connectedClients);
+  registerGuardMetrics(registry, src.guard);
   new Gauge({
     name: 'livinglab_connected_devices',
     help: 'Devices with a live MQTT connection, by type and site',

@@ -2,10 +2,12 @@
 // `$7$<iterations>$<salt base64>$<hash base64>`. Verification accepts any iteration count and salt
 // length (2.0 writes 101 iterations and 12-byte salts, 2.1 writes 1,000 and 64 bytes), runs the
 // hash off the event loop, compares in constant time, and remembers successful checks so that a
-// reconnect storm of thousands of devices does not cost thousands of slow hashes.
+// reconnect storm of thousands of devices does not cost thousands of slow hashes. An unknown user
+// costs a dummy hash of the same kind, so how long a refusal takes does not tell which ids exist.
 // Never logs or stores a clear-text secret.
 import { createHmac, pbkdf2, pbkdf2Sync, randomBytes, timingSafeEqual } from 'node:crypto';
 import { GatewayError } from '../errors.js';
+import type { HashFn } from './hash-pool.js';
 
 /** For secrets people choose (staff passwords, --password-stdin): OWASP 2023 figure for PBKDF2-SHA512. */
 export const HUMAN_SECRET_ITERATIONS = 210_000;
@@ -57,39 +59,85 @@ export function generateSecret(): string {
 
 export interface PasswordVerifier {
   /** Resolves true when `secret` matches `encoded`; false for a mismatch or an unusable hash. */
-  verify(encoded: string, secret: string | Buffer): Promise<boolean>;
+  verify(encoded: string, secret: string | Buffer, owner?: string): Promise<boolean>;
+  /**
+   * For a username that does not exist: hashes `secret` at `iterations` like a real check would,
+   * and resolves false. Same work as a wrong password for a real user of that cost.
+   */
+  verifyUnknown(secret: string | Buffer, iterations: number, owner?: string): Promise<false>;
   readonly cacheSize: number;
+  /** Hashes computed for real checks, and dummy hashes for unknown users. */
+  readonly stats: { readonly hashes: number; readonly dummyHashes: number };
 }
 
-/** A verifier with a bounded memory of successful checks (keyed by an HMAC with a per-process key). */
-export function createPasswordVerifier(opts: { cacheEntries?: number } = {}): PasswordVerifier {
+/** crypto.pbkdf2 on libuv's thread pool: for the CLI and HTTP tokens; the broker uses hash-pool.ts. */
+const hashOnLibuv: HashFn = (secret, salt, iterations, keylen) =>
+  new Promise((resolve, reject) => {
+    pbkdf2(secret, salt, iterations, keylen, 'sha512', (err, out) => (err ? reject(err) : resolve(out)));
+  });
+
+/** The highest iteration count among `hashes` (the cost a dummy check must match), or `fallback`. */
+export function maxIterations(hashes: Iterable<string>, fallback = HUMAN_SECRET_ITERATIONS): number {
+  let max = 0;
+  for (const h of hashes) {
+    const parsed = parseHash(h);
+    if (typeof parsed !== 'string' && parsed.iterations > max) max = parsed.iterations;
+  }
+  return max || fallback;
+}
+
+/**
+ * A verifier with a bounded memory of successful checks (keyed by an HMAC with a per-process key).
+ * Concurrent checks of the same credential share one hash (a reconnect storm of a fleet sharing a
+ * password must not fill the hashing queue). `hash` errors (LL_AUTH_BUSY) reject the promise.
+ */
+export function createPasswordVerifier(
+  opts: { cacheEntries?: number; hash?: HashFn } = {},
+): PasswordVerifier {
   const maxEntries = opts.cacheEntries ?? 50_000;
+  const hash = opts.hash ?? hashOnLibuv;
   const cacheKey = randomBytes(32);
+  const dummySalt = randomBytes(SALT_BYTES);
   const verified = new Set<string>();
+  const inFlight = new Map<string, Promise<boolean>>();
+  const stats = { hashes: 0, dummyHashes: 0 };
   const keyOf = (encoded: string, secret: string | Buffer) =>
     createHmac('sha256', cacheKey).update(encoded).update('\0').update(secret).digest('base64');
+
+  const check = async (key: string, encoded: string, secret: string | Buffer, owner?: string) => {
+    const parsed = parseHash(encoded);
+    if (typeof parsed === 'string') return false;
+    stats.hashes++;
+    const derived = await hash(secret, parsed.salt, parsed.iterations, parsed.hash.length, owner);
+    if (!timingSafeEqual(derived, parsed.hash)) return false;
+    if (verified.size >= maxEntries) {
+      const oldest = verified.values().next().value;
+      if (oldest !== undefined) verified.delete(oldest);
+    }
+    verified.add(key);
+    return true;
+  };
 
   return {
     get cacheSize() {
       return verified.size;
     },
-    async verify(encoded, secret) {
+    stats,
+    verify(encoded, secret, owner) {
       const key = keyOf(encoded, secret);
-      if (verified.has(key)) return true;
-      const parsed = parseHash(encoded);
-      if (typeof parsed === 'string') return false;
-      const derived = await new Promise<Buffer>((resolve, reject) => {
-        pbkdf2(secret, parsed.salt, parsed.iterations, parsed.hash.length, 'sha512', (err, out) =>
-          err ? reject(err) : resolve(out),
-        );
-      });
-      if (!timingSafeEqual(derived, parsed.hash)) return false;
-      if (verified.size >= maxEntries) {
-        const oldest = verified.values().next().value;
-        if (oldest !== undefined) verified.delete(oldest);
-      }
-      verified.add(key);
-      return true;
+      if (verified.has(key)) return Promise.resolve(true);
+      const running = inFlight.get(key);
+      if (running) return running;
+      const p = check(key, encoded, secret, owner).finally(() => inFlight.delete(key));
+      inFlight.set(key, p);
+      return p;
+    },
+    async verifyUnknown(secret, iterations, owner) {
+      stats.dummyHashes++;
+      const derived = await hash(secret, dummySalt, iterations, KEY_BYTES, owner);
+      // Compared like a real check, against bytes no secret can match.
+      timingSafeEqual(derived, Buffer.alloc(KEY_BYTES));
+      return false;
     },
   };
 }

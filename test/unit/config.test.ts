@@ -83,6 +83,17 @@ describe('frame scanner (aedes#831 guard)', () => {
     expect(s.feed(Buffer.concat([header(12, 0), header(3, 200 * 1024 * 1024)]))).toEqual({
       declared: 200 * 1024 * 1024 + 5,
       type: 3,
+      limit: 1024,
+    });
+  });
+  it('holds a CONNECT to its own, smaller limit and other packets to the packet limit', () => {
+    const s = createFrameScanner(262_144, 8192);
+    expect(s.feed(Buffer.concat([header(1, 8000), Buffer.alloc(8000)]))).toBeUndefined();
+    expect(s.feed(Buffer.concat([header(3, 100_000), Buffer.alloc(100)]))).toBeUndefined();
+    expect(createFrameScanner(262_144, 8192).feed(header(1, 250_000))).toEqual({
+      declared: 250_004,
+      type: 1,
+      limit: 8192,
     });
   });
   it('flags a malformed five-byte remaining length', () => {

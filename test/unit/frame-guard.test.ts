@@ -79,7 +79,7 @@ describe('frame guard', () => {
     // The header of a 2,000-byte PUBLISH and the first bytes of its body.
     client.write(Buffer.concat([Buffer.from([0x30, 0xd0, 0x0f]), Buffer.alloc(500)]));
     await closed;
-    expect(refused).toEqual([{ declared: 2003, packetType: 3, remoteAddress: '127.0.0.1' }]);
+    expect(refused).toEqual([{ declared: 2003, packetType: 3, limit: 1024, remoteAddress: '127.0.0.1' }]);
     expect(Buffer.concat(got)).toEqual(small);
   });
 });

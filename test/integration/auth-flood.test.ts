@@ -1,0 +1,189 @@
+// Wrong-password floods (issue 13 #10): an unknown username costs a dummy hash like a known one,
+// failed logins back off per username, and a flood from one address neither fills the hashing
+// queue for everyone nor keeps a device from logging in and having its reading stored.
+import { once } from 'node:events';
+import { connect } from 'node:net';
+import mqttPacket from 'mqtt-packet';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { addAccount } from '../../src/registry/edit.js';
+import { hashSecretSync } from '../../src/registry/passwords.js';
+import { PASSWORD, startGateway, type TestGateway } from '../helpers/gateway.js';
+import { type Influxd, startInfluxd } from '../helpers/influxd.js';
+import { connackCode, connectDevice, eventually } from '../helpers/mqtt.js';
+
+let influx: Influxd;
+let gw: TestGateway;
+const DEVICE = { id: 'bp-0201', type: 'blood-pressure', site: 'aarhus' };
+// A staff password at a real cost, so that a dummy hash has something to match.
+const STRONG_ITERATIONS = 50_000;
+
+beforeAll(async () => {
+  influx = await startInfluxd();
+  gw = await startGateway({
+    influxUrl: influx.url,
+    devices: [DEVICE],
+    staff: ['staff-1', 'staff-2'],
+    config: {
+      auth: {
+        usernameBackoffAfter: 3,
+        addressBackoffAfter: 100_000,
+        backoffBase: '1s',
+        backoffMax: '4s',
+        maxPendingVerifications: 8,
+      },
+    },
+  });
+  const reloads = await metric('livinglab_registry_reloads_total');
+  await gw.editRegistry((d) =>
+    addAccount(d, {
+      id: 'staff-strong',
+      role: 'staff',
+      passwordHash: hashSecretSync('a long staff passphrase', STRONG_ITERATIONS),
+    }),
+  );
+  await eventually(
+    () => metric('livinglab_registry_reloads_total'),
+    (n) => (n ?? 0) > (reloads ?? 0),
+  );
+});
+
+afterAll(async () => {
+  await gw?.stop();
+  await influx?.stop();
+});
+
+/** A metric's value, or undefined when /metrics does not have it. */
+async function metric(series: string): Promise<number | undefined> {
+  const text = await (await fetch(`http://127.0.0.1:${gw.app.httpPort}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  return line === undefined ? undefined : Number(line.slice(series.length + 1));
+}
+
+/** One login attempt over a raw socket from `localAddress`; resolves the CONNACK code, or -1 if closed without one. */
+async function rawLogin(username: string, password: string, localAddress: string): Promise<number> {
+  const socket = connect({ port: gw.app.mqttPort, host: '127.0.0.1', localAddress });
+  socket.on('error', () => undefined);
+  await Promise.race([once(socket, 'connect'), once(socket, 'close')]);
+  const chunks: Buffer[] = [];
+  socket.on('data', (d: Buffer) => chunks.push(d));
+  socket.write(
+    mqttPacket.generate({
+      cmd: 'connect',
+      protocolId: 'MQTT',
+      protocolVersion: 4,
+      clean: true,
+      keepalive: 60,
+      clientId: username,
+      username,
+      password: Buffer.from(password),
+    }),
+  );
+  await once(socket, 'close');
+  const data = Buffer.concat(chunks);
+  return data.length >= 4 && data[0] === 0x20 ? (data[3] as number) : -1;
+}
+
+describe('wrong passwords and unknown users', () => {
+  it('hashes a dummy for an unknown username, as a known user costs a real hash', async () => {
+    const dummy = (await metric('livinglab_password_hashes_total{kind="dummy"}')) ?? 0;
+    const real = (await metric('livinglab_password_hashes_total{kind="real"}')) ?? 0;
+    expect(await connackCode(gw.mqttUrl, { clientId: 'ghost-1', username: 'ghost-1', password: 'x' })).toBe(
+      4,
+    );
+    expect(await metric('livinglab_password_hashes_total{kind="dummy"}')).toBe(dummy + 1);
+    expect(await metric('livinglab_password_hashes_total{kind="real"}')).toBe(real);
+    expect(
+      await connackCode(gw.mqttUrl, { clientId: 'staff-1', username: 'staff-1', password: 'wrong' }),
+    ).toBe(4);
+    expect(await metric('livinglab_password_hashes_total{kind="real"}')).toBe(real + 1);
+    expect(await metric('livinglab_password_hashes_total{kind="dummy"}')).toBe(dummy + 1);
+    expect(await metric('livinglab_auth_failures_total{reason="unknown-user"}')).toBeGreaterThanOrEqual(1);
+    const refusal = gw.logLines().find((l) => l.msg === 'connection refused' && l.username === 'ghost-1');
+    expect(refusal).toMatchObject({ reason: 'unknown username' });
+  });
+
+  it('after 3 failures holds the refusal for the backoff delay and refuses even the right password meanwhile', async () => {
+    const login = (password: string) =>
+      connackCode(gw.mqttUrl, { clientId: 'staff-2', username: 'staff-2', password });
+    expect(await login('wrong 1')).toBe(4);
+    expect(await login('wrong 2')).toBe(4);
+    const backoffBefore = (await metric('livinglab_auth_failures_total{reason="backoff"}')) ?? 0;
+    const realBefore = (await metric('livinglab_password_hashes_total{kind="real"}')) ?? 0;
+    const started = Date.now();
+    const third = login('wrong 3');
+    // The third failure locks staff-2 for 1 s; wait until its check has run, then try the right one.
+    await eventually(
+      () => metric('livinglab_password_hashes_total{kind="real"}'),
+      (n) => (n ?? 0) > realBefore,
+    );
+    const during = login(PASSWORD);
+    // A client that gives up while its refusal is held must not trouble the broker when it is sent.
+    const quitter = connect({ port: gw.app.mqttPort, host: '127.0.0.1' });
+    quitter.on('error', () => undefined);
+    await once(quitter, 'connect');
+    quitter.end(
+      mqttPacket.generate({
+        cmd: 'connect',
+        protocolId: 'MQTT',
+        protocolVersion: 4,
+        clean: true,
+        keepalive: 60,
+        clientId: 'staff-2',
+        username: 'staff-2',
+        password: Buffer.from('wrong 4'),
+      }),
+    );
+    expect(await third).toBe(4);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(950);
+    expect(await during).toBe(4);
+    await eventually(
+      () => metric('livinglab_auth_failures_total{reason="backoff"}'),
+      (n) => n === backoffBefore + 2,
+    );
+    // Refused without a check: the right password was never hashed during the lock.
+    expect(await metric('livinglab_password_hashes_total{kind="real"}')).toBe(realBefore + 1);
+    // Once the lock is over, the right password gets in and clears the failures.
+    await eventually(
+      () => login(PASSWORD),
+      (code) => code === 0,
+      10_000,
+    );
+  });
+
+  it('keeps a flood of wrong passwords from one address to its share of the hashing queue; a device still logs in and its reading is stored', async () => {
+    let flooding = true;
+    const codes: number[] = [];
+    const flooder = async (k: number) => {
+      for (let i = 0; flooding; i++) {
+        const user = i % 2 === 0 ? 'staff-strong' : `nobody-${k}-${i}`;
+        codes.push(await rawLogin(user, `guess ${k}-${i}`, '127.0.0.2'));
+      }
+    };
+    const flood = Promise.all(Array.from({ length: 24 }, (_, k) => flooder(k)));
+    try {
+      await eventually(
+        () => metric('livinglab_auth_failures_total{reason="busy"}'),
+        (n) => (n ?? 0) > 0,
+      );
+      const device = await connectDevice(gw.mqttUrl, DEVICE.id);
+      const ts = new Date(Date.now() - 1000).toISOString();
+      await device.publishAsync(
+        'lab/aarhus/blood-pressure/bp-0201/telemetry',
+        JSON.stringify({ ts, systolic: 142, diastolic: 92 }),
+        { qos: 1 },
+      );
+      await device.endAsync();
+    } finally {
+      flooding = false;
+      await flood;
+    }
+    const rows = await eventually(
+      () => influx.query(gw.db, 'SELECT systolic FROM blood_pressure WHERE systolic = 142'),
+      (r) => r.length === 1,
+    );
+    expect(rows).toHaveLength(1);
+    // The excess was refused with CONNACK 3 (server unavailable), never queued without limit.
+    expect(codes).toContain(3);
+    expect(codes.every((c) => c === 3 || c === 4 || c === -1)).toBe(true);
+  });
+});
