@@ -5,8 +5,9 @@ import { Ajv } from 'ajv';
 import { parse } from 'yaml';
 import { parseDuration } from '../src/config/duration.js';
 import { GatewayError } from '../src/errors.js';
+import { isSegment, isSubject, SEGMENT_PATTERN, SEGMENT_RULE, SUBJECT_PATTERN } from '../src/registry/ids.js';
 
-const segment = { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,40}$' };
+const segment = { type: 'string', pattern: SEGMENT_PATTERN };
 const durationText = { type: 'string', pattern: '^\\d+(\\.\\d+)?(ms|s|m|h|d)$' };
 const deviceSpec = {
   type: 'object',
@@ -54,7 +55,7 @@ const FLEET_SCHEMA = {
               additionalProperties: false,
               required: ['id', 'devices'],
               properties: {
-                id: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_-]{0,40}$' },
+                id: { type: 'string', pattern: SUBJECT_PATTERN },
                 devices: { type: 'array', items: deviceSpec },
               },
             },
@@ -125,6 +126,21 @@ export interface FleetOverrides {
 
 type RawDevice = { type: string; interval?: string; room?: string; door?: string };
 
+// Device ids and generated participant codes are made by joining segments, so each part may obey
+// the rule while the whole does not: refuse it here, naming the fleet, not later in the registry.
+function checkDerivedIds(file: string, deviceId: string, resident: string): void {
+  if (!isSegment(deviceId))
+    throw new GatewayError(
+      'LL_INPUT_INVALID',
+      `${file}: device id ${deviceId} (site + type) must be ${SEGMENT_RULE}; shorten the site id or prefix`,
+    );
+  if (!isSubject(resident))
+    throw new GatewayError(
+      'LL_INPUT_INVALID',
+      `${file}: participant code ${resident} (from generate.prefix) is too long; shorten the prefix`,
+    );
+}
+
 export function parseFleet(text: string, file: string, overrides: FleetOverrides = {}): Fleet {
   let raw: unknown;
   try {
@@ -169,6 +185,7 @@ export function parseFleet(text: string, file: string, overrides: FleetOverrides
       const n = (count.get(d.type) ?? 0) + 1;
       count.set(d.type, n);
       const id = `${site}-${d.type}${n > 1 ? `-${n}` : ''}`;
+      checkDerivedIds(file, id, resident);
       if (ids.has(id))
         throw new GatewayError(
           'LL_INPUT_INVALID',

@@ -5,6 +5,7 @@ import { createReadStream, type WriteStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import mqtt, { type MqttClient } from 'mqtt';
 import { GatewayError } from '../src/errors.js';
+import { SEGMENT_SOURCE } from '../src/registry/ids.js';
 import type { Credentials } from './provision.js';
 
 export interface RecordedMessage {
@@ -14,8 +15,9 @@ export interface RecordedMessage {
   readonly payloadEncoding?: 'base64';
 }
 
-const DEVICE_TOPIC =
-  /^lab\/([a-z0-9][a-z0-9-]*)\/([a-z0-9][a-z0-9-]*)\/([a-z0-9][a-z0-9-]*)\/(telemetry|event)$/;
+const DEVICE_TOPIC = new RegExp(
+  `^lab/(${SEGMENT_SOURCE})/(${SEGMENT_SOURCE})/(${SEGMENT_SOURCE})/(telemetry|event)$`,
+);
 
 export async function recordMessages(opts: {
   mqttUrl: string;

@@ -2,6 +2,7 @@
 // database, spool and drain, broker, HTTP) and stops them in reverse: stop accepting, let in-flight
 // spool appends finish, give the drain the shutdown deadline, keep the rest in the spool.
 import { type Broker, createBroker } from './broker/broker.js';
+import { resolveDataPaths } from './config/data-paths.js';
 import type { Config } from './config/schema.js';
 import { GatewayError } from './errors.js';
 import { createMetrics } from './http/metrics.js';
@@ -85,7 +86,7 @@ export function buildApp(
   const writer = createWriter(config, log.child({ module: `storage.${config.influx.api}` }));
   const spool: Spool | undefined = config.spool.enabled
     ? createSpool({
-        dir: `${config.dataDir}/spool`,
+        dir: resolveDataPaths(config.dataDir).spool,
         maxBytes: config.spool.maxBytes,
         segmentBytes: config.spool.segmentBytes,
         log: log.child({ module: 'storage.spool' }),
@@ -230,7 +231,7 @@ export function buildApp(
       registry: () => registry.current().data,
       schemas,
       verifier: researchVerifier,
-      audit: createAuditLog(`${config.dataDir}/audit.ndjson`),
+      audit: createAuditLog(resolveDataPaths(config.dataDir).auditLog),
       influxUrl: config.influx.url,
       db: config.influx.db,
     },

@@ -1,7 +1,7 @@
 // `livinglab projects ...`, `livinglab tokens ...` and `livinglab audit verify`: research access
 // as recorded in the registry. Project secrets are never printed; tokens are printed once.
-import { join } from 'node:path';
 import type { Command } from 'commander';
+import { resolveDataPaths } from '../config/data-paths.js';
 import { parseDuration } from '../config/duration.js';
 import { GatewayError } from '../errors.js';
 import { verifyAuditLog } from '../query/audit.js';
@@ -118,7 +118,7 @@ export function registerResearchCommands(program: Command, env: Env): void {
     .option('--file <file>', 'the audit log (default: DATA_DIR/audit.ndjson)')
     .action(async (opts: { dataDir?: string; file?: string }) => {
       const config = configFromFlags({ ...(opts.dataDir ? { dataDir: opts.dataDir } : {}) }, env);
-      const file = opts.file ?? join(config.dataDir, 'audit.ndjson');
+      const file = opts.file ?? resolveDataPaths(config.dataDir).auditLog;
       const r = await verifyAuditLog(file).catch((err: Error) => {
         throw new GatewayError('LL_INPUT_INVALID', `cannot read ${file}: ${err.message}`);
       });

@@ -10,6 +10,7 @@ import { provisionFleet } from '../../simulators/provision.js';
 import { emptyCounters, type RunCounters, runFleet } from '../../simulators/runner.js';
 import { EMPTY_SCENARIO, loadScenario } from '../../simulators/scenario.js';
 import { verifyRun } from '../../simulators/verify.js';
+import { resolveDataPaths } from '../config/data-paths.js';
 import { parseDuration } from '../config/duration.js';
 import { GatewayError } from '../errors.js';
 import { loadSchemas } from '../schemas/load.js';
@@ -120,8 +121,7 @@ export async function simulate(
   const groundTruthFile =
     flags.groundTruth ??
     join(
-      config.dataDir,
-      'simulations',
+      resolveDataPaths(config.dataDir).simulations,
       `${fleet.name}-${new Date(fleet.start).toISOString().replace(/[:.]/g, '-')}.json`,
     );
   await mkdir(dirname(groundTruthFile), { recursive: true });
@@ -157,7 +157,7 @@ export async function simulate(
       schemas,
       influxUrl: config.influx.url,
       db: config.influx.db,
-      rejectsLog: join(config.dataDir, 'rejects.ndjson'),
+      rejectsLog: resolveDataPaths(config.dataDir).rejectsLog,
     });
   let report = await check();
   while (!report.ok && Date.now() < deadline) {

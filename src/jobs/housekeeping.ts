@@ -3,10 +3,10 @@
 // contents.
 import { readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { ROTATED_LOG_NAME, resolveDataPaths } from '../config/data-paths.js';
 import type { Logger } from '../log.js';
 import type { RejectsLog } from '../storage/rejects-log.js';
 
-const ROTATED = /^(rejects|events)-.+\.ndjson$/;
 const REPORT = /^\d{4}-\d\d-\d\d(-[a-z0-9-]+)?\.(md|json|svg)$/;
 
 export async function runHousekeeping(deps: {
@@ -20,10 +20,11 @@ export async function runHousekeeping(deps: {
   const rotated: string[] = [];
   const r = await deps.rejects.rotate();
   if (r) rotated.push(r);
-  const events = join(deps.dataDir, 'events.ndjson');
+  const paths = resolveDataPaths(deps.dataDir);
+  const events = paths.eventsLog;
   const eventsSize = (await stat(events).catch(() => undefined))?.size ?? 0;
   if (eventsSize > 0) {
-    const target = join(deps.dataDir, `events-${new Date(now).toISOString().replace(/[:.]/g, '-')}.ndjson`);
+    const target = paths.rotatedLog('events', new Date(now));
     await rename(events, target);
     rotated.push(target);
   }
@@ -39,8 +40,8 @@ export async function runHousekeeping(deps: {
       }
     }
   };
-  await sweep(deps.dataDir, ROTATED);
-  await sweep(join(deps.dataDir, 'reports'), REPORT);
+  await sweep(deps.dataDir, ROTATED_LOG_NAME);
+  await sweep(paths.reports, REPORT);
   deps.log.info({ rotated: rotated.length, deleted: deleted.length }, 'housekeeping done');
   return { rotated, deleted };
 }

@@ -3,7 +3,7 @@
 // again as soon as it reports; and a device whose battery runs low is reported once (event log,
 // metric, webhook). Devices without an interval in the registry are not judged silent.
 import { appendFile, mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { resolveDataPaths } from '../config/data-paths.js';
 import { parseDuration } from '../config/duration.js';
 import type { Logger } from '../log.js';
 import type { Registry } from '../registry/registry.js';
@@ -73,7 +73,7 @@ export function createLiveness(deps: LivenessDeps): Liveness {
   const silent = new Set<string>();
   const transitions = { offline: 0, online: 0 };
   const batteryLow = new Set<string>();
-  const eventsFile = join(deps.dataDir, 'events.ndjson');
+  const eventsFile = resolveDataPaths(deps.dataDir).eventsLog;
 
   const emit = async (
     device: Device,

@@ -4,6 +4,7 @@
 // by device) to DATA_DIR/reports/. Reads InfluxDB through the 1.x /query API.
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { REJECTS_LOG_NAME, resolveDataPaths } from '../config/data-paths.js';
 import { parseDuration } from '../config/duration.js';
 import type { Device } from '../registry/types.js';
 import type { SchemaSet } from '../schemas/types.js';
@@ -49,9 +50,7 @@ async function rejectsOfDay(
   to: number,
 ): Promise<Map<string, Record<string, number>>> {
   const out = new Map<string, Record<string, number>>();
-  const files = (await readdir(dataDir).catch(() => [] as string[])).filter((n) =>
-    /^rejects(-.+)?\.ndjson$/.test(n),
-  );
+  const files = (await readdir(dataDir).catch(() => [] as string[])).filter((n) => REJECTS_LOG_NAME.test(n));
   for (const name of files) {
     const text = await readFile(join(dataDir, name), 'utf8').catch(() => '');
     for (const line of text.split('\n')) {
@@ -197,7 +196,7 @@ export function renderMarkdown(report: QualityReport): string {
 }
 
 export async function writeQualityReport(report: QualityReport, dataDir: string): Promise<string[]> {
-  const dir = join(dataDir, 'reports');
+  const dir = resolveDataPaths(dataDir).reports;
   await mkdir(dir, { recursive: true });
   const files = [
     join(dir, `${report.date}.json`),

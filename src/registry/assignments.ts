@@ -6,7 +6,6 @@
 // rewrites a recorded period.
 import type { Assignment, Device } from './types.js';
 
-export const SUBJECT_RE = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 // RFC 3339 date-time with an explicit offset: an assignment time must not depend on the lab's zone.
 export const ASSIGNMENT_TIME_RE = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)$/i;
 

@@ -1,16 +1,14 @@
 // Pure edits of registry data, used by the `livinglab devices|accounts` commands. Each returns a
 // new RegistryData or throws GatewayError with a message naming the device or account.
 import { GatewayError } from '../errors.js';
-import { openAssignment, parseAssignmentTime, SUBJECT_RE } from './assignments.js';
+import { openAssignment, parseAssignmentTime } from './assignments.js';
+import { SEGMENT_RE, SEGMENT_RULE, SUBJECT_RE } from './ids.js';
 import type { ImportedCredential } from './passwords.js';
-import { type Account, type Assignment, type Device, type RegistryData, SEGMENT_RE } from './types.js';
+import type { Account, Assignment, Device, RegistryData } from './types.js';
 
 function checkSegment(value: string, what: string): void {
   if (!SEGMENT_RE.test(value)) {
-    throw new GatewayError(
-      'LL_INPUT_INVALID',
-      `${what} "${value}" must be 1–63 characters of a–z, 0–9 and "-", starting with a letter or digit`,
-    );
+    throw new GatewayError('LL_INPUT_INVALID', `${what} "${value}" must be ${SEGMENT_RULE}`);
   }
 }
 

@@ -8,12 +8,13 @@ import { Ajv } from 'ajv';
 import { type Document, isMap, isNode, LineCounter, parseDocument, stringify } from 'yaml';
 import { GatewayError } from '../errors.js';
 import { checkAssignments } from './assignments.js';
-import { type Assignment, type Device, EMPTY_REGISTRY, type RegistryData, SEGMENT_PATTERN } from './types.js';
+import { SEGMENT_PATTERN, SUBJECT_PATTERN } from './ids.js';
+import { type Assignment, type Device, EMPTY_REGISTRY, type RegistryData } from './types.js';
 
 const id = { type: 'string', pattern: SEGMENT_PATTERN };
 const hash = { type: 'string', pattern: '^\\$' };
 const DATE = '^\\d{4}-\\d\\d-\\d\\d$';
-const SUBJECT = { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$' };
+const SUBJECT = { type: 'string', pattern: SUBJECT_PATTERN };
 
 const REGISTRY_SCHEMA = {
   type: 'object',

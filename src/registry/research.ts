@@ -2,8 +2,9 @@
 // Secrets (project keys, tokens) are generated here; tokens are stored only as hashes.
 import { randomBytes } from 'node:crypto';
 import { GatewayError } from '../errors.js';
+import { SEGMENT_RE, SUBJECT_RE } from './ids.js';
 import { GENERATED_SECRET_ITERATIONS, hashSecretSync } from './passwords.js';
-import { type Consent, type Project, type RegistryData, SEGMENT_RE } from './types.js';
+import type { Consent, Project, RegistryData } from './types.js';
 
 const DATE = /^\d{4}-\d\d-\d\d$/;
 const validDate = (d: string) => DATE.test(d) && !Number.isNaN(Date.parse(`${d}T00:00:00Z`));
@@ -49,7 +50,7 @@ export function setConsent(
   const project = findProject(data, projectId);
   if (!validDate(opts.on))
     throw new GatewayError('LL_INPUT_INVALID', `--date "${opts.on}" must be a date like 2026-01-31`);
-  if (!/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/.test(subject))
+  if (!SUBJECT_RE.test(subject))
     throw new GatewayError('LL_INPUT_INVALID', `subject "${subject}" must be a participant code`);
   const existing = project.consents.find((c) => c.subject === subject);
   let consents: Consent[];

@@ -1,8 +1,5 @@
 // The registry's data model: what lab.yaml holds. Secrets are only ever hashes ($7$ PBKDF2-SHA512).
 
-export const SEGMENT_PATTERN = '^[a-z0-9][a-z0-9-]{0,62}$';
-export const SEGMENT_RE = new RegExp(SEGMENT_PATTERN);
-
 export interface Site {
   readonly id: string;
   readonly name?: string;

@@ -7,7 +7,7 @@ import type { AnySchema, ErrorObject } from 'ajv';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormatsModule from 'ajv-formats';
 import { GatewayError } from '../errors.js';
-import { SEGMENT_RE } from '../registry/types.js';
+import { SEGMENT_RE } from '../registry/ids.js';
 import type { Channel, DeviceSchema, FieldKind, FieldSpec, SchemaSet } from './types.js';
 
 const addFormats = addFormatsModule as unknown as (ajv: Ajv2020) => void;

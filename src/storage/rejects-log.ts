@@ -3,7 +3,7 @@
 // health data). Written by the pipeline (bad input) and, later, the drain (InfluxDB 4xx). One device
 // cannot fill the disk: each gets a byte budget per day, after which its rejections are counted only.
 import { type FileHandle, mkdir, open, rename } from 'node:fs/promises';
-import { join } from 'node:path';
+import { resolveDataPaths } from '../config/data-paths.js';
 import type { Logger } from '../log.js';
 
 export interface RejectEntry {
@@ -96,7 +96,7 @@ function createDailyBudget(deps: RejectsLogDeps) {
 }
 
 export function createRejectsLog(deps: RejectsLogDeps): RejectsLog {
-  const file = join(deps.dataDir, 'rejects.ndjson');
+  const file = resolveDataPaths(deps.dataDir).rejectsLog;
   let handle: FileHandle | undefined;
   let chain: Promise<void> = Promise.resolve();
   let count = 0;
@@ -147,7 +147,7 @@ export function createRejectsLog(deps: RejectsLogDeps): RejectsLog {
         if (size === 0) return undefined;
         await handle.sync();
         await handle.close();
-        const target = join(deps.dataDir, `rejects-${new Date().toISOString().replace(/[:.]/g, '-')}.ndjson`);
+        const target = resolveDataPaths(deps.dataDir).rotatedLog('rejects', new Date());
         await rename(file, target);
         handle = await open(file, 'a', 0o600);
         return target;
