@@ -23,6 +23,7 @@ import {
 } from '../registry/passwords.js';
 import { EMPTY_REGISTRY, type RegistryData } from '../registry/types.js';
 import { loadSchemas } from '../schemas/load.js';
+import type { SchemaSet } from '../schemas/types.js';
 import { printTable, readStdinSecret } from './io.js';
 import { addRegistryOption, type CommonFlags, configFromFlags } from './options.js';
 
@@ -49,18 +50,47 @@ async function newSecret(
   return { secret, hash: hashSecretSync(secret, GENERATED_SECRET_ITERATIONS), print: true };
 }
 
+type Change = (data: RegistryData, file: string) => Promise<RegistryData> | RegistryData;
+
+/** Reads the registry file (none yet: empty), applies `change` and writes it back atomically. */
+async function editRegistry(flags: CommonFlags, env: Env, change: Change) {
+  const config = configFromFlags(flags, env);
+  const data = await readOrEmpty(config.registry);
+  await writeRegistryFile(config.registry, await change(data, config.registry));
+  return config;
+}
+
 export function registerDeviceCommands(program: Command, env: Env): void {
   const devices = program.command('devices').description('register and manage devices in the registry file');
-  const edit = async (
-    flags: CommonFlags,
-    change: (data: RegistryData, file: string) => Promise<RegistryData> | RegistryData,
-  ) => {
-    const config = configFromFlags(flags, env);
-    const data = await readOrEmpty(config.registry);
-    await writeRegistryFile(config.registry, await change(data, config.registry));
-    return config;
-  };
+  registerAddCommand(devices, env);
+  registerListCommand(devices, env);
+  registerEnableCommands(devices, env);
+  registerAssignCommand(devices, env);
+  addRegistryOption(devices.command('remove <id>').description('remove a device from the registry')).action(
+    async (id: string, opts: CommonFlags) => {
+      const config = await editRegistry(opts, env, (data) => removeDevice(data, id));
+      process.stderr.write(`device ${id} removed from ${config.registry}\n`);
+    },
+  );
+  registerPasswdCommand(devices, env);
+  registerImportCommand(devices, env);
+  registerAccountCommands(program, env);
+}
 
+/** The schema version a new device speaks: the one asked for, else the newest of its type. */
+function schemaVersionFor(schemas: SchemaSet, type: string, asked: string | undefined): number {
+  const version = asked ? Number(asked) : schemas.latest(type)?.version;
+  if (version === undefined || !schemas.get(type, version)) {
+    const known = [...new Set(schemas.all().map((s) => s.type))].join(', ');
+    throw new GatewayError(
+      'LL_SCHEMA_UNKNOWN',
+      `no schema for device type "${type}"${asked ? ` version ${asked}` : ''}; known types: ${known}`,
+    );
+  }
+  return version;
+}
+
+function registerAddCommand(devices: Command, env: Env): void {
   addRegistryOption(
     devices
       .command('add')
@@ -79,15 +109,7 @@ export function registerDeviceCommands(program: Command, env: Env): void {
       .option('--password-stdin', 'read the password from standard input instead of generating one'),
   ).action(async (opts) => {
     const config = configFromFlags(opts, env);
-    const schemas = loadSchemas(config.schemasDir);
-    const version = opts.schemaVersion ? Number(opts.schemaVersion) : schemas.latest(opts.type)?.version;
-    if (version === undefined || !schemas.get(opts.type, version)) {
-      const known = [...new Set(schemas.all().map((s) => s.type))].join(', ');
-      throw new GatewayError(
-        'LL_SCHEMA_UNKNOWN',
-        `no schema for device type "${opts.type}"${opts.schemaVersion ? ` version ${opts.schemaVersion}` : ''}; known types: ${known}`,
-      );
-    }
+    const version = schemaVersionFor(loadSchemas(config.schemasDir), opts.type, opts.schemaVersion);
     const { secret, hash, print } = await newSecret(opts.passwordStdin, 'the device password');
     const data = await readOrEmpty(config.registry);
     const next = addDevice(data, {
@@ -107,7 +129,9 @@ export function registerDeviceCommands(program: Command, env: Env): void {
       process.stdout.write(`${secret}\n`);
     }
   });
+}
 
+function registerListCommand(devices: Command, env: Env): void {
   addRegistryOption(
     devices.command('list').description('list registered devices').option('--json', 'print JSON'),
   ).action(async (opts) => {
@@ -131,7 +155,9 @@ export function registerDeviceCommands(program: Command, env: Env): void {
       ]),
     ]);
   });
+}
 
+function registerEnableCommands(devices: Command, env: Env): void {
   for (const [name, enabled] of [
     ['enable', true],
     ['disable', false],
@@ -143,20 +169,13 @@ export function registerDeviceCommands(program: Command, env: Env): void {
           `${name} a device (a running gateway ${enabled ? 'accepts it again' : 'disconnects it'})`,
         ),
     ).action(async (id: string, opts: CommonFlags) => {
-      const config = await edit(opts, (data) => setDeviceEnabled(data, id, enabled));
+      const config = await editRegistry(opts, env, (data) => setDeviceEnabled(data, id, enabled));
       process.stderr.write(`device ${id} ${name}d in ${config.registry}\n`);
     });
   }
+}
 
-  registerAssignCommand(devices, env);
-
-  addRegistryOption(devices.command('remove <id>').description('remove a device from the registry')).action(
-    async (id: string, opts: CommonFlags) => {
-      const config = await edit(opts, (data) => removeDevice(data, id));
-      process.stderr.write(`device ${id} removed from ${config.registry}\n`);
-    },
-  );
-
+function registerPasswdCommand(devices: Command, env: Env): void {
   addRegistryOption(
     devices
       .command('passwd <id>')
@@ -164,11 +183,28 @@ export function registerDeviceCommands(program: Command, env: Env): void {
       .option('--password-stdin', 'read the password from standard input'),
   ).action(async (id: string, opts: CommonFlags & { passwordStdin?: boolean }) => {
     const { secret, hash, print } = await newSecret(opts.passwordStdin, 'the device password');
-    const config = await edit(opts, (data) => setDevicePassword(data, id, hash));
+    const config = await editRegistry(opts, env, (data) => setDevicePassword(data, id, hash));
     process.stderr.write(`new password set for device ${id} in ${config.registry}\n`);
     if (print) process.stdout.write(`${secret}\n`);
   });
+}
 
+type ImportFlags = CommonFlags & { type?: string; site?: string; vendor?: string };
+type NewImportedDevices = Parameters<typeof applyImportedCredentials>[2];
+
+/** With --type, --site and --vendor, unknown usernames become devices of that type; else none. */
+function importedDeviceTemplate(opts: ImportFlags, env: Env): NewImportedDevices {
+  if (!opts.type && !opts.site && !opts.vendor) return undefined;
+  if (!opts.type || !opts.site || !opts.vendor) {
+    throw new GatewayError('LL_INPUT_INVALID', 'to create devices, give all of --type, --site and --vendor');
+  }
+  const config = configFromFlags(opts, env);
+  const schema = loadSchemas(config.schemasDir).latest(opts.type);
+  if (!schema) throw new GatewayError('LL_SCHEMA_UNKNOWN', `no schema for device type "${opts.type}"`);
+  return { type: opts.type, schemaVersion: schema.version, site: opts.site, vendor: opts.vendor };
+}
+
+function registerImportCommand(devices: Command, env: Env): void {
   addRegistryOption(
     devices
       .command('import-mosquitto <file>')
@@ -176,30 +212,18 @@ export function registerDeviceCommands(program: Command, env: Env): void {
       .option('--type <type>', 'create unknown usernames as devices of this type (with --site and --vendor)')
       .option('--site <site>', 'site for created devices')
       .option('--vendor <vendor>', 'vendor for created devices'),
-  ).action(async (file: string, opts: CommonFlags & { type?: string; site?: string; vendor?: string }) => {
+  ).action(async (file: string, opts: ImportFlags) => {
     const text = await readFile(file, 'utf8').catch((err: Error) => {
       throw new GatewayError('LL_INPUT_INVALID', `cannot read ${file}: ${err.message}`);
     });
     const parsed = parseMosquittoPasswordFile(text, file);
-    let newDevices: Parameters<typeof applyImportedCredentials>[2];
-    if (opts.type || opts.site || opts.vendor) {
-      if (!opts.type || !opts.site || !opts.vendor) {
-        throw new GatewayError(
-          'LL_INPUT_INVALID',
-          'to create devices, give all of --type, --site and --vendor',
-        );
-      }
-      const config = configFromFlags(opts, env);
-      const schema = loadSchemas(config.schemasDir).latest(opts.type);
-      if (!schema) throw new GatewayError('LL_SCHEMA_UNKNOWN', `no schema for device type "${opts.type}"`);
-      newDevices = { type: opts.type, schemaVersion: schema.version, site: opts.site, vendor: opts.vendor };
-    }
+    const newDevices = importedDeviceTemplate(opts, env);
     let summary = {
       updated: [] as string[],
       added: [] as string[],
       skipped: [] as { username: string; reason: string }[],
     };
-    const config = await edit(opts, (data) => {
+    const config = await editRegistry(opts, env, (data) => {
       const result = applyImportedCredentials(data, parsed.credentials, newDevices);
       summary = result;
       return result.data;
@@ -213,7 +237,9 @@ export function registerDeviceCommands(program: Command, env: Env): void {
     );
     if (parsed.refused.length + summary.skipped.length > 0) process.exitCode = 1;
   });
+}
 
+function registerAccountCommands(program: Command, env: Env): void {
   const accounts = program
     .command('accounts')
     .description('manage staff accounts (read-only MQTT access to lab/#)');
@@ -228,7 +254,7 @@ export function registerDeviceCommands(program: Command, env: Env): void {
     if (opts.role !== 'staff')
       throw new GatewayError('LL_INPUT_INVALID', `unknown role "${opts.role}"; roles: staff`);
     const { secret, hash, print } = await newSecret(opts.passwordStdin, 'the account password');
-    const config = await edit(opts, (data) =>
+    const config = await editRegistry(opts, env, (data) =>
       addAccount(data, { id: opts.id, role: 'staff', passwordHash: hash }),
     );
     process.stderr.write(`account ${opts.id} (${opts.role}) added to ${config.registry}\n`);

@@ -9,6 +9,7 @@ import { readRegistryFile, writeRegistryFile } from '../registry/file.js';
 import { addProject, issueToken, revokeToken, setConsent } from '../registry/research.js';
 import type { RegistryData } from '../registry/types.js';
 import { loadSchemas } from '../schemas/load.js';
+import type { SchemaSet } from '../schemas/types.js';
 import { addRegistryOption, type CommonFlags, configFromFlags } from './options.js';
 
 type Env = Record<string, string | undefined>;
@@ -21,16 +22,40 @@ const list = (v: string | undefined) =>
     : [];
 const today = () => new Date().toISOString().slice(0, 10);
 
-export function registerResearchCommands(program: Command, env: Env): void {
-  const edit = async (flags: CommonFlags, change: (data: RegistryData) => RegistryData) => {
-    const config = configFromFlags(flags, env);
-    await writeRegistryFile(config.registry, change(await readRegistryFile(config.registry)));
-    return config;
-  };
+async function editRegistry(flags: CommonFlags, env: Env, change: (data: RegistryData) => RegistryData) {
+  const config = configFromFlags(flags, env);
+  await writeRegistryFile(config.registry, change(await readRegistryFile(config.registry)));
+  return config;
+}
 
+export function registerResearchCommands(program: Command, env: Env): void {
   const projects = program
     .command('projects')
     .description('research projects: period, device types, released fields, consents');
+  registerProjectAddCommand(projects, env);
+  registerConsentCommand(projects, env);
+  registerTokenCommands(program, env);
+  registerAuditCommand(program, env);
+}
+
+/** A project may release only known device types and fields of those types. */
+function checkReleased(schemas: SchemaSet, types: string[], fields: string[]): void {
+  for (const t of types)
+    if (!schemas.latest(t)) throw new GatewayError('LL_SCHEMA_UNKNOWN', `no device type "${t}"`);
+  const known = new Set(
+    types.flatMap((t) =>
+      schemas
+        .all()
+        .filter((s) => s.type === t)
+        .flatMap((s) => s.timeseries.fields.map((f) => f.name)),
+    ),
+  );
+  for (const f of fields)
+    if (!known.has(f))
+      throw new GatewayError('LL_INPUT_INVALID', `field "${f}" is not a field of ${types.join(', ')}`);
+}
+
+function registerProjectAddCommand(projects: Command, env: Env): void {
   addRegistryOption(
     projects
       .command('add <id>')
@@ -43,26 +68,18 @@ export function registerResearchCommands(program: Command, env: Env): void {
   ).action(
     async (id: string, opts: CommonFlags & { from: string; to: string; types: string; fields?: string }) => {
       const config = configFromFlags(opts, env);
-      const schemas = loadSchemas(config.schemasDir);
       const types = list(opts.types);
       const fields = list(opts.fields);
-      for (const t of types)
-        if (!schemas.latest(t)) throw new GatewayError('LL_SCHEMA_UNKNOWN', `no device type "${t}"`);
-      const known = new Set(
-        types.flatMap((t) =>
-          schemas
-            .all()
-            .filter((s) => s.type === t)
-            .flatMap((s) => s.timeseries.fields.map((f) => f.name)),
-        ),
+      checkReleased(loadSchemas(config.schemasDir), types, fields);
+      await editRegistry(opts, env, (data) =>
+        addProject(data, { id, from: opts.from, to: opts.to, types, fields }),
       );
-      for (const f of fields)
-        if (!known.has(f))
-          throw new GatewayError('LL_INPUT_INVALID', `field "${f}" is not a field of ${types.join(', ')}`);
-      await edit(opts, (data) => addProject(data, { id, from: opts.from, to: opts.to, types, fields }));
       process.stderr.write(`project ${id} added (${opts.from} – ${opts.to}; ${types.join(', ')})\n`);
     },
   );
+}
+
+function registerConsentCommand(projects: Command, env: Env): void {
   addRegistryOption(
     projects
       .command('consent <id>')
@@ -71,12 +88,14 @@ export function registerResearchCommands(program: Command, env: Env): void {
       .option('--withdraw', 'the subject withdraws: removed from every later export')
       .option('--date <date>', 'when (default: today)'),
   ).action(async (id: string, opts: CommonFlags & { subject: string; withdraw?: boolean; date?: string }) => {
-    await edit(opts, (data) =>
+    await editRegistry(opts, env, (data) =>
       setConsent(data, id, opts.subject, { withdraw: Boolean(opts.withdraw), on: opts.date ?? today() }),
     );
     process.stderr.write(`${opts.subject}: consent to ${id} ${opts.withdraw ? 'withdrawn' : 'recorded'}\n`);
   });
+}
 
+function registerTokenCommands(program: Command, env: Env): void {
   const tokens = program.command('tokens').description('researcher API tokens (one project each)');
   addRegistryOption(
     tokens
@@ -90,7 +109,7 @@ export function registerResearchCommands(program: Command, env: Env): void {
     if (!ms)
       throw new GatewayError('LL_INPUT_INVALID', `--expires "${opts.expires}" is not a duration like 90d`);
     let token = '';
-    await edit(opts, (data) => {
+    await editRegistry(opts, env, (data) => {
       const r = issueToken(data, {
         project: opts.project,
         researcher: opts.researcher,
@@ -104,11 +123,13 @@ export function registerResearchCommands(program: Command, env: Env): void {
   });
   addRegistryOption(tokens.command('revoke <token-or-id>').description('revoke a token')).action(
     async (id: string, opts: CommonFlags) => {
-      await edit(opts, (data) => revokeToken(data, id));
+      await editRegistry(opts, env, (data) => revokeToken(data, id));
       process.stderr.write('token revoked\n');
     },
   );
+}
 
+function registerAuditCommand(program: Command, env: Env): void {
   program
     .command('audit')
     .description('the export audit log')

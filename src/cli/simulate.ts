@@ -5,13 +5,14 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Command } from 'commander';
 import { type Fleet, loadFleet } from '../../simulators/fleet.js';
-import { planFleet } from '../../simulators/plan.js';
+import { type FleetPlan, planFleet } from '../../simulators/plan.js';
 import { provisionFleet } from '../../simulators/provision.js';
-import { emptyCounters, type RunCounters, runFleet } from '../../simulators/runner.js';
-import { EMPTY_SCENARIO, loadScenario } from '../../simulators/scenario.js';
+import { emptyCounters, type RunCounters, type RunRecord, runFleet } from '../../simulators/runner.js';
+import { EMPTY_SCENARIO, loadScenario, type Scenario } from '../../simulators/scenario.js';
 import { verifyRun } from '../../simulators/verify.js';
 import { resolveDataPaths } from '../config/data-paths.js';
 import { parseDuration } from '../config/duration.js';
+import type { Config } from '../config/schema.js';
 import { GatewayError } from '../errors.js';
 import { loadSchemas } from '../schemas/load.js';
 import type { SchemaSet } from '../schemas/types.js';
@@ -44,50 +45,71 @@ export interface SimulationResult {
   verified?: boolean;
 }
 
-/** The whole `simulate` run, also used by `serve --fleet` on a schedule. */
-export async function simulate(
-  flags: SimulateFlags,
-  env: Record<string, string | undefined>,
-  out: NodeJS.WriteStream | undefined,
-): Promise<SimulationResult> {
-  const config = configFromFlags(flags, env);
-  const schemas: SchemaSet = loadSchemas(config.schemasDir);
-  const num = (v: string | undefined, name: string) => {
-    if (v === undefined) return undefined;
-    const n = Number(v);
-    if (!Number.isFinite(n) || n <= 0)
-      throw new GatewayError('LL_INPUT_INVALID', `${name} must be a positive number, not "${v}"`);
-    return n;
-  };
+const positive = (v: string | undefined, name: string) => {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0)
+    throw new GatewayError('LL_INPUT_INVALID', `${name} must be a positive number, not "${v}"`);
+  return n;
+};
+
+/** The fleet file with the command line's overrides (start, seed, speed, duration) applied. */
+function loadFleetWithFlags(flags: SimulateFlags): Fleet {
   const durationMs = flags.duration ? parseDuration(flags.duration) : undefined;
   if (flags.duration && durationMs === undefined)
     throw new GatewayError('LL_INPUT_INVALID', `--duration "${flags.duration}" is not a duration like 2h`);
-  const seed = num(flags.seed, '--seed');
-  const speed = num(flags.speed, '--speed');
-  const fleet = loadFleet(flags.fleet, {
+  const seed = positive(flags.seed, '--seed');
+  const speed = positive(flags.speed, '--speed');
+  return loadFleet(flags.fleet, {
     ...(flags.start ? { start: flags.start } : {}),
     ...(seed !== undefined ? { seed } : {}),
     ...(speed !== undefined ? { speed } : {}),
     ...(durationMs !== undefined ? { durationMs } : {}),
   });
-  const scenario = flags.scenario ? loadScenario(flags.scenario) : EMPTY_SCENARIO;
-  let plan: ReturnType<typeof planFleet>;
+}
+
+function planWithScenario(fleet: Fleet, scenario: Scenario, schemas: SchemaSet): FleetPlan {
   try {
-    plan = planFleet(fleet, scenario, schemas);
+    return planFleet(fleet, scenario, schemas);
   } catch (err) {
     throw new GatewayError('LL_INPUT_INVALID', (err as Error).message);
   }
-  if (flags.dryRun) {
-    for (const pd of plan.devices) {
-      for (const m of pd.stream()) {
-        if (!m.disconnectBefore)
-          process.stdout.write(
-            `${JSON.stringify({ t: new Date(m.t).toISOString(), topic: m.topic, payload: m.payload, ...(m.invalid ? { invalid: m.invalid } : {}) })}\n`,
-          );
-      }
+}
+
+function printPlannedMessages(plan: FleetPlan): void {
+  for (const pd of plan.devices) {
+    for (const m of pd.stream()) {
+      if (!m.disconnectBefore)
+        process.stdout.write(
+          `${JSON.stringify({ t: new Date(m.t).toISOString(), topic: m.topic, payload: m.payload, ...(m.invalid ? { invalid: m.invalid } : {}) })}\n`,
+        );
     }
-    return { fleet, counters: emptyCounters(fleet.devices.length), groundTruthFile: '' };
   }
+}
+
+/** A terminal gets one line rewritten in place; a log gets a line every ten seconds at most. */
+function progressReporter(out: NodeJS.WriteStream): (c: Readonly<RunCounters>) => void {
+  const tty = Boolean(out.isTTY);
+  let lastLine = 0;
+  return (c) => {
+    if (tty) out.write(`\r${progressLine(c)}\u001b[K`);
+    else if (Date.now() - lastLine >= 10_000) {
+      lastLine = Date.now();
+      out.write(`${progressLine(c)}\n`);
+    }
+  };
+}
+
+interface PreparedRun {
+  config: Config;
+  schemas: SchemaSet;
+  fleet: Fleet;
+  scenario: Scenario;
+  plan: FleetPlan;
+}
+
+async function runPlannedFleet(run: PreparedRun, flags: SimulateFlags, out: NodeJS.WriteStream | undefined) {
+  const { config, fleet, plan, schemas } = run;
   const { credentials, added, reused } = await provisionFleet({ registry: config.registry, fleet, schemas });
   out?.write(
     `fleet ${fleet.name}: ${fleet.devices.length} devices (${added} added to ${config.registry}, ${reused} reused), seed ${fleet.seed}, speed ${fleet.speed}×, ${new Date(fleet.start).toISOString()} + ${flags.duration ?? `${fleet.durationMs / 60000} min`}\n`,
@@ -95,38 +117,36 @@ export async function simulate(
   // A gateway polling the registry needs a moment to see new devices.
   if (added > 0) await new Promise((r) => setTimeout(r, config.registryPollMs + 500));
   const ackLog = flags.ackLog ? createWriteStream(flags.ackLog, { flags: 'w', mode: 0o600 }) : undefined;
-  const tty = Boolean(out?.isTTY);
-  const { counters, record } = await runFleet({
+  const result = await runFleet({
     plan,
     mqttUrl: flags.mqttUrl,
     credentials,
     remember: Boolean(flags.verify),
     ...(flags.signal ? { signal: flags.signal } : {}),
     ...(ackLog ? { ackLog } : {}),
-    onProgress: out
-      ? (() => {
-          let lastLine = 0;
-          return (c) => {
-            if (tty) out.write(`\r${progressLine(c)}\u001b[K`);
-            else if (Date.now() - lastLine >= 10_000) {
-              lastLine = Date.now();
-              out.write(`${progressLine(c)}\n`);
-            }
-          };
-        })()
-      : undefined,
+    onProgress: out ? progressReporter(out) : undefined,
   });
   if (ackLog) await new Promise<void>((r) => ackLog.end(() => r()));
-  if (tty) out?.write('\n');
-  const groundTruthFile =
+  if (out?.isTTY) out.write('\n');
+  return result;
+}
+
+async function writeGroundTruth(
+  run: PreparedRun,
+  flags: SimulateFlags,
+  counters: RunCounters,
+  record: RunRecord,
+): Promise<string> {
+  const { fleet, scenario, plan } = run;
+  const file =
     flags.groundTruth ??
     join(
-      resolveDataPaths(config.dataDir).simulations,
+      resolveDataPaths(run.config.dataDir).simulations,
       `${fleet.name}-${new Date(fleet.start).toISOString().replace(/[:.]/g, '-')}.json`,
     );
-  await mkdir(dirname(groundTruthFile), { recursive: true });
+  await mkdir(dirname(file), { recursive: true });
   await writeFile(
-    groundTruthFile,
+    file,
     JSON.stringify(
       {
         fleet: fleet.name,
@@ -144,10 +164,12 @@ export async function simulate(
     ),
     { mode: 0o600 },
   );
-  out?.write(
-    `done: ${progressLine(counters)}; ${counters.failedPublishes} publishes failed\nground truth: ${groundTruthFile}\n`,
-  );
-  if (!flags.verify) return { fleet, counters, groundTruthFile };
+  return file;
+}
+
+/** Compares InfluxDB and the rejects log with what was acknowledged; true when they agree. */
+async function verifyOutcome(run: PreparedRun, record: RunRecord, out: NodeJS.WriteStream | undefined) {
+  const { config, plan, schemas } = run;
   // The gateway writes in batches: wait until what was acknowledged is there, or a minute passed.
   const deadline = Date.now() + 60_000;
   const check = () =>
@@ -170,7 +192,32 @@ export async function simulate(
   );
   for (const p of report.problems) out?.write(`  ${p}\n`);
   out?.write(report.ok ? 'verify: OK\n' : 'verify: FAILED\n');
-  return { fleet, counters, groundTruthFile, verified: report.ok };
+  return report.ok;
+}
+
+/** The whole `simulate` run, also used by `serve --fleet` on a schedule. */
+export async function simulate(
+  flags: SimulateFlags,
+  env: Record<string, string | undefined>,
+  out: NodeJS.WriteStream | undefined,
+): Promise<SimulationResult> {
+  const config = configFromFlags(flags, env);
+  const schemas: SchemaSet = loadSchemas(config.schemasDir);
+  const fleet = loadFleetWithFlags(flags);
+  const scenario = flags.scenario ? loadScenario(flags.scenario) : EMPTY_SCENARIO;
+  const plan = planWithScenario(fleet, scenario, schemas);
+  if (flags.dryRun) {
+    printPlannedMessages(plan);
+    return { fleet, counters: emptyCounters(fleet.devices.length), groundTruthFile: '' };
+  }
+  const run: PreparedRun = { config, schemas, fleet, scenario, plan };
+  const { counters, record } = await runPlannedFleet(run, flags, out);
+  const groundTruthFile = await writeGroundTruth(run, flags, counters, record);
+  out?.write(
+    `done: ${progressLine(counters)}; ${counters.failedPublishes} publishes failed\nground truth: ${groundTruthFile}\n`,
+  );
+  if (!flags.verify) return { fleet, counters, groundTruthFile };
+  return { fleet, counters, groundTruthFile, verified: await verifyOutcome(run, record, out) };
 }
 
 export function registerSimulateCommand(program: Command, env: Record<string, string | undefined>): void {

@@ -53,20 +53,39 @@ function createOwnerCounts() {
   };
 }
 
-export function createHashPool(opts: { maxPending: number; idleMs?: number }): HashPool {
+type Waiter = { resolve: (b: Buffer) => void; reject: (e: Error) => void };
+
+/** The hashing thread, started on demand and ended when idle; it answers the `waiting` requests. */
+interface HashThread {
+  /** Sends a request, starting the thread if none runs, and cancels a pending idle end. */
+  post(request: {
+    id: number;
+    secret: string | Buffer;
+    salt: Buffer;
+    iterations: number;
+    keylen: number;
+  }): void;
+  /** Lets the thread go (a later `post` starts a new one) and returns it for termination. */
+  detach(): Worker | undefined;
+}
+
+function createHashThread(
+  waiting: Map<number, Waiter>,
+  idleMs: number,
+  failAll: (err: Error) => void,
+): HashThread {
   let worker: Worker | undefined;
   let idleTimer: NodeJS.Timeout | undefined;
-  let seq = 0;
-  let refused = 0;
-  const maxPerOwner = Math.max(1, Math.ceil(opts.maxPending / 4));
-  const perOwner = createOwnerCounts();
-  const waiting = new Map<number, { resolve: (b: Buffer) => void; reject: (e: Error) => void }>();
-  const failAll = (err: Error) => {
-    for (const w of waiting.values()) w.reject(err);
-    waiting.clear();
+  const endWhenIdle = (w: Worker) => {
+    idleTimer = setTimeout(() => {
+      if (worker === w && waiting.size === 0) {
+        worker = undefined;
+        void w.terminate();
+      }
+    }, idleMs);
+    idleTimer.unref();
   };
-  const ensureWorker = (): Worker => {
-    if (worker) return worker;
+  const start = (): Worker => {
     const w = spawnWorker();
     // An idle hashing thread must not keep the process alive.
     w.unref();
@@ -74,15 +93,7 @@ export function createHashPool(opts: { maxPending: number; idleMs?: number }): H
       const entry = waiting.get(reply.id);
       if (!entry) return;
       waiting.delete(reply.id);
-      if (waiting.size === 0) {
-        idleTimer = setTimeout(() => {
-          if (worker === w && waiting.size === 0) {
-            worker = undefined;
-            void w.terminate();
-          }
-        }, opts.idleMs ?? IDLE_MS);
-        idleTimer.unref();
-      }
+      if (waiting.size === 0) endWhenIdle(w);
       if (reply.out) entry.resolve(Buffer.from(reply.out.buffer, reply.out.byteOffset, reply.out.length));
       else entry.reject(new Error(`password hashing failed: ${reply.error ?? 'no result'}`));
     });
@@ -95,9 +106,34 @@ export function createHashPool(opts: { maxPending: number; idleMs?: number }): H
       worker = undefined;
       failAll(new Error('password hashing thread exited'));
     });
-    worker = w;
     return w;
   };
+  return {
+    post(request) {
+      clearTimeout(idleTimer);
+      worker ??= start();
+      worker.postMessage(request);
+    },
+    detach() {
+      clearTimeout(idleTimer);
+      const w = worker;
+      worker = undefined;
+      return w;
+    },
+  };
+}
+
+export function createHashPool(opts: { maxPending: number; idleMs?: number }): HashPool {
+  let seq = 0;
+  let refused = 0;
+  const maxPerOwner = Math.max(1, Math.ceil(opts.maxPending / 4));
+  const perOwner = createOwnerCounts();
+  const waiting = new Map<number, Waiter>();
+  const failAll = (err: Error) => {
+    for (const w of waiting.values()) w.reject(err);
+    waiting.clear();
+  };
+  const thread = createHashThread(waiting, opts.idleMs ?? IDLE_MS, failAll);
   return {
     hash(secret, salt, iterations, keylen, owner = '') {
       const mine = perOwner.of(owner);
@@ -113,10 +149,9 @@ export function createHashPool(opts: { maxPending: number; idleMs?: number }): H
       }
       perOwner.add(owner, 1);
       const id = ++seq;
-      clearTimeout(idleTimer);
       return new Promise<Buffer>((resolve, reject) => {
         waiting.set(id, { resolve, reject });
-        ensureWorker().postMessage({ id, secret, salt, iterations, keylen });
+        thread.post({ id, secret, salt, iterations, keylen });
       }).finally(() => perOwner.add(owner, -1));
     },
     get pending() {
@@ -126,9 +161,7 @@ export function createHashPool(opts: { maxPending: number; idleMs?: number }): H
       return refused;
     },
     async stop() {
-      clearTimeout(idleTimer);
-      const w = worker;
-      worker = undefined;
+      const w = thread.detach();
       failAll(new Error('the gateway is stopping'));
       if (w) await w.terminate();
     },

@@ -156,11 +156,9 @@ export function formatAjvErrors(errors: ErrorObject[] | null | undefined): strin
   return (errors ?? []).map((e) => `${e.instancePath || '/'} ${e.message ?? ''}`).join('; ');
 }
 
-/** Loads and checks every schema under `dir`. Throws GatewayError (LL_SCHEMA_INVALID) naming the file. */
-export function loadSchemas(dir: string): SchemaSet {
-  let entries: string[];
+function readFolder(dir: string): string[] {
   try {
-    entries = readdirSync(dir).sort();
+    return readdirSync(dir).sort();
   } catch (err) {
     throw new GatewayError(
       'LL_SCHEMA_INVALID',
@@ -170,83 +168,94 @@ export function loadSchemas(dir: string): SchemaSet {
       },
     );
   }
-  const ajv = createAjv();
+}
+
+/** Registers `_common/*.schema.json` with ajv (for `$ref`) and returns them by file name. */
+function loadCommons(ajv: Ajv2020, commonDir: string): Map<string, JsonObject> {
   const commons = new Map<string, JsonObject>();
-  const commonDir = join(dir, '_common');
-  if (entries.includes('_common')) {
-    for (const name of readdirSync(commonDir).sort()) {
-      if (!name.endsWith('.schema.json')) continue;
-      const file = join(commonDir, name);
-      const schema = { ...readJson(file), $id: `${BASE}/_common/${name}` };
-      try {
-        ajv.addSchema(schema as AnySchema);
-      } catch (err) {
-        fail(file, (err as Error).message, err);
-      }
-      commons.set(name, schema);
+  for (const name of readdirSync(commonDir).sort()) {
+    if (!name.endsWith('.schema.json')) continue;
+    const file = join(commonDir, name);
+    const schema = { ...readJson(file), $id: `${BASE}/_common/${name}` };
+    try {
+      ajv.addSchema(schema as AnySchema);
+    } catch (err) {
+      fail(file, (err as Error).message, err);
     }
+    commons.set(name, schema);
   }
-  const byKey = new Map<string, DeviceSchema>();
-  const measurements = new Map<string, { file: string; kinds: Map<string, FieldKind> }>();
-  for (const type of entries) {
-    if (type === '_common' || type.startsWith('.')) continue;
-    const typeDir = join(dir, type);
-    if (!statSync(typeDir).isDirectory()) continue;
-    if (!SEGMENT_RE.test(type))
-      fail(typeDir, 'a device type folder name must be a topic segment (a-z, 0-9, "-")');
-    for (const name of readdirSync(typeDir).sort()) {
-      const file = join(typeDir, name);
-      const m = SCHEMA_FILE.exec(name);
-      if (!m) fail(file, 'schema files are named {version}.schema.json, for example 1.schema.json');
-      const version = Number(m[1]);
-      const raw = readJson(file);
-      if (raw.$schema !== 'https://json-schema.org/draft/2020-12/schema') {
-        fail(file, '"$schema" must be "https://json-schema.org/draft/2020-12/schema"');
-      }
-      const { channel, mapping } = checkMapping(file, raw, commons);
-      let validate: DeviceSchema['validate'];
-      try {
-        validate = ajv.compile({ ...raw, $id: `${BASE}/${type}/${name}` });
-      } catch (err) {
-        fail(file, (err as Error).message, err);
-      }
-      const examples = Array.isArray(raw.examples) ? raw.examples : [];
-      if (examples.length === 0) fail(file, 'add at least one valid message under "examples"');
-      examples.forEach((ex, i) => {
-        if (!validate(ex))
-          fail(file, `examples[${i}] does not validate: ${formatAjvErrors(validate.errors)}`);
-      });
-      // Every schema writing to one measurement must give each field the same type.
-      const seen = measurements.get(mapping.measurement);
-      if (seen) {
-        for (const f of mapping.fields) {
-          const prev = seen.kinds.get(f.name);
-          if (prev && prev !== f.kind) {
-            fail(file, `field "${f.name}" is ${f.kind} here but ${prev} in ${seen.file} (same measurement)`);
-          }
-          seen.kinds.set(f.name, f.kind);
-        }
-      } else {
-        measurements.set(mapping.measurement, {
-          file,
-          kinds: new Map(mapping.fields.map((f) => [f.name, f.kind])),
-        });
-      }
-      const key = `${type}@${version}`;
-      byKey.set(key, {
-        key,
-        type,
-        version,
-        file,
-        title: typeof raw.title === 'string' ? raw.title : type,
-        description: typeof raw.description === 'string' ? raw.description : '',
-        channel,
-        timeseries: mapping,
-        validate,
-        examples,
-      });
+  return commons;
+}
+
+type MeasurementKinds = Map<string, { file: string; kinds: Map<string, FieldKind> }>;
+
+// Every schema writing to one measurement must give each field the same type.
+function checkFieldKinds(
+  measurements: MeasurementKinds,
+  file: string,
+  mapping: DeviceSchema['timeseries'],
+): void {
+  const seen = measurements.get(mapping.measurement);
+  if (!seen) {
+    measurements.set(mapping.measurement, {
+      file,
+      kinds: new Map(mapping.fields.map((f) => [f.name, f.kind])),
+    });
+    return;
+  }
+  for (const f of mapping.fields) {
+    const prev = seen.kinds.get(f.name);
+    if (prev && prev !== f.kind) {
+      fail(file, `field "${f.name}" is ${f.kind} here but ${prev} in ${seen.file} (same measurement)`);
     }
+    seen.kinds.set(f.name, f.kind);
   }
+}
+
+interface LoadContext {
+  readonly ajv: Ajv2020;
+  readonly commons: Map<string, JsonObject>;
+  readonly measurements: MeasurementKinds;
+}
+
+/** One `{type}/{version}.schema.json`: checked, compiled, its examples validated. */
+function loadSchemaFile(ctx: LoadContext, type: string, typeDir: string, name: string): DeviceSchema {
+  const file = join(typeDir, name);
+  const m = SCHEMA_FILE.exec(name);
+  if (!m) fail(file, 'schema files are named {version}.schema.json, for example 1.schema.json');
+  const version = Number(m[1]);
+  const raw = readJson(file);
+  if (raw.$schema !== 'https://json-schema.org/draft/2020-12/schema') {
+    fail(file, '"$schema" must be "https://json-schema.org/draft/2020-12/schema"');
+  }
+  const { channel, mapping } = checkMapping(file, raw, ctx.commons);
+  let validate: DeviceSchema['validate'];
+  try {
+    validate = ctx.ajv.compile({ ...raw, $id: `${BASE}/${type}/${name}` });
+  } catch (err) {
+    fail(file, (err as Error).message, err);
+  }
+  const examples = Array.isArray(raw.examples) ? raw.examples : [];
+  if (examples.length === 0) fail(file, 'add at least one valid message under "examples"');
+  examples.forEach((ex, i) => {
+    if (!validate(ex)) fail(file, `examples[${i}] does not validate: ${formatAjvErrors(validate.errors)}`);
+  });
+  checkFieldKinds(ctx.measurements, file, mapping);
+  return {
+    key: `${type}@${version}`,
+    type,
+    version,
+    file,
+    title: typeof raw.title === 'string' ? raw.title : type,
+    description: typeof raw.description === 'string' ? raw.description : '',
+    channel,
+    timeseries: mapping,
+    validate,
+    examples,
+  };
+}
+
+function toSchemaSet(dir: string, byKey: Map<string, DeviceSchema>): SchemaSet {
   const all = [...byKey.values()];
   return {
     dir,
@@ -257,4 +266,27 @@ export function loadSchemas(dir: string): SchemaSet {
         .reduce<DeviceSchema | undefined>((a, s) => (!a || s.version > a.version ? s : a), undefined),
     all: () => all,
   };
+}
+
+/** Loads and checks every schema under `dir`. Throws GatewayError (LL_SCHEMA_INVALID) naming the file. */
+export function loadSchemas(dir: string): SchemaSet {
+  const entries = readFolder(dir);
+  const ajv = createAjv();
+  const commons = entries.includes('_common')
+    ? loadCommons(ajv, join(dir, '_common'))
+    : new Map<string, JsonObject>();
+  const ctx: LoadContext = { ajv, commons, measurements: new Map() };
+  const byKey = new Map<string, DeviceSchema>();
+  for (const type of entries) {
+    if (type === '_common' || type.startsWith('.')) continue;
+    const typeDir = join(dir, type);
+    if (!statSync(typeDir).isDirectory()) continue;
+    if (!SEGMENT_RE.test(type))
+      fail(typeDir, 'a device type folder name must be a topic segment (a-z, 0-9, "-")');
+    for (const name of readdirSync(typeDir).sort()) {
+      const schema = loadSchemaFile(ctx, type, typeDir, name);
+      byKey.set(schema.key, schema);
+    }
+  }
+  return toSchemaSet(dir, byKey);
 }
