@@ -24,6 +24,7 @@ import {
   serialiseRegistry,
   writeRegistryFile,
 } from '../../src/registry/file.js';
+import { SEGMENT_MAX_LENGTH, SUBJECT_MAX_LENGTH } from '../../src/registry/ids.js';
 import {
   createPasswordVerifier,
   hashSecretSync,
@@ -31,6 +32,7 @@ import {
   parseMosquittoPasswordFile,
 } from '../../src/registry/passwords.js';
 import { toSnapshot } from '../../src/registry/registry.js';
+import { addProject, setConsent } from '../../src/registry/research.js';
 import { EMPTY_REGISTRY } from '../../src/registry/types.js';
 
 const HASH = hashSecretSync('secret-secret', 10);
@@ -91,6 +93,62 @@ describe('registry file', () => {
   it('reports a missing file with what to do', async () => {
     await expect(readRegistryFile('/nonexistent/lab.yaml')).rejects.toThrow(
       /does not exist; create it with `livinglab devices add`/,
+    );
+  });
+});
+
+describe('identifier rule (one segment rule for the file, the edits and the schemas)', () => {
+  const longest = 'a'.repeat(SEGMENT_MAX_LENGTH);
+  const tooLong = 'a'.repeat(SEGMENT_MAX_LENGTH + 1);
+  const device = (id: string, site = 'odense', subject?: string) =>
+    addDevice(EMPTY_REGISTRY, {
+      id,
+      type: 'pulse-oximeter',
+      schemaVersion: 1,
+      site,
+      vendor: 'v',
+      ...(subject ? { subject } : {}),
+      passwordHash: HASH,
+    });
+  it.each([
+    ['a', true],
+    ['0-a', true],
+    [longest, true],
+    [tooLong, false],
+    ['-a', false],
+    ['A', false],
+    ['a_b', false],
+  ])('device id %s accepted: %s, alike by `devices add` and in lab.yaml', (id, ok) => {
+    if (ok) {
+      const data = device(id);
+      expect(parseRegistry(serialiseRegistry(data), 'lab.yaml').devices[0]?.id).toBe(id);
+    } else {
+      expect(() => device(id)).toThrow(
+        `device id "${id}" must be 1–63 characters of a–z, 0–9 and "-", starting with a letter or digit`,
+      );
+      const text = serialiseRegistry(device('ok')).replace('id: ok', `id: "${id}"`);
+      expect(() => parseRegistry(text, 'lab.yaml')).toThrow(/devices\.0\.id: must match pattern/);
+    }
+  });
+  it('takes a site of the full segment length and refuses one longer', () => {
+    expect(device('d1', longest).sites).toEqual([{ id: longest }]);
+    expect(() => device('d1', tooLong)).toThrow(/site "a{64}" must be 1–63 characters/);
+  });
+  it('takes subject codes up to their own limit, alike for devices and consents', () => {
+    const code = 'P'.repeat(SUBJECT_MAX_LENGTH);
+    expect(() => device('d1', 'odense', code)).not.toThrow();
+    expect(() => device('d1', 'odense', `${code}x`)).toThrow(/subject/);
+    const withProject = addProject(EMPTY_REGISTRY, {
+      id: 'study',
+      from: '2026-01-01',
+      to: '2026-12-31',
+      types: ['pulse-oximeter'],
+    });
+    expect(setConsent(withProject, 'study', code, { on: '2026-01-01' }).projects[0]?.consents).toHaveLength(
+      1,
+    );
+    expect(() => setConsent(withProject, 'study', `${code}x`, { on: '2026-01-01' })).toThrow(
+      `subject "${code}x" must be a participant code`,
     );
   });
 });
