@@ -1,5 +1,4 @@
 // The research-access commands against a real registry file.
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,20 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { createAuditLog } from '../../src/query/audit.js';
 import { readRegistryFile, writeRegistryFile } from '../../src/registry/file.js';
 import { EMPTY_REGISTRY } from '../../src/registry/types.js';
-
-const ROOT = new URL('../../', import.meta.url).pathname;
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), ...args], {
-      cwd: ROOT,
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('exit', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
-}
+import { runCli as cli } from '../helpers/cli.js';
 
 describe('livinglab projects, tokens and audit', () => {
   const dir = mkdtempSync(join(tmpdir(), 'll-research-'));
