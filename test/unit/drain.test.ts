@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { createDrain } from '../../src/storage/drain.js';
 import type { Position, QueuedRecord, RecordQueue } from '../../src/storage/queue.js';
 import { createRejectsLog, type RejectsLog } from '../../src/storage/rejects-log.js';
-import { createSpool, type Spool } from '../../src/storage/spool.js';
+import { createSpool, type Spool } from '../../src/storage/spool/index.js';
 import type { WriteResult, Writer } from '../../src/storage/writer.js';
 import { createDiskFaults } from '../helpers/disk-faults.js';
 
