@@ -18,7 +18,7 @@ import type { Device } from '../src/registry/types.js';
 import { loadSchemas } from '../src/schemas/load.js';
 import { createInfluxV1Writer } from '../src/storage/influx-v1.js';
 import { toLine } from '../src/storage/line-protocol.js';
-import { createSpool } from '../src/storage/spool.js';
+import { createSpool } from '../src/storage/spool/index.js';
 import { startInfluxd } from '../test/helpers/influxd.js';
 import { fmt, fmtSummary, say, table, writeResult } from './lib/report.js';
 import { summarize } from './lib/stats.js';

@@ -28,7 +28,7 @@ import { createMemoryQueue } from './storage/memory-queue.js';
 import type { RecordQueue } from './storage/queue.js';
 import { createQueueSink } from './storage/queue-sink.js';
 import { createRejectsLog, type RejectsLog } from './storage/rejects-log.js';
-import { createSpool, type Spool, type SpoolOptions } from './storage/spool.js';
+import { createSpool, type Spool, type SpoolOptions } from './storage/spool/index.js';
 import type { Writer } from './storage/writer.js';
 
 export interface App {

@@ -2,7 +2,7 @@
 // file system: a failing read, a short write followed by ENOSPC (a disk filling up mid-write), a
 // failing truncate. Every call that is not told to fail goes to the real file.
 import { open } from 'node:fs/promises';
-import type { SpoolFile, SpoolOptions } from '../../src/storage/spool.js';
+import type { SpoolFile, SpoolOptions } from '../../src/storage/spool/index.js';
 
 export interface DiskFaults {
   readonly openFile: NonNullable<SpoolOptions['openFile']>;

@@ -11,7 +11,7 @@ import { addAccount, addDevice } from '../../src/registry/edit.js';
 import { readRegistryFile, writeRegistryFile } from '../../src/registry/file.js';
 import { hashSecretSync } from '../../src/registry/passwords.js';
 import { EMPTY_REGISTRY, type RegistryData } from '../../src/registry/types.js';
-import type { SpoolOptions } from '../../src/storage/spool.js';
+import type { SpoolOptions } from '../../src/storage/spool/index.js';
 
 export const PASSWORD = 'correct horse battery';
 

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 
 vi.setConfig({ testTimeout: 90_000 });
 
-import { encodeRecord } from '../../src/storage/spool.js';
+import { encodeRecord } from '../../src/storage/spool/index.js';
 import { createDiskFaults } from '../helpers/disk-faults.js';
 import { startGateway } from '../helpers/gateway.js';
 import { createGatewayProcess } from '../helpers/gateway-process.js';

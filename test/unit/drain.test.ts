@@ -9,9 +9,10 @@ import { describe, expect, it } from 'vitest';
 import { createDrain } from '../../src/storage/drain.js';
 import type { Position, QueuedRecord, RecordQueue } from '../../src/storage/queue.js';
 import { createRejectsLog, type RejectsLog } from '../../src/storage/rejects-log.js';
-import { createSpool, type Spool } from '../../src/storage/spool.js';
+import { createSpool, type Spool } from '../../src/storage/spool/index.js';
 import type { WriteResult, Writer } from '../../src/storage/writer.js';
 import { createDiskFaults } from '../helpers/disk-faults.js';
+import { seeded } from '../helpers/seeded.js';
 
 const log = pino({ level: 'silent' });
 const dir = () => mkdtempSync(join(tmpdir(), 'll-drain-'));
@@ -185,18 +186,6 @@ describe('drain on a failing disk', () => {
     await real.stop();
   });
 });
-
-/** mulberry32: a small seeded PRNG, so a failing run can be replayed by its seed. */
-function seeded(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('drain, randomized (seeded)', () => {
   it.each([1, 2, 3])(

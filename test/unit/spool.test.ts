@@ -16,7 +16,7 @@ import { describe, expect, it, vi } from 'vitest';
 import { backoffDelay, parseRetryAfter } from '../../src/storage/backoff.js';
 import { toLine } from '../../src/storage/line-protocol.js';
 import type { QueuedRecord } from '../../src/storage/queue.js';
-import { createSpool, decodeRecords, encodeRecord, SpoolFullError } from '../../src/storage/spool.js';
+import { createSpool, decodeRecords, encodeRecord, SpoolFullError } from '../../src/storage/spool/index.js';
 import { classifyWriteResponse } from '../../src/storage/write-response.js';
 import { createDiskFaults } from '../helpers/disk-faults.js';
 
