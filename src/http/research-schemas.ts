@@ -2,7 +2,7 @@
 // with TypeBox so that the handlers' types, the request checks and /openapi.json all come from
 // them. Must never describe a route that research.ts does not serve.
 import type { Readable } from 'node:stream';
-import { type Static, Type } from 'typebox';
+import { type Static, type TSchema, Type } from 'typebox';
 import { FORMATS } from '../query/formats.js';
 import { READINGS_PARAMS } from '../query/readings-params.js';
 
@@ -34,39 +34,33 @@ export const DICTIONARY_ROUTE = {
   response: { 200: Type.Object({ fields: Type.Array(DICTIONARY_ROW) }, { description: 'The dictionary' }) },
 };
 
+/** A route under /api/v1/projects/{id}: token-checked, answering with `body` when allowed. */
+function projectRoute<T extends TSchema>(summary: string, body: T) {
+  return { tags: [RESEARCH_TAG], summary, params: PROJECT_ID, response: { 200: body, ...DENIED } };
+}
+
+const SUBJECT = Type.Object({ subject: Type.String(), consentFrom: Type.String() });
 const SUBJECTS = Type.Object(
-  {
-    project: Type.String(),
-    subjects: Type.Array(Type.Object({ subject: Type.String(), consentFrom: Type.String() })),
-  },
+  { project: Type.String(), subjects: Type.Array(SUBJECT) },
   { description: 'Subjects' },
 );
 export type SubjectsBody = Static<typeof SUBJECTS>;
+export const SUBJECTS_ROUTE = projectRoute(
+  'Pseudonyms of the consenting subjects, with their consent date',
+  SUBJECTS,
+);
 
-export const SUBJECTS_ROUTE = {
-  tags: [RESEARCH_TAG],
-  summary: 'Pseudonyms of the consenting subjects, with their consent date',
-  params: PROJECT_ID,
-  response: { 200: SUBJECTS, ...DENIED },
-};
-
+const DEVICE = Type.Object({
+  subject: Type.String(),
+  deviceType: Type.String(),
+  schemaVersion: Type.Integer(),
+});
 const DEVICES = Type.Object(
-  {
-    project: Type.String(),
-    devices: Type.Array(
-      Type.Object({ subject: Type.String(), deviceType: Type.String(), schemaVersion: Type.Integer() }),
-    ),
-  },
+  { project: Type.String(), devices: Type.Array(DEVICE) },
   { description: 'Devices' },
 );
 export type DevicesBody = Static<typeof DEVICES>;
-
-export const DEVICES_ROUTE = {
-  tags: [RESEARCH_TAG],
-  summary: 'Device types per pseudonym (no device ids)',
-  params: PROJECT_ID,
-  response: { 200: DEVICES, ...DENIED },
-};
+export const DEVICES_ROUTE = projectRoute('Device types per pseudonym (no device ids)', DEVICES);
 
 /** One body schema per format: the rows are streamed as bytes (a Readable), never serialised. */
 const ROWS_CONTENT = Object.fromEntries(

@@ -21,21 +21,15 @@ import type { AuditLog } from '../query/audit.js';
 import { encodeRows, FORMATS, type Format } from '../query/formats.js';
 import { pseudonym } from '../query/pseudonym.js';
 import { parseReadingsQuery, QueryError, type ReadingsQuery, streamReadings } from '../query/readings.js';
-import { describeParamError, type ParamError } from '../query/readings-params.js';
+import type { ParamError } from '../query/readings-params.js';
 import { subjectAt } from '../registry/assignments.js';
 import type { PasswordVerifier } from '../registry/passwords.js';
 import type { Project, RegistryData } from '../registry/types.js';
 import { buildDictionary } from '../schemas/dictionary.js';
 import type { SchemaSet } from '../schemas/types.js';
 import { registerApiDescription } from './openapi.js';
-import {
-  DEVICES_ROUTE,
-  type DevicesBody,
-  DICTIONARY_ROUTE,
-  READINGS_ROUTE,
-  SUBJECTS_ROUTE,
-  type SubjectsBody,
-} from './research-schemas.js';
+import type * as RouteSchemas from './research-schemas.js';
+import type { DevicesBody, SubjectsBody } from './research-schemas.js';
 
 export interface ResearchDeps {
   registry: () => RegistryData;
@@ -68,23 +62,42 @@ type TypedApp = FastifyInstance<
   TypeBoxTypeProvider
 >;
 
+/** The route schemas, and the 400 message for a parameter that fails them. */
+type Schemas = typeof RouteSchemas & {
+  describeParamError: typeof import('../query/readings-params.js').describeParamError;
+};
+
+/**
+ * TypeBox's module graph takes about half a second to load, and every CLI command imports this
+ * module through app.ts: the schemas load when the HTTP server starts, so `livinglab status` and
+ * the other commands start as fast as before.
+ */
+async function loadSchemas(): Promise<Schemas> {
+  const [routes, params] = await Promise.all([
+    import('./research-schemas.js'),
+    import('../query/readings-params.js'),
+  ]);
+  return { ...routes, describeParamError: params.describeParamError };
+}
+
 export function registerResearchRoutes(app: FastifyInstance, deps: ResearchDeps): void {
   registerApiDescription(app);
   app.register(async (plain) => {
+    const schemas = await loadSchemas();
     plain.setValidatorCompiler(compileValidator);
     plain.setSerializerCompiler(serialise);
     const scope = plain.withTypeProvider<TypeBoxTypeProvider>();
-    scope.get('/api/v1/dictionary', { schema: DICTIONARY_ROUTE }, async () => ({
+    scope.get('/api/v1/dictionary', { schema: schemas.DICTIONARY_ROUTE }, async () => ({
       fields: buildDictionary(deps.schemas),
     }));
-    registerProjectRoutes(scope, deps);
-    registerReadingsRoute(scope, deps);
+    registerProjectRoutes(scope, deps, schemas);
+    registerReadingsRoute(scope, deps, schemas);
   });
 }
 
 /** Subjects and devices of a project: pseudonyms and device types only, never ids. */
-function registerProjectRoutes(scope: TypedApp, deps: ResearchDeps): void {
-  scope.get('/api/v1/projects/:id/subjects', { schema: SUBJECTS_ROUTE }, async (req, reply) => {
+function registerProjectRoutes(scope: TypedApp, deps: ResearchDeps, schemas: Schemas): void {
+  scope.get('/api/v1/projects/:id/subjects', { schema: schemas.SUBJECTS_ROUTE }, async (req, reply) => {
     const access = await authorise(deps.registry(), deps.verifier, req.headers.authorization, req.params.id);
     if (!access.ok) return reply.code(access.status).send({ error: access.message });
     const p = access.project;
@@ -97,7 +110,7 @@ function registerProjectRoutes(scope: TypedApp, deps: ResearchDeps): void {
     };
     return body;
   });
-  scope.get('/api/v1/projects/:id/devices', { schema: DEVICES_ROUTE }, async (req, reply) => {
+  scope.get('/api/v1/projects/:id/devices', { schema: schemas.DEVICES_ROUTE }, async (req, reply) => {
     const data = deps.registry();
     const access = await authorise(data, deps.verifier, req.headers.authorization, req.params.id);
     if (!access.ok) return reply.code(access.status).send({ error: access.message });
@@ -131,10 +144,10 @@ async function dropEmptyParams(req: FastifyRequest): Promise<void> {
  * about them), so validation failures are attached to the request and answered here; the export is
  * recorded before it starts and when it ends.
  */
-function registerReadingsRoute(scope: TypedApp, deps: ResearchDeps): void {
+function registerReadingsRoute(scope: TypedApp, deps: ResearchDeps, schemas: Schemas): void {
   scope.get(
     '/api/v1/projects/:id/readings',
-    { schema: READINGS_ROUTE, attachValidation: true, preValidation: dropEmptyParams },
+    { schema: schemas.READINGS_ROUTE, attachValidation: true, preValidation: dropEmptyParams },
     async (req, reply) => {
       const access = await authorise(
         deps.registry(),
@@ -144,7 +157,8 @@ function registerReadingsRoute(scope: TypedApp, deps: ResearchDeps): void {
       );
       if (!access.ok) return reply.code(access.status).send({ error: access.message });
       const invalid = req.validationError?.validation?.[0] as ParamError | undefined;
-      if (invalid) return reply.code(400).send({ error: describeParamError(invalid, access.project) });
+      if (invalid)
+        return reply.code(400).send({ error: schemas.describeParamError(invalid, access.project) });
       let query: ReadingsQuery;
       try {
         query = parseReadingsQuery(access.project, deps.schemas, req.query);
