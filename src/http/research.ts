@@ -1,19 +1,35 @@
 // The research API: readings of a project, pseudonymised and consent-bound, streamed, audited.
+// Each route declares its parameters and responses (research-schemas.ts); the checks and
+// /openapi.json come from those declarations, so this module must never check a parameter's shape
+// by hand.
 import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { Ajv } from 'ajv';
+import type {
+  FastifyBaseLogger,
+  FastifyInstance,
+  FastifyReply,
+  FastifyRequest,
+  RawReplyDefaultExpression,
+  RawRequestDefaultExpression,
+  RawServerDefault,
+} from 'fastify';
 import { authorise } from '../query/access.js';
 import { encodeArrow } from '../query/arrow.js';
 import type { AuditLog } from '../query/audit.js';
-import { encodeRows, FORMATS, type Format, parseFormat } from '../query/formats.js';
+import { encodeRows, FORMATS, type Format } from '../query/formats.js';
 import { pseudonym } from '../query/pseudonym.js';
 import { parseReadingsQuery, QueryError, type ReadingsQuery, streamReadings } from '../query/readings.js';
+import type { ParamError } from '../query/readings-params.js';
 import { subjectAt } from '../registry/assignments.js';
 import type { PasswordVerifier } from '../registry/passwords.js';
 import type { Project, RegistryData } from '../registry/types.js';
 import { buildDictionary } from '../schemas/dictionary.js';
 import type { SchemaSet } from '../schemas/types.js';
-import { OPENAPI, renderDocsPage } from './openapi.js';
+import { registerApiDescription } from './openapi.js';
+import type * as RouteSchemas from './research-schemas.js';
+import type { DevicesBody, SubjectsBody } from './research-schemas.js';
 
 export interface ResearchDeps {
   registry: () => RegistryData;
@@ -24,32 +40,84 @@ export interface ResearchDeps {
   db: string;
 }
 
-export function registerResearchRoutes(app: FastifyInstance, deps: ResearchDeps): void {
-  app.get('/api/v1/dictionary', async () => ({ fields: buildDictionary(deps.schemas) }));
-  app.get('/openapi.json', async () => OPENAPI);
-  app.get('/docs', async (_req, reply) => reply.type('text/html; charset=utf-8').send(renderDocsPage()));
+/**
+ * One validator for the research routes, set here rather than on the whole server: every error
+ * is reported (the first one is shown), nothing is coerced, and a parameter outside the schema is
+ * refused, not silently dropped (fastify's default removes it).
+ */
+function compileValidator({ schema }: { schema: object }) {
+  return PARAM_AJV.compile(schema);
+}
+const PARAM_AJV = new Ajv({ coerceTypes: false, useDefaults: true, removeAdditional: false });
 
-  // Subjects and devices of a project: pseudonyms and device types only, never ids.
-  app.get<{ Params: { id: string } }>('/api/v1/projects/:id/subjects', async (req, reply) => {
+// Responses keep being written by JSON.stringify, byte for byte as before; the response schemas
+// document them and type the handlers.
+const serialise = () => (data: unknown) => JSON.stringify(data);
+
+type TypedApp = FastifyInstance<
+  RawServerDefault,
+  RawRequestDefaultExpression,
+  RawReplyDefaultExpression,
+  FastifyBaseLogger,
+  TypeBoxTypeProvider
+>;
+
+/** The route schemas, and the 400 message for a parameter that fails them. */
+type Schemas = typeof RouteSchemas & {
+  describeParamError: typeof import('../query/readings-params.js').describeParamError;
+};
+
+/**
+ * TypeBox's module graph takes about half a second to load, and every CLI command imports this
+ * module through app.ts: the schemas load when the HTTP server starts, so `livinglab status` and
+ * the other commands start as fast as before.
+ */
+async function loadSchemas(): Promise<Schemas> {
+  const [routes, params] = await Promise.all([
+    import('./research-schemas.js'),
+    import('../query/readings-params.js'),
+  ]);
+  return { ...routes, describeParamError: params.describeParamError };
+}
+
+export function registerResearchRoutes(app: FastifyInstance, deps: ResearchDeps): void {
+  registerApiDescription(app);
+  app.register(async (plain) => {
+    const schemas = await loadSchemas();
+    plain.setValidatorCompiler(compileValidator);
+    plain.setSerializerCompiler(serialise);
+    const scope = plain.withTypeProvider<TypeBoxTypeProvider>();
+    scope.get('/api/v1/dictionary', { schema: schemas.DICTIONARY_ROUTE }, async () => ({
+      fields: buildDictionary(deps.schemas),
+    }));
+    registerProjectRoutes(scope, deps, schemas);
+    registerReadingsRoute(scope, deps, schemas);
+  });
+}
+
+/** Subjects and devices of a project: pseudonyms and device types only, never ids. */
+function registerProjectRoutes(scope: TypedApp, deps: ResearchDeps, schemas: Schemas): void {
+  scope.get('/api/v1/projects/:id/subjects', { schema: schemas.SUBJECTS_ROUTE }, async (req, reply) => {
     const access = await authorise(deps.registry(), deps.verifier, req.headers.authorization, req.params.id);
     if (!access.ok) return reply.code(access.status).send({ error: access.message });
     const p = access.project;
-    return {
+    const body: SubjectsBody = {
       project: p.id,
       subjects: p.consents
         .filter((c) => !c.withdrawn)
         .map((c) => ({ subject: pseudonym(p.secret, c.subject), consentFrom: c.from }))
         .sort((a, b) => a.subject.localeCompare(b.subject)),
     };
+    return body;
   });
-  app.get<{ Params: { id: string } }>('/api/v1/projects/:id/devices', async (req, reply) => {
+  scope.get('/api/v1/projects/:id/devices', { schema: schemas.DEVICES_ROUTE }, async (req, reply) => {
     const data = deps.registry();
     const access = await authorise(data, deps.verifier, req.headers.authorization, req.params.id);
     if (!access.ok) return reply.code(access.status).send({ error: access.message });
     const p = access.project;
     const consented = new Set(p.consents.filter((c) => !c.withdrawn).map((c) => c.subject));
     const now = Date.now();
-    return {
+    const body: DevicesBody = {
       project: p.id,
       devices: data.devices
         .map((d) => ({ d, subject: subjectAt(d, now) }))
@@ -61,15 +129,25 @@ export function registerResearchRoutes(app: FastifyInstance, deps: ResearchDeps)
         }))
         .sort((a, b) => a.subject.localeCompare(b.subject) || a.deviceType.localeCompare(b.deviceType)),
     };
+    return body;
   });
-
-  registerReadingsRoute(app, deps);
 }
 
-/** Readings: parameters checked, the export recorded before it starts and when it ends. */
-function registerReadingsRoute(app: FastifyInstance, deps: ResearchDeps): void {
-  app.get<{ Params: { id: string }; Querystring: Record<string, unknown> }>(
+/** An empty parameter (`from=`) means the default, as it always has: dropped before validation. */
+async function dropEmptyParams(req: FastifyRequest): Promise<void> {
+  const query = req.query as Record<string, unknown>;
+  for (const [name, value] of Object.entries(query)) if (value === '') delete query[name];
+}
+
+/**
+ * Readings: the token is checked before the parameters (a caller without access learns nothing
+ * about them), so validation failures are attached to the request and answered here; the export is
+ * recorded before it starts and when it ends.
+ */
+function registerReadingsRoute(scope: TypedApp, deps: ResearchDeps, schemas: Schemas): void {
+  scope.get(
     '/api/v1/projects/:id/readings',
+    { schema: schemas.READINGS_ROUTE, attachValidation: true, preValidation: dropEmptyParams },
     async (req, reply) => {
       const access = await authorise(
         deps.registry(),
@@ -78,15 +156,17 @@ function registerReadingsRoute(app: FastifyInstance, deps: ResearchDeps): void {
         req.params.id,
       );
       if (!access.ok) return reply.code(access.status).send({ error: access.message });
-      let query: ReturnType<typeof parseReadingsQuery>;
-      let format: Format;
+      const invalid = req.validationError?.validation?.[0] as ParamError | undefined;
+      if (invalid)
+        return reply.code(400).send({ error: schemas.describeParamError(invalid, access.project) });
+      let query: ReadingsQuery;
       try {
-        format = parseFormat(req.query.format);
         query = parseReadingsQuery(access.project, deps.schemas, req.query);
       } catch (err) {
         if (err instanceof QueryError) return reply.code(400).send({ error: err.message });
         throw err;
       }
+      const format: Format = req.query.format ?? 'csv';
       const who = {
         export: randomUUID(),
         researcher: access.researcher,

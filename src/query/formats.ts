@@ -1,5 +1,5 @@
 // Row streams to CSV, NDJSON or a JSON array, one chunk at a time (memory stays flat).
-import { QueryError, type ReadingRow } from './readings.js';
+import type { ReadingRow } from './readings.js';
 
 export const FORMATS = {
   csv: 'text/csv; charset=utf-8',
@@ -8,15 +8,6 @@ export const FORMATS = {
   arrow: 'application/vnd.apache.arrow.stream',
 } as const;
 export type Format = keyof typeof FORMATS;
-
-/** The `format` parameter; an own key of FORMATS only (`constructor` is in every object). */
-export function parseFormat(value: unknown): Format {
-  if (value === undefined || value === '') return 'csv';
-  if (typeof value !== 'string') throw new QueryError('format must be given once');
-  if (!Object.hasOwn(FORMATS, value))
-    throw new QueryError(`format must be one of ${Object.keys(FORMATS).join(', ')}`);
-  return value as Format;
-}
 
 const csvCell = (v: unknown) => {
   if (v === null || v === undefined) return '';

@@ -357,3 +357,58 @@ describe('Arrow IPC and the API description', () => {
     expect(await docs.text()).toContain('<code>GET /api/v1/projects/{id}/readings</code>');
   });
 });
+
+describe('one definition for the checks and the description (issue 14)', () => {
+  type Param = { name: string; in: string; required?: boolean };
+  const specParams = async (path: string) => {
+    const spec = (await (await get('/openapi.json')).json()) as {
+      paths: Record<string, { get: { parameters?: Param[] } }>;
+    };
+    return (spec.paths[path]?.get.parameters ?? []).filter((p) => p.in === 'query');
+  };
+
+  it('takes every query parameter /openapi.json declares, and refuses one it does not, naming the declared ones', async () => {
+    const declared = await specParams('/api/v1/projects/{id}/readings');
+    const values: Record<string, string> = {
+      type: 'bed-sensor',
+      fields: 'heartRate',
+      from: `${day(-2)}T00:00:00Z`,
+      to: `${day(1)}T00:00:00Z`,
+      every: '1d',
+      fn: 'mean',
+      format: 'ndjson',
+    };
+    expect(declared.map((p) => p.name).sort()).toEqual(Object.keys(values).sort());
+    expect(declared.filter((p) => p.required).map((p) => p.name)).toEqual(['type']);
+    const all = await get(`/api/v1/projects/sleep-a/readings?${new URLSearchParams(values)}`, tokens.a);
+    expect(all.status).toBe(200);
+    expect((await ndjson(all)).length).toBeGreaterThan(0);
+    const extra = await get('/api/v1/projects/sleep-a/readings?type=bed-sensor&limit=10', tokens.a);
+    expect(extra.status).toBe(400);
+    expect(((await extra.json()) as { error: string }).error).toBe(
+      `unknown parameter "limit"; allowed: ${declared.map((p) => p.name).join(', ')}`,
+    );
+  });
+
+  it('declares no query parameters for the routes that take none', async () => {
+    for (const path of [
+      '/api/v1/dictionary',
+      '/api/v1/projects/{id}/subjects',
+      '/api/v1/projects/{id}/devices',
+    ])
+      expect(await specParams(path)).toEqual([]);
+  });
+
+  it('checks the token before the parameters, and takes an empty parameter as left out', async () => {
+    const noToken = await get('/api/v1/projects/sleep-a/readings?type=bed-sensor&format=xml&limit=1');
+    expect(noToken.status).toBe(401);
+    const empty = await get(
+      '/api/v1/projects/sleep-a/readings?type=bed-sensor&format=&from=&fields=',
+      tokens.a,
+    );
+    expect(empty.status).toBe(200);
+    expect((await empty.text()).split('\n')[0]).toBe('time,subject,heartRate');
+    const missing = await get('/api/v1/projects/sleep-a/readings?type=', tokens.a);
+    expect(((await missing.json()) as { error: string }).error).toBe('type is required: one of bed-sensor');
+  });
+});

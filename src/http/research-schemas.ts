@@ -1,0 +1,91 @@
+// The schemas of the research routes: path parameters, query parameters and responses, written once
+// with TypeBox so that the handlers' types, the request checks and /openapi.json all come from
+// them. Must never describe a route that research.ts does not serve.
+import type { Readable } from 'node:stream';
+import { type Static, type TSchema, Type } from 'typebox';
+import { FORMATS } from '../query/formats.js';
+import { READINGS_PARAMS } from '../query/readings-params.js';
+
+/** Every route here is tagged so; the spec lists tagged routes only (health and metrics stay out). */
+export const RESEARCH_TAG = 'research';
+
+const ERROR = Type.Object({ error: Type.String() }, { description: 'What was wrong, readable' });
+const PROJECT_ID = Type.Object({ id: Type.String({ description: 'The project id' }) });
+
+const DENIED = {
+  401: { ...ERROR, description: 'Missing, unknown, expired or revoked token' },
+  403: { ...ERROR, description: 'Token of another project' },
+};
+
+export const DICTIONARY_ROW = Type.Object({
+  measurement: Type.String(),
+  field: Type.String(),
+  kind: Type.String(),
+  unit: Type.Union([Type.String(), Type.Null()]),
+  description: Type.Union([Type.String(), Type.Null()]),
+  deviceTypes: Type.Array(Type.String()),
+  schemaVersions: Type.Array(Type.String()),
+});
+
+export const DICTIONARY_ROUTE = {
+  tags: [RESEARCH_TAG],
+  summary: 'Data dictionary: measurements, fields, units, descriptions, device types and schema versions',
+  security: [],
+  response: { 200: Type.Object({ fields: Type.Array(DICTIONARY_ROW) }, { description: 'The dictionary' }) },
+};
+
+/** A route under /api/v1/projects/{id}: token-checked, answering with `body` when allowed. */
+function projectRoute<T extends TSchema>(summary: string, body: T) {
+  return { tags: [RESEARCH_TAG], summary, params: PROJECT_ID, response: { 200: body, ...DENIED } };
+}
+
+const SUBJECT = Type.Object({ subject: Type.String(), consentFrom: Type.String() });
+const SUBJECTS = Type.Object(
+  { project: Type.String(), subjects: Type.Array(SUBJECT) },
+  { description: 'Subjects' },
+);
+export type SubjectsBody = Static<typeof SUBJECTS>;
+export const SUBJECTS_ROUTE = projectRoute(
+  'Pseudonyms of the consenting subjects, with their consent date',
+  SUBJECTS,
+);
+
+const DEVICE = Type.Object({
+  subject: Type.String(),
+  deviceType: Type.String(),
+  schemaVersion: Type.Integer(),
+});
+const DEVICES = Type.Object(
+  { project: Type.String(), devices: Type.Array(DEVICE) },
+  { description: 'Devices' },
+);
+export type DevicesBody = Static<typeof DEVICES>;
+export const DEVICES_ROUTE = projectRoute('Device types per pseudonym (no device ids)', DEVICES);
+
+/** One body schema per format: the rows are streamed as bytes (a Readable), never serialised. */
+const ROWS_CONTENT = Object.fromEntries(
+  Object.values(FORMATS).map((mime) => [
+    mime.split(';')[0] as string,
+    { schema: Type.Unsafe<Readable>({ type: 'string', format: 'binary' }) },
+  ]),
+);
+
+export const READINGS_ROUTE = {
+  tags: [RESEARCH_TAG],
+  summary: 'Readings, raw or aggregated, streamed',
+  params: PROJECT_ID,
+  querystring: READINGS_PARAMS,
+  response: {
+    200: {
+      description:
+        'Rows: time (RFC 3339 UTC), subject (pseudonym), then the fields; ordered by time, then pseudonym',
+      headers: {
+        'x-livinglab-export': { type: 'string', description: "This export's id in the audit log" },
+      },
+      content: ROWS_CONTENT,
+    },
+    400: { ...ERROR, description: 'A bad parameter, with a readable message' },
+    ...DENIED,
+    503: { ...ERROR, description: 'The audit log cannot be written, so no export is given out' },
+  },
+};
