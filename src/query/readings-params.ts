@@ -7,6 +7,8 @@ import type { Project } from '../registry/types.js';
 import { FORMATS } from './formats.js';
 
 export const AGGREGATES = ['mean', 'min', 'max', 'count', 'last'] as const;
+/** An aggregation window: it is written into InfluxQL, so readings.ts checks it again. */
+export const EVERY = '^[1-9][0-9]{0,3}(m|h|d)$';
 export type Aggregate = (typeof AGGREGATES)[number];
 
 // RFC 3339 with the seconds optional, as the API has always taken it; Date.parse then rejects
@@ -25,9 +27,7 @@ export const READINGS_PARAMS = Type.Object(
     to: Type.Optional(
       Type.String({ pattern: TIME, description: 'End, exclusive, RFC 3339 (clipped to the project period)' }),
     ),
-    every: Type.Optional(
-      Type.String({ pattern: '^[1-9][0-9]{0,3}(m|h|d)$', description: 'Aggregation window, with fn' }),
-    ),
+    every: Type.Optional(Type.String({ pattern: EVERY, description: 'Aggregation window, with fn' })),
     fn: Type.Optional(Type.Enum([...AGGREGATES], { type: 'string', description: 'Aggregate, with every' })),
     format: Type.Optional(
       Type.Enum(Object.keys(FORMATS) as (keyof typeof FORMATS)[], {

@@ -7,7 +7,7 @@ import type { Project } from '../registry/types.js';
 import type { SchemaSet } from '../schemas/types.js';
 import { mergeRows, sortTies } from './merge.js';
 import { pseudonym } from './pseudonym.js';
-import type { Aggregate, ReadingsParams } from './readings-params.js';
+import { AGGREGATES, type Aggregate, EVERY, type ReadingsParams } from './readings-params.js';
 
 export class QueryError extends Error {}
 
@@ -65,6 +65,11 @@ export function parseReadingsQuery(
     throw new QueryError(`the period asked for is outside the project's ${project.from} – ${project.to}`);
   if ((every === undefined) !== (fn === undefined))
     throw new QueryError('every and fn go together (e.g. every=1h&fn=mean)');
+  // Both are written into InfluxQL: checked here too, whoever the caller, not only by the route schema.
+  if (every !== undefined && !new RegExp(EVERY).test(every))
+    throw new QueryError('every must look like 15m, 1h or 1d');
+  if (fn !== undefined && !(AGGREGATES as readonly string[]).includes(fn))
+    throw new QueryError(`fn must be one of ${AGGREGATES.join(', ')}`);
   if (fn && fn !== 'count' && fn !== 'last') {
     const numeric = new Set(
       schema.timeseries.fields.filter((f) => f.kind === 'integer' || f.kind === 'float').map((f) => f.name),

@@ -4,10 +4,12 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createAuditLog, verifyAuditLog } from '../../src/query/audit.js';
 import { pseudonym } from '../../src/query/pseudonym.js';
+import { parseReadingsQuery } from '../../src/query/readings.js';
 import { parseRegistry, serialiseRegistry } from '../../src/registry/file.js';
 import { createPasswordVerifier } from '../../src/registry/passwords.js';
 import { addProject, issueToken, parseToken, revokeToken, setConsent } from '../../src/registry/research.js';
 import { EMPTY_REGISTRY } from '../../src/registry/types.js';
+import { loadSchemas } from '../../src/schemas/load.js';
 
 const withProjects = addProject(
   addProject(EMPTY_REGISTRY, {
@@ -106,5 +108,18 @@ describe('audit log', () => {
     expect(await verifyAuditLog(file)).toMatchObject({ brokenAt: 3 });
     writeFileSync(file, `${[lines[0], lines[2], lines[3]].join('\n')}\n`);
     expect(await verifyAuditLog(file)).toMatchObject({ brokenAt: 2 });
+  });
+});
+
+describe('parseReadingsQuery', () => {
+  const schemas = loadSchemas(join(new URL('../../', import.meta.url).pathname, 'device-schemas'));
+  const project = withProjects.projects[0] as NonNullable<(typeof withProjects.projects)[0]>;
+  it.each([
+    ['every', { every: '1h) fill(0); DROP MEASUREMENT x; --', fn: 'mean' as const }, /every must look like/],
+    ['fn', { every: '1h', fn: 'sum("x")) --' as 'mean' }, /fn must be one of/],
+  ])('refuses an InfluxQL fragment in %s even when a caller skips the route schema', (_n, extra, message) => {
+    expect(() =>
+      parseReadingsQuery(project, schemas, { type: 'pulse-oximeter', format: 'csv', ...extra }),
+    ).toThrow(message);
   });
 });
