@@ -3,6 +3,9 @@
 // tree come the JSON Schema ajv validates, the Config type, the LIVINGLAB_* environment names, the
 // command-line flags (cli/options.ts) and livinglab.example.yaml (example.ts). Adding an option is
 // one entry here plus its test. This module never reads files or the environment.
+// Why TypeBox: its builders return plain JSON Schema (ajv compiles it unchanged, so validation
+// messages stay ajv's) and carry the static type, so no generated file can fall out of step; the
+// HTTP API uses the same library through @fastify/type-provider-typebox.
 import { type Static, type TObject, type TProperties, type TSchema, Type } from 'typebox';
 import { durationPattern } from './duration.js';
 
