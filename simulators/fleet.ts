@@ -2,13 +2,13 @@
 // checked (errors name the file and the path), and expanded into one entry per device.
 import { readFileSync } from 'node:fs';
 import { Ajv } from 'ajv';
-import { parse } from 'yaml';
-import { parseDuration } from '../src/config/duration.js';
+import { DURATION_UNITS, durationPattern, parseDuration } from '../src/config/duration.js';
+import { parseYaml, validateYaml } from '../src/config/yaml-file.js';
 import { GatewayError } from '../src/errors.js';
 import { isSegment, SEGMENT_PATTERN, SEGMENT_RULE, SUBJECT_PATTERN } from '../src/registry/ids.js';
 
 const segment = { type: 'string', pattern: SEGMENT_PATTERN };
-const durationText = { type: 'string', pattern: '^\\d+(\\.\\d+)?(ms|s|m|h|d)$' };
+const durationText = { type: 'string', pattern: durationPattern({ fraction: true }) };
 const deviceSpec = {
   type: 'object',
   additionalProperties: false,
@@ -31,8 +31,7 @@ const FLEET_SCHEMA = {
     seed: { type: 'integer' },
     start: {
       type: 'string',
-      pattern:
-        '^(now(-\\d+(ms|s|m|h|d))?|\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d(:\\d\\d(\\.\\d+)?)?(Z|[+-]\\d\\d:\\d\\d))$',
+      pattern: `^(now(-\\d+(${DURATION_UNITS}))?|\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d(:\\d\\d(\\.\\d+)?)?(Z|[+-]\\d\\d:\\d\\d))$`,
     },
     duration: durationText,
     speed: { type: 'number', exclusiveMinimum: 0, default: 1 },
@@ -139,18 +138,7 @@ function checkDeviceId(file: string, deviceId: string): void {
 }
 
 export function parseFleet(text: string, file: string, overrides: FleetOverrides = {}): Fleet {
-  let raw: unknown;
-  try {
-    raw = parse(text);
-  } catch (err) {
-    throw new GatewayError('LL_INPUT_INVALID', `${file}: ${(err as Error).message.split('\n')[0]}`);
-  }
-  if (!validateFleet(raw)) {
-    const problems = (validateFleet.errors ?? [])
-      .slice(0, 8)
-      .map((e) => `${file}: ${e.instancePath || '(top level)'} ${e.message}`);
-    throw new GatewayError('LL_INPUT_INVALID', problems.join('\n'));
-  }
+  const raw = validateYaml(parseYaml(text, file, 'LL_INPUT_INVALID'), validateFleet, 'LL_INPUT_INVALID');
   const f = raw as {
     name: string;
     seed: number;

@@ -3,11 +3,11 @@
 // clock skew, and a rate of deliberately invalid payloads of chosen kinds.
 import { readFileSync } from 'node:fs';
 import { Ajv } from 'ajv';
-import { parse } from 'yaml';
-import { parseDuration } from '../src/config/duration.js';
+import { durationPattern, parseDuration } from '../src/config/duration.js';
+import { parseYaml, validateYaml } from '../src/config/yaml-file.js';
 import { GatewayError } from '../src/errors.js';
 
-const dur = { type: 'string', pattern: '^\\d+(\\.\\d+)?(ms|s|m|h|d)$' };
+const dur = { type: 'string', pattern: durationPattern({ fraction: true }) };
 const SCENARIO_SCHEMA = {
   type: 'object',
   additionalProperties: false,
@@ -31,7 +31,7 @@ const SCENARIO_SCHEMA = {
           room: { type: 'string' },
           peak: { type: 'number', minimum: 0.3, maximum: 4 },
           spo2: { type: 'integer', minimum: 70, maximum: 94 },
-          skew: { type: 'string', pattern: '^-?\\d+(ms|s|m|h|d)$' },
+          skew: { type: 'string', pattern: durationPattern({ signed: true }) },
         },
       },
     },
@@ -86,18 +86,7 @@ export interface Scenario {
 export const EMPTY_SCENARIO: Scenario = { name: 'none', events: [] };
 
 export function parseScenario(text: string, file: string): Scenario {
-  let raw: unknown;
-  try {
-    raw = parse(text);
-  } catch (err) {
-    throw new GatewayError('LL_INPUT_INVALID', `${file}: ${(err as Error).message.split('\n')[0]}`);
-  }
-  if (!validateScenario(raw)) {
-    const problems = (validateScenario.errors ?? [])
-      .slice(0, 8)
-      .map((e) => `${file}: ${e.instancePath || '(top level)'} ${e.message}`);
-    throw new GatewayError('LL_INPUT_INVALID', problems.join('\n'));
-  }
+  const raw = validateYaml(parseYaml(text, file, 'LL_INPUT_INVALID'), validateScenario, 'LL_INPUT_INVALID');
   const s = raw as {
     name: string;
     events: {

@@ -1,7 +1,21 @@
-// Human durations ("250ms", "60s", "5m", "7d") to milliseconds. Pure.
+// The one owner of duration syntax ("250ms", "60s", "5m", "7d") and byte sizes ("16MiB"): the
+// parsers and the JSON Schema patterns every file format (config, registry, fleets, scenarios)
+// checks durations with. Pure; never reads files or the environment.
 
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-const DURATION = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)$/;
+/** The unit alternation, `ms` first so that a regular expression never reads "5ms" as minutes. */
+export const DURATION_UNITS = Object.keys(UNITS).join('|');
+const DURATION = new RegExp(`^(\\d+(?:\\.\\d+)?)\\s*(${DURATION_UNITS})$`);
+
+/**
+ * A JSON Schema pattern for a duration. The formats differ in what they admit (a fraction, a
+ * leading minus for a clock skew, a bare number of milliseconds and a space before the unit as in
+ * the configuration); each states that here rather than spelling the units again.
+ */
+export function durationPattern(opts: { fraction?: boolean; signed?: boolean; bare?: boolean } = {}): string {
+  const unit = opts.bare ? `\\s*(${DURATION_UNITS})?` : `(${DURATION_UNITS})`;
+  return `^${opts.signed ? '-?' : ''}\\d+${opts.fraction ? '(\\.\\d+)?' : ''}${unit}$`;
+}
 
 /** Parses a duration; a bare number is milliseconds. Returns undefined when it is not a duration. */
 export function parseDuration(text: string | number): number | undefined {

@@ -1,19 +1,20 @@
 // Renders livinglab.example.yaml from the configuration schema: every option, its description, its
-// LIVINGLAB_* variable and its default, commented out. A test keeps the shipped file in step.
-import { listOptions } from './load.js';
-import { CONFIG_SCHEMA } from './schema.js';
+// LIVINGLAB_* variable, its `serve` flag and its default, commented out. A test keeps the shipped
+// file in step; nothing here names an option.
+import { CONFIG_ROOT, listOptions, type OptionNode } from './schema.js';
 
-type Node = { properties?: Record<string, Node>; description?: string; default?: unknown };
+/** A flag as a user types it: `--mqtt-port`, without the value placeholder. */
+export const flagName = (flag: string): string => flag.replace(/\s.*$/, '');
 
 export function renderExampleConfig(): string {
-  const envOf = new Map(listOptions().map((o) => [o.path.join('.'), o.env]));
+  const byPath = new Map(listOptions().map((o) => [o.path.join('.'), o]));
   const out: string[] = [
     '# Living Lab Gateway configuration: every option with its default, commented out.',
     '# Precedence, lowest first: defaults, this file (--config FILE), LIVINGLAB_* environment, flags.',
     '# Durations take ms, s, m, h or d (for example 250ms, 60s, 7d).',
     '',
   ];
-  const walk = (node: Node, path: string[], indent: string) => {
+  const walk = (node: OptionNode, path: string[], indent: string) => {
     for (const [key, child] of Object.entries(node.properties ?? {})) {
       const here = [...path, key];
       if (child.properties) {
@@ -21,11 +22,12 @@ export function renderExampleConfig(): string {
         walk(child, here, `${indent}  `);
         continue;
       }
-      const env = envOf.get(here.join('.'));
-      out.push(`# ${indent}# ${child.description ?? ''} (${env})`);
+      const opt = byPath.get(here.join('.'));
+      const names = [opt?.env, child.flag && flagName(child.flag)].filter(Boolean).join(', ');
+      out.push(`# ${indent}# ${child.description ?? ''} (${names})`);
       out.push(`# ${indent}${key}: ${JSON.stringify(child.default)}`);
     }
   };
-  walk(CONFIG_SCHEMA as unknown as Node, [], '');
+  walk(CONFIG_ROOT, [], '');
   return `${out.join('\n')}\n`;
 }

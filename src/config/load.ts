@@ -1,60 +1,44 @@
 // Builds the one Config: defaults ← config file ← LIVINGLAB_* environment ← command-line flags.
 // The only module that reads process.env (callers pass it in). Errors list every bad value at once
-// as `source path: message`.
-import { readFileSync } from 'node:fs';
+// as `path: message`. What the options are, their names and their Config keys come from schema.ts;
+// nothing here names an option.
 import { join } from 'node:path';
 import { Ajv } from 'ajv';
-import { parse as parseYaml } from 'yaml';
 import { GatewayError } from '../errors.js';
 import { packageRoot } from '../paths.js';
 import { parseDuration, parseSize } from './duration.js';
-import { CONFIG_SCHEMA, type Config } from './schema.js';
+import {
+  CONFIG_ROOT,
+  CONFIG_SCHEMA,
+  type Config,
+  configKeyOf,
+  type LeafOption,
+  listOptions,
+  type OptionNode,
+} from './schema.js';
+import { dottedPath, readYamlFile } from './yaml-file.js';
+
+export { listOptions };
 
 export type ConfigInput = { [key: string]: string | number | boolean | ConfigInput | undefined };
-
-interface LeafOption {
-  path: string[];
-  env: string;
-  type: 'string' | 'integer' | 'boolean' | 'duration' | 'enum';
-}
-
-type SchemaNode = {
-  type?: string | readonly string[];
-  properties?: Record<string, SchemaNode>;
-  pattern?: string;
-  enum?: readonly string[];
-};
-
-/** Every leaf option of the schema with its LIVINGLAB_* environment name. */
-export function listOptions(): LeafOption[] {
-  const out: LeafOption[] = [];
-  const walk = (node: SchemaNode, path: string[]) => {
-    if (node.properties) {
-      for (const [key, child] of Object.entries(node.properties)) walk(child, [...path, key]);
-      return;
-    }
-    const env = `LIVINGLAB_${path.map((p) => p.replace(/([a-z])([A-Z])/g, '$1_$2').toUpperCase()).join('_')}`;
-    const type = node.enum
-      ? 'enum'
-      : Array.isArray(node.type)
-        ? 'duration'
-        : node.type === 'integer'
-          ? 'integer'
-          : node.type === 'boolean'
-            ? 'boolean'
-            : 'string';
-    out.push({ path, env, type });
-  };
-  walk(CONFIG_SCHEMA as unknown as SchemaNode, []);
-  return out;
-}
 
 /** The folder of bundled device schemas (works from src/ under vitest and from dist/). */
 export function bundledSchemasDir(): string {
   return join(packageRoot(), 'device-schemas');
 }
 
-function setPath(target: ConfigInput, path: string[], value: ConfigInput[string]): void {
+/**
+ * An option's value as text (a variable or a flag) typed as the schema expects: whole numbers for
+ * integers, true/false/on/off/1/0 for booleans; anything else stays text for ajv to judge.
+ */
+export function readOptionText(opt: LeafOption, raw: string): string | number | boolean {
+  if (opt.type === 'integer' && /^\d+$/.test(raw)) return Number(raw);
+  if (opt.type === 'boolean' && /^(true|false|on|off|1|0)$/i.test(raw)) return /^(true|on|1)$/i.test(raw);
+  return raw;
+}
+
+/** Sets a value at a schema path, creating the groups on the way. */
+export function setPath(target: ConfigInput, path: readonly string[], value: ConfigInput[string]): void {
   let node = target;
   for (const key of path.slice(0, -1)) {
     const next = node[key];
@@ -80,34 +64,9 @@ function fromEnv(env: Record<string, string | undefined>): ConfigInput {
   for (const opt of listOptions()) {
     const raw = env[opt.env];
     if (raw === undefined || raw === '') continue;
-    let value: string | number | boolean = raw;
-    if (opt.type === 'integer' && /^\d+$/.test(raw)) value = Number(raw);
-    if (opt.type === 'boolean' && /^(true|false|on|off|1|0)$/i.test(raw)) value = /^(true|on|1)$/i.test(raw);
-    setPath(out, opt.path, value);
+    setPath(out, opt.path, readOptionText(opt, raw));
   }
   return out;
-}
-
-function readConfigFile(file: string): ConfigInput {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new GatewayError(
-      'LL_CONFIG_INVALID',
-      `cannot read config file ${file}: ${(err as Error).message}`,
-      {
-        cause: err,
-      },
-    );
-  }
-  try {
-    const parsed: unknown = parseYaml(text) ?? {};
-    if (typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('top level must be a mapping');
-    return parsed as ConfigInput;
-  } catch (err) {
-    throw new GatewayError('LL_CONFIG_INVALID', `${file}: ${(err as Error).message}`, { cause: err });
-  }
 }
 
 function deepFreeze<T>(value: T): T {
@@ -121,6 +80,38 @@ function deepFreeze<T>(value: T): T {
 const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false });
 const validateConfig = ajv.compile(CONFIG_SCHEMA);
 
+/** Checks the merged input (filling defaults in a copy); throws every problem at once. */
+function validateInput(input: ConfigInput): Record<string, unknown> {
+  const raw = structuredClone(input) as Record<string, unknown>;
+  if (validateConfig(raw)) return raw;
+  const lines = (validateConfig.errors ?? []).map((e) => {
+    const extra = e.keyword === 'additionalProperties' ? ` "${String(e.params.additionalProperty)}"` : '';
+    return `  ${dottedPath(e)}: ${e.message}${extra}`;
+  });
+  throw new GatewayError('LL_CONFIG_INVALID', `invalid configuration:\n${lines.join('\n')}`);
+}
+
+function toConfigValue(leaf: OptionNode, value: unknown, name: string): unknown {
+  if (leaf.unit === undefined) return value;
+  const parsed =
+    leaf.unit === 'ms' ? parseDuration(value as string | number) : parseSize(value as string | number);
+  if (parsed === undefined) {
+    const what = leaf.unit === 'ms' ? 'a duration' : 'a size';
+    throw new GatewayError('LL_CONFIG_INVALID', `${name}: not ${what}: ${String(value)}`);
+  }
+  return parsed;
+}
+
+/** Validated input → Config shape: durations to ms and sizes to bytes, under their Config keys. */
+function normalise(node: OptionNode, value: unknown, path: string[]): unknown {
+  if (!node.properties) return toConfigValue(node, value, path.join('.'));
+  const given = value as Record<string, unknown>;
+  const out: Record<string, unknown> = {};
+  for (const [key, child] of Object.entries(node.properties))
+    out[configKeyOf(key, child)] = normalise(child, given[key], [...path, key]);
+  return out;
+}
+
 export interface LoadConfigOptions {
   /** A YAML config file; optional. */
   file?: string;
@@ -132,119 +123,12 @@ export interface LoadConfigOptions {
 
 export function loadConfig(opts: LoadConfigOptions = {}): Config {
   let input: ConfigInput = {};
-  if (opts.file) input = merge(input, readConfigFile(opts.file));
+  if (opts.file)
+    input = merge(input, readYamlFile(opts.file, 'LL_CONFIG_INVALID', 'config file').data as ConfigInput);
   input = merge(input, fromEnv(opts.env ?? {}));
   input = merge(input, opts.flags ?? {});
-  const raw = structuredClone(input) as Record<string, unknown>;
-  if (!validateConfig(raw)) {
-    const lines = (validateConfig.errors ?? []).map((e) => {
-      const where = e.instancePath.replace(/^\//, '').replace(/\//g, '.') || '(top level)';
-      const extra = e.keyword === 'additionalProperties' ? ` "${String(e.params.additionalProperty)}"` : '';
-      return `  ${where}: ${e.message}${extra}`;
-    });
-    throw new GatewayError('LL_CONFIG_INVALID', `invalid configuration:\n${lines.join('\n')}`);
-  }
-  const r = raw as {
-    registry: string;
-    schemasDir: string;
-    dataDir: string;
-    logLevel: Config['logLevel'];
-    mqtt: Record<string, unknown>;
-    http: { host: string; port: number };
-    auth: {
-      maxPendingVerifications: number;
-      usernameBackoffAfter: number;
-      addressBackoffAfter: number;
-      backoffBase: string | number;
-      backoffMax: string | number;
-    };
-    influx: Omit<Config['influx'], 'timeoutMs'> & { timeout: string | number };
-    writer: {
-      batchSize: number;
-      flushInterval: string | number;
-      concurrency: number;
-      maxRetryDelay: string | number;
-    };
-    spool: { enabled: boolean; maxSize: string | number; segmentSize: string | number };
-    shutdownTimeout: string | number;
-    jobs: {
-      liveness: Config['jobs']['liveness'];
-      report: Config['jobs']['report'];
-      housekeeping: { enabled: boolean; schedule: string; retention: string | number };
-    };
-    time: { maxFuture: string | number; maxAge: string | number };
-    ingest: { maxBatchReadings: number };
-    feedback: { perMinute: number; burst: number };
-    rejects: { maxPerDevicePerDay: string | number };
-    registryPoll: string | number;
-  };
-  const ms = (v: unknown, name: string): number => {
-    const parsed = parseDuration(v as string | number);
-    if (parsed === undefined)
-      throw new GatewayError('LL_CONFIG_INVALID', `${name}: not a duration: ${String(v)}`);
-    return parsed;
-  };
-  const bytes = (v: unknown, name: string): number => {
-    const parsed = parseSize(v as string | number);
-    if (parsed === undefined)
-      throw new GatewayError('LL_CONFIG_INVALID', `${name}: not a size: ${String(v)}`);
-    return parsed;
-  };
-  const { timeout, ...influx } = r.influx;
-  const config: Config = {
-    registry: r.registry,
-    schemasDir: r.schemasDir || bundledSchemasDir(),
-    dataDir: r.dataDir,
-    logLevel: r.logLevel,
-    mqtt: {
-      host: r.mqtt.host as string,
-      port: r.mqtt.port as number,
-      maxPacketSize: r.mqtt.maxPacketSize as number,
-      maxConnections: r.mqtt.maxConnections as number,
-      connectTimeoutMs: ms(r.mqtt.connectTimeout, 'mqtt.connectTimeout'),
-      keepaliveLimit: r.mqtt.keepaliveLimit as number,
-      maxConnectPacketSize: r.mqtt.maxConnectPacketSize as number,
-      preAuthBufferBudget: bytes(r.mqtt.preAuthBufferBudget, 'mqtt.preAuthBufferBudget'),
-      connectRate: r.mqtt.connectRate as number,
-      connectBurst: r.mqtt.connectBurst as number,
-    },
-    auth: {
-      maxPendingVerifications: r.auth.maxPendingVerifications,
-      usernameBackoffAfter: r.auth.usernameBackoffAfter,
-      addressBackoffAfter: r.auth.addressBackoffAfter,
-      backoffBaseMs: ms(r.auth.backoffBase, 'auth.backoffBase'),
-      backoffMaxMs: ms(r.auth.backoffMax, 'auth.backoffMax'),
-    },
-    http: { host: r.http.host, port: r.http.port },
-    influx: { ...influx, timeoutMs: ms(timeout, 'influx.timeout') },
-    writer: {
-      batchSize: r.writer.batchSize,
-      flushIntervalMs: ms(r.writer.flushInterval, 'writer.flushInterval'),
-      concurrency: r.writer.concurrency,
-      maxRetryDelayMs: ms(r.writer.maxRetryDelay, 'writer.maxRetryDelay'),
-    },
-    spool: {
-      enabled: r.spool.enabled,
-      maxBytes: bytes(r.spool.maxSize, 'spool.maxSize'),
-      segmentBytes: bytes(r.spool.segmentSize, 'spool.segmentSize'),
-    },
-    shutdownTimeoutMs: ms(r.shutdownTimeout, 'shutdownTimeout'),
-    jobs: {
-      liveness: { ...r.jobs.liveness },
-      report: { ...r.jobs.report },
-      housekeeping: {
-        enabled: r.jobs.housekeeping.enabled,
-        schedule: r.jobs.housekeeping.schedule,
-        retentionMs: ms(r.jobs.housekeeping.retention, 'jobs.housekeeping.retention'),
-      },
-    },
-    time: { maxFutureMs: ms(r.time.maxFuture, 'time.maxFuture'), maxAgeMs: ms(r.time.maxAge, 'time.maxAge') },
-    ingest: { maxBatchReadings: r.ingest.maxBatchReadings },
-    feedback: { perMinute: r.feedback.perMinute, burst: r.feedback.burst },
-    rejects: {
-      maxBytesPerDevicePerDay: bytes(r.rejects.maxPerDevicePerDay, 'rejects.maxPerDevicePerDay'),
-    },
-    registryPollMs: ms(r.registryPoll, 'registryPoll'),
-  };
-  return deepFreeze(config);
+  // normalise() renames with configKeyOf, the rule the Config type states; config.test.ts checks
+  // every leaf of a loaded Config against it, so this one cast is checked at test time.
+  const config = normalise(CONFIG_ROOT, validateInput(input), []) as Config;
+  return deepFreeze({ ...config, schemasDir: config.schemasDir || bundledSchemasDir() });
 }

@@ -1,397 +1,331 @@
-// The JSON Schema of the whole configuration and the Config type it yields. Every option has a
-// default and a description; `livinglab.example.yaml` and the LIVINGLAB_* environment names are
-// derived from this one schema (see load.ts).
+// The one definition of the gateway's configuration. Each option is written once here, with its
+// default, its description and (where it has one) its `livinglab serve` flag; from this TypeBox
+// tree come the JSON Schema ajv validates, the Config type, the LIVINGLAB_* environment names, the
+// command-line flags (cli/options.ts) and livinglab.example.yaml (example.ts). Adding an option is
+// one entry here plus its test. This module never reads files or the environment.
+// Why TypeBox: its builders return plain JSON Schema (ajv compiles it unchanged, so validation
+// messages stay ajv's) and carry the static type, so no generated file can fall out of step; the
+// HTTP API uses the same library through @fastify/type-provider-typebox.
+import { type Static, type TObject, type TProperties, type TSchema, Type } from 'typebox';
+import { durationPattern } from './duration.js';
 
-const DURATION_PATTERN = '^\\d+(\\.\\d+)?\\s*(ms|s|m|h|d)?$';
+/**
+ * Keywords beside JSON Schema on a leaf option. ajv ignores them (strict: false); the loader, the
+ * command line and the example file read them.
+ */
+export interface OptionMeta {
+  /** The `livinglab serve` flag in commander syntax: `--mqtt-port <port>`, or `--no-x` to turn a boolean off. */
+  readonly flag?: string;
+  /** Written as a duration (Config holds milliseconds, under the key + `Ms`) or a byte size. */
+  readonly unit?: 'ms' | 'bytes';
+  /** The key in Config when it differs from the key in the file (a size named for what it holds). */
+  readonly configKey?: string;
+}
+
+type Keywords = OptionMeta & {
+  readonly pattern?: string;
+  readonly minimum?: number;
+  readonly maximum?: number;
+};
+
+// What a leaf without extra keywords adds: nothing.
+type NoKeywords = Record<never, never>;
+
 const SIZE_PATTERN = '^\\d+(\\.\\d+)?\\s*([kKmMgG]i?[bB]|[bB])?$';
-const size = (def: string, description: string) => ({
-  type: ['string', 'integer'],
-  pattern: SIZE_PATTERN,
-  default: def,
-  description,
-});
-const duration = (def: string, description: string) => ({
-  type: ['string', 'integer'],
-  pattern: DURATION_PATTERN,
-  default: def,
-  description,
-});
 
-export const CONFIG_SCHEMA = {
-  type: 'object',
-  additionalProperties: false,
-  properties: {
-    registry: { type: 'string', default: 'lab.yaml', description: 'Device registry file (YAML, mode 0600)' },
-    schemasDir: {
-      type: 'string',
-      default: '',
-      description: 'Device schema folder (default: the bundled device-schemas/)',
-    },
-    dataDir: {
-      type: 'string',
-      default: 'data',
-      description: 'Folder for the spool and the rejects log',
-    },
-    logLevel: {
-      enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'],
-      default: 'info',
-      description: 'Log level; payloads are only logged at debug and below',
-    },
-    mqtt: {
-      type: 'object',
-      additionalProperties: false,
-      default: {},
-      properties: {
-        host: { type: 'string', default: '0.0.0.0', description: 'Address the MQTT listener binds to' },
-        port: {
-          type: 'integer',
-          minimum: 0,
-          maximum: 65535,
-          default: 1883,
-          description: 'MQTT TCP port (0: any free port)',
-        },
-        maxPacketSize: {
-          type: 'integer',
+const text = <const E extends Keywords = NoKeywords>(def: string, description: string, extra?: E) =>
+  Object.assign(Type.String({ default: def, description }), extra);
+
+const integer = <const E extends Keywords = NoKeywords>(def: number, description: string, extra?: E) =>
+  Object.assign(Type.Integer({ default: def, description }), extra);
+
+const boolean = <const E extends Keywords = NoKeywords>(def: boolean, description: string, extra?: E) =>
+  Object.assign(Type.Boolean({ default: def, description }), extra);
+
+const choice = <const V extends string[], const E extends Keywords = NoKeywords>(
+  values: readonly [...V],
+  def: V[number],
+  description: string,
+  extra?: E,
+) => Object.assign(Type.Enum(values, { default: def, description }), extra);
+
+// A string with a unit or a bare integer: one `type` array (not anyOf) so ajv reports one message.
+const withUnit = (pattern: string, def: string, description: string) =>
+  Type.Unsafe<string | number>({ type: ['string', 'integer'], pattern, default: def, description });
+
+const duration = <const E extends Keywords = NoKeywords>(def: string, description: string, extra?: E) =>
+  Object.assign(
+    withUnit(durationPattern({ fraction: true, bare: true }), def, description),
+    { unit: 'ms' } as const,
+    extra,
+  );
+
+const size = <const E extends Keywords = NoKeywords>(def: string, description: string, extra?: E) =>
+  Object.assign(withUnit(SIZE_PATTERN, def, description), { unit: 'bytes' } as const, extra);
+
+const group = <P extends TProperties>(properties: P) =>
+  Type.Object(properties, { additionalProperties: false, default: {} });
+
+export const CONFIG_SCHEMA = Type.Object(
+  {
+    registry: text('lab.yaml', 'Device registry file (YAML, mode 0600)', { flag: '--registry <file>' }),
+    schemasDir: text('', 'Device schema folder (default: the bundled device-schemas/)', {
+      flag: '--schemas-dir <dir>',
+    }),
+    dataDir: text('data', 'Folder for the spool and the rejects log', { flag: '--data-dir <dir>' }),
+    logLevel: choice(
+      ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'],
+      'info',
+      'Log level; payloads are only logged at debug and below',
+      { flag: '--log-level <level>' },
+    ),
+    mqtt: group({
+      host: text('0.0.0.0', 'Address the MQTT listener binds to', { flag: '--mqtt-host <address>' }),
+      port: integer(1883, 'MQTT TCP port (0: any free port)', {
+        minimum: 0,
+        maximum: 65535,
+        flag: '--mqtt-port <port>',
+      }),
+      maxPacketSize: integer(
+        262144,
+        'Largest MQTT packet accepted, in bytes; a larger one closes the connection',
+        {
           minimum: 1024,
-          default: 262144,
-          description: 'Largest MQTT packet accepted, in bytes; a larger one closes the connection',
+          flag: '--max-packet-size <bytes>',
         },
-        maxConnections: {
-          type: 'integer',
+      ),
+      maxConnections: integer(20000, 'Most simultaneous MQTT connections', { minimum: 1 }),
+      connectTimeout: duration('10s', 'Time a new connection has to send CONNECT'),
+      keepaliveLimit: integer(1200, 'Largest keepalive (seconds) a client may ask for', { minimum: 0 }),
+      maxConnectPacketSize: integer(
+        8192,
+        'Largest CONNECT packet accepted (will message included), in bytes; checked before any credential',
+        { minimum: 256 },
+      ),
+      preAuthBufferBudget: size(
+        '16MiB',
+        'Bytes all not-yet-authenticated connections together may have sent; over it the largest are closed',
+      ),
+      connectRate: integer(100, 'New connections per second allowed from one remote address (sustained)', {
+        minimum: 1,
+      }),
+      connectBurst: integer(
+        1000,
+        'New connections one remote address may open at once before connectRate applies',
+        {
           minimum: 1,
-          default: 20000,
-          description: 'Most simultaneous MQTT connections',
         },
-        connectTimeout: duration('10s', 'Time a new connection has to send CONNECT'),
-        keepaliveLimit: {
-          type: 'integer',
-          minimum: 0,
-          default: 1200,
-          description: 'Largest keepalive (seconds) a client may ask for',
+      ),
+    }),
+    auth: group({
+      maxPendingVerifications: integer(
+        1000,
+        'Password checks queued for the hashing thread; more are refused (CONNACK 3, HTTP 503)',
+        { minimum: 1 },
+      ),
+      usernameBackoffAfter: integer(
+        5,
+        'Failed logins of one username before its attempts are refused unchecked for a growing delay',
+        { minimum: 1 },
+      ),
+      addressBackoffAfter: integer(
+        20,
+        'Failed logins from one address before its refusals are delayed by a growing delay',
+        { minimum: 1 },
+      ),
+      backoffBase: duration('1s', 'First backoff delay; it doubles with each further failure'),
+      backoffMax: duration('30s', 'Longest backoff delay'),
+    }),
+    http: group({
+      host: text('0.0.0.0', 'Address the HTTP server binds to', { flag: '--http-host <address>' }),
+      port: integer(8080, 'HTTP port (0: any free port)', {
+        minimum: 0,
+        maximum: 65535,
+        flag: '--http-port <port>',
+      }),
+    }),
+    influx: group({
+      api: choice(
+        ['v1', 'v2'],
+        'v1',
+        'Write API: v1 (/write; InfluxDB 1.x, 3.x, 2.x compatibility) or v2 (/api/v2/write)',
+        { flag: '--influx-api <v1|v2>' },
+      ),
+      url: text('http://127.0.0.1:8086', 'InfluxDB base URL', {
+        pattern: '^https?://',
+        flag: '--influx-url <url>',
+      }),
+      db: text('livinglab', 'InfluxDB database (created if missing)', {
+        pattern: '^[A-Za-z0-9_-]+$',
+        flag: '--influx-db <name>',
+      }),
+      username: text('', 'InfluxDB user (empty: no authentication)'),
+      password: text('', 'InfluxDB password (v1)'),
+      org: text('', 'InfluxDB organisation (v2)', { flag: '--influx-org <org>' }),
+      bucket: text('', 'InfluxDB bucket (v2)', { flag: '--influx-bucket <bucket>' }),
+      token: text('', 'InfluxDB API token (v2); prefer LIVINGLAB_INFLUX_TOKEN to a flag', {
+        flag: '--influx-token <token>',
+      }),
+      timeout: duration('30s', 'Longest time one write may take before it is retried'),
+    }),
+    writer: group({
+      batchSize: integer(5000, 'Points per InfluxDB write', {
+        minimum: 1,
+        maximum: 100000,
+        flag: '--batch-size <points>',
+      }),
+      flushInterval: duration('1s', 'Longest time a point waits before it is written', {
+        flag: '--flush-interval <duration>',
+      }),
+      concurrency: integer(2, 'Writes in flight at once', {
+        minimum: 1,
+        maximum: 16,
+        flag: '--write-concurrency <n>',
+      }),
+      maxRetryDelay: duration('30s', 'Longest wait between two retries of a failed write'),
+    }),
+    time: group({
+      maxFuture: duration('5m', 'Readings stamped further ahead of the receive time are rejected ("time")', {
+        flag: '--max-future <duration>',
+      }),
+      maxAge: duration('7d', 'Readings older than this are rejected ("time")', {
+        flag: '--max-age <duration>',
+      }),
+    }),
+    ingest: group({
+      maxBatchReadings: integer(
+        1000,
+        'Most readings in one {"readings": [...]} message; more is rejected as "too-large"',
+        { minimum: 1, maximum: 100000 },
+      ),
+    }),
+    feedback: group({
+      perMinute: integer(
+        120,
+        'Feedback messages per minute each device may receive on its rejected topic; the rest are dropped and counted',
+        { minimum: 1 },
+      ),
+      burst: integer(20, 'Feedback messages a device may receive in a burst before the rate applies', {
+        minimum: 1,
+      }),
+    }),
+    rejects: group({
+      maxPerDevicePerDay: size(
+        '8MiB',
+        'Bytes of rejects log one device may fill per day (UTC); later rejections are counted, not stored',
+        { configKey: 'maxBytesPerDevicePerDay' },
+      ),
+    }),
+    spool: group({
+      enabled: boolean(
+        true,
+        'Keep accepted readings in a write-ahead log on disk until InfluxDB has them (off only to measure its cost: loses data on a crash)',
+        { flag: '--no-spool' },
+      ),
+      maxSize: size(
+        '1GiB',
+        'Spool size limit; when full the gateway stops acknowledging instead of dropping',
+        {
+          configKey: 'maxBytes',
+          flag: '--spool-max <size>',
         },
-        maxConnectPacketSize: {
-          type: 'integer',
-          minimum: 256,
-          default: 8192,
-          description:
-            'Largest CONNECT packet accepted (will message included), in bytes; checked before any credential',
-        },
-        preAuthBufferBudget: size(
-          '16MiB',
-          'Bytes all not-yet-authenticated connections together may have sent; over it the largest are closed',
-        ),
-        connectRate: {
-          type: 'integer',
-          minimum: 1,
-          default: 100,
-          description: 'New connections per second allowed from one remote address (sustained)',
-        },
-        connectBurst: {
-          type: 'integer',
-          minimum: 1,
-          default: 1000,
-          description: 'New connections one remote address may open at once before connectRate applies',
-        },
-      },
-    },
-    auth: {
-      type: 'object',
-      additionalProperties: false,
-      default: {},
-      properties: {
-        maxPendingVerifications: {
-          type: 'integer',
-          minimum: 1,
-          default: 1000,
-          description:
-            'Password checks queued for the hashing thread; more are refused (CONNACK 3, HTTP 503)',
-        },
-        usernameBackoffAfter: {
-          type: 'integer',
-          minimum: 1,
-          default: 5,
-          description:
-            'Failed logins of one username before its attempts are refused unchecked for a growing delay',
-        },
-        addressBackoffAfter: {
-          type: 'integer',
-          minimum: 1,
-          default: 20,
-          description: 'Failed logins from one address before its refusals are delayed by a growing delay',
-        },
-        backoffBase: duration('1s', 'First backoff delay; it doubles with each further failure'),
-        backoffMax: duration('30s', 'Longest backoff delay'),
-      },
-    },
-    http: {
-      type: 'object',
-      additionalProperties: false,
-      default: {},
-      properties: {
-        host: { type: 'string', default: '0.0.0.0', description: 'Address the HTTP server binds to' },
-        port: {
-          type: 'integer',
-          minimum: 0,
-          maximum: 65535,
-          default: 8080,
-          description: 'HTTP port (0: any free port)',
-        },
-      },
-    },
-    influx: {
-      type: 'object',
-      additionalProperties: false,
-      default: {},
-      properties: {
-        api: {
-          enum: ['v1', 'v2'],
-          default: 'v1',
-          description: 'Write API: v1 (/write; InfluxDB 1.x, 3.x, 2.x compatibility) or v2 (/api/v2/write)',
-        },
-        url: {
-          type: 'string',
-          pattern: '^https?://',
-          default: 'http://127.0.0.1:8086',
-          description: 'InfluxDB base URL',
-        },
-        db: {
-          type: 'string',
-          pattern: '^[A-Za-z0-9_-]+$',
-          default: 'livinglab',
-          description: 'InfluxDB database (created if missing)',
-        },
-        username: { type: 'string', default: '', description: 'InfluxDB user (empty: no authentication)' },
-        password: { type: 'string', default: '', description: 'InfluxDB password (v1)' },
-        org: { type: 'string', default: '', description: 'InfluxDB organisation (v2)' },
-        bucket: { type: 'string', default: '', description: 'InfluxDB bucket (v2)' },
-        token: {
-          type: 'string',
-          default: '',
-          description: 'InfluxDB API token (v2); prefer LIVINGLAB_INFLUX_TOKEN to a flag',
-        },
-        timeout: duration('30s', 'Longest time one write may take before it is retried'),
-      },
-    },
-    writer: {
-      type: 'object',
-      additionalProperties: false,
-      default: {},
-      properties: {
-        batchSize: {
-          type: 'integer',
-          minimum: 1,
-          maximum: 100000,
-          default: 5000,
-          description: 'Points per InfluxDB write',
-        },
-        flushInterval: duration('1s', 'Longest time a point waits before it is written'),
-        concurrency: {
-          type: 'integer',
-          minimum: 1,
-          maximum: 16,
-          default: 2,
-          description: 'Writes in flight at once',
-        },
-        maxRetryDelay: duration('30s', 'Longest wait between two retries of a failed write'),
-      },
-    },
-    time: {
-      type: 'object',
-      additionalProperties: false,
-      default: {},
-      properties: {
-        maxFuture: duration('5m', 'Readings stamped further ahead of the receive time are rejected ("time")'),
-        maxAge: duration('7d', 'Readings older than this are rejected ("time")'),
-      },
-    },
-    ingest: {
-      type: 'object',
-      additionalProperties: false,
-      default: {},
-      properties: {
-        maxBatchReadings: {
-          type: 'integer',
-          minimum: 1,
-          maximum: 100000,
-          default: 1000,
-          description: 'Most readings in one {"readings": [...]} message; more is rejected as "too-large"',
-        },
-      },
-    },
-    feedback: {
-      type: 'object',
-      additionalProperties: false,
-      default: {},
-      properties: {
-        perMinute: {
-          type: 'integer',
-          minimum: 1,
-          default: 120,
-          description:
-            'Feedback messages per minute each device may receive on its rejected topic; the rest are dropped and counted',
-        },
-        burst: {
-          type: 'integer',
-          minimum: 1,
-          default: 20,
-          description: 'Feedback messages a device may receive in a burst before the rate applies',
-        },
-      },
-    },
-    rejects: {
-      type: 'object',
-      additionalProperties: false,
-      default: {},
-      properties: {
-        maxPerDevicePerDay: size(
-          '8MiB',
-          'Bytes of rejects log one device may fill per day (UTC); later rejections are counted, not stored',
-        ),
-      },
-    },
-    spool: {
-      type: 'object',
-      additionalProperties: false,
-      default: {},
-      properties: {
-        enabled: {
-          type: 'boolean',
-          default: true,
-          description:
-            'Keep accepted readings in a write-ahead log on disk until InfluxDB has them (off only to measure its cost: loses data on a crash)',
-        },
-        maxSize: size(
-          '1GiB',
-          'Spool size limit; when full the gateway stops acknowledging instead of dropping',
-        ),
-        segmentSize: size('16MiB', 'Size at which the spool starts a new segment file'),
-      },
-    },
-    jobs: {
-      type: 'object',
-      additionalProperties: false,
-      default: {},
-      properties: {
-        liveness: {
-          type: 'object',
-          additionalProperties: false,
-          default: {},
-          properties: {
-            enabled: {
-              type: 'boolean',
-              default: true,
-              description: 'Mark devices silent for 3 of their intervals offline',
-            },
-            schedule: {
-              type: 'string',
-              default: '* * * * *',
-              description: 'When the liveness check runs (cron; seconds allowed)',
-            },
-            webhook: {
-              type: 'string',
-              default: '',
-              description: 'URL that gets a JSON POST for each offline/online change (empty: none)',
-            },
-          },
-        },
-        report: {
-          type: 'object',
-          additionalProperties: false,
-          default: {},
-          properties: {
-            enabled: {
-              type: 'boolean',
-              default: true,
-              description: "Write yesterday's data-quality report every day",
-            },
-            schedule: {
-              type: 'string',
-              default: '30 0 * * *',
-              description: 'When the daily report is written (cron, UTC day before)',
-            },
-          },
-        },
-        housekeeping: {
-          type: 'object',
-          additionalProperties: false,
-          default: {},
-          properties: {
-            enabled: {
-              type: 'boolean',
-              default: true,
-              description: 'Rotate the rejects and event logs and delete old ones',
-            },
-            schedule: { type: 'string', default: '15 3 * * *', description: 'When housekeeping runs (cron)' },
-            retention: duration('90d', 'Rotated logs and reports older than this are deleted'),
-          },
-        },
-      },
-    },
+      ),
+      segmentSize: size('16MiB', 'Size at which the spool starts a new segment file', {
+        configKey: 'segmentBytes',
+      }),
+    }),
+    jobs: group({
+      liveness: group({
+        enabled: boolean(true, 'Mark devices silent for 3 of their intervals offline'),
+        schedule: text('* * * * *', 'When the liveness check runs (cron; seconds allowed)'),
+        webhook: text('', 'URL that gets a JSON POST for each offline/online change (empty: none)'),
+      }),
+      report: group({
+        enabled: boolean(true, "Write yesterday's data-quality report every day"),
+        schedule: text('30 0 * * *', 'When the daily report is written (cron, UTC day before)'),
+      }),
+      housekeeping: group({
+        enabled: boolean(true, 'Rotate the rejects and event logs and delete old ones'),
+        schedule: text('15 3 * * *', 'When housekeeping runs (cron)'),
+        retention: duration('90d', 'Rotated logs and reports older than this are deleted'),
+      }),
+    }),
     shutdownTimeout: duration(
       '10s',
       'On SIGTERM/SIGINT, how long to keep writing to InfluxDB before exiting (the rest stays in the spool)',
+      { flag: '--shutdown-timeout <duration>' },
     ),
     registryPoll: duration('1s', 'How often the registry file is checked for changes'),
   },
-} as const;
+  { additionalProperties: false },
+);
 
-/** The validated, normalised configuration: durations are milliseconds. Deep-frozen by load.ts. */
-export interface Config {
-  readonly registry: string;
-  readonly schemasDir: string;
-  readonly dataDir: string;
-  readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
-  readonly mqtt: {
-    readonly host: string;
-    readonly port: number;
-    readonly maxPacketSize: number;
-    readonly maxConnections: number;
-    readonly connectTimeoutMs: number;
-    readonly keepaliveLimit: number;
-    readonly maxConnectPacketSize: number;
-    readonly preAuthBufferBudget: number;
-    readonly connectRate: number;
-    readonly connectBurst: number;
-  };
-  readonly auth: {
-    readonly maxPendingVerifications: number;
-    readonly usernameBackoffAfter: number;
-    readonly addressBackoffAfter: number;
-    readonly backoffBaseMs: number;
-    readonly backoffMaxMs: number;
-  };
-  readonly http: { readonly host: string; readonly port: number };
-  readonly influx: {
-    readonly api: 'v1' | 'v2';
-    readonly url: string;
-    readonly db: string;
-    readonly username: string;
-    readonly password: string;
-    readonly org: string;
-    readonly bucket: string;
-    readonly token: string;
-    readonly timeoutMs: number;
-  };
-  readonly writer: {
-    readonly batchSize: number;
-    readonly flushIntervalMs: number;
-    readonly concurrency: number;
-    readonly maxRetryDelayMs: number;
-  };
-  readonly spool: { readonly enabled: boolean; readonly maxBytes: number; readonly segmentBytes: number };
-  readonly shutdownTimeoutMs: number;
-  readonly jobs: {
-    readonly liveness: { readonly enabled: boolean; readonly schedule: string; readonly webhook: string };
-    readonly report: { readonly enabled: boolean; readonly schedule: string };
-    readonly housekeeping: {
-      readonly enabled: boolean;
-      readonly schedule: string;
-      readonly retentionMs: number;
-    };
-  };
-  readonly time: { readonly maxFutureMs: number; readonly maxAgeMs: number };
-  readonly ingest: { readonly maxBatchReadings: number };
-  readonly feedback: { readonly perMinute: number; readonly burst: number };
-  readonly rejects: { readonly maxBytesPerDevicePerDay: number };
-  readonly registryPollMs: number;
+type ConfigKey<K, S> = S extends { readonly unit: 'ms' }
+  ? `${K & string}Ms`
+  : S extends { readonly configKey: infer N extends string }
+    ? N
+    : K;
+type ConfigValue<S> =
+  S extends TObject<infer P>
+    ? ConfigOf<P>
+    : S extends { readonly unit: 'ms' | 'bytes' }
+      ? number
+      : S extends TSchema
+        ? Static<S>
+        : never;
+type ConfigOf<P extends TProperties> = { readonly [K in keyof P as ConfigKey<K, P[K]>]: ConfigValue<P[K]> };
+
+/**
+ * The validated, normalised configuration: durations are milliseconds (key + `Ms`), sizes bytes.
+ * Deep-frozen by load.ts. `configKeyOf` is the same renaming rule for the loader.
+ */
+export type Config = ConfigOf<(typeof CONFIG_SCHEMA)['properties']>;
+
+/** The key a leaf option has in Config (see the Config type, which states the same rule). */
+export function configKeyOf(key: string, leaf: OptionMeta): string {
+  return leaf.unit === 'ms' ? `${key}Ms` : (leaf.configKey ?? key);
 }
+
+/** A node of CONFIG_SCHEMA as the walkers below read it. */
+export interface OptionNode extends OptionMeta {
+  readonly type?: string | readonly string[];
+  readonly properties?: Readonly<Record<string, OptionNode>>;
+  readonly enum?: readonly string[];
+  readonly description?: string;
+  readonly default?: unknown;
+}
+
+/** One leaf option: where it sits, its LIVINGLAB_* name and how its text is read. */
+export interface LeafOption {
+  path: string[];
+  env: string;
+  type: 'string' | 'integer' | 'boolean' | 'duration' | 'size' | 'enum';
+  node: OptionNode;
+}
+
+const envName = (path: string[]) =>
+  `LIVINGLAB_${path.map((p) => p.replace(/([a-z])([A-Z])/g, '$1_$2').toUpperCase()).join('_')}`;
+
+function typeOf(node: OptionNode): LeafOption['type'] {
+  if (node.unit === 'ms') return 'duration';
+  if (node.unit === 'bytes') return 'size';
+  if (node.enum) return 'enum';
+  return node.type === 'integer' || node.type === 'boolean' ? node.type : 'string';
+}
+
+/** Every leaf option in schema order, with its LIVINGLAB_* environment name. */
+export function listOptions(): LeafOption[] {
+  const out: LeafOption[] = [];
+  const walk = (node: OptionNode, path: string[]) => {
+    if (!node.properties) {
+      out.push({ path, env: envName(path), type: typeOf(node), node });
+      return;
+    }
+    for (const [key, child] of Object.entries(node.properties)) walk(child, [...path, key]);
+  };
+  walk(CONFIG_ROOT, []);
+  return out;
+}
+
+/** The schema as plain nodes, for walkers that read descriptions, defaults and flags. */
+export const CONFIG_ROOT: OptionNode = CONFIG_SCHEMA;

@@ -1,5 +1,6 @@
 // Pure edits of registry data, used by the `livinglab devices|accounts` commands. Each returns a
 // new RegistryData or throws GatewayError with a message naming the device or account.
+import { durationPattern } from '../config/duration.js';
 import { GatewayError } from '../errors.js';
 import { openAssignment, parseAssignmentTime } from './assignments.js';
 import { SEGMENT_RE, SEGMENT_RULE, SUBJECT_RE } from './ids.js';
@@ -42,7 +43,7 @@ export function addDevice(data: RegistryData, d: NewDevice): RegistryData {
       `subject "${d.subject}" must be a participant code (letters, digits, - and _)`,
     );
   }
-  if (d.interval !== undefined && !/^\d+(ms|s|m|h|d)$/.test(d.interval)) {
+  if (d.interval !== undefined && !new RegExp(durationPattern()).test(d.interval)) {
     throw new GatewayError('LL_INPUT_INVALID', `interval "${d.interval}" must look like 30s, 5m or 1h`);
   }
   const { subject, ...rest } = d;

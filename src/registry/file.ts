@@ -6,6 +6,7 @@ import { chmod, mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { Ajv } from 'ajv';
 import { type Document, isMap, isNode, LineCounter, parseDocument, stringify } from 'yaml';
+import { durationPattern } from '../config/duration.js';
 import { GatewayError } from '../errors.js';
 import { checkAssignments } from './assignments.js';
 import { SEGMENT_PATTERN, SUBJECT_PATTERN } from './ids.js';
@@ -56,7 +57,7 @@ const REGISTRY_SCHEMA = {
               properties: { subject: SUBJECT, from: { type: 'string' }, to: { type: 'string' } },
             },
           },
-          interval: { type: 'string', pattern: '^\\d+(ms|s|m|h|d)$' },
+          interval: { type: 'string', pattern: durationPattern() },
           enabled: { type: 'boolean', default: true },
           passwordHash: hash,
         },

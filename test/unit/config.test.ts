@@ -1,10 +1,17 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Ajv } from 'ajv';
+import { Command } from 'commander';
 import { describe, expect, it } from 'vitest';
 import { createFrameScanner } from '../../src/broker/frame-guard.js';
-import { parseDuration } from '../../src/config/duration.js';
+import { addServeOptions, configFromFlags } from '../../src/cli/options.js';
+import { registerServeCommand } from '../../src/cli/serve.js';
+import { durationPattern, parseDuration, parseSize } from '../../src/config/duration.js';
+import { flagName } from '../../src/config/example.js';
 import { listOptions, loadConfig } from '../../src/config/load.js';
+import { type Config, configKeyOf, type LeafOption } from '../../src/config/schema.js';
+import { loadYamlFile, readYamlFile } from '../../src/config/yaml-file.js';
 
 describe('config', () => {
   it('has the documented defaults', () => {
@@ -114,5 +121,127 @@ describe('livinglab.example.yaml', () => {
     const uncommented = join(mkdtempSync(join(tmpdir(), 'll-ex-')), 'ex.yaml');
     writeFileSync(uncommented, readFileSync(file, 'utf8').replace(/^# (?=\s*[a-zA-Z]+:( |$))/gm, ''));
     expect(loadConfig({ file: uncommented })).toEqual(loadConfig());
+  });
+});
+
+describe('one definition of every option', () => {
+  const options = listOptions();
+  const defaultOf = (o: LeafOption) => o.node.default;
+  const configValue = (config: Config, o: LeafOption): unknown => {
+    let node: unknown = config;
+    for (const key of o.path.slice(0, -1)) node = (node as Record<string, unknown>)[key];
+    return (node as Record<string, unknown>)[configKeyOf(o.path[o.path.length - 1] as string, o.node)];
+  };
+
+  it('gives every option a description, a default and its own LIVINGLAB_* name and flag', () => {
+    for (const o of options) {
+      expect(o.node.description, o.env).toMatch(/^[A-Z].{8,}/);
+      expect(defaultOf(o), o.env).not.toBeUndefined();
+      expect(o.env).toMatch(/^LIVINGLAB_[A-Z0-9_]+$/);
+    }
+    const flags = options.flatMap((o) => (o.node.flag ? [o.node.flag] : []));
+    expect(new Set(flags).size).toBe(flags.length);
+    expect(flags).toContain('--mqtt-port <port>');
+  });
+
+  it('loads into a Config with one key per option: durations in ms, sizes in bytes', () => {
+    const config = loadConfig({ env: { LIVINGLAB_SCHEMAS_DIR: 'schemas' } });
+    const leaves = (v: unknown): number =>
+      typeof v === 'object' && v !== null ? Object.values(v).reduce((n: number, c) => n + leaves(c), 0) : 1;
+    expect(leaves(config)).toBe(options.length);
+    for (const o of options) {
+      const value = configValue(config, o);
+      if (o.type === 'duration') expect(value, o.env).toBe(parseDuration(defaultOf(o) as string));
+      else if (o.type === 'size') expect(value, o.env).toBe(parseSize(defaultOf(o) as string));
+      else if (o.env !== 'LIVINGLAB_SCHEMAS_DIR') expect(value, o.env).toEqual(defaultOf(o));
+    }
+  });
+
+  it('maps every serve flag to its option, and every option of serve but --config and --fleet is a flag of the schema', () => {
+    const program = new Command().exitOverride();
+    registerServeCommand(program, {});
+    const serve = program.commands.find((c) => c.name() === 'serve') as Command;
+    const flagged = options.filter((o) => o.node.flag);
+    expect(serve.options.map((o) => o.long).sort()).toEqual(
+      ['--config', '--fleet', ...flagged.map((o) => flagName(o.node.flag as string))].sort(),
+    );
+    for (const o of flagged) {
+      const def = defaultOf(o);
+      const [text, expected] =
+        o.type === 'boolean'
+          ? [undefined, false]
+          : o.type === 'duration'
+            ? ['1234ms', 1234]
+            : o.type === 'size'
+              ? ['3MiB', 3 * 1024 ** 2]
+              : o.type === 'integer'
+                ? [String((def as number) + 1), (def as number) + 1]
+                : o.type === 'enum'
+                  ? [o.node.enum?.find((v) => v !== def), o.node.enum?.find((v) => v !== def)]
+                  : [`${def}x`, `${def}x`];
+      const cmd = addServeOptions(new Command().exitOverride());
+      cmd.parse([flagName(o.node.flag as string), ...(text === undefined ? [] : [text])], { from: 'user' });
+      const config = configFromFlags(cmd.opts(), {});
+      expect(configValue(config, o), o.node.flag).toEqual(expected);
+    }
+  });
+});
+
+describe('duration syntax', () => {
+  it.each([
+    [{}, ['5m', '250ms'], ['1.5h', '5', '-5m', '5 m']],
+    [{ fraction: true }, ['1.5h', '7d'], ['5', '-5m']],
+    [{ signed: true }, ['-5m', '30s'], ['1.5h', '5']],
+    [{ fraction: true, bare: true }, ['1500', '1.5 h', '250ms'], ['-5m', 'soon']],
+  ])(
+    'durationPattern(%j) admits %j, refuses %j, and parseDuration reads what it admits',
+    (opts, good, bad) => {
+      const re = new RegExp(durationPattern(opts));
+      for (const text of good) {
+        expect(re.test(text), text).toBe(true);
+        expect(parseDuration(text.replace(/^-/, '')), text).toBeGreaterThan(0);
+      }
+      for (const text of bad) expect(re.test(text), text).toBe(false);
+    },
+  );
+});
+
+describe('YAML files', () => {
+  const write = (text: string) => {
+    const file = join(mkdtempSync(join(tmpdir(), 'll-yaml-')), 'f.yaml');
+    writeFileSync(file, text);
+    return file;
+  };
+  const validate = new Ajv({ allErrors: true }).compile<{ a: { b: number } }>({
+    type: 'object',
+    additionalProperties: false,
+    properties: { a: { type: 'object', properties: { b: { type: 'integer' } } } },
+  });
+
+  it('names file:line for each value the schema refuses', () => {
+    const file = write('# comment\na:\n  b: two\nc: 1\n');
+    expect(() => loadYamlFile(file, validate, 'LL_INPUT_INVALID', 'fleet file')).toThrow(
+      `${file}:4: (top level): must NOT have additional properties ("c")\n${file}:3: a.b: must be integer`,
+    );
+    expect(loadYamlFile(write('a:\n  b: 2\n'), validate, 'LL_INPUT_INVALID')).toEqual({ a: { b: 2 } });
+  });
+
+  it('names file:line for a syntax error and says when the file cannot be read, with the code given', () => {
+    const file = write('a:\n  b: 1\n  b: 2\n');
+    expect(() => readYamlFile(file, 'LL_CONFIG_INVALID')).toThrow(new RegExp(`^${file}:3: `));
+    expect(() => readYamlFile(write('- 1\n'), 'LL_CONFIG_INVALID')).toThrow(
+      /:1: top level must be a mapping$/,
+    );
+    const missing = join(tmpdir(), 'll-no-such-dir', 'x.yaml');
+    let err: unknown;
+    try {
+      loadConfig({ file: missing });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toMatchObject({
+      code: 'LL_CONFIG_INVALID',
+      message: expect.stringMatching(/^cannot read config file /),
+    });
   });
 });
