@@ -50,7 +50,7 @@ describe('fleet identifiers', () => {
   it('refuses a site id one character over the segment rule, naming the fleet file', () => {
     const site = 'h'.repeat(SEGMENT_MAX_LENGTH + 1);
     expect(() => parseFleet(fleetWith(site, 'pulse-oximeter'), 'too-long.yaml')).toThrow(
-      /too-long\.yaml: \/sites\/0\/id must match pattern/,
+      /too-long\.yaml:7: sites\.0\.id: must match pattern/,
     );
   });
 
