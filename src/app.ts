@@ -13,36 +13,30 @@ import { createPipeline, warnDevicesWithoutSchema } from './ingest/pipeline.js';
 import type { MessageSource } from './ingest/source.js';
 import { createLiveness } from './jobs/liveness.js';
 import { checkJobSchedules, registerJobs } from './jobs/register.js';
-import { createScheduler } from './jobs/scheduler.js';
+import { createScheduler, type Scheduler } from './jobs/scheduler.js';
 import { createLogger, type Logger } from './log.js';
 import { createAuditLog } from './query/audit.js';
 import { createHashPool } from './registry/hash-pool.js';
 import { createPasswordVerifier } from './registry/passwords.js';
-import { createRegistry } from './registry/registry.js';
+import { createRegistry, type Registry } from './registry/registry.js';
 import { loadSchemas } from './schemas/load.js';
-import { createStorage } from './storage/from-config.js';
+import type { SchemaSet } from './schemas/types.js';
+import { createStorage, type Storage } from './storage/from-config.js';
 import { createQueueSink } from './storage/queue-sink.js';
 import type { SpoolOptions } from './storage/spool.js';
 
 /** The wired gateway: start(), stop(), the bound ports, and its parts for tests and the CLI. */
 export type App = ReturnType<typeof buildApp>;
 
-export function buildApp(
+/** The message sources and what they feed: the embedded broker, liveness, feedback and the pipeline. */
+function wireIngestion(
   config: Config,
-  // openSpoolFile: the spool's file seam, for tests that inject disk faults.
-  opts: { log?: Logger; openSpoolFile?: SpoolOptions['openFile'] } = {},
+  log: Logger,
+  registry: Registry,
+  storage: Storage,
+  schemas: SchemaSet,
 ) {
-  const log = opts.log ?? createLogger({ level: config.logLevel });
   const child = (module: string) => log.child({ module });
-  checkJobSchedules(config.jobs);
-  const schemas = loadSchemas(config.schemasDir);
-  const registry = createRegistry({
-    file: config.registry,
-    pollMs: config.registryPollMs,
-    log: child('registry'),
-  });
-  const storage = createStorage(config, log, opts.openSpoolFile);
-  const { writer, queue, rejects, drain } = storage;
   // MQTT logins hash on their own thread, off the libuv pool the spool writes on (DESIGN §6).
   const hashPool = createHashPool({ maxPending: config.auth.maxPendingVerifications });
   const verifier = createPasswordVerifier({ hash: hashPool.hash });
@@ -62,8 +56,8 @@ export function buildApp(
   const feedbackBudget = createFeedbackBudget({ ...config.feedback, isBackedUp });
   const pipeline = createPipeline({
     schemas,
-    sink: createQueueSink(queue),
-    rejects,
+    sink: createQueueSink(storage.queue),
+    rejects: storage.rejects,
     feedbackBudget,
     window: config.time,
     sendFeedback: (topic, payload) => broker.publish(topic, payload),
@@ -75,16 +69,22 @@ export function buildApp(
     },
     log: child('ingest.pipeline'),
   });
-  const scheduler = createScheduler({ log: child('jobs') });
-  const metrics = createMetrics({
-    pipeline: () => pipeline.stats,
-    drain: () => drain.stats,
-    queue: () => queue.stats,
+  return { hashPool, verifier, broker, sources, liveness, feedbackBudget, pipeline };
+}
+
+type Ingestion = ReturnType<typeof wireIngestion>;
+
+function wireMetrics(i: Ingestion, storage: Storage, registry: Registry, scheduler: Scheduler) {
+  const { broker, liveness } = i;
+  return createMetrics({
+    pipeline: () => i.pipeline.stats,
+    drain: () => storage.drain.stats,
+    queue: () => storage.queue.stats,
     connectedClients: () => broker.connectedClients,
-    feedbackDropped: () => feedbackBudget.stats.dropped,
+    feedbackDropped: () => i.feedbackBudget.stats.dropped,
     deliveriesDropped: () => broker.deliveriesDropped,
-    rejectsNotLogged: () => rejects.notLogged,
-    guard: () => ({ ...broker.guardStats, hashes: verifier.stats, hashQueue: hashPool.pending }),
+    rejectsNotLogged: () => storage.rejects.notLogged,
+    guard: () => ({ ...broker.guardStats, hashes: i.verifier.stats, hashQueue: i.hashPool.pending }),
     registryReloads: () => registry.reloads,
     connectedDevices: () => broker.connectedDevices(),
     jobs: () => scheduler.stats,
@@ -94,6 +94,27 @@ export function buildApp(
       ...liveness.transitions,
     }),
   });
+}
+
+export function buildApp(
+  config: Config,
+  // openSpoolFile: the spool's file seam, for tests that inject disk faults.
+  opts: { log?: Logger; openSpoolFile?: SpoolOptions['openFile'] } = {},
+) {
+  const log = opts.log ?? createLogger({ level: config.logLevel });
+  checkJobSchedules(config.jobs);
+  const schemas = loadSchemas(config.schemasDir);
+  const registry = createRegistry({
+    file: config.registry,
+    pollMs: config.registryPollMs,
+    log: log.child({ module: 'registry' }),
+  });
+  const storage = createStorage(config, log, opts.openSpoolFile);
+  const { writer, queue, rejects, drain } = storage;
+  const ingestion = wireIngestion(config, log, registry, storage, schemas);
+  const { broker, sources, liveness, pipeline } = ingestion;
+  const scheduler = createScheduler({ log: log.child({ module: 'jobs' }) });
+  const metrics = wireMetrics(ingestion, storage, registry, scheduler);
   drain.stats.onWriteLatency = metrics.observeWriteLatency;
   let started = false;
   const { url: influxUrl, db, api } = config.influx;
@@ -104,7 +125,7 @@ export function buildApp(
   const http = buildHttp({
     ...reports,
     metrics: metrics.registry,
-    log: child('http'),
+    log: log.child({ module: 'http' }),
     research: { ...research, verifier: createPasswordVerifier() },
   });
   let httpPort = 0;
@@ -132,7 +153,7 @@ export function buildApp(
     await http.close().catch(() => undefined);
     // Stop accepting: close the listeners and the connections; then finish the appends under way.
     for (const source of sources.toReversed()) await source.stop();
-    await hashPool.stop();
+    await ingestion.hashPool.stop();
     await pipeline.settle();
     await storage.stop(wasStarted ? config.shutdownTimeoutMs : undefined);
     await registry.stop();
@@ -141,23 +162,9 @@ export function buildApp(
       log.info({ pointsWritten: drain.stats.pointsWritten, recordsLeftInSpool: left }, 'gateway stopped');
   };
 
+  const parts = { config, log, broker, registry, schemas, pipeline, queue, drain, writer, rejects };
   return {
-    ...{
-      config,
-      log,
-      broker,
-      registry,
-      schemas,
-      pipeline,
-      queue,
-      drain,
-      writer,
-      rejects,
-      liveness,
-      scheduler,
-    },
-    start,
-    stop,
+    ...{ ...parts, liveness, scheduler, start, stop },
     get mqttPort() {
       return broker.port;
     },

@@ -13,7 +13,7 @@ import type { PasswordVerifier } from '../registry/passwords.js';
 import type { Registry } from '../registry/registry.js';
 import type { Device } from '../registry/types.js';
 import { isBackedUp } from './backlog.js';
-import { createConnectionGate } from './connection-gate.js';
+import { type ConnectionGate, createConnectionGate } from './connection-gate.js';
 import { type AuthStats, createHooks, type Hooks } from './hooks.js';
 import { listenTcp } from './listener.js';
 import { enforceRegistry } from './registry-enforcement.js';
@@ -100,6 +100,27 @@ async function closeAll(server: Server | undefined, a: Aedes | undefined): Promi
   await closed;
 }
 
+function isClientBackedUp(a: Aedes | undefined, clientId: string, bytes: number): boolean {
+  const clients = a ? clientsOf(a) : undefined;
+  const client = clients && Object.hasOwn(clients, clientId) ? clients[clientId] : undefined;
+  return client ? isBackedUp(client, bytes) : false;
+}
+
+/** The broker's own reactions to clients: login, status, errors, and registry changes. */
+function watchClients(
+  a: Aedes,
+  deps: { hooks: Hooks; gate: ConnectionGate; publish: Broker['publish']; registry: Registry; log: Logger },
+): void {
+  const { hooks, log } = deps;
+  a.on('client', (client) => deps.gate.loggedIn(client));
+  publishDeviceStatus(a, { hooks, publish: deps.publish, clients: () => clientsOf(a), log });
+  a.on('clientError', (client, err) => log.debug({ clientId: client.id, err: err.message }, 'client error'));
+  a.on('connectionError', (client, err) =>
+    log.debug({ clientId: client.id, err: err.message }, 'connection error'),
+  );
+  deps.registry.on('changed', (next) => enforceRegistry(Object.values(clientsOf(a)), next, hooks, log));
+}
+
 export function createBroker(deps: BrokerDeps): Broker {
   const { config, registry, log } = deps;
   // Each TCP connection gets an id, so a device's reconnects can be told apart in the log.
@@ -136,29 +157,10 @@ export function createBroker(deps: BrokerDeps): Broker {
     connectionIds.set(client, `c${(++connectionSeq).toString(36)}`);
   };
 
-  const startAedes = async () => {
-    const a = await createAedes(config, hooks);
-    aedes = a;
-    a.on('client', (client) => gate.loggedIn(client));
-    publishDeviceStatus(a, { hooks, publish, clients: () => clientsOf(a), log });
-    a.on('clientError', (client, err) =>
-      log.debug({ clientId: client.id, err: err.message }, 'client error'),
-    );
-    a.on('connectionError', (client, err) =>
-      log.debug({ clientId: client.id, err: err.message }, 'connection error'),
-    );
-    registry.on('changed', (next) => enforceRegistry(Object.values(clientsOf(a)), next, hooks, log));
-    return a;
-  };
-
   return {
     name: 'embedded',
     publish,
-    isBackedUp(clientId, bytes = 0) {
-      const clients = aedes ? clientsOf(aedes) : undefined;
-      const client = clients && Object.hasOwn(clients, clientId) ? clients[clientId] : undefined;
-      return client ? isBackedUp(client, bytes) : false;
-    },
+    isBackedUp: (clientId, bytes = 0) => isClientBackedUp(aedes, clientId, bytes),
     get deliveriesDropped() {
       return hooks.stats.deliveriesDropped;
     },
@@ -182,7 +184,9 @@ export function createBroker(deps: BrokerDeps): Broker {
     },
     async start(consumer) {
       ingestion = consumer;
-      const a = await startAedes();
+      const a = await createAedes(config, hooks);
+      aedes = a;
+      watchClients(a, { hooks, gate, publish, registry, log });
       const listener = await listenTcp(config, log, (socket) => acceptConnection(a, socket));
       server = listener.server;
       port = listener.port;
