@@ -4,8 +4,8 @@
 // in the spool. A new listener, message source, job or page is one import and one call here.
 import { createBroker } from './broker/broker.js';
 import type { Config } from './config/schema.js';
+import { createGatewayMetrics } from './http/gateway-metrics.js';
 import { listenHttp } from './http/listen.js';
-import { createMetrics } from './http/metrics.js';
 import { buildHttp } from './http/server.js';
 import { createStatusReports } from './http/status.js';
 import { createFeedbackBudget, MAX_FEEDBACK_BYTES } from './ingest/feedback.js';
@@ -13,7 +13,7 @@ import { createPipeline, warnDevicesWithoutSchema } from './ingest/pipeline.js';
 import type { MessageSource } from './ingest/source.js';
 import { createLiveness } from './jobs/liveness.js';
 import { checkJobSchedules, registerJobs } from './jobs/register.js';
-import { createScheduler, type Scheduler } from './jobs/scheduler.js';
+import { createScheduler } from './jobs/scheduler.js';
 import { createLogger, type Logger } from './log.js';
 import { createAuditLog } from './query/audit.js';
 import { createHashPool } from './registry/hash-pool.js';
@@ -63,37 +63,10 @@ function wireIngestion(
     sendFeedback: (topic, payload) => broker.publish(topic, payload),
     maxBatchReadings: config.ingest.maxBatchReadings,
     onReceived: (deviceId) => liveness.observe(deviceId),
-    onAccepted: (deviceId, points) => {
-      const battery = points[points.length - 1]?.fields.battery;
-      if (battery && battery.kind === 'integer') liveness.observeBattery(deviceId, battery.value);
-    },
+    onBattery: (deviceId, level) => liveness.observeBattery(deviceId, level),
     log: child('ingest.pipeline'),
   });
   return { hashPool, verifier, broker, sources, liveness, feedbackBudget, pipeline };
-}
-
-type Ingestion = ReturnType<typeof wireIngestion>;
-
-function wireMetrics(i: Ingestion, storage: Storage, registry: Registry, scheduler: Scheduler) {
-  const { broker, liveness } = i;
-  return createMetrics({
-    pipeline: () => i.pipeline.stats,
-    drain: () => storage.drain.stats,
-    queue: () => storage.queue.stats,
-    connectedClients: () => broker.connectedClients,
-    feedbackDropped: () => i.feedbackBudget.stats.dropped,
-    deliveriesDropped: () => broker.deliveriesDropped,
-    rejectsNotLogged: () => storage.rejects.notLogged,
-    guard: () => ({ ...broker.guardStats, hashes: i.verifier.stats, hashQueue: i.hashPool.pending }),
-    registryReloads: () => registry.reloads,
-    connectedDevices: () => broker.connectedDevices(),
-    jobs: () => scheduler.stats,
-    liveness: () => ({
-      silent: liveness.silent.size,
-      batteryLow: liveness.batteryLow.size,
-      ...liveness.transitions,
-    }),
-  });
 }
 
 export function buildApp(
@@ -114,7 +87,7 @@ export function buildApp(
   const ingestion = wireIngestion(config, log, registry, storage, schemas);
   const { broker, sources, liveness, pipeline } = ingestion;
   const scheduler = createScheduler({ log: log.child({ module: 'jobs' }) });
-  const metrics = wireMetrics(ingestion, storage, registry, scheduler);
+  const metrics = createGatewayMetrics({ ...ingestion, ...storage, source: broker, registry, scheduler });
   drain.stats.onWriteLatency = metrics.observeWriteLatency;
   let started = false;
   const { url: influxUrl, db, api } = config.influx;

@@ -50,8 +50,8 @@ export interface PipelineDeps {
   maxBatchReadings: number;
   /** Told of each message a device sends, before it is read (side notifications only). */
   onReceived?: (deviceId: string) => void;
-  /** Told of each device's accepted points after they are spooled (side notifications only). */
-  onAccepted?: (deviceId: string, points: readonly Point[]) => void;
+  /** Told of the battery level (an integer field `battery`) in a device's last accepted reading. */
+  onBattery?: (deviceId: string, level: number) => void;
   log: Logger;
 }
 
@@ -155,7 +155,8 @@ async function acceptRecord(
   }
   if (points.length > 0) {
     await deps.sink.append(points);
-    deps.onAccepted?.(route.device.id, points);
+    const battery = points[points.length - 1]?.fields.battery;
+    if (battery?.kind === 'integer') deps.onBattery?.(route.device.id, battery.value);
   }
   stats.readingsAccepted += points.length;
   if (rejections.length > 0) {
