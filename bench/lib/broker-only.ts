@@ -19,9 +19,11 @@ const broker = createBroker({
   registry,
   verifier: createPasswordVerifier(),
   log,
-  onPublish: async () => ({ forward: true }),
 });
-await broker.start();
+await broker.start({
+  handle: async () => ({ accepted: 0, rejections: [], ingested: true }),
+  rejectOversize: () => undefined,
+});
 console.log('listening');
 process.once('SIGTERM', () => {
   void broker

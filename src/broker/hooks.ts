@@ -1,23 +1,16 @@
-// aedes callbacks: authentication, the topic ACL and the ingestion hand-off. CONNACK codes are
-// chosen here and nowhere else. The pipeline runs inside authorizePublish because aedes writes the
-// QoS 1 PUBACK right after that callback (DESIGN §6): the ack waits for the pipeline.
+// aedes callbacks: authentication and the subscription ACL here, the publish side (ACL, ingestion
+// hand-off, deliveries) in publish-hooks.ts. CONNACK codes are chosen here and nowhere else.
 // Logins: an unknown username costs a dummy hash like a real one, failed logins back off per
 // username and address (auth-backoff.ts), and a full hashing queue refuses with CONNACK 3.
-import type { Socket } from 'node:net';
-import type { AedesOptions, Client, PublishPacket, Subscription } from 'aedes';
+import type { AedesOptions, Client, Subscription } from 'aedes';
 import { isGatewayError } from '../errors.js';
+import type { Ingestion } from '../ingest/source.js';
 import type { Logger } from '../log.js';
-import {
-  canConnect,
-  canPublish,
-  canSubscribe,
-  findIdentity,
-  type Identity,
-  recheckIdentity,
-} from '../registry/acl.js';
+import { canConnect, canSubscribe, findIdentity, type Identity } from '../registry/acl.js';
 import { maxIterations, type PasswordVerifier } from '../registry/passwords.js';
 import type { Registry, RegistrySnapshot } from '../registry/registry.js';
 import { type BackoffOptions, createAuthBackoff } from './auth-backoff.js';
+import { createPublishHooks, type Who } from './publish-hooks.js';
 
 // [MQTT-3.2.2.3] CONNACK return codes (aedes declares them as a const enum, unusable at run time).
 export const CONNACK = {
@@ -30,30 +23,8 @@ export const CONNACK = {
 /** Refused logins by reason (unknown-user, wrong-password, backoff, busy, ...), for /metrics. */
 export type AuthStats = Readonly<Record<string, number>>;
 
-/** What the broker asks of ingestion; implemented by the pipeline, wired in app.ts. */
-export type PublishHandler = (msg: {
-  topic: string;
-  payload: Buffer;
-  identity: Identity;
-  clientId: string;
-  receivedAt: Date;
-}) => Promise<{ forward: boolean }>;
-
-/** Bytes a PUBLISH adds to a socket besides its topic and payload (fixed header, lengths, id). */
-const PUBLISH_OVERHEAD = 9;
-
-/**
- * True while a client's socket cannot take `bytes` more without passing its high-water mark. A
- * write past the mark makes aedes wait for 'drain' (up to its drainTimeout) while holding one of
- * mqemitter's shared concurrency slots, so a delivery that would pass it is not made at all. Only
- * an idle socket (nothing buffered) may take one message larger than the mark.
- */
-export function isBackedUp(client: Client, bytes = 0): boolean {
-  const conn = client.conn as Client['conn'] & Partial<Pick<Socket, 'writableHighWaterMark'>>;
-  if (conn.writableNeedDrain === true) return true;
-  const buffered = conn.writableLength ?? 0;
-  return buffered > 0 && buffered + bytes >= (conn.writableHighWaterMark ?? 16_384);
-}
+/** What the broker asks of ingestion (Ingestion.handle, ingest/source.ts). */
+export type PublishHandler = Ingestion['handle'];
 
 function authError(returnCode: number, message: string) {
   return Object.assign(new Error(message), { returnCode });
@@ -87,7 +58,7 @@ function dummyIterations(snapshot: RegistrySnapshot): number {
 const remoteAddressOf = (client: Client) =>
   (client as unknown as { conn?: { remoteAddress?: string } }).conn?.remoteAddress ?? '';
 
-type HooksDeps = Parameters<typeof createHooks>[0];
+export type HooksDeps = Parameters<typeof createHooks>[0];
 
 /**
  * The login check. The CONNACK goes out when `done` is called: a refusal after failed logins is
@@ -196,92 +167,35 @@ export function createHooks(deps: {
   connectionIdOf?: (client: Client) => string | undefined;
   backoff?: BackoffOptions;
 }): Hooks {
-  const { registry, onPublish, log } = deps;
-  const who = (client: Client) => ({ clientId: client.id, connectionId: deps.connectionIdOf?.(client) });
+  const who: Who = (client) => ({ clientId: client.id, connectionId: deps.connectionIdOf?.(client) });
   const identities = new WeakMap<Client, Identity>();
   const { authenticate, authStats } = createAuthenticate(deps, identities, who);
-  // Payload buffers of messages the pipeline rejected: acknowledged, but never forwarded.
-  const blocked = new WeakSet<Buffer>();
+  const { authorizePublish, authorizeForward, stats } = createPublishHooks(deps, identities, who);
+  const noteRefusal = createRefusalLog(deps.log, who);
 
-  const stats = { deliveriesDropped: 0 };
-  const noteRefusal = createRefusalLog(log, who);
-
-  const options: Hooks['options'] = {
-    authenticate,
-
-    authorizePublish(client, packet: PublishPacket, callback) {
-      const loggedIn = client ? identities.get(client) : undefined;
-      if (!client || !loggedIn) return callback(new Error('not authenticated'));
-      // Against the registry as it is now, not as it was at login: a will fires when enforceRegistry
-      // closes a disabled, removed or moved device, and must not be stored.
-      const current = recheckIdentity(registry.current(), loggedIn);
-      const identity = current.allow ? current.identity : loggedIn;
-      const decision = current.allow ? canPublish(identity, packet.topic) : current;
-      if (!decision.allow) {
-        log.warn(
-          { ...who(client), topic: packet.topic, reason: decision.reason },
-          'publish denied; closing connection',
-        );
-        return callback(new Error(decision.reason));
-      }
-      const isStatus = packet.topic.endsWith('/status');
-      // Health data is never kept as a retained message; only status may be.
-      if (!isStatus) packet.retain = false;
-      const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
-      onPublish({ topic: packet.topic, payload, identity, clientId: client.id, receivedAt: new Date() }).then(
-        ({ forward }) => {
-          if (!forward) {
-            blocked.add(payload);
-            packet.payload = payload;
-            if (isStatus) packet.retain = false;
-          }
-          callback(null);
-        },
-        (err: Error) => {
-          // No PUBACK: the device keeps the message and sends it again.
-          log.error(
-            { ...who(client), topic: packet.topic, err: err.message },
-            'ingestion failed; message not acknowledged',
-          );
-          callback(err);
-        },
-      );
-    },
-
-    authorizeSubscribe(client, sub: Subscription, callback) {
-      const identity = identities.get(client);
-      const decision = identity
-        ? canSubscribe(identity, sub.topic)
-        : { allow: false as const, reason: 'not authenticated' };
-      if (!decision.allow) {
-        noteRefusal(client, sub.topic, decision.reason);
-        return callback(null, null);
-      }
-      // Every subscription is QoS 0: aedes has no offline-queue limit for persistent sessions
-      // (aedes#1087), and only QoS > 0 subscriptions are queued while a client is offline. Devices get
-      // their feedback, staff their live view, nothing piles up for an offline session. In place, so
-      // the session store keeps QoS 0 too; aedes still echoes the requested QoS in the SUBACK.
-      sub.qos = 0;
-      callback(null, sub);
-    },
-
-    authorizeForward(client, packet) {
-      if (blocked.has(packet.payload as Buffer)) return null;
-      // Called per delivery. aedes makes a delivery to a socket past its high-water mark wait for
-      // 'drain', holding one of mqemitter's 100 global concurrency slots; a client that stops
-      // reading then stalls every delivery and piles up a backlog whose drain on disconnect
-      // recursed until the stack overflowed (DESIGN §6). Drop instead, and count it.
-      const bytes = Buffer.byteLength(packet.topic) + Buffer.byteLength(packet.payload) + PUBLISH_OVERHEAD;
-      if (client && isBackedUp(client, bytes)) {
-        stats.deliveriesDropped++;
-        return null;
-      }
-      return packet;
-    },
+  const authorizeSubscribe: NonNullable<AedesOptions['authorizeSubscribe']> = (
+    client,
+    sub: Subscription,
+    callback,
+  ) => {
+    const identity = identities.get(client);
+    const decision = identity
+      ? canSubscribe(identity, sub.topic)
+      : { allow: false as const, reason: 'not authenticated' };
+    if (!decision.allow) {
+      noteRefusal(client, sub.topic, decision.reason);
+      return callback(null, null);
+    }
+    // Every subscription is QoS 0: aedes has no offline-queue limit for persistent sessions
+    // (aedes#1087), and only QoS > 0 subscriptions are queued while a client is offline. Devices get
+    // their feedback, staff their live view, nothing piles up for an offline session. In place, so
+    // the session store keeps QoS 0 too; aedes still echoes the requested QoS in the SUBACK.
+    sub.qos = 0;
+    callback(null, sub);
   };
 
   return {
-    options,
+    options: { authenticate, authorizePublish, authorizeSubscribe, authorizeForward },
     stats,
     identityOf: (client) => identities.get(client),
     setIdentity: (client, identity) => identities.set(client, identity),

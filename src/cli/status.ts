@@ -1,31 +1,8 @@
 // `livinglab status`: asks a running gateway how it is doing and prints it as tables.
 import type { Command } from 'commander';
 import { GatewayError } from '../errors.js';
+import type { GatewayStatus } from '../http/status.js';
 import { printTable } from './io.js';
-
-interface Status {
-  devices: {
-    id: string;
-    type: string;
-    site: string;
-    enabled: boolean;
-    connected: boolean;
-    silent: boolean;
-    lastSeen: string | null;
-  }[];
-  connectedDevices: number;
-  silentDevices: number;
-  spool: {
-    bytes: number;
-    limitBytes: number;
-    full: boolean;
-    unwrittenRecords: number;
-    oldestUnwrittenSeconds: number;
-  };
-  lastWriteAt: string | null;
-  pointsWritten: number;
-  rejectsLastHour: number;
-}
 
 const mib = (n: number) => `${(n / 1024 / 1024).toFixed(1)} MiB`;
 
@@ -36,11 +13,11 @@ export function registerStatusCommand(program: Command): void {
     .option('--url <url>', "the gateway's HTTP address", 'http://127.0.0.1:8080')
     .option('--json', 'print the raw JSON')
     .action(async (opts: { url: string; json?: boolean }) => {
-      let status: Status;
+      let status: GatewayStatus;
       try {
         const res = await fetch(new URL('/api/v1/status', opts.url), { signal: AbortSignal.timeout(5000) });
         if (!res.ok) throw new Error(`HTTP ${res.status}`);
-        status = (await res.json()) as Status;
+        status = (await res.json()) as GatewayStatus;
       } catch (err) {
         throw new GatewayError(
           'LL_INPUT_INVALID',

@@ -1,8 +1,11 @@
 // One message in, one Verdict out: route → validate → map → sink, and for anything rejected the
-// rejects log on disk and feedback on the device's `rejected` topic. Everything awaited here is
-// done before the broker acknowledges the message; nothing accepted is dropped.
+// rejects log on disk and feedback on the device's `rejected` topic. It is the Ingestion every
+// message source hands messages to (source.ts): everything awaited here is done before the source
+// acknowledges the message, the messages under way are tracked until they settle, and nothing
+// accepted is dropped.
 import type { Logger } from '../log.js';
 import { rejectedTopic } from '../registry/acl.js';
+import type { Device } from '../registry/types.js';
 import type { SchemaSet } from '../schemas/types.js';
 import type { Point } from '../storage/point.js';
 import type { RejectEntry, RejectsLog } from '../storage/rejects-log.js';
@@ -17,6 +20,7 @@ import {
 import { type TimeWindow, toPoint } from './map.js';
 import { type IngestRecord, type Rejection, type RejectReason, rejection, type Verdict } from './record.js';
 import { parseTopic } from './route.js';
+import type { Ingestion, OversizeReport } from './source.js';
 import { validatePayload } from './validate.js';
 
 export interface PipelineStats {
@@ -25,8 +29,10 @@ export interface PipelineStats {
   rejected: Record<RejectReason, number>;
 }
 
-export interface Pipeline {
+export interface Pipeline extends Ingestion {
   accept(record: IngestRecord): Promise<Verdict>;
+  /** Resolves when every message handed in so far has settled (spooled, rejected or failed). */
+  settle(): Promise<void>;
   /** Rejections in the last hour (per-minute buckets). */
   rejectedLastHour(): number;
   readonly stats: Readonly<PipelineStats>;
@@ -42,8 +48,10 @@ export interface PipelineDeps {
   feedbackBudget?: Pick<FeedbackBudget, 'take'>;
   window: TimeWindow;
   maxBatchReadings: number;
-  /** Told of each device's accepted points after they are spooled (side notifications only). */
-  onAccepted?: (deviceId: string, points: readonly Point[]) => void;
+  /** Told of each message a device sends, before it is read (side notifications only). */
+  onReceived?: (deviceId: string) => void;
+  /** Told of the battery level (an integer field `battery`) in a device's last accepted reading. */
+  onBattery?: (deviceId: string, level: number) => void;
   log: Logger;
 }
 
@@ -68,25 +76,32 @@ function toRejectEntry(record: IngestRecord, rejections: readonly Rejection[]): 
   };
 }
 
-export function createPipeline(deps: PipelineDeps): Pipeline {
-  const { schemas, sink, rejects, log } = deps;
-  const stats: PipelineStats = {
-    messages: 0,
-    readingsAccepted: 0,
-    rejected: { json: 0, schema: 0, topic: 0, time: 0, 'too-large': 0 },
-  };
-
-  // Rejections per minute over the last hour, for `livinglab status`.
+/** Rejections per minute over the last hour, for `livinglab status`. */
+function createRecentCounter() {
   const minutes = new Map<number, number>();
-  const countRecent = (n: number) => {
-    const m = Math.floor(Date.now() / 60_000);
-    minutes.set(m, (minutes.get(m) ?? 0) + n);
-    for (const k of minutes.keys()) if (k <= m - 60) minutes.delete(k);
+  return {
+    add(n: number) {
+      const m = Math.floor(Date.now() / 60_000);
+      minutes.set(m, (minutes.get(m) ?? 0) + n);
+      for (const k of minutes.keys()) if (k <= m - 60) minutes.delete(k);
+    },
+    lastHour() {
+      const m = Math.floor(Date.now() / 60_000);
+      let n = 0;
+      for (const [k, v] of minutes) if (k > m - 60) n += v;
+      return n;
+    },
   };
+}
 
-  const reject = async (record: IngestRecord, rejections: readonly Rejection[]) => {
+type Reject = (record: IngestRecord, rejections: readonly Rejection[]) => Promise<void>;
+
+/** Counts, logs and answers a rejected message: rejects log first, then feedback within budget. */
+function createReject(deps: PipelineDeps, stats: PipelineStats, recent: { add(n: number): void }): Reject {
+  const { rejects, log } = deps;
+  return async (record, rejections) => {
     for (const r of rejections) stats.rejected[r.reason]++;
-    countRecent(rejections.length);
+    recent.add(rejections.length);
     await rejects.append(toRejectEntry(record, rejections));
     if (record.identity.kind !== 'device') return;
     const topic = rejectedTopic(record.identity.device);
@@ -102,52 +117,116 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
         log.warn({ deviceId: record.identity.id, err: err.message }, 'feedback not sent'),
       );
   };
+}
+
+const NOTHING: Verdict = { accepted: 0, rejections: [], ingested: false };
+
+async function acceptRecord(
+  deps: PipelineDeps,
+  stats: PipelineStats,
+  reject: Reject,
+  record: IngestRecord,
+): Promise<Verdict> {
+  stats.messages++;
+  if (record.identity.kind !== 'device') {
+    await reject(record, [rejection('topic', 'only devices publish')]);
+    return NOTHING;
+  }
+  const route = parseTopic(record.topic, record.identity.device, deps.schemas);
+  if ('reason' in route) {
+    await reject(record, [route]);
+    return { accepted: 0, rejections: [route], ingested: false };
+  }
+  if (route.channel === 'status') {
+    const text = record.payload.toString('utf8');
+    if (text === 'online' || text === 'offline') return NOTHING;
+    const bad = rejection('schema', 'status payload must be "online" or "offline"', { path: '' });
+    await reject(record, [bad]);
+    return { accepted: 0, rejections: [bad], ingested: false };
+  }
+  const { readings, rejections } = validatePayload(record.payload, route.schema, {
+    maxBatchReadings: deps.maxBatchReadings,
+  });
+  const points: Point[] = [];
+  for (const r of readings) {
+    const mapped = toPoint(r.value, r.index, route.schema, route.device, record.receivedAt, deps.window);
+    if ('reason' in mapped) rejections.push(mapped);
+    else points.push(mapped);
+  }
+  if (points.length > 0) {
+    await deps.sink.append(points);
+    const battery = points[points.length - 1]?.fields.battery;
+    if (battery?.kind === 'integer') deps.onBattery?.(route.device.id, battery.value);
+  }
+  stats.readingsAccepted += points.length;
+  if (rejections.length > 0) {
+    rejections.sort((a, b) => (a.readingIndex ?? -1) - (b.readingIndex ?? -1));
+    await reject(record, rejections);
+  }
+  return { accepted: points.length, rejections, ingested: true };
+}
+
+/** The rejects-log entry of a packet a source dropped unread: no topic, no payload, only its size. */
+function oversizeEntry({ clientId, declared, limit }: OversizeReport): RejectEntry {
+  return {
+    receivedAt: new Date().toISOString(),
+    clientId: clientId ?? '',
+    topic: '',
+    rejections: [
+      rejection(
+        'too-large',
+        `packet of ${declared} bytes exceeds the ${limit}-byte maximum; connection closed`,
+      ),
+    ],
+    payload: Buffer.alloc(0),
+  };
+}
+
+export function createPipeline(deps: PipelineDeps): Pipeline {
+  const stats: PipelineStats = {
+    messages: 0,
+    readingsAccepted: 0,
+    rejected: { json: 0, schema: 0, topic: 0, time: 0, 'too-large': 0 },
+  };
+  const recent = createRecentCounter();
+  const reject = createReject(deps, stats, recent);
+  const accept = (record: IngestRecord) => acceptRecord(deps, stats, reject, record);
+  // Messages between their hand-off and their spool append: shutdown waits for them.
+  const inFlight = new Set<Promise<unknown>>();
 
   return {
     stats,
-    rejectedLastHour() {
-      const m = Math.floor(Date.now() / 60_000);
-      let n = 0;
-      for (const [k, v] of minutes) if (k > m - 60) n += v;
-      return n;
+    rejectedLastHour: () => recent.lastHour(),
+    accept,
+    async handle(message) {
+      if (message.identity.kind === 'device') deps.onReceived?.(message.identity.id);
+      const accepting = accept(message);
+      inFlight.add(accepting);
+      try {
+        return await accepting;
+      } finally {
+        inFlight.delete(accepting);
+      }
     },
-    async accept(record) {
-      stats.messages++;
-      if (record.identity.kind !== 'device') {
-        await reject(record, [rejection('topic', 'only devices publish')]);
-        return { accepted: 0, rejections: [], ingested: false };
-      }
-      const route = parseTopic(record.topic, record.identity.device, schemas);
-      if ('reason' in route) {
-        await reject(record, [route]);
-        return { accepted: 0, rejections: [route], ingested: false };
-      }
-      if (route.channel === 'status') {
-        const text = record.payload.toString('utf8');
-        if (text === 'online' || text === 'offline') return { accepted: 0, rejections: [], ingested: false };
-        const bad = rejection('schema', 'status payload must be "online" or "offline"', { path: '' });
-        await reject(record, [bad]);
-        return { accepted: 0, rejections: [bad], ingested: false };
-      }
-      const { readings, rejections } = validatePayload(record.payload, route.schema, {
-        maxBatchReadings: deps.maxBatchReadings,
-      });
-      const points: Point[] = [];
-      for (const r of readings) {
-        const mapped = toPoint(r.value, r.index, route.schema, route.device, record.receivedAt, deps.window);
-        if ('reason' in mapped) rejections.push(mapped);
-        else points.push(mapped);
-      }
-      if (points.length > 0) {
-        await sink.append(points);
-        deps.onAccepted?.(route.device.id, points);
-      }
-      stats.readingsAccepted += points.length;
-      if (rejections.length > 0) {
-        rejections.sort((a, b) => (a.readingIndex ?? -1) - (b.readingIndex ?? -1));
-        await reject(record, rejections);
-      }
-      return { accepted: points.length, rejections, ingested: true };
+    rejectOversize(report) {
+      deps.rejects
+        .append(oversizeEntry(report))
+        .catch((err: Error) => deps.log.error({ err: err.message }, 'rejects log append failed'));
+    },
+    async settle() {
+      await Promise.allSettled([...inFlight]);
     },
   };
+}
+
+/** Warns of each device whose type and version no schema serves: all its messages will be rejected. */
+export function warnDevicesWithoutSchema(devices: Iterable<Device>, schemas: SchemaSet, log: Logger): void {
+  for (const d of devices) {
+    if (!schemas.get(d.type, d.schemaVersion)) {
+      log.warn(
+        { deviceId: d.id, schema: `${d.type}@${d.schemaVersion}` },
+        'device has no loaded schema; its messages will be rejected',
+      );
+    }
+  }
 }

@@ -3,7 +3,7 @@
 // delivery is not made; an idle socket may still take one message larger than the mark.
 import type { Client } from 'aedes';
 import { describe, expect, it } from 'vitest';
-import { isBackedUp } from '../../src/broker/hooks.js';
+import { isBackedUp } from '../../src/broker/backlog.js';
 
 const client = (conn: {
   writableNeedDrain: boolean;

@@ -1,0 +1,52 @@
+// The gateway's parts as Prometheus sources (metrics.ts): which counter of which part backs which
+// metric. The parts are seen through the narrowest shape that answers, so nothing here depends on
+// the broker, ingestion or jobs modules, and nothing here changes a counter.
+import { createMetrics, type Metrics, type MetricsSources } from './metrics.js';
+
+type Read<K extends keyof MetricsSources> = ReturnType<MetricsSources[K]>;
+type Guard = Read<'guard'>;
+
+export interface MetricParts {
+  pipeline: { readonly stats: Read<'pipeline'> };
+  drain: { readonly stats: Read<'drain'> };
+  queue: { readonly stats: Read<'queue'> };
+  source: {
+    readonly connectedClients: number;
+    readonly deliveriesDropped: number;
+    readonly guardStats: Omit<Guard, 'hashes' | 'hashQueue'>;
+    connectedDevices(): Read<'connectedDevices'>;
+  };
+  feedbackBudget: { readonly stats: { readonly dropped: Read<'feedbackDropped'> } };
+  rejects: { readonly notLogged: number };
+  verifier: { readonly stats: Guard['hashes'] };
+  hashPool: { readonly pending: number };
+  registry: { readonly reloads: number };
+  scheduler: { readonly stats: Read<'jobs'> };
+  liveness: {
+    readonly silent: ReadonlySet<string>;
+    readonly batteryLow: ReadonlySet<string>;
+    readonly transitions: { readonly offline: number; readonly online: number };
+  };
+}
+
+export function createGatewayMetrics(p: MetricParts): Metrics {
+  const { source, liveness } = p;
+  return createMetrics({
+    pipeline: () => p.pipeline.stats,
+    drain: () => p.drain.stats,
+    queue: () => p.queue.stats,
+    connectedClients: () => source.connectedClients,
+    feedbackDropped: () => p.feedbackBudget.stats.dropped,
+    deliveriesDropped: () => source.deliveriesDropped,
+    rejectsNotLogged: () => p.rejects.notLogged,
+    guard: () => ({ ...source.guardStats, hashes: p.verifier.stats, hashQueue: p.hashPool.pending }),
+    registryReloads: () => p.registry.reloads,
+    connectedDevices: () => source.connectedDevices(),
+    jobs: () => p.scheduler.stats,
+    liveness: () => ({
+      silent: liveness.silent.size,
+      batteryLow: liveness.batteryLow.size,
+      ...liveness.transitions,
+    }),
+  });
+}
