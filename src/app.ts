@@ -38,7 +38,8 @@ function wireIngestion(
   schemas: SchemaSet,
 ) {
   const child = (module: string) => log.child({ module });
-  // MQTT logins hash on their own thread, off the libuv pool the spool writes on (DESIGN §6).
+  // MQTT logins hash on their own thread, off the libuv pool the spool writes on
+  // (docs/architecture.md, Pitfalls).
   const hashPool = createHashPool({ maxPending: config.auth.maxPendingVerifications });
   const verifier = createPasswordVerifier({ hash: hashPool.hash });
   const broker = createBroker({ config, registry, verifier, log: child('broker') });

@@ -68,7 +68,8 @@ export function createPublishHooks(deps: HooksDeps, identities: WeakMap<Client, 
     // Called per delivery. aedes makes a delivery to a socket past its high-water mark wait for
     // 'drain', holding one of mqemitter's 100 global concurrency slots; a client that stops
     // reading then stalls every delivery and piles up a backlog whose drain on disconnect
-    // recursed until the stack overflowed (DESIGN §6). Drop instead, and count it.
+    // recursed until the stack overflowed (docs/architecture.md, Pitfalls). Drop instead, and count
+    // it.
     const bytes = Buffer.byteLength(packet.topic) + Buffer.byteLength(packet.payload) + PUBLISH_OVERHEAD;
     if (client && isBackedUp(client, bytes)) {
       stats.deliveriesDropped++;

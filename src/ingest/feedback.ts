@@ -1,10 +1,12 @@
-// The payload published on a device's `rejected` topic (DESIGN §3 "Rejection feedback"), and the
+// The payload published on a device's `rejected` topic (docs/architecture.md, Rejects and
+// feedback), and the
 // per-device budget that decides whether it is sent at all. It echoes only small values from the
 // device's own message, back to that device alone. Never more than one feedback message per
-// incoming message, never queued for a connection that is backed up (DESIGN §6: a backlog of
+// incoming message, never queued for a connection that is backed up (docs/architecture.md,
+// Pitfalls: a backlog of
 // per-reading feedback to a non-reading device once crashed the broker).
 //
-// Shape: the DESIGN §3 fields describe the first rejection, so a message with one rejection is
+// Shape: the documented fields describe the first rejection, so a message with one rejection is
 // exactly the documented one. A message with several rejections (a batch) adds
 //   rejectionCount     how many readings (or problems) were rejected in all,
 //   rejections         the first MAX_FEEDBACK_REJECTIONS of them: {reason, errors, readingIndex},

@@ -109,7 +109,8 @@ function createReject(deps: PipelineDeps, stats: PipelineStats, recent: { add(n:
       { deviceId: record.identity.id, reasons: rejections.map((r) => r.reason), count: rejections.length },
       'message rejected',
     );
-    // One feedback message per incoming message, within the device's budget (DESIGN §6).
+    // One feedback message per incoming message, within the device's budget
+    // (docs/architecture.md, Pitfalls).
     if (deps.feedbackBudget && !deps.feedbackBudget.take(record.identity.id)) return;
     deps
       .sendFeedback(topic, JSON.stringify(toFeedback(record.topic, record.receivedAt, rejections)))

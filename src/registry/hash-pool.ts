@@ -1,7 +1,8 @@
 // PBKDF2 off the libuv thread pool: one dedicated worker thread and a bounded queue in front of it.
 // crypto.pbkdf2 and the spool's fs writes share libuv's four threads, so a flood of wrong passwords
 // (24/s at 210,000 iterations) delayed every spool commit and raised all devices' PUBACK p50 from
-// 1.8 ms to 203 ms (DESIGN §6). Here a flood costs at most one core and a queue of `maxPending`;
+// 1.8 ms to 203 ms (docs/architecture.md, Pitfalls). Here a flood costs at most one core and a
+// queue of `maxPending`;
 // beyond that `hash` fails at once with LL_AUTH_BUSY instead of queueing without limit. One owner
 // (the broker passes the remote address) may hold at most a quarter of the queue, so a flood from
 // one address cannot keep every other device's first login out.

@@ -1,5 +1,6 @@
 // The identifier rules, stated once: a topic segment (device, site, type, project and fleet ids:
-// DESIGN §3, `[a-z0-9][a-z0-9-]{0,62}`) and a subject (participant) code. The registry, the schema
+// docs/architecture.md, Where each rule lives: `[a-z0-9][a-z0-9-]{0,62}`) and a subject
+// (participant) code. The registry, the schema
 // loader and the simulators' fleets all check ids here, so that a fleet can never produce an id the
 // registry refuses. Pure and imports nothing, so every layer and the simulators may use it.
 
@@ -12,7 +13,8 @@ export const SEGMENT_RE = new RegExp(SEGMENT_PATTERN);
 /** Says what a segment may be, for messages that name the offending value. */
 export const SEGMENT_RULE = `1–${SEGMENT_MAX_LENGTH} characters of a–z, 0–9 and "-", starting with a letter or digit`;
 
-/** A participant code: letters, digits, "_" and "-"; never a name (DESIGN §5). */
+/** A participant code: letters, digits, "_" and "-"; never a name (docs/architecture.md, Where each
+ * rule lives). */
 export const SUBJECT_MAX_LENGTH = 64;
 export const SUBJECT_PATTERN = `^[A-Za-z0-9][A-Za-z0-9_-]{0,${SUBJECT_MAX_LENGTH - 1}}$`;
 export const SUBJECT_RE = new RegExp(SUBJECT_PATTERN);

@@ -1,4 +1,5 @@
-// Loads device-schemas/, checks each schema against the conventions of DESIGN §3 and compiles one
+// Loads device-schemas/, checks each schema against the conventions in docs/architecture.md
+// (How to add, A device type) and compiles one
 // ajv validator per (type, version). Every problem is a start-up error naming the file; nothing
 // here runs per message.
 import { readdirSync, readFileSync, statSync } from 'node:fs';

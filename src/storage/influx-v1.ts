@@ -1,7 +1,8 @@
 // Writer for the InfluxDB 1.x HTTP API (also served by InfluxDB 2.x compatibility endpoints and 3.x).
 // Admin calls (create database, ping) go through the npm `influx` package; writes POST our own line
 // protocol to /write with fetch, because the drain needs the status code, Retry-After and the
-// server's error text to classify failures, and node-influx would re-encode the points (DESIGN §6).
+// server's error text to classify failures, and node-influx would re-encode the points
+// (docs/architecture.md, Pitfalls).
 import { InfluxDB } from 'influx';
 import { GatewayError } from '../errors.js';
 import { classifyWriteResponse } from './write-response.js';

@@ -1,6 +1,7 @@
 // Writer for the InfluxDB 2.x API (/api/v2/write) through @influxdata/influxdb-client, used strictly
 // as a transport: maxRetries 0 and a fresh WriteApi per batch, because its own retry buffer lives
-// in memory, drops the oldest lines when full and discards the rest on close() (DESIGN §6). Retries
+// in memory, drops the oldest lines when full and discards the rest on close()
+// (docs/architecture.md, Pitfalls). Retries
 // are the drain's, against the spool. Needs InfluxDB ≥ 1.8 or 2.x (Debian's 1.6 answers 404).
 import { HttpError, InfluxDB, setLogger } from '@influxdata/influxdb-client';
 import { GatewayError } from '../errors.js';

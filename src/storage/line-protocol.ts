@@ -1,5 +1,6 @@
 // Point → InfluxDB line protocol, written by us rather than by node-influx, so that escaping and
-// field types are exactly right (DESIGN §6: node-influx leaves "\n" in tag values unescaped and
+// field types are exactly right (docs/architecture.md, Pitfalls: node-influx leaves "\n" in tag
+// values unescaped and
 // writes every untyped number as a float). Pure.
 import type { FieldValue, Point } from './point.js';
 

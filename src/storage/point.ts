@@ -1,6 +1,7 @@
 // The Point: one InfluxDB row as the gateway builds it from a device schema. Field values carry
 // their kind, so an integer is always written as an integer and a float always as a float,
-// whatever the JSON number looked like (DESIGN §6, node-influx writes every number as a float).
+// whatever the JSON number looked like (docs/architecture.md, Pitfalls: node-influx writes every
+// number as a float).
 
 export type FieldValue =
   | { readonly kind: 'integer'; readonly value: number }

@@ -1,6 +1,7 @@
 // A device that subscribes to its own `rejected` topic, floods the gateway with invalid batches and
 // never reads its socket must neither stop the gateway nor grow its memory without bound (issue 13
-// #1, DESIGN §6). The gateway runs as its own process, so a crash shows as an exit, not a dead test.
+// #1, docs/architecture.md, Pitfalls). The gateway runs as its own process, so a crash shows as an
+// exit, not a dead test.
 import { writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

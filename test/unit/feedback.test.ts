@@ -18,7 +18,7 @@ const bad = (index: number, errors = 1): Rejection => ({
 });
 
 describe('toFeedback', () => {
-  it('answers one rejection with exactly the DESIGN §3 message', () => {
+  it('answers one rejection with exactly the message docs/architecture.md documents', () => {
     expect(toFeedback(topic, at, [bad(0)])).toEqual({
       receivedAt: '2026-11-22T10:00:00.123Z',
       topic,

@@ -1,4 +1,4 @@
-// Dependencies point one way (DESIGN §4, STYLE.md): nothing imports from a higher layer.
+// Dependencies point one way (docs/architecture.md, Layers): nothing imports from a higher layer.
 import { readdirSync, readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';

@@ -31,7 +31,8 @@ async function writeBatch(appender: Appender, ledger: Ledger, batch: Pending[]) 
   const bytes = bufs.reduce((n, b) => n + b.length, 0);
   // One buffer, one write: with O_DSYNC each write syscall is a disk flush of its own.
   const data = bufs.length === 1 ? (bufs[0] as Buffer) : Buffer.concat(bufs, bytes);
-  // [DESIGN §2] a rejected append is never acknowledged: the device keeps and resends it.
+  // [docs/architecture.md, Data path] a rejected append is never acknowledged: the device keeps
+  // and resends it.
   await appender.write(data);
   ledger.diskBytes += bytes;
   if (ledger.unreadRecords === 0) ledger.firstUnreadAt = appendedAtOf(bufs[0] as Buffer);
