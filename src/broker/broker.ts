@@ -229,7 +229,13 @@ export function createBroker(deps: BrokerDeps): Broker {
     }
   };
 
+  // Every open socket, logged in or not: aedes closes only the clients that logged in, and the
+  // listener's close waits for all, so one socket half-way through its CONNECT (or holding a
+  // refusal) kept stop() from ever returning. Bounded by mqtt.maxConnections.
+  const sockets = new Set<Socket>();
   const acceptConnection = (a: Aedes, socket: Socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
     let client: Client | undefined;
     const guarded = gate.accept(socket, () => ({
       clientId: client?.id,
@@ -337,6 +343,7 @@ export function createBroker(deps: BrokerDeps): Broker {
           for (const client of Object.values(clientsOf(a))) client.close();
           await new Promise<void>((resolve) => a.close(() => resolve()));
         }
+        for (const socket of sockets) socket.destroy();
         await closed;
       }
       aedes = undefined;

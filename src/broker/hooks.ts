@@ -103,6 +103,10 @@ async function padToDummyCost(
   return false;
 }
 
+/** A name from an unauthenticated client, cut to what a log line needs. */
+const clip = (name: string | undefined) =>
+  name !== undefined && name.length > 64 ? `${name.slice(0, 64)}… (${name.length} characters)` : name;
+
 const remoteAddressOf = (client: Client) =>
   (client as unknown as { conn?: { remoteAddress?: string } }).conn?.remoteAddress ?? '';
 
@@ -126,7 +130,10 @@ function createAuthenticate(
     const address = remoteAddressOf(client);
     const refuse = (code: number, reason: string, counted: string, delayMs = 0) => {
       authStats[counted] = (authStats[counted] ?? 0) + 1;
-      const fields = { ...who(client), username, remoteAddress: address, reason, delayMs };
+      // Names come from an anonymous client (up to the 8-KiB CONNECT limit): clipped, so a flood of
+      // refusals costs the log ~200 bytes a line, not 16 KiB.
+      const names = { clientId: clip(client.id), username: clip(username) };
+      const fields = { ...who(client), ...names, remoteAddress: address, reason, delayMs };
       // A flood is counted in /metrics; only refusals a technician can act on are warnings.
       if (counted === 'backoff' || counted === 'busy') log.debug(fields, 'connection refused');
       else log.warn(fields, 'connection refused');

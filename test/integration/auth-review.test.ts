@@ -123,4 +123,27 @@ describe('login defences under review', () => {
     );
     expect(rows).toHaveLength(1);
   });
+
+  it('logs a refused login of a 3.5-KB username and client id in a short line', async () => {
+    const name = `ghost-${'g'.repeat(3500)}`;
+    expect(await connackCode(gw.mqttUrl, { clientId: `c-${name}`, username: name, password: 'x' })).toBe(4);
+    const line = gw.logLines().find((l) => l.msg === 'connection refused' && l.reason === 'unknown username');
+    expect(line).toBeDefined();
+    expect(JSON.stringify(line).length).toBeLessThan(1000);
+    expect(String(line?.username)).toMatch(/^ghost-g+… \(3506 characters\)$/);
+  });
+
+  // Last: it stops the gateway.
+  it('stops while a client is half-way through its CONNECT and another holds a refusal', async () => {
+    await lockOut('stopper', '127.0.0.4');
+    const socket = connect({ port: gw.app.mqttPort, host: '127.0.0.1', localAddress: '127.0.0.5' });
+    socket.on('error', () => undefined);
+    socket.resume();
+    await once(socket, 'connect');
+    socket.write(connectPacket('slow', 'slow', 'x').subarray(0, 10));
+    const closed = new Promise((resolve) => socket.once('close', resolve));
+    await gw.app.stop();
+    await closed;
+    expect(socket.destroyed).toBe(true);
+  });
 });
