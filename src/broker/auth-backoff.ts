@@ -7,7 +7,17 @@
 //     kind of delay, but is never locked: many devices of one care home share one NAT address, and
 //     one misconfigured device there must not keep the others out.
 // A success clears its username; failures are forgotten after a quiet period of 4 × maxMs.
-// Never stores passwords; usernames and addresses only, in a bounded map.
+// Never stores passwords; usernames and addresses only, in a bounded map. A username is whatever an
+// anonymous client sends (up to the CONNECT limit, 8 KiB): long ones are kept as a digest, so the
+// map's 100,000 entries hold a few MiB, not the 800 MiB that 8-KiB names would take.
+import { createHash } from 'node:crypto';
+
+/** Longest username kept as itself; longer ones are keyed by their SHA-256. */
+const MAX_PLAIN_KEY = 64;
+const keyOf = (kind: 'u' | 'a', name: string) =>
+  name.length <= MAX_PLAIN_KEY
+    ? `${kind}:${name}`
+    : `${kind}#${createHash('sha256').update(name).digest('base64')}`;
 
 export interface BackoffOptions {
   usernameAfter: number;
@@ -59,19 +69,25 @@ export function createAuthBackoff(opts: BackoffOptions) {
     /** Milliseconds this username stays locked (0: check its password). */
     lockedFor(username: string): number {
       const t = now();
-      const e = current(`u:${username}`, t);
+      const e = current(keyOf('u', username), t);
       return e ? Math.max(0, e.until - t) : 0;
     },
     /** Records a failed login; returns how long to hold its refusal. */
     fail(username: string, address: string): number {
       const t = now();
       return Math.max(
-        fail(`u:${username}`, opts.usernameAfter, t),
-        fail(`a:${address}`, opts.addressAfter, t),
+        fail(keyOf('u', username), opts.usernameAfter, t),
+        fail(keyOf('a', address), opts.addressAfter, t),
       );
     },
     succeed(username: string): void {
-      entries.delete(`u:${username}`);
+      entries.delete(keyOf('u', username));
+    },
+    /** Characters of the keys held (each entry's own cost is about 100 bytes more). */
+    get keyChars(): number {
+      let n = 0;
+      for (const k of entries.keys()) n += k.length;
+      return n;
     },
   };
 }

@@ -91,12 +91,17 @@ function connectedDevicesOf(a: Aedes | undefined, hooks: Hooks): Device[] {
   return out;
 }
 
-async function closeAll(server: Server | undefined, a: Aedes | undefined): Promise<void> {
+async function closeAll(
+  server: Server | undefined,
+  a: Aedes | undefined,
+  sockets: ReadonlySet<Socket>,
+): Promise<void> {
   const closed = new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
   if (a) {
     for (const client of Object.values(clientsOf(a))) client.close();
     await new Promise<void>((resolve) => a.close(() => resolve()));
   }
+  for (const socket of sockets) socket.destroy();
   await closed;
 }
 
@@ -121,11 +126,37 @@ function watchClients(
   deps.registry.on('changed', (next) => enforceRegistry(Object.values(clientsOf(a)), next, hooks, log));
 }
 
+/**
+ * Hands each socket through the connection gate to aedes. It remembers every open socket, logged in
+ * or not: aedes closes only the clients that logged in, and the listener's close waits for all, so
+ * one socket half-way through its CONNECT (or holding a refusal) kept stop() from ever returning.
+ * Bounded by mqtt.maxConnections.
+ */
+function createAcceptor(
+  gate: ReturnType<typeof createConnectionGate>,
+  connectionIds: WeakMap<Client, string>,
+  sockets: Set<Socket>,
+) {
+  let connectionSeq = 0;
+  return (a: Aedes, socket: Socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+    let client: Client | undefined;
+    const guarded = gate.accept(socket, () => ({
+      clientId: client?.id,
+      connectionId: client ? connectionIds.get(client) : undefined,
+    }));
+    if (!guarded) return;
+    client = a.handle(guarded.conn);
+    gate.track(client, guarded.entry);
+    connectionIds.set(client, `c${(++connectionSeq).toString(36)}`);
+  };
+}
+
 export function createBroker(deps: BrokerDeps): Broker {
   const { config, registry, log } = deps;
   // Each TCP connection gets an id, so a device's reconnects can be told apart in the log.
   const connectionIds = new WeakMap<Client, string>();
-  let connectionSeq = 0;
   // Bound by start(): no message can arrive before the listener is open.
   let ingestion: Ingestion | undefined;
   const hooks = createHooks({
@@ -145,17 +176,8 @@ export function createBroker(deps: BrokerDeps): Broker {
   let port = 0;
   const publish = publishVia(() => aedes);
 
-  const acceptConnection = (a: Aedes, socket: Socket) => {
-    let client: Client | undefined;
-    const guarded = gate.accept(socket, () => ({
-      clientId: client?.id,
-      connectionId: client ? connectionIds.get(client) : undefined,
-    }));
-    if (!guarded) return;
-    client = a.handle(guarded.conn);
-    gate.track(client, guarded.entry);
-    connectionIds.set(client, `c${(++connectionSeq).toString(36)}`);
-  };
+  const sockets = new Set<Socket>();
+  const acceptConnection = createAcceptor(gate, connectionIds, sockets);
 
   return {
     name: 'embedded',
@@ -194,7 +216,7 @@ export function createBroker(deps: BrokerDeps): Broker {
     async stop() {
       const srv = server;
       server = undefined;
-      await closeAll(srv, aedes);
+      await closeAll(srv, aedes, sockets);
       aedes = undefined;
     },
   };

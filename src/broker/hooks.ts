@@ -7,7 +7,7 @@ import { isGatewayError } from '../errors.js';
 import type { Ingestion } from '../ingest/source.js';
 import type { Logger } from '../log.js';
 import { canConnect, canSubscribe, findIdentity, type Identity } from '../registry/acl.js';
-import { maxIterations, type PasswordVerifier } from '../registry/passwords.js';
+import { maxIterations, type PasswordVerifier, parseHash } from '../registry/passwords.js';
 import type { Registry, RegistrySnapshot } from '../registry/registry.js';
 import { type BackoffOptions, createAuthBackoff } from './auth-backoff.js';
 import { createPublishHooks, type Who } from './publish-hooks.js';
@@ -55,6 +55,29 @@ function dummyIterations(snapshot: RegistrySnapshot): number {
   return n;
 }
 
+/**
+ * After a wrong password for a hash cheaper than the dearest one (a device's 1,000 iterations
+ * beside staff's 210,000), hashes a dummy for the difference: otherwise a known device id was
+ * refused ~200 times faster than an unknown username, which told an attacker which ids exist.
+ */
+async function padToDummyCost(
+  verifier: PasswordVerifier,
+  hash: string,
+  password: string | Buffer,
+  dummyCost: number,
+  owner: string,
+): Promise<false> {
+  const parsed = parseHash(hash);
+  const spent = typeof parsed === 'string' ? 0 : parsed.iterations;
+  // A full hashing queue must not turn a counted wrong password into an uncounted "busy".
+  if (spent < dummyCost) await verifier.verifyUnknown(password, dummyCost - spent, owner).catch(() => false);
+  return false;
+}
+
+/** A name from an unauthenticated client, cut to what a log line needs. */
+const clip = (name: string | undefined) =>
+  name !== undefined && name.length > 64 ? `${name.slice(0, 64)}… (${name.length} characters)` : name;
+
 const remoteAddressOf = (client: Client) =>
   (client as unknown as { conn?: { remoteAddress?: string } }).conn?.remoteAddress ?? '';
 
@@ -78,7 +101,10 @@ function createAuthenticate(
     const address = remoteAddressOf(client);
     const refuse = (code: number, reason: string, counted: string, delayMs = 0) => {
       authStats[counted] = (authStats[counted] ?? 0) + 1;
-      const fields = { ...who(client), username, remoteAddress: address, reason, delayMs };
+      // Names come from an anonymous client (up to the 8-KiB CONNECT limit): clipped, so a flood of
+      // refusals costs the log ~200 bytes a line, not 16 KiB.
+      const names = { clientId: clip(client.id), username: clip(username) };
+      const fields = { ...who(client), ...names, remoteAddress: address, reason, delayMs };
       // A flood is counted in /metrics; only refusals a technician can act on are warnings.
       if (counted === 'backoff' || counted === 'busy') log.debug(fields, 'connection refused');
       else log.warn(fields, 'connection refused');
@@ -88,21 +114,27 @@ function createAuthenticate(
     };
     if (!username || !password)
       return refuse(CONNACK.BAD_USERNAME_OR_PASSWORD, 'username and password are required', 'missing');
+    const snapshot = registry.current();
+    const identity = findIdentity(snapshot, username);
+    const hash = identity?.kind === 'device' ? identity.device.passwordHash : identity?.account.passwordHash;
     const locked = backoff.lockedFor(username);
-    if (locked > 0)
+    // A lock keyed by username alone let anyone who knows a device id (another vendor, or anyone
+    // timing refusals) keep that device out with one wrong password per lock period. A credential
+    // verified before needs no hash, so it passes the lock: guessing gains nothing from that.
+    if (locked > 0 && !(hash !== undefined && verifier.isRemembered(hash, password)))
       return refuse(
         CONNACK.BAD_USERNAME_OR_PASSWORD,
         'too many failed logins for this username; refused without a check',
         'backoff',
         locked,
       );
-    const snapshot = registry.current();
-    const identity = findIdentity(snapshot, username);
-    const hash = identity?.kind === 'device' ? identity.device.passwordHash : identity?.account.passwordHash;
+    const dummyCost = dummyIterations(snapshot);
     const checking =
       hash === undefined
-        ? verifier.verifyUnknown(password, dummyIterations(snapshot), address)
-        : verifier.verify(hash, password, address);
+        ? verifier.verifyUnknown(password, dummyCost, address)
+        : verifier
+            .verify(hash, password, address)
+            .then((ok) => (ok ? true : padToDummyCost(verifier, hash, password, dummyCost, address)));
     checking.then(
       (ok) => {
         if (!ok) {

@@ -65,6 +65,8 @@ export interface PasswordVerifier {
    * and resolves false. Same work as a wrong password for a real user of that cost.
    */
   verifyUnknown(secret: string | Buffer, iterations: number, owner?: string): Promise<false>;
+  /** True when this exact credential was verified before (no hashing: a keyed lookup). */
+  isRemembered(encoded: string, secret: string | Buffer): boolean;
   readonly cacheSize: number;
   /** Hashes computed for real checks, and dummy hashes for unknown users. */
   readonly stats: { readonly hashes: number; readonly dummyHashes: number };
@@ -131,6 +133,9 @@ export function createPasswordVerifier(
       const p = check(key, encoded, secret, owner).finally(() => inFlight.delete(key));
       inFlight.set(key, p);
       return p;
+    },
+    isRemembered(encoded, secret) {
+      return verified.has(keyOf(encoded, secret));
     },
     async verifyUnknown(secret, iterations, owner) {
       stats.dummyHashes++;

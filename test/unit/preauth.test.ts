@@ -81,4 +81,14 @@ describe('login backoff', () => {
     t = 4 * 8000 + 1001;
     expect(b.fail('staff', 'x')).toBe(0);
   });
+  it('keeps 8-KiB usernames of anonymous clients as short keys, and still locks them', () => {
+    const b = createAuthBackoff({ ...opts, addressAfter: 1_000_000 });
+    const long = (i: number) => `${'n'.repeat(8000)}-${i}`;
+    for (let i = 0; i < 1000; i++) b.fail(long(i), '10.0.0.9');
+    // 1,000 names of 8 KB held as themselves were 8 MB of keys.
+    expect(b.keyChars).toBeLessThan(100_000);
+    for (let i = 0; i < 3; i++) b.fail(long(7), '10.0.0.9');
+    expect(b.lockedFor(long(7))).toBeGreaterThan(0);
+    expect(b.lockedFor(long(8))).toBe(0);
+  });
 });
