@@ -3,13 +3,14 @@
 // queue for everyone nor keeps a device from logging in and having its reading stored.
 import { once } from 'node:events';
 import { connect } from 'node:net';
-import mqttPacket from 'mqtt-packet';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { addAccount } from '../../src/registry/edit.js';
 import { hashSecretSync } from '../../src/registry/passwords.js';
 import { useLab } from '../helpers/fixture.js';
 import { PASSWORD } from '../helpers/gateway.js';
+import { readMetric } from '../helpers/metrics.js';
 import { connackCode, connectDevice, eventually } from '../helpers/mqtt.js';
+import { connectPacket, rawLogin as rawMqttLogin } from '../helpers/raw-mqtt.js';
 
 const DEVICE = { id: 'bp-0201', type: 'blood-pressure', site: 'aarhus' };
 // A staff password at a real cost, so that a dummy hash has something to match.
@@ -44,35 +45,11 @@ beforeAll(async () => {
 });
 
 /** A metric's value, or undefined when /metrics does not have it. */
-async function metric(series: string): Promise<number | undefined> {
-  const text = await (await fetch(`http://127.0.0.1:${lab.gw.app.httpPort}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-  return line === undefined ? undefined : Number(line.slice(series.length + 1));
-}
+const metric = (series: string) => readMetric(lab.gw.app.httpPort, series);
 
 /** One login attempt over a raw socket from `localAddress`; resolves the CONNACK code, or -1 if closed without one. */
-async function rawLogin(username: string, password: string, localAddress: string): Promise<number> {
-  const socket = connect({ port: lab.gw.app.mqttPort, host: '127.0.0.1', localAddress });
-  socket.on('error', () => undefined);
-  await Promise.race([once(socket, 'connect'), once(socket, 'close')]);
-  const chunks: Buffer[] = [];
-  socket.on('data', (d: Buffer) => chunks.push(d));
-  socket.write(
-    mqttPacket.generate({
-      cmd: 'connect',
-      protocolId: 'MQTT',
-      protocolVersion: 4,
-      clean: true,
-      keepalive: 60,
-      clientId: username,
-      username,
-      password: Buffer.from(password),
-    }),
-  );
-  await once(socket, 'close');
-  const data = Buffer.concat(chunks);
-  return data.length >= 4 && data[0] === 0x20 ? (data[3] as number) : -1;
-}
+const rawLogin = (username: string, password: string, localAddress: string) =>
+  rawMqttLogin({ port: lab.gw.app.mqttPort, username, password, localAddress });
 
 describe('wrong passwords and unknown users', () => {
   it('hashes a dummy for an unknown username, as a known user costs a real hash', async () => {
@@ -112,18 +89,7 @@ describe('wrong passwords and unknown users', () => {
     const quitter = connect({ port: lab.gw.app.mqttPort, host: '127.0.0.1' });
     quitter.on('error', () => undefined);
     await once(quitter, 'connect');
-    quitter.end(
-      mqttPacket.generate({
-        cmd: 'connect',
-        protocolId: 'MQTT',
-        protocolVersion: 4,
-        clean: true,
-        keepalive: 60,
-        clientId: 'staff-2',
-        username: 'staff-2',
-        password: Buffer.from('wrong 4'),
-      }),
-    );
+    quitter.end(connectPacket('staff-2', 'wrong 4'));
     expect(await third).toBe(4);
     expect(Date.now() - started).toBeGreaterThanOrEqual(950);
     expect(await during).toBe(4);

@@ -10,6 +10,7 @@ import { encodeRecord } from '../../src/storage/spool.js';
 import { createDiskFaults } from '../helpers/disk-faults.js';
 import { useLab } from '../helpers/fixture.js';
 import { createGatewayProcess } from '../helpers/gateway-process.js';
+import { metricIn, scrapeMetrics } from '../helpers/metrics.js';
 import { collect, connectDevice, eventually, settled } from '../helpers/mqtt.js';
 import { compareWithInflux, startFleet } from '../helpers/publishers.js';
 import { startSlowProxy } from '../helpers/slow-proxy.js';
@@ -189,8 +190,8 @@ describe('an acknowledged reading is never lost', () => {
 
 describe('an acknowledged reading is never lost on a failing disk', () => {
   const scrape = async (port: number) => {
-    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-    return (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
+    const text = await scrapeMetrics(port);
+    return (name: string) => metricIn(text, name) ?? Number.NaN;
   };
 
   it('when spool reads fail while drain workers hold batches: every acknowledged reading is stored once, both workers keep running', async () => {
@@ -336,8 +337,8 @@ describe('metrics of the write path', () => {
       config: { writer: { maxRetryDelay: '200ms' } },
     });
     const scrape = async () => {
-      const text = await (await fetch(`http://127.0.0.1:${gw.app.httpPort}/metrics`)).text();
-      const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
+      const text = await scrapeMetrics(gw.app.httpPort);
+      const value = (name: string) => metricIn(text, name) ?? Number.NaN;
       return { text, value };
     };
     await lab.influx.kill();

@@ -5,6 +5,7 @@ import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { useLab } from '../helpers/fixture.js';
+import { readMetric } from '../helpers/metrics.js';
 import { collect, connectDevice, eventually } from '../helpers/mqtt.js';
 import { connectNonReader } from '../helpers/non-reader.js';
 
@@ -22,9 +23,7 @@ const lab = useLab({
 });
 
 async function metric(name: string, labels = ''): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${lab.gw.app.httpPort}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${name}${labels} `));
-  return line ? Number(line.split(' ')[1]) : 0;
+  return (await readMetric(lab.gw.app.httpPort, `${name}${labels}`)) ?? 0;
 }
 
 const telemetry = (d: { id: string }) => `lab/odense/pulse-oximeter/${d.id}/telemetry`;

@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { useLab } from '../helpers/fixture.js';
+import { readMetric } from '../helpers/metrics.js';
 import { collect, connectDevice, eventually } from '../helpers/mqtt.js';
 
 const hooks: Record<string, unknown>[] = [];
@@ -42,10 +43,7 @@ const lab = useLab(() => ({
 }));
 
 const reading = () => JSON.stringify({ ts: new Date().toISOString(), temperature: 21.5, humidity: 40 });
-const metric = async (name: string) => {
-  const text = await (await fetch(`http://127.0.0.1:${lab.gw.app.httpPort}/metrics`)).text();
-  return Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
-};
+const metric = async (name: string) => (await readMetric(lab.gw.app.httpPort, name)) ?? Number.NaN;
 
 it('marks a device silent for 3 intervals offline, and online again when it reports', {
   timeout: 30_000,

@@ -3,35 +3,19 @@
 // address, against the real gateway.
 import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
-import mqttPacket from 'mqtt-packet';
 import { describe, expect, it } from 'vitest';
 import { useLab } from '../helpers/fixture.js';
 import { PASSWORD, type TestGateway } from '../helpers/gateway.js';
+import { readMetric } from '../helpers/metrics.js';
 import { connackCode, connectDevice, eventually } from '../helpers/mqtt.js';
+import { connectPacket, fixedHeader } from '../helpers/raw-mqtt.js';
 
 const A = { id: 'bp-0101', type: 'blood-pressure', site: 'aarhus' };
 
 const lab = useLab();
 
 /** A metric's value, or undefined when /metrics does not have it. */
-async function metric(gw: TestGateway, series: string): Promise<number | undefined> {
-  const text = await (await fetch(`http://127.0.0.1:${gw.app.httpPort}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-  return line === undefined ? undefined : Number(line.slice(series.length + 1));
-}
-
-/** The fixed header of a packet of `type` announcing `remaining` bytes. */
-function header(type: number, remaining: number): Buffer {
-  const bytes = [type << 4];
-  let n = remaining;
-  do {
-    let b = n % 128;
-    n = Math.floor(n / 128);
-    if (n > 0) b |= 0x80;
-    bytes.push(b);
-  } while (n > 0);
-  return Buffer.from(bytes);
-}
+const metric = (gw: TestGateway, series: string) => readMetric(gw.app.httpPort, series);
 
 interface RawClient {
   socket: Socket;
@@ -68,7 +52,7 @@ describe('before login: CONNECT size and buffer budget', () => {
 
   it('closes 200 sockets announcing a 250 KB CONNECT at its header, holding none of their bytes', async () => {
     const port = site.gw.app.mqttPort;
-    const attack = Buffer.concat([header(1, 250_000), Buffer.alloc(200_000, 0x41)]);
+    const attack = Buffer.concat([fixedHeader(1, 250_000), Buffer.alloc(200_000, 0x41)]);
     const clients = await Promise.all(Array.from({ length: 200 }, () => rawClient(port, attack)));
     let highest = 0;
     await eventually(
@@ -91,7 +75,7 @@ describe('before login: CONNECT size and buffer budget', () => {
   it('keeps unfinished CONNECTs under the budget by closing the largest; a device still logs in and its reading is stored', async () => {
     const port = site.gw.app.mqttPort;
     // 300 × 6 KB of CONNECTs within the CONNECT limit but never finished: 1.8 MB against a 1 MiB budget.
-    const partial = Buffer.concat([header(1, 8000), Buffer.alloc(6000, 0x41)]);
+    const partial = Buffer.concat([fixedHeader(1, 8000), Buffer.alloc(6000, 0x41)]);
     const clients: RawClient[] = [];
     for (let i = 0; i < 300; i++) clients.push(await rawClient(port, partial));
     await Promise.all(clients.map((c) => c.flushed));
@@ -126,15 +110,7 @@ describe('before login: CONNECT size and buffer budget', () => {
   });
 
   it('closes a complete CONNECT over mqtt.maxConnectPacketSize (a 10 KB will) before any CONNACK, even with good credentials', async () => {
-    const connectPacket = mqttPacket.generate({
-      cmd: 'connect',
-      protocolId: 'MQTT',
-      protocolVersion: 4,
-      clean: true,
-      keepalive: 60,
-      clientId: A.id,
-      username: A.id,
-      password: Buffer.from(PASSWORD),
+    const bigConnect = connectPacket(A.id, PASSWORD, {
       will: {
         topic: 'lab/aarhus/blood-pressure/bp-0101/status',
         payload: Buffer.alloc(10_000, 0x41),
@@ -144,7 +120,7 @@ describe('before login: CONNECT size and buffer budget', () => {
     });
     const before =
       (await metric(site.gw, 'livinglab_connections_refused_total{reason="connect-too-large"}')) ?? 0;
-    const c = await rawClient(site.gw.app.mqttPort, connectPacket);
+    const c = await rawClient(site.gw.app.mqttPort, bigConnect);
     await eventually(
       async () => c.closed(),
       (closed) => closed,
@@ -163,16 +139,7 @@ describe('before login: new connections per address', () => {
   it('refuses an address over its connection rate, counted in /metrics, while another address still logs in', async () => {
     const opts = { clientId: A.id, username: A.id, password: PASSWORD };
     for (let i = 0; i < 3; i++) expect(await connackCode(site.gw.mqttUrl, opts)).toBe(0);
-    const login = mqttPacket.generate({
-      cmd: 'connect',
-      protocolId: 'MQTT',
-      protocolVersion: 4,
-      clean: true,
-      keepalive: 60,
-      clientId: A.id,
-      username: A.id,
-      password: Buffer.from(PASSWORD),
-    });
+    const login = connectPacket(A.id, PASSWORD);
     // One token a second comes back: of three quick attempts at least two find the bucket empty.
     const attempts = await Promise.all([0, 1, 2].map(() => rawClient(site.gw.app.mqttPort, login)));
     await eventually(

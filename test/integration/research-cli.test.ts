@@ -1,5 +1,3 @@
-// The research-access commands against a real registry file.
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,20 +5,10 @@ import { describe, expect, it } from 'vitest';
 import { createAuditLog } from '../../src/query/audit.js';
 import { readRegistryFile, writeRegistryFile } from '../../src/registry/file.js';
 import { EMPTY_REGISTRY } from '../../src/registry/types.js';
+import { runCli } from '../helpers/cli.js';
 
-const ROOT = new URL('../../', import.meta.url).pathname;
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), ...args], {
-      cwd: ROOT,
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('exit', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
-}
+const _ROOT = new URL('../../', import.meta.url).pathname;
+const cli = (args: string[]) => runCli(args);
 
 describe('livinglab projects, tokens and audit', () => {
   const dir = mkdtempSync(join(tmpdir(), 'll-research-'));
@@ -63,37 +51,10 @@ describe('livinglab projects, tokens and audit', () => {
       code: 2,
       stderr: 'livinglab: field "weight" is not a field of bed-sensor\n',
     });
-    expect(
-      (
-        await cli([
-          'projects',
-          'consent',
-          'sleep',
-          '--subject',
-          'p-017',
-          '--date',
-          '2026-02-01',
-          '--registry',
-          reg,
-        ])
-      ).code,
-    ).toBe(0);
-    expect(
-      (
-        await cli([
-          'projects',
-          'consent',
-          'sleep',
-          '--subject',
-          'p-017',
-          '--withdraw',
-          '--date',
-          '2026-07-01',
-          '--registry',
-          reg,
-        ])
-      ).code,
-    ).toBe(0);
+    const consent = (...flags: string[]) =>
+      cli(['projects', 'consent', 'sleep', '--subject', 'p-017', ...flags, '--registry', reg]);
+    expect((await consent('--date', '2026-02-01')).code).toBe(0);
+    expect((await consent('--withdraw', '--date', '2026-07-01')).code).toBe(0);
     const issued = await cli([
       'tokens',
       'issue',
