@@ -11,11 +11,19 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Runs the CLI from source (the same code `livinglab` runs from dist/) with `input` on its stdin. */
-export async function runCli(args: string[], input?: string): Promise<CliResult> {
+/**
+ * Runs the CLI from source (the same code `livinglab` runs from dist/) with `input` on its stdin and
+ * `env` added to this process's environment; resolves when it exits, whatever its exit code.
+ */
+export async function runCli(
+  args: string[],
+  opts: { input?: string; env?: Record<string, string | undefined> } = {},
+): Promise<CliResult> {
+  const { input, env } = opts;
   return new Promise((resolve) => {
     const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), ...args], {
       cwd: ROOT,
+      ...(env ? { env: { ...process.env, ...env } } : {}),
     });
     let stdout = '';
     let stderr = '';

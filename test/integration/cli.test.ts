@@ -11,7 +11,7 @@ import { runCli } from '../helpers/cli.js';
 const run = promisify(execFile);
 const ROOT = new URL('../../', import.meta.url).pathname;
 
-const cli = runCli;
+const cli = (args: string[], input?: string) => runCli(args, { input });
 
 describe('livinglab command line', () => {
   const dir = mkdtempSync(join(tmpdir(), 'll-cli-'));

@@ -2,11 +2,9 @@
 // nothing about participant codes, every format returns every row, every export (finished or cut
 // off) is in the audit log with the rows sent, and odd parameter values get a 400.
 
-import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { tableFromIPC } from 'apache-arrow';
 import { beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { ARROW_BATCH_ROWS } from '../../src/query/arrow.js';
@@ -15,9 +13,11 @@ import { pseudonym } from '../../src/query/pseudonym.js';
 import { readRegistryFile } from '../../src/registry/file.js';
 import { addProject, issueToken, setConsent } from '../../src/registry/research.js';
 import type { RegistryData } from '../../src/registry/types.js';
+import { runCli } from '../helpers/cli.js';
 import { startCutProxy } from '../helpers/cut-proxy.js';
 import { useLab } from '../helpers/fixture.js';
 import { eventually } from '../helpers/mqtt.js';
+import { untilTokens } from '../helpers/research.js';
 
 const DAY = 86_400_000;
 const HOUR = 3_600_000;
@@ -88,10 +88,7 @@ beforeAll(async () => {
     }
     return d;
   });
-  await eventually(
-    async () => lab.gw.app.registry.current().data.tokens.length,
-    (n) => n === 2,
-  );
+  await untilTokens(lab.gw, 2);
   pseudonyms = Object.fromEntries(CODES.map((c) => [c, pseudonym(secret, c)]));
 }, 120_000);
 
@@ -242,28 +239,21 @@ describe('an export that fails half-way (item 12, and `livinglab export`)', () =
     const gw2 = await lab.startGateway({ influxUrl: proxy.url, config: { influx: { db: lab.gw.db } } });
     const registry = await readRegistryFile(lab.gw.registryFile);
     await gw2.editRegistry(() => registry);
-    await eventually(
-      async () => gw2.app.registry.current().data.tokens.length,
-      (n) => n === 2,
-    );
+    await untilTokens(gw2, 2);
     const out = join(gw2.dir, 'big.csv');
-    const root = new URL('../../', import.meta.url).pathname;
-    const cli = await promisify(execFile)(
-      process.execPath,
+    const cli = await runCli(
       [
-        '--import',
-        'tsx',
-        join(root, 'src/cli/main.ts'),
         'export',
         '--project',
         'big',
         '--type',
         'bed-sensor',
-      ].concat(['--out', out, '--url', `http://127.0.0.1:${gw2.app.httpPort}`]),
-      { cwd: root, env: { ...process.env, LIVINGLAB_TOKEN: tokens.big } },
-    ).then(
-      () => ({ code: 0, stderr: '' }),
-      (err: { code: number; stderr: string }) => err,
+        '--out',
+        out,
+        '--url',
+        `http://127.0.0.1:${gw2.app.httpPort}`,
+      ],
+      { env: { LIVINGLAB_TOKEN: tokens.big } },
     );
     expect(proxy.cuts()).toBeGreaterThan(0);
     expect(cli.code).toBe(2);

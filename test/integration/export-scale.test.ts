@@ -3,7 +3,7 @@
 import { beforeAll, expect, it } from 'vitest';
 import { addProject, issueToken, setConsent } from '../../src/registry/research.js';
 import { useLab } from '../helpers/fixture.js';
-import { eventually } from '../helpers/mqtt.js';
+import { openProject, untilTokens } from '../helpers/research.js';
 
 const ROWS = 1_000_000;
 const SUBJECTS = 200;
@@ -34,21 +34,9 @@ beforeAll(async () => {
   }
   const day = (o: number) => new Date(Date.now() + o * 86_400_000).toISOString().slice(0, 10);
   await lab.gw.editRegistry((d0) => {
-    let d = addProject(d0, {
-      id: 'big',
-      from: day(-10),
-      to: day(1),
-      types: ['bed-sensor'],
-      fields: ['heartRate'],
-    });
+    let d = addProject(d0, openProject('big', ['bed-sensor'], ['heartRate']));
     d = setConsent(d, 'big', 'p-big', { on: day(-10) });
-    d = addProject(d, {
-      id: 'many',
-      from: day(-10),
-      to: day(1),
-      types: ['bed-sensor'],
-      fields: ['heartRate'],
-    });
+    d = addProject(d, openProject('many', ['bed-sensor'], ['heartRate']));
     for (let s = 0; s < SUBJECTS; s++) d = setConsent(d, 'many', `p-m${s}`, { on: day(-10) });
     for (const project of ['big', 'many']) {
       const r = issueToken(d, {
@@ -61,10 +49,7 @@ beforeAll(async () => {
     }
     return d;
   });
-  await eventually(
-    async () => lab.gw.app.registry.current().data.tokens.length,
-    (n) => n === 2,
-  );
+  await untilTokens(lab.gw, 2);
 }, 120_000);
 
 it.each([

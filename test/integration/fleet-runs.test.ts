@@ -38,19 +38,19 @@ sites:
           - { type: pulse-oximeter, interval: 1m }
 `;
 
+/** A gateway process (not yet started) serving `--fleet` from the tiny fleet with `extra` lines, into `db`. */
+function fleetGateway(file: string, extra: string, db: string) {
+  const dir = mkdtempSync(join(tmpdir(), 'll-cron-'));
+  const fleetFile = join(dir, file);
+  writeFileSync(fleetFile, tinyFleet(extra));
+  return createGatewayProcess({ influxUrl: lab.influx.url, db, devices: [], args: ['--fleet', fleetFile] });
+}
+
 describe('serve --fleet', () => {
   it('runs a fleet on its cron schedule inside the gateway process, again and again', {
     timeout: 60_000,
   }, async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'll-cron-'));
-    const fleetFile = join(dir, 'tiny.yaml');
-    writeFileSync(fleetFile, tinyFleet('schedule: "*/4 * * * * *"'));
-    const gw = await createGatewayProcess({
-      influxUrl: lab.influx.url,
-      db: 'cron',
-      devices: [],
-      args: ['--fleet', fleetFile],
-    });
+    const gw = await fleetGateway('tiny.yaml', 'schedule: "*/4 * * * * *"', 'cron');
     await gw.start();
     await eventually(
       async () => (gw.output().match(/simulated fleet run finished/g) ?? []).length,
@@ -68,15 +68,7 @@ describe('serve --fleet', () => {
   });
 
   it('refuses a fleet with a bad schedule before serving', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'll-cron-'));
-    const fleetFile = join(dir, 'bad.yaml');
-    writeFileSync(fleetFile, tinyFleet('schedule: "every tuesday"'));
-    const gw = await createGatewayProcess({
-      influxUrl: lab.influx.url,
-      db: 'cron_bad',
-      devices: [],
-      args: ['--fleet', fleetFile],
-    });
+    const gw = await fleetGateway('bad.yaml', 'schedule: "every tuesday"', 'cron_bad');
     await expect(gw.start()).rejects.toThrow(/schedule "every tuesday" is not a cron expression/);
   });
 });

@@ -11,6 +11,7 @@ import { addProject, issueToken, setConsent } from '../../src/registry/research.
 import type { Project, RegistryData } from '../../src/registry/types.js';
 import { useLab } from '../helpers/fixture.js';
 import { connectDevice, eventually } from '../helpers/mqtt.js';
+import { ndjson, openProject, untilTokens } from '../helpers/research.js';
 
 let token = '';
 const DAY = 86_400_000;
@@ -23,12 +24,6 @@ const iso = (ms: number) => new Date(ms).toISOString();
 
 const get = (path: string) =>
   fetch(`http://127.0.0.1:${lab.gw.app.httpPort}${path}`, { headers: { authorization: `Bearer ${token}` } });
-const ndjson = async (res: Response) =>
-  (await res.text())
-    .trim()
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
 const project = (): Project => lab.gw.app.registry.current().data.projects[0] as Project;
 
 async function publish(client: MqttClient, id: string, readings: { ts: string; spo2: number }[]) {
@@ -48,13 +43,7 @@ const lab = useLab({
 });
 beforeAll(async () => {
   await lab.gw.editRegistry((d0) => {
-    let d: RegistryData = addProject(d0, {
-      id: 'spo2',
-      from: day(-10),
-      to: day(1),
-      types: ['pulse-oximeter'],
-      fields: ['spo2'],
-    });
+    let d: RegistryData = addProject(d0, openProject('spo2', ['pulse-oximeter'], ['spo2']));
     d = setConsent(d, 'spo2', 'p-006', { on: day(-10) });
     d = setConsent(d, 'spo2', 'p-007', { on: day(-10) });
     d = setConsent(d, 'spo2', 'p-007', { withdraw: true, on: day(0) });
@@ -69,10 +58,7 @@ beforeAll(async () => {
     token = issued.token;
     return issued.data;
   });
-  await eventually(
-    async () => lab.gw.app.registry.current().data.tokens.length,
-    (n) => n === 1,
-  );
+  await untilTokens(lab.gw, 1);
   for (const id of ['ox-5', 'ox-6']) {
     const c = await connectDevice(lab.gw.mqttUrl, id);
     // Buffered at the previous home (spo2 90), then measured at p-006's (spo2 98), flushed at once.

@@ -53,16 +53,20 @@ beforeAll(async () => {
   await lab.gw.app.drain.idle(10_000);
 });
 
+/** The quality report of `date` over the lab's gateway and InfluxDB, as the nightly job builds it. */
+const reportOn = (date: string) =>
+  buildQualityReport({
+    date,
+    devices: lab.gw.app.registry.current().devices.values(),
+    schemas: lab.gw.app.schemas,
+    influxUrl: lab.influx.url,
+    db: lab.gw.db,
+    dataDir: join(lab.gw.dir, 'data'),
+  });
+
 describe('data-quality report', () => {
   it('gives the known completeness, gap, rejects, clock skew and battery trend', async () => {
-    const report = await buildQualityReport({
-      date: day,
-      devices: lab.gw.app.registry.current().devices.values(),
-      schemas: lab.gw.app.schemas,
-      influxUrl: lab.influx.url,
-      db: lab.gw.db,
-      dataDir: join(lab.gw.dir, 'data'),
-    });
+    const report = await reportOn(day);
     // The rejection with a clock far ahead happened today, so yesterday's report does not count it.
     expect(report.devices.find((d) => d.deviceId === 'clim-1')).toEqual({
       deviceId: 'clim-1',
@@ -125,14 +129,7 @@ describe('data-quality report', () => {
 
   it('counts rejects by reason and clock-skew rejections on their day', async () => {
     const today = new Date().toISOString().slice(0, 10);
-    const report = await buildQualityReport({
-      date: today,
-      devices: lab.gw.app.registry.current().devices.values(),
-      schemas: lab.gw.app.schemas,
-      influxUrl: lab.influx.url,
-      db: lab.gw.db,
-      dataDir: join(lab.gw.dir, 'data'),
-    });
+    const report = await reportOn(today);
     expect(report.devices.find((d) => d.deviceId === 'clim-1')).toMatchObject({
       rejects: { schema: 2, time: 1 },
       clockSkewRejects: 1,

@@ -4,8 +4,10 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { verifyAuditLog } from '../../src/query/audit.js';
 import { addProject, issueToken, revokeToken, setConsent } from '../../src/registry/research.js';
 import type { RegistryData } from '../../src/registry/types.js';
+import { runCli } from '../helpers/cli.js';
 import { useLab } from '../helpers/fixture.js';
 import { connectDevice, eventually } from '../helpers/mqtt.js';
+import { ndjson, openProject, untilTokens } from '../helpers/research.js';
 
 const tokens: Record<string, string> = {};
 const DAY = 86_400_000;
@@ -48,13 +50,7 @@ beforeAll(async () => {
   // Project A: bed sensors, heart rate only; p-1 consented two days ago, p-3 consented then withdrew,
   // p-2 never consented. Project B: the same p-1, to compare pseudonyms.
   await lab.gw.editRegistry((d0) => {
-    let d: RegistryData = addProject(d0, {
-      id: 'sleep-a',
-      from: day(-10),
-      to: day(1),
-      types: ['bed-sensor'],
-      fields: ['heartRate'],
-    });
+    let d: RegistryData = addProject(d0, openProject('sleep-a', ['bed-sensor'], ['heartRate']));
     d = addProject(d, { id: 'sleep-b', from: day(-10), to: day(1), types: ['bed-sensor'] });
     d = setConsent(d, 'sleep-a', 'p-1', { on: day(-2) });
     d = setConsent(d, 'sleep-a', 'p-3', { on: day(-10) });
@@ -71,10 +67,7 @@ beforeAll(async () => {
     issue('revoked', 'sleep-a', DAY);
     return revokeToken(d, tokens.revoked as string);
   });
-  await eventually(
-    async () => lab.gw.app.registry.current().data.tokens.length,
-    (n) => n === 4,
-  );
+  await untilTokens(lab.gw, 4);
 });
 
 const get = (path: string, token?: string) =>
@@ -82,12 +75,6 @@ const get = (path: string, token?: string) =>
     `http://127.0.0.1:${lab.gw.app.httpPort}${path}`,
     token ? { headers: { authorization: `Bearer ${token}` } } : {},
   );
-const ndjson = async (res: Response) =>
-  (await res.text())
-    .trim()
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
 
 describe('GET /api/v1/projects/{id}/readings', () => {
   it('returns only consented subjects, from their consent, only released fields, as pseudonyms', async () => {
@@ -257,17 +244,11 @@ describe('dictionary, subjects and devices', () => {
 
 describe('livinglab export', () => {
   it('writes the same rows as the API to a file, audited as "cli"', async () => {
-    const { execFile } = await import('node:child_process');
-    const { promisify } = await import('node:util');
     const { readFile } = await import('node:fs/promises');
-    const root = new URL('../../', import.meta.url).pathname;
     const out = join(lab.gw.dir, 'export.csv');
-    const { stderr } = await promisify(execFile)(
-      process.execPath,
+    const env = { LIVINGLAB_TOKEN: tokens.a };
+    const { stderr } = await runCli(
       [
-        '--import',
-        'tsx',
-        join(root, 'src/cli/main.ts'),
         'export',
         '--project',
         'sleep-a',
@@ -278,7 +259,7 @@ describe('livinglab export', () => {
         '--url',
         `http://127.0.0.1:${lab.gw.app.httpPort}`,
       ],
-      { cwd: root, env: { ...process.env, LIVINGLAB_TOKEN: tokens.a } },
+      { env },
     );
     const api = await (
       await get('/api/v1/projects/sleep-a/readings?type=bed-sensor&format=csv', tokens.a)
@@ -290,12 +271,8 @@ describe('livinglab export', () => {
       .split('\n')
       .map((l) => JSON.parse(l) as { via: string });
     expect(audit.some((e) => e.via === 'cli')).toBe(true);
-    const refused = await promisify(execFile)(
-      process.execPath,
+    const refused = await runCli(
       [
-        '--import',
-        'tsx',
-        join(root, 'src/cli/main.ts'),
         'export',
         '--project',
         'sleep-b',
@@ -304,8 +281,8 @@ describe('livinglab export', () => {
         '--url',
         `http://127.0.0.1:${lab.gw.app.httpPort}`,
       ],
-      { cwd: root, env: { ...process.env, LIVINGLAB_TOKEN: tokens.a } },
-    ).catch((err: { code: number; stderr: string }) => err);
+      { env },
+    );
     expect(refused).toMatchObject({ code: 2, stderr: expect.stringContaining('export refused (HTTP 403)') });
   });
 });
