@@ -1,20 +1,9 @@
-// PUBACK latency of a device while wrong passwords flood the gateway (issue 13 #10): a probe device
-// publishes one QoS 1 reading every 20 ms (each PUBACK waits for the spool's fsync'd commit) for
-// a quiet window, then for a window during a flood of `--rate` login attempts per second, each a
-// new MQTT connection with a wrong password:
-//   --flood staff   one staff account (210,000 PBKDF2 iterations) guessed over and over
-//   --flood spray   a new unknown username each time (the gateway hashes a dummy of the same cost)
-//
-//   npm run build && npx tsx bench/auth-flood.ts [--flood staff|spray] [--rate 24] [--window 15s]
-//   BENCH_GATEWAY_ROOT=/path/to/other/checkout npx tsx bench/auth-flood.ts   (a baseline build)
-import { once } from 'node:events';
-import { connect } from 'node:net';
 import { parseArgs } from 'node:util';
 import mqtt from 'mqtt';
-import mqttPacket from 'mqtt-packet';
 import { parseDuration } from '../src/config/duration.js';
 import { HUMAN_SECRET_ITERATIONS } from '../src/registry/passwords.js';
 import { startInfluxd } from '../test/helpers/influxd.js';
+import { rawLogin } from '../test/helpers/raw-mqtt.js';
 import { influxQuery } from './lib/influx.js';
 import { fmt, say, table, writeResult } from './lib/report.js';
 import { LatencyHistogram } from './lib/stats.js';
@@ -31,28 +20,8 @@ const windowMs = parseDuration(args.window ?? '15s') ?? 15_000;
 const rate = Number(args.rate);
 
 /** One login attempt with a wrong password; resolves the CONNACK code (-1: closed without one). */
-async function wrongLogin(port: number, username: string): Promise<number> {
-  const socket = connect({ port, host: '127.0.0.1' });
-  socket.on('error', () => undefined);
-  await Promise.race([once(socket, 'connect'), once(socket, 'close')]);
-  const chunks: Buffer[] = [];
-  socket.on('data', (d: Buffer) => chunks.push(d));
-  socket.write(
-    mqttPacket.generate({
-      cmd: 'connect',
-      protocolId: 'MQTT',
-      protocolVersion: 4,
-      clean: true,
-      keepalive: 60,
-      clientId: username,
-      username,
-      password: Buffer.from('not the password'),
-    }),
-  );
-  await once(socket, 'close');
-  const data = Buffer.concat(chunks);
-  return data.length >= 4 && data[0] === 0x20 ? (data[3] as number) : -1;
-}
+const wrongLogin = (port: number, username: string) =>
+  rawLogin({ port, username, password: 'not the password' });
 
 const influx = await startInfluxd();
 const db = 'bench_auth_flood';

@@ -10,6 +10,7 @@ import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import { parseArgs } from 'node:util';
 import { startInfluxd } from '../test/helpers/influxd.js';
+import { fixedHeader } from '../test/helpers/raw-mqtt.js';
 import { influxQuery } from './lib/influx.js';
 import { rssMiB } from './lib/proc.js';
 import { fmt, say, table, writeResult } from './lib/report.js';
@@ -23,17 +24,7 @@ const { values: args } = parseArgs({
   },
 });
 
-function connectHeader(remaining: number): Buffer {
-  const bytes = [0x10];
-  let n = remaining;
-  do {
-    let b = n % 128;
-    n = Math.floor(n / 128);
-    if (n > 0) b |= 0x80;
-    bytes.push(b);
-  } while (n > 0);
-  return Buffer.from(bytes);
-}
+const connectHeader = (remaining: number) => fixedHeader(1, remaining);
 
 const influx = await startInfluxd();
 const db = 'bench_preauth';

@@ -1,9 +1,9 @@
-// Runs the `livinglab` command line from source (the same code the package bin runs from dist/), as
-// a user would: a separate process, its exit code and both output streams.
+// Runs the `livinglab` command line from source in a child process, as a user would run it, and
+// collects what it printed and its exit code. It never runs a command in the test's own process.
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 
-export const ROOT = new URL('../../', import.meta.url).pathname;
+const ROOT = new URL('../../', import.meta.url).pathname;
 
 export interface CliResult {
   code: number;
@@ -11,11 +11,19 @@ export interface CliResult {
   stderr: string;
 }
 
-/** `input` is written to the command's standard input, which is then closed. */
-export function runCli(args: string[], input?: string): Promise<CliResult> {
+/**
+ * Runs the CLI from source (the same code `livinglab` runs from dist/) with `input` on its stdin and
+ * `env` added to this process's environment; resolves when it exits, whatever its exit code.
+ */
+export async function runCli(
+  args: string[],
+  opts: { input?: string; env?: Record<string, string | undefined> } = {},
+): Promise<CliResult> {
+  const { input, env } = opts;
   return new Promise((resolve) => {
     const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), ...args], {
       cwd: ROOT,
+      ...(env ? { env: { ...process.env, ...env } } : {}),
     });
     let stdout = '';
     let stderr = '';

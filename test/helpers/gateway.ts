@@ -51,14 +51,16 @@ export function withDevices(data: RegistryData, devices: TestDevice[]): Registry
   return next;
 }
 
-export async function startGateway(opts: {
+export interface GatewayOptions {
   influxUrl: string;
   devices: TestDevice[];
   staff?: string[];
   config?: ConfigInput;
   /** The spool's file seam (test/helpers/disk-faults.ts). */
   openSpoolFile?: SpoolOptions['openFile'];
-}): Promise<TestGateway> {
+}
+
+export async function startGateway(opts: GatewayOptions): Promise<TestGateway> {
   const dir = await mkdtemp(join(tmpdir(), 'll-gw-'));
   const registryFile = join(dir, 'lab.yaml');
   let data = withDevices(EMPTY_REGISTRY, opts.devices);
@@ -89,6 +91,7 @@ export async function startGateway(opts: {
   const log = createLogger({ level: 'debug', destination: sink });
   const app = buildApp(config, { log, ...(opts.openSpoolFile ? { openSpoolFile: opts.openSpoolFile } : {}) });
   await app.start();
+  let stopped: Promise<void> | undefined;
   return {
     app,
     dir,
@@ -106,9 +109,10 @@ export async function startGateway(opts: {
     async editRegistry(change) {
       await writeRegistryFile(registryFile, change(await readRegistryFile(registryFile)));
     },
-    async stop() {
-      await app.stop();
-      await rm(dir, { recursive: true, force: true });
+    // Once only: a test may stop its gateway itself and the fixture stops it again when the test ends.
+    stop() {
+      stopped ??= app.stop().then(() => rm(dir, { recursive: true, force: true }));
+      return stopped;
     },
   };
 }

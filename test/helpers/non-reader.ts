@@ -3,6 +3,7 @@
 import { connect, type Socket } from 'node:net';
 import mqttPacket from 'mqtt-packet';
 import { PASSWORD } from './gateway.js';
+import { connectPacket } from './raw-mqtt.js';
 
 export async function connectNonReader(
   mqttUrl: string,
@@ -24,18 +25,7 @@ export async function connectNonReader(
   });
   const onData = (d: Buffer) => parser.parse(d);
   socket.on('data', onData);
-  socket.write(
-    mqttPacket.generate({
-      cmd: 'connect',
-      protocolId: 'MQTT',
-      protocolVersion: 4,
-      clean: true,
-      clientId: opts.clientId,
-      keepalive: 600,
-      username: opts.username,
-      password: Buffer.from(PASSWORD),
-    }),
-  );
+  socket.write(connectPacket(opts.username, PASSWORD, { clientId: opts.clientId, keepalive: 600 }));
   socket.write(
     mqttPacket.generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: opts.filter, qos: 0 }] }),
   );

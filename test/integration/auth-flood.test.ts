@@ -3,38 +3,35 @@
 // queue for everyone nor keeps a device from logging in and having its reading stored.
 import { once } from 'node:events';
 import { connect } from 'node:net';
-import mqttPacket from 'mqtt-packet';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { addAccount } from '../../src/registry/edit.js';
 import { hashSecretSync } from '../../src/registry/passwords.js';
-import { PASSWORD, startGateway, type TestGateway } from '../helpers/gateway.js';
-import { type Influxd, startInfluxd } from '../helpers/influxd.js';
+import { useLab } from '../helpers/fixture.js';
+import { PASSWORD } from '../helpers/gateway.js';
+import { readMetric } from '../helpers/metrics.js';
 import { connackCode, connectDevice, eventually } from '../helpers/mqtt.js';
+import { connectPacket, rawLogin as rawMqttLogin } from '../helpers/raw-mqtt.js';
 
-let influx: Influxd;
-let gw: TestGateway;
 const DEVICE = { id: 'bp-0201', type: 'blood-pressure', site: 'aarhus' };
 // A staff password at a real cost, so that a dummy hash has something to match.
 const STRONG_ITERATIONS = 50_000;
 
-beforeAll(async () => {
-  influx = await startInfluxd();
-  gw = await startGateway({
-    influxUrl: influx.url,
-    devices: [DEVICE],
-    staff: ['staff-1', 'staff-2'],
-    config: {
-      auth: {
-        usernameBackoffAfter: 3,
-        addressBackoffAfter: 100_000,
-        backoffBase: '1s',
-        backoffMax: '4s',
-        maxPendingVerifications: 8,
-      },
+const lab = useLab({
+  devices: [DEVICE],
+  staff: ['staff-1', 'staff-2'],
+  config: {
+    auth: {
+      usernameBackoffAfter: 3,
+      addressBackoffAfter: 100_000,
+      backoffBase: '1s',
+      backoffMax: '4s',
+      maxPendingVerifications: 8,
     },
-  });
+  },
+});
+beforeAll(async () => {
   const reloads = await metric('livinglab_registry_reloads_total');
-  await gw.editRegistry((d) =>
+  await lab.gw.editRegistry((d) =>
     addAccount(d, {
       id: 'staff-strong',
       role: 'staff',
@@ -47,65 +44,36 @@ beforeAll(async () => {
   );
 });
 
-afterAll(async () => {
-  await gw?.stop();
-  await influx?.stop();
-});
-
 /** A metric's value, or undefined when /metrics does not have it. */
-async function metric(series: string): Promise<number | undefined> {
-  const text = await (await fetch(`http://127.0.0.1:${gw.app.httpPort}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-  return line === undefined ? undefined : Number(line.slice(series.length + 1));
-}
+const metric = (series: string) => readMetric(lab.gw.app.httpPort, series);
 
 /** One login attempt over a raw socket from `localAddress`; resolves the CONNACK code, or -1 if closed without one. */
-async function rawLogin(username: string, password: string, localAddress: string): Promise<number> {
-  const socket = connect({ port: gw.app.mqttPort, host: '127.0.0.1', localAddress });
-  socket.on('error', () => undefined);
-  await Promise.race([once(socket, 'connect'), once(socket, 'close')]);
-  const chunks: Buffer[] = [];
-  socket.on('data', (d: Buffer) => chunks.push(d));
-  socket.write(
-    mqttPacket.generate({
-      cmd: 'connect',
-      protocolId: 'MQTT',
-      protocolVersion: 4,
-      clean: true,
-      keepalive: 60,
-      clientId: username,
-      username,
-      password: Buffer.from(password),
-    }),
-  );
-  await once(socket, 'close');
-  const data = Buffer.concat(chunks);
-  return data.length >= 4 && data[0] === 0x20 ? (data[3] as number) : -1;
-}
+const rawLogin = (username: string, password: string, localAddress: string) =>
+  rawMqttLogin({ port: lab.gw.app.mqttPort, username, password, localAddress });
 
 describe('wrong passwords and unknown users', () => {
   it('hashes a dummy for an unknown username, as a known user costs a real hash', async () => {
     const dummy = (await metric('livinglab_password_hashes_total{kind="dummy"}')) ?? 0;
     const real = (await metric('livinglab_password_hashes_total{kind="real"}')) ?? 0;
-    expect(await connackCode(gw.mqttUrl, { clientId: 'ghost-1', username: 'ghost-1', password: 'x' })).toBe(
-      4,
-    );
+    expect(
+      await connackCode(lab.gw.mqttUrl, { clientId: 'ghost-1', username: 'ghost-1', password: 'x' }),
+    ).toBe(4);
     expect(await metric('livinglab_password_hashes_total{kind="dummy"}')).toBe(dummy + 1);
     expect(await metric('livinglab_password_hashes_total{kind="real"}')).toBe(real);
     expect(
-      await connackCode(gw.mqttUrl, { clientId: 'staff-1', username: 'staff-1', password: 'wrong' }),
+      await connackCode(lab.gw.mqttUrl, { clientId: 'staff-1', username: 'staff-1', password: 'wrong' }),
     ).toBe(4);
     expect(await metric('livinglab_password_hashes_total{kind="real"}')).toBe(real + 1);
     // staff-1's cheap hash is padded with a dummy up to staff-strong's cost (auth-review.test.ts).
     expect(await metric('livinglab_password_hashes_total{kind="dummy"}')).toBe(dummy + 2);
     expect(await metric('livinglab_auth_failures_total{reason="unknown-user"}')).toBeGreaterThanOrEqual(1);
-    const refusal = gw.logLines().find((l) => l.msg === 'connection refused' && l.username === 'ghost-1');
+    const refusal = lab.gw.logLines().find((l) => l.msg === 'connection refused' && l.username === 'ghost-1');
     expect(refusal).toMatchObject({ reason: 'unknown username' });
   });
 
   it('after 3 failures holds the refusal for the backoff delay and refuses even the right password meanwhile', async () => {
     const login = (password: string) =>
-      connackCode(gw.mqttUrl, { clientId: 'staff-2', username: 'staff-2', password });
+      connackCode(lab.gw.mqttUrl, { clientId: 'staff-2', username: 'staff-2', password });
     expect(await login('wrong 1')).toBe(4);
     expect(await login('wrong 2')).toBe(4);
     const backoffBefore = (await metric('livinglab_auth_failures_total{reason="backoff"}')) ?? 0;
@@ -119,21 +87,10 @@ describe('wrong passwords and unknown users', () => {
     );
     const during = login(PASSWORD);
     // A client that gives up while its refusal is held must not trouble the broker when it is sent.
-    const quitter = connect({ port: gw.app.mqttPort, host: '127.0.0.1' });
+    const quitter = connect({ port: lab.gw.app.mqttPort, host: '127.0.0.1' });
     quitter.on('error', () => undefined);
     await once(quitter, 'connect');
-    quitter.end(
-      mqttPacket.generate({
-        cmd: 'connect',
-        protocolId: 'MQTT',
-        protocolVersion: 4,
-        clean: true,
-        keepalive: 60,
-        clientId: 'staff-2',
-        username: 'staff-2',
-        password: Buffer.from('wrong 4'),
-      }),
-    );
+    quitter.end(connectPacket('staff-2', 'wrong 4'));
     expect(await third).toBe(4);
     expect(Date.now() - started).toBeGreaterThanOrEqual(950);
     expect(await during).toBe(4);
@@ -166,7 +123,7 @@ describe('wrong passwords and unknown users', () => {
         () => metric('livinglab_auth_failures_total{reason="busy"}'),
         (n) => (n ?? 0) > 0,
       );
-      const device = await connectDevice(gw.mqttUrl, DEVICE.id);
+      const device = await connectDevice(lab.gw.mqttUrl, DEVICE.id);
       const ts = new Date(Date.now() - 1000).toISOString();
       await device.publishAsync(
         'lab/aarhus/blood-pressure/bp-0201/telemetry',
@@ -179,7 +136,7 @@ describe('wrong passwords and unknown users', () => {
       await flood;
     }
     const rows = await eventually(
-      () => influx.query(gw.db, 'SELECT systolic FROM blood_pressure WHERE systolic = 142'),
+      () => lab.influx.query(lab.gw.db, 'SELECT systolic FROM blood_pressure WHERE systolic = 142'),
       (r) => r.length === 1,
     );
     expect(rows).toHaveLength(1);

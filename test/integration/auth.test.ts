@@ -1,53 +1,42 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { removeDevice, setDeviceEnabled } from '../../src/registry/edit.js';
-import { PASSWORD, startGateway, type TestGateway } from '../helpers/gateway.js';
-import { type Influxd, startInfluxd } from '../helpers/influxd.js';
+import { useLab } from '../helpers/fixture.js';
+import { PASSWORD } from '../helpers/gateway.js';
 import { collect, connackCode, connectDevice, eventually, subackCodes } from '../helpers/mqtt.js';
-
-let influx: Influxd;
-let gw: TestGateway;
 
 const A = { id: 'bp-0001', type: 'blood-pressure', site: 'aarhus', subject: 'p-001' };
 const B = { id: 'bp-0002', type: 'blood-pressure', site: 'aarhus', subject: 'p-002' };
 const C = { id: 'scale-0001', type: 'weight-scale', site: 'aarhus' };
 const D = { id: 'scale-0002', type: 'weight-scale', site: 'aarhus' };
 
-beforeAll(async () => {
-  influx = await startInfluxd();
-  gw = await startGateway({ influxUrl: influx.url, devices: [A, B, C, D], staff: ['staff-1'] });
-});
-
-afterAll(async () => {
-  await gw?.stop();
-  await influx?.stop();
-});
+const lab = useLab({ devices: [A, B, C, D], staff: ['staff-1'] });
 
 const reading = () =>
   JSON.stringify({ ts: new Date(Date.now() - 1000).toISOString(), systolic: 120, diastolic: 80 });
 
 describe('authentication (CONNACK codes)', () => {
   it('accepts the right credentials with code 0', async () => {
-    expect(await connackCode(gw.mqttUrl, { clientId: A.id, username: A.id, password: PASSWORD })).toBe(0);
+    expect(await connackCode(lab.gw.mqttUrl, { clientId: A.id, username: A.id, password: PASSWORD })).toBe(0);
   });
   it('refuses a wrong password with 4 (bad username or password)', async () => {
     expect(
-      await connackCode(gw.mqttUrl, { clientId: A.id, username: A.id, password: 'wrong password' }),
+      await connackCode(lab.gw.mqttUrl, { clientId: A.id, username: A.id, password: 'wrong password' }),
     ).toBe(4);
   });
   it('refuses an unknown device with 4', async () => {
     expect(
-      await connackCode(gw.mqttUrl, { clientId: 'ghost-1', username: 'ghost-1', password: PASSWORD }),
+      await connackCode(lab.gw.mqttUrl, { clientId: 'ghost-1', username: 'ghost-1', password: PASSWORD }),
     ).toBe(4);
   });
   it('refuses a missing password with 4', async () => {
-    expect(await connackCode(gw.mqttUrl, { clientId: A.id, username: A.id })).toBe(4);
+    expect(await connackCode(lab.gw.mqttUrl, { clientId: A.id, username: A.id })).toBe(4);
   });
   it('refuses a client id that differs from the username with 2 (identifier rejected)', async () => {
-    expect(await connackCode(gw.mqttUrl, { clientId: B.id, username: A.id, password: PASSWORD })).toBe(2);
+    expect(await connackCode(lab.gw.mqttUrl, { clientId: B.id, username: A.id, password: PASSWORD })).toBe(2);
   });
   it('does not let one device take over another device session', async () => {
-    const victim = await connectDevice(gw.mqttUrl, B.id);
-    expect(await connackCode(gw.mqttUrl, { clientId: B.id, username: A.id, password: PASSWORD })).toBe(2);
+    const victim = await connectDevice(lab.gw.mqttUrl, B.id);
+    expect(await connackCode(lab.gw.mqttUrl, { clientId: B.id, username: A.id, password: PASSWORD })).toBe(2);
     expect(victim.connected).toBe(true);
     await victim.endAsync();
   });
@@ -55,7 +44,7 @@ describe('authentication (CONNACK codes)', () => {
 
 describe('topic ACL', () => {
   it('closes a device that publishes under another device id and ingests nothing', async () => {
-    const client = await connectDevice(gw.mqttUrl, A.id);
+    const client = await connectDevice(lab.gw.mqttUrl, A.id);
     const closed = new Promise<void>((r) => client.once('close', () => r()));
     const ts = new Date(Date.now() - 2000).toISOString();
     client.publish(
@@ -66,15 +55,17 @@ describe('topic ACL', () => {
     await closed;
     // Give the writer more than its flush interval to prove nothing arrives.
     await new Promise((r) => setTimeout(r, 300));
-    expect(await influx.query(gw.db, `SELECT * FROM blood_pressure WHERE systolic = 111`)).toEqual([]);
+    expect(await lab.influx.query(lab.gw.db, `SELECT * FROM blood_pressure WHERE systolic = 111`)).toEqual(
+      [],
+    );
     expect(
-      gw.logLines().some((l) => l.msg === 'publish denied; closing connection' && l.clientId === A.id),
+      lab.gw.logLines().some((l) => l.msg === 'publish denied; closing connection' && l.clientId === A.id),
     ).toBe(true);
     client.end(true);
   });
 
   it('refuses a device subscription to lab/# (SUBACK 128) and delivers its own feedback at QoS 0', async () => {
-    const client = await connectDevice(gw.mqttUrl, A.id);
+    const client = await connectDevice(lab.gw.mqttUrl, A.id);
     expect(await subackCodes(client, 'lab/#')).toEqual([128]);
     expect(await subackCodes(client, '$SYS/#')).toEqual([128]);
     expect(await subackCodes(client, 'lab/aarhus/blood-pressure/bp-0002/rejected', 0)).toEqual([128]);
@@ -87,10 +78,10 @@ describe('topic ACL', () => {
   });
 
   it('lets staff read valid readings under lab/# but not rejected payloads, and not publish', async () => {
-    const staff = await connectDevice(gw.mqttUrl, 'staff-1', { clientId: 'staff-1:console' });
+    const staff = await connectDevice(lab.gw.mqttUrl, 'staff-1', { clientId: 'staff-1:console' });
     const seen = await collect(staff, 'lab/+/blood-pressure/+/telemetry');
     expect(seen.granted[0]?.qos).toBe(0);
-    const device = await connectDevice(gw.mqttUrl, B.id);
+    const device = await connectDevice(lab.gw.mqttUrl, B.id);
     await device.publishAsync('lab/aarhus/blood-pressure/bp-0002/telemetry', '{"not": "valid"}', { qos: 1 });
     const good = reading();
     await device.publishAsync('lab/aarhus/blood-pressure/bp-0002/telemetry', good, { qos: 1 });
@@ -107,8 +98,8 @@ describe('topic ACL', () => {
   });
 
   it('publishes retained online and offline status for a device', async () => {
-    const device = await connectDevice(gw.mqttUrl, C.id);
-    const staff = await connectDevice(gw.mqttUrl, 'staff-1', { clientId: 'staff-1:status' });
+    const device = await connectDevice(lab.gw.mqttUrl, C.id);
+    const staff = await connectDevice(lab.gw.mqttUrl, 'staff-1', { clientId: 'staff-1:status' });
     const status = await collect(staff, 'lab/aarhus/weight-scale/scale-0001/status');
     const [online] = await status.next(1);
     expect(online).toMatchObject({ retain: true });
@@ -122,40 +113,40 @@ describe('topic ACL', () => {
 
 describe('registry reload', () => {
   it('disconnects a device within seconds when it is disabled, and refuses it with 5 (not authorized)', async () => {
-    const device = await connectDevice(gw.mqttUrl, D.id);
+    const device = await connectDevice(lab.gw.mqttUrl, D.id);
     const closed = new Promise<void>((r) => device.once('close', () => r()));
     const t0 = Date.now();
-    await gw.editRegistry((data) => setDeviceEnabled(data, D.id, false));
+    await lab.gw.editRegistry((data) => setDeviceEnabled(data, D.id, false));
     await closed;
     expect(Date.now() - t0).toBeLessThan(5000);
-    expect(await connackCode(gw.mqttUrl, { clientId: D.id, username: D.id, password: PASSWORD })).toBe(5);
+    expect(await connackCode(lab.gw.mqttUrl, { clientId: D.id, username: D.id, password: PASSWORD })).toBe(5);
     device.end(true);
-    await gw.editRegistry((data) => setDeviceEnabled(data, D.id, true));
+    await lab.gw.editRegistry((data) => setDeviceEnabled(data, D.id, true));
     await eventually(
-      () => connackCode(gw.mqttUrl, { clientId: D.id, username: D.id, password: PASSWORD }),
+      () => connackCode(lab.gw.mqttUrl, { clientId: D.id, username: D.id, password: PASSWORD }),
       (code) => code === 0,
     );
   });
 
   it('disconnects a removed device and keeps the last good registry when the file is broken', async () => {
-    const device = await connectDevice(gw.mqttUrl, C.id);
+    const device = await connectDevice(lab.gw.mqttUrl, C.id);
     const closed = new Promise<void>((r) => device.once('close', () => r()));
-    await gw.editRegistry((data) => removeDevice(data, C.id));
+    await lab.gw.editRegistry((data) => removeDevice(data, C.id));
     await closed;
     device.end(true);
-    expect(await connackCode(gw.mqttUrl, { clientId: C.id, username: C.id, password: PASSWORD })).toBe(4);
+    expect(await connackCode(lab.gw.mqttUrl, { clientId: C.id, username: C.id, password: PASSWORD })).toBe(4);
 
     const { writeFile } = await import('node:fs/promises');
-    await writeFile(gw.registryFile, 'version: 1\ndevices: [\n');
+    await writeFile(lab.gw.registryFile, 'version: 1\ndevices: [\n');
     await eventually(
       async () =>
-        gw.logLines().filter((l) => l.msg === 'registry reload failed; keeping the previous registry'),
+        lab.gw.logLines().filter((l) => l.msg === 'registry reload failed; keeping the previous registry'),
       (l) => l.length > 0,
     );
-    const failure = gw
+    const failure = lab.gw
       .logLines()
       .find((l) => l.msg === 'registry reload failed; keeping the previous registry');
-    expect(String(failure?.err)).toContain(`${gw.registryFile}:`);
-    expect(await connackCode(gw.mqttUrl, { clientId: A.id, username: A.id, password: PASSWORD })).toBe(0);
+    expect(String(failure?.err)).toContain(`${lab.gw.registryFile}:`);
+    expect(await connackCode(lab.gw.mqttUrl, { clientId: A.id, username: A.id, password: PASSWORD })).toBe(0);
   });
 });

@@ -6,13 +6,21 @@ import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { readRegistryFile } from '../../src/registry/file.js';
 import { createPasswordVerifier } from '../../src/registry/passwords.js';
-import { runCli as cli, ROOT } from '../helpers/cli.js';
+import { runCli } from '../helpers/cli.js';
 
 const run = promisify(execFile);
+const ROOT = new URL('../../', import.meta.url).pathname;
+
+const cli = (args: string[], input?: string) => runCli(args, { input });
 
 describe('livinglab command line', () => {
   const dir = mkdtempSync(join(tmpdir(), 'll-cli-'));
   const reg = join(dir, 'lab.yaml');
+  /** `devices add` of a device at site odense from vendor acme, with more flags after. */
+  const addArgs = (id: string, type: string, ...flags: string[]) => [
+    ...['devices', 'add', '--registry', reg, '--id', id, '--type', type],
+    ...['--site', 'odense', '--vendor', 'acme', ...flags],
+  ];
 
   it('is the package bin and lists its commands', async () => {
     const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
@@ -24,24 +32,7 @@ describe('livinglab command line', () => {
   });
 
   it('devices add creates the registry (0600) and prints a password that verifies, once', async () => {
-    const r = await cli([
-      'devices',
-      'add',
-      '--registry',
-      reg,
-      '--id',
-      'ox-0001',
-      '--type',
-      'pulse-oximeter',
-      '--site',
-      'odense',
-      '--vendor',
-      'acme',
-      '--subject',
-      'p-017',
-      '--interval',
-      '60s',
-    ]);
+    const r = await cli(addArgs('ox-0001', 'pulse-oximeter', '--subject', 'p-017', '--interval', '60s'));
     expect(r.code).toBe(0);
     const password = r.stdout.trim();
     expect(password).toMatch(/^[A-Za-z0-9_-]{22}$/);
@@ -61,24 +52,7 @@ describe('livinglab command line', () => {
   });
 
   it('--password-stdin sets a chosen password at a strong cost', async () => {
-    const r = await cli(
-      [
-        'devices',
-        'add',
-        '--registry',
-        reg,
-        '--id',
-        'bp-0001',
-        '--type',
-        'blood-pressure',
-        '--site',
-        'odense',
-        '--vendor',
-        'acme',
-        '--password-stdin',
-      ],
-      'chosen-password\n',
-    );
+    const r = await cli(addArgs('bp-0001', 'blood-pressure', '--password-stdin'), 'chosen-password\n');
     expect(r.code).toBe(0);
     expect(r.stdout).toBe('');
     const hash = (await readRegistryFile(reg)).devices[1]?.passwordHash ?? '';
@@ -87,51 +61,12 @@ describe('livinglab command line', () => {
   });
 
   it('refuses an unknown type, a duplicate id and a bad id with a clear message and exit 2', async () => {
-    const bad = await cli([
-      'devices',
-      'add',
-      '--registry',
-      reg,
-      '--id',
-      'x-1',
-      '--type',
-      'toaster',
-      '--site',
-      'odense',
-      '--vendor',
-      'acme',
-    ]);
+    const bad = await cli(addArgs('x-1', 'toaster'));
     expect(bad).toMatchObject({ code: 2 });
     expect(bad.stderr).toMatch(/no schema for device type "toaster"; known types: .*pulse-oximeter/);
-    const dup = await cli([
-      'devices',
-      'add',
-      '--registry',
-      reg,
-      '--id',
-      'ox-0001',
-      '--type',
-      'pulse-oximeter',
-      '--site',
-      'odense',
-      '--vendor',
-      'acme',
-    ]);
+    const dup = await cli(addArgs('ox-0001', 'pulse-oximeter'));
     expect(dup.stderr).toContain('device ox-0001 already exists');
-    const badId = await cli([
-      'devices',
-      'add',
-      '--registry',
-      reg,
-      '--id',
-      'OX 1',
-      '--type',
-      'pulse-oximeter',
-      '--site',
-      'odense',
-      '--vendor',
-      'acme',
-    ]);
+    const badId = await cli(addArgs('OX 1', 'pulse-oximeter'));
     expect(badId.stderr).toContain('device id "OX 1" must be');
   });
 

@@ -2,36 +2,30 @@
 // with an exact comparison of what publishers got acknowledged against what InfluxDB holds.
 import { appendFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 
 vi.setConfig({ testTimeout: 90_000 });
 
 import { encodeRecord } from '../../src/storage/spool/index.js';
 import { createDiskFaults } from '../helpers/disk-faults.js';
-import { startGateway } from '../helpers/gateway.js';
+import { useLab } from '../helpers/fixture.js';
 import { createGatewayProcess } from '../helpers/gateway-process.js';
-import { type Influxd, startInfluxd } from '../helpers/influxd.js';
+import { metricIn, scrapeMetrics } from '../helpers/metrics.js';
 import { collect, connectDevice, eventually, settled } from '../helpers/mqtt.js';
 import { compareWithInflux, startFleet } from '../helpers/publishers.js';
 import { startSlowProxy } from '../helpers/slow-proxy.js';
 
-let influx: Influxd;
 const devices = (site: string, n: number) =>
   Array.from({ length: n }, (_, i) => ({ id: `${site}-ox-${i}`, type: 'pulse-oximeter', site }));
 const report = (name: string, figures: object) => console.log(`[fault] ${name}: ${JSON.stringify(figures)}`);
 
-beforeAll(async () => {
-  influx = await startInfluxd();
-});
-afterAll(async () => {
-  await influx?.stop();
-});
+const lab = useLab();
 
 describe('an acknowledged reading is never lost', () => {
   it('when the gateway is killed with SIGKILL under load and restarted', async () => {
     const ids = devices('kill', 8);
     const db = 'fault_kill';
-    const gw = await createGatewayProcess({ influxUrl: influx.url, db, devices: ids });
+    const gw = await createGatewayProcess({ influxUrl: lab.influx.url, db, devices: ids });
     await gw.start();
     const fleet = startFleet({ ids: ids.map((d) => d.id), site: 'kill', url: gw.mqttUrl, intervalMs: 5 });
     await fleet.untilAcked(1500);
@@ -40,7 +34,7 @@ describe('an acknowledged reading is never lost', () => {
     await gw.start();
     await fleet.untilAcked(ackedAtKill + 1500);
     await fleet.stop();
-    const result = await compareWithInflux(fleet, influx, db);
+    const result = await compareWithInflux(fleet, lab.influx, db);
     report('SIGKILL', { ...result, ackedAtKill });
     expect(result).toMatchObject({ lost: 0, wrongValues: 0 });
     expect(result.stored).toBeGreaterThanOrEqual(result.acked);
@@ -50,8 +44,8 @@ describe('an acknowledged reading is never lost', () => {
 
   it('when InfluxDB answers slowly', async () => {
     const ids = devices('slow', 5);
-    const proxy = await startSlowProxy(influx.url, 800);
-    const gw = await startGateway({
+    const proxy = await startSlowProxy(lab.influx.url, 800);
+    const gw = await lab.startGateway({
       influxUrl: proxy.url,
       devices: ids,
       config: { writer: { flushInterval: '50ms' } },
@@ -65,7 +59,7 @@ describe('an acknowledged reading is never lost', () => {
     });
     await fleet.untilAcked(1500, 60_000);
     await fleet.stop();
-    const result = await compareWithInflux(fleet, influx, gw.db);
+    const result = await compareWithInflux(fleet, lab.influx, gw.db);
     report('slow InfluxDB (800 ms per request)', { ...result, requests: proxy.requests() });
     expect(result).toMatchObject({ sent: 1500, acked: 1500, stored: 1500, lost: 0, wrongValues: 0 });
     await gw.stop();
@@ -75,8 +69,8 @@ describe('an acknowledged reading is never lost', () => {
   it('when the last spool record is torn: the tail is cut, the rest replayed', async () => {
     const ids = devices('torn', 4);
     const db = 'fault_torn';
-    const gw = await createGatewayProcess({ influxUrl: influx.url, db, devices: ids });
-    await influx.kill();
+    const gw = await createGatewayProcess({ influxUrl: lab.influx.url, db, devices: ids });
+    await lab.influx.kill();
     await gw.start();
     const fleet = startFleet({
       ids: ids.map((d) => d.id),
@@ -96,9 +90,9 @@ describe('an acknowledged reading is never lost', () => {
       join(spoolDir, segments[segments.length - 1] as string),
       encodeRecord(Buffer.from('half a record'), Date.now()).subarray(0, 20),
     );
-    await influx.restart();
+    await lab.influx.restart();
     await gw.start();
-    const result = await compareWithInflux(fleet, influx, db);
+    const result = await compareWithInflux(fleet, lab.influx, db);
     report('torn last record', result);
     expect(result).toMatchObject({ acked: 400, stored: 400, lost: 0, wrongValues: 0 });
     expect(gw.output()).toContain('spool segment ends in a torn record: cut');
@@ -107,10 +101,10 @@ describe('an acknowledged reading is never lost', () => {
   });
 
   it('when a batch holds a field-type conflict: the bad points go to the rejects log, the rest are written', async () => {
-    const gw = await startGateway({ influxUrl: influx.url, devices: devices('conflict', 1) });
+    const gw = await lab.startGateway({ devices: devices('conflict', 1) });
     // Someone wrote perfusionIndex as a string into this database: our float points now conflict.
     const ts0 = Date.now() - 600_000;
-    const seed = await fetch(`${influx.url}/write?db=${gw.db}&precision=ms`, {
+    const seed = await fetch(`${lab.influx.url}/write?db=${gw.db}&precision=ms`, {
       method: 'POST',
       body: `pulse_oximeter,device_id=legacy perfusionIndex="n/a" ${ts0}`,
     });
@@ -129,7 +123,7 @@ describe('an acknowledged reading is never lost', () => {
     );
     const stored = await eventually(
       () =>
-        influx.query<{ count: number }>(
+        lab.influx.query<{ count: number }>(
           gw.db,
           `SELECT count(spo2) FROM pulse_oximeter WHERE device_id = 'conflict-ox-0'`,
         ),
@@ -151,12 +145,11 @@ describe('an acknowledged reading is never lost', () => {
 
   it('when the spool is full: acknowledgements pause, nothing is dropped, and they resume by themselves', async () => {
     const ids = devices('full', 4);
-    const gw = await startGateway({
-      influxUrl: influx.url,
+    const gw = await lab.startGateway({
       devices: ids,
       config: { spool: { maxSize: '16KiB' } },
     });
-    await influx.kill();
+    await lab.influx.kill();
     const fleet = startFleet({
       ids: ids.map((d) => d.id),
       site: 'full',
@@ -183,10 +176,10 @@ describe('an acknowledged reading is never lost', () => {
     expect(JSON.stringify(await ready.json())).toMatch(
       /spool full .*not acknowledging.*InfluxDB at .* is not reachable/,
     );
-    await influx.restart();
+    await lab.influx.restart();
     await fleet.untilAcked(ackedWhenFull + 500, 60_000);
     await fleet.stop();
-    const result = await compareWithInflux(fleet, influx, gw.db);
+    const result = await compareWithInflux(fleet, lab.influx, gw.db);
     report('full spool', { ...result, ackedWhenFull });
     expect(result).toMatchObject({ lost: 0, wrongValues: 0 });
     expect(gw.logLines().some((l) => l.msg === 'spool has room again: acknowledging')).toBe(true);
@@ -197,8 +190,8 @@ describe('an acknowledged reading is never lost', () => {
 
 describe('an acknowledged reading is never lost on a failing disk', () => {
   const scrape = async (port: number) => {
-    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-    return (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
+    const text = await scrapeMetrics(port);
+    return (name: string) => metricIn(text, name) ?? Number.NaN;
   };
 
   it('when spool reads fail while drain workers hold batches: every acknowledged reading is stored once, both workers keep running', async () => {
@@ -206,8 +199,7 @@ describe('an acknowledged reading is never lost on a failing disk', () => {
     const faults = createDiskFaults();
     // Every third read of a segment fails, for a while: some while a worker holds a partial batch.
     faults.failReadsWhen((n) => n % 3 === 0 && n <= 90);
-    const gw = await startGateway({
-      influxUrl: influx.url,
+    const gw = await lab.startGateway({
       devices: ids,
       config: { spool: { segmentSize: '4KiB' }, writer: { flushInterval: '200ms', batchSize: 20 } },
       openSpoolFile: faults.openFile,
@@ -221,7 +213,7 @@ describe('an acknowledged reading is never lost on a failing disk', () => {
     });
     await fleet.untilAcked(600, 60_000);
     await fleet.stop();
-    const result = await compareWithInflux(fleet, influx, gw.db, 20_000);
+    const result = await compareWithInflux(fleet, lab.influx, gw.db, 20_000);
     report('failing spool reads', {
       ...result,
       injectedReadFaults: faults.injected.reads,
@@ -242,8 +234,7 @@ describe('an acknowledged reading is never lost on a failing disk', () => {
   it('when the disk fills up mid-write: the cut-short appends are not acknowledged, every acknowledged reading is stored once', async () => {
     const ids = devices('enospc', 4);
     const faults = createDiskFaults();
-    const gw = await startGateway({
-      influxUrl: influx.url,
+    const gw = await lab.startGateway({
       devices: ids,
       config: { spool: { segmentSize: '8KiB' } },
       openSpoolFile: faults.openFile,
@@ -265,7 +256,7 @@ describe('an acknowledged reading is never lost on a failing disk', () => {
     // Devices whose message was refused reconnect and go on; later readings land after the cut.
     await fleet.untilAcked(fleet.acked + 200, 60_000);
     await fleet.stop();
-    const result = await compareWithInflux(fleet, influx, gw.db, 20_000);
+    const result = await compareWithInflux(fleet, lab.influx, gw.db, 20_000);
     report('disk full mid-write', {
       ...result,
       injectedWriteFaults: faults.injected.writes,
@@ -300,13 +291,13 @@ describe('graceful shutdown', () => {
     const ids = devices('term', 2);
     const db = 'fault_term';
     const gw = await createGatewayProcess({
-      influxUrl: influx.url,
+      influxUrl: lab.influx.url,
       db,
       devices: ids,
       args: ['--shutdown-timeout', '1s'],
     });
     await gw.start();
-    await influx.kill();
+    await lab.influx.kill();
     const fleet = startFleet({
       ids: ids.map((d) => d.id),
       site: 'term',
@@ -318,22 +309,22 @@ describe('graceful shutdown', () => {
     await fleet.stop();
     expect(await gw.kill('SIGTERM')).toBe(0);
     expect(gw.output()).toMatch(/"recordsLeftInSpool":200/);
-    await influx.restart();
+    await lab.influx.restart();
     await gw.start();
-    const result = await compareWithInflux(fleet, influx, db);
+    const result = await compareWithInflux(fleet, lab.influx, db);
     expect(result).toMatchObject({ acked: 200, stored: 200, lost: 0 });
     expect(await gw.kill('SIGINT')).toBe(0);
   });
 
   it('feedback and rejections still work while InfluxDB is down', async () => {
-    const gw = await startGateway({ influxUrl: influx.url, devices: devices('down', 1) });
-    await influx.kill();
+    const gw = await lab.startGateway({ devices: devices('down', 1) });
+    await lab.influx.kill();
     const client = await connectDevice(gw.mqttUrl, 'down-ox-0');
     const feedback = await collect(client, 'lab/down/pulse-oximeter/down-ox-0/rejected');
     await client.publishAsync('lab/down/pulse-oximeter/down-ox-0/telemetry', '{"spo2": 120}', { qos: 1 });
     const [msg] = await feedback.next(1);
     expect(JSON.parse(msg?.payload.toString() ?? '')).toMatchObject({ reason: 'schema' });
-    await influx.restart();
+    await lab.influx.restart();
     await client.endAsync();
     await gw.stop();
   });
@@ -341,17 +332,16 @@ describe('graceful shutdown', () => {
 
 describe('metrics of the write path', () => {
   it('/metrics counts points written, retries, spool bytes and the oldest unwritten reading', async () => {
-    const gw = await startGateway({
-      influxUrl: influx.url,
+    const gw = await lab.startGateway({
       devices: devices('metrics', 1),
       config: { writer: { maxRetryDelay: '200ms' } },
     });
     const scrape = async () => {
-      const text = await (await fetch(`http://127.0.0.1:${gw.app.httpPort}/metrics`)).text();
-      const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
+      const text = await scrapeMetrics(gw.app.httpPort);
+      const value = (name: string) => metricIn(text, name) ?? Number.NaN;
       return { text, value };
     };
-    await influx.kill();
+    await lab.influx.kill();
     const client = await connectDevice(gw.mqttUrl, 'metrics-ox-0');
     const readings = Array.from({ length: 10 }, (_, i) => ({
       ts: new Date(Date.now() - 60_000 + i).toISOString(),
@@ -375,7 +365,7 @@ describe('metrics of the write path', () => {
     expect(down.value('livinglab_spool_oldest_unwritten_seconds')).toBeGreaterThanOrEqual(1);
     expect(down.value('livinglab_write_retries_total')).toBeGreaterThan(0);
     expect(down.value('livinglab_readings_accepted_total')).toBe(10);
-    await influx.restart();
+    await lab.influx.restart();
     expect(await gw.app.drain.idle(20_000)).toBe(true);
     const up = await scrape();
     expect(up.value('livinglab_points_written_total')).toBe(10);

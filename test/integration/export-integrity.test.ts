@@ -2,23 +2,22 @@
 // nothing about participant codes, every format returns every row, every export (finished or cut
 // off) is in the audit log with the rows sent, and odd parameter values get a 400.
 
-import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { tableFromIPC } from 'apache-arrow';
-import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
+import { beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { ARROW_BATCH_ROWS } from '../../src/query/arrow.js';
 import { verifyAuditLog } from '../../src/query/audit.js';
 import { pseudonym } from '../../src/query/pseudonym.js';
 import { readRegistryFile } from '../../src/registry/file.js';
 import { addProject, issueToken, setConsent } from '../../src/registry/research.js';
 import type { RegistryData } from '../../src/registry/types.js';
+import { runCli } from '../helpers/cli.js';
 import { startCutProxy } from '../helpers/cut-proxy.js';
-import { startGateway, type TestGateway } from '../helpers/gateway.js';
-import { type Influxd, startInfluxd } from '../helpers/influxd.js';
+import { useLab } from '../helpers/fixture.js';
 import { eventually } from '../helpers/mqtt.js';
+import { untilTokens } from '../helpers/research.js';
 
 const DAY = 86_400_000;
 const HOUR = 3_600_000;
@@ -28,8 +27,6 @@ const T0 = Math.floor((Date.now() - 2 * DAY) / HOUR) * HOUR;
 const BIG_ROWS = 120_001;
 const CODES = ['p-1', 'p-2', 'p-3', 'p-4'];
 
-let influx: Influxd;
-let gw: TestGateway;
 const tokens: Record<string, string> = {};
 let pseudonyms: Record<string, string> = {};
 
@@ -65,18 +62,20 @@ function secretWithShuffledOrder(): string {
   }
 }
 
+const lab = useLab({ devices: [] });
 beforeAll(async () => {
-  influx = await startInfluxd();
-  gw = await startGateway({ influxUrl: influx.url, devices: [] });
   const order = ORDER_POINTS.map(([c, d, ms, hr]) => line(c, d, T0 + ms, hr));
-  let res = await fetch(`${influx.url}/write?db=${gw.db}`, { method: 'POST', body: order.join('\n') });
+  let res = await fetch(`${lab.influx.url}/write?db=${lab.gw.db}`, {
+    method: 'POST',
+    body: order.join('\n'),
+  });
   expect(res.status).toBe(204);
   const big: string[] = [];
   for (let i = 0; i < BIG_ROWS; i++) big.push(line('p-big', 'bed-big', T0 + i * 1000, 50 + (i % 40)));
-  res = await fetch(`${influx.url}/write?db=${gw.db}`, { method: 'POST', body: big.join('\n') });
+  res = await fetch(`${lab.influx.url}/write?db=${lab.gw.db}`, { method: 'POST', body: big.join('\n') });
   expect(res.status).toBe(204);
   const secret = secretWithShuffledOrder();
-  await gw.editRegistry((d0) => {
+  await lab.gw.editRegistry((d0) => {
     const period = { from: day(-10), to: day(1), types: ['bed-sensor'], fields: ['heartRate'] };
     let d: RegistryData = addProject(addProject(d0, { id: 'order', ...period }), { id: 'big', ...period });
     d = { ...d, projects: d.projects.map((p) => (p.id === 'order' ? { ...p, secret } : p)) };
@@ -89,19 +88,12 @@ beforeAll(async () => {
     }
     return d;
   });
-  await eventually(
-    async () => gw.app.registry.current().data.tokens.length,
-    (n) => n === 2,
-  );
+  await untilTokens(lab.gw, 2);
   pseudonyms = Object.fromEntries(CODES.map((c) => [c, pseudonym(secret, c)]));
 }, 120_000);
-afterAll(async () => {
-  await gw?.stop();
-  await influx?.stop();
-});
 
 const url = (project: string, qs: string) =>
-  `http://127.0.0.1:${gw.app.httpPort}/api/v1/projects/${project}/readings?type=bed-sensor&${qs}`;
+  `http://127.0.0.1:${lab.gw.app.httpPort}/api/v1/projects/${project}/readings?type=bed-sensor&${qs}`;
 const get = (project: string, qs: string) =>
   fetch(url(project, qs), { headers: { authorization: `Bearer ${tokens[project]}` } });
 
@@ -145,7 +137,7 @@ interface AuditLine {
   query?: { format?: string };
 }
 const auditLines = async () =>
-  (await readFile(join(gw.dir, 'data', 'audit.ndjson'), 'utf8').catch(() => ''))
+  (await readFile(join(lab.gw.dir, 'data', 'audit.ndjson'), 'utf8').catch(() => ''))
     .split('\n')
     .filter(Boolean)
     .map((l) => JSON.parse(l) as AuditLine);
@@ -231,7 +223,7 @@ describe('every row in every format, and the audit log (items 7 and 12)', () => 
     // At least what the client read (one NDJSON row is under 80 bytes), and not everything.
     expect(end.rows).toBeGreaterThan(1_000_000 / 80);
     expect(end.rows).toBeLessThan(BIG_ROWS);
-    expect(await verifyAuditLog(join(gw.dir, 'data', 'audit.ndjson'))).toEqual({
+    expect(await verifyAuditLog(join(lab.gw.dir, 'data', 'audit.ndjson'))).toEqual({
       entries: (await auditLines()).length,
     });
   });
@@ -242,36 +234,26 @@ describe('an export that fails half-way (item 12, and `livinglab export`)', () =
     timeout: 60_000,
   }, async () => {
     // A second gateway on the same data, reading InfluxDB through a link that breaks after 20 KB (gzip: about 10,000 rows).
-    const proxy = await startCutProxy(influx.url, 100_000);
-    const gw2 = await startGateway({ influxUrl: proxy.url, devices: [], config: { influx: { db: gw.db } } });
-    onTestFinished(async () => {
-      await gw2.stop();
-      await proxy.stop();
-    });
-    const registry = await readRegistryFile(gw.registryFile);
+    const proxy = await startCutProxy(lab.influx.url, 100_000);
+    onTestFinished(() => proxy.stop());
+    const gw2 = await lab.startGateway({ influxUrl: proxy.url, config: { influx: { db: lab.gw.db } } });
+    const registry = await readRegistryFile(lab.gw.registryFile);
     await gw2.editRegistry(() => registry);
-    await eventually(
-      async () => gw2.app.registry.current().data.tokens.length,
-      (n) => n === 2,
-    );
+    await untilTokens(gw2, 2);
     const out = join(gw2.dir, 'big.csv');
-    const root = new URL('../../', import.meta.url).pathname;
-    const cli = await promisify(execFile)(
-      process.execPath,
+    const cli = await runCli(
       [
-        '--import',
-        'tsx',
-        join(root, 'src/cli/main.ts'),
         'export',
         '--project',
         'big',
         '--type',
         'bed-sensor',
-      ].concat(['--out', out, '--url', `http://127.0.0.1:${gw2.app.httpPort}`]),
-      { cwd: root, env: { ...process.env, LIVINGLAB_TOKEN: tokens.big } },
-    ).then(
-      () => ({ code: 0, stderr: '' }),
-      (err: { code: number; stderr: string }) => err,
+        '--out',
+        out,
+        '--url',
+        `http://127.0.0.1:${gw2.app.httpPort}`,
+      ],
+      { env: { LIVINGLAB_TOKEN: tokens.big } },
     );
     expect(proxy.cuts()).toBeGreaterThan(0);
     expect(cli.code).toBe(2);
@@ -315,9 +297,12 @@ describe('parameters named like Object.prototype members (item 13)', () => {
   });
 
   it.each(names)('answers type=%s with 400', async (n) => {
-    const res = await fetch(`http://127.0.0.1:${gw.app.httpPort}/api/v1/projects/order/readings?type=${n}`, {
-      headers: { authorization: `Bearer ${tokens.order}` },
-    });
+    const res = await fetch(
+      `http://127.0.0.1:${lab.gw.app.httpPort}/api/v1/projects/order/readings?type=${n}`,
+      {
+        headers: { authorization: `Bearer ${tokens.order}` },
+      },
+    );
     expect(res.status).toBe(400);
     expect(((await res.json()) as { error: string }).error).toMatch(
       /type must be one of the project's device types/,

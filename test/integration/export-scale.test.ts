@@ -1,23 +1,18 @@
 // An export of 1,000,000 rows streams through the gateway with bounded memory, from one subject and
 // merged in time order from 200 subjects.
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { beforeAll, expect, it } from 'vitest';
 import { addProject, issueToken, setConsent } from '../../src/registry/research.js';
-import { startGateway, type TestGateway } from '../helpers/gateway.js';
-import { type Influxd, startInfluxd } from '../helpers/influxd.js';
-import { eventually } from '../helpers/mqtt.js';
+import { useLab } from '../helpers/fixture.js';
+import { openProject, untilTokens } from '../helpers/research.js';
 
 const ROWS = 1_000_000;
 const SUBJECTS = 200;
-let influx: Influxd;
-let gw: TestGateway;
 const tokens: Record<string, string> = {};
 
+const lab = useLab({
+  devices: [{ id: 'bed-big', type: 'bed-sensor', site: 'big', subject: 'p-big' }],
+});
 beforeAll(async () => {
-  influx = await startInfluxd();
-  gw = await startGateway({
-    influxUrl: influx.url,
-    devices: [{ id: 'bed-big', type: 'bed-sensor', site: 'big', subject: 'p-big' }],
-  });
   // Points written straight to InfluxDB (as the gateway would write them), one every 500 ms.
   const start = Date.now() - 7 * 86_400_000;
   for (let i = 0; i < ROWS; i += 100_000) {
@@ -25,7 +20,7 @@ beforeAll(async () => {
     for (let j = i; j < i + 100_000; j++) {
       body += `bed_sensor,device_id=bed-big,device_type=bed-sensor,schema_version=1,site=big,subject=p-big heartRate=${50 + (j % 30)}i,occupied=true ${(start + j * 500) * 1_000_000}\n`;
     }
-    const res = await fetch(`${influx.url}/write?db=${gw.db}`, { method: 'POST', body });
+    const res = await fetch(`${lab.influx.url}/write?db=${lab.gw.db}`, { method: 'POST', body });
     expect(res.status).toBe(204);
   }
   // The same number of rows spread over 200 subjects, each at its own offset within the second.
@@ -34,26 +29,14 @@ beforeAll(async () => {
     for (let s = s0; s < s0 + 20; s++)
       for (let j = 0; j < ROWS / SUBJECTS; j++)
         body += `bed_sensor,device_id=bed-m${s},device_type=bed-sensor,schema_version=1,site=many,subject=p-m${s} heartRate=${50 + (j % 30)}i,occupied=true ${(start + j * 100_000 + s) * 1_000_000}\n`;
-    const res = await fetch(`${influx.url}/write?db=${gw.db}`, { method: 'POST', body });
+    const res = await fetch(`${lab.influx.url}/write?db=${lab.gw.db}`, { method: 'POST', body });
     expect(res.status).toBe(204);
   }
   const day = (o: number) => new Date(Date.now() + o * 86_400_000).toISOString().slice(0, 10);
-  await gw.editRegistry((d0) => {
-    let d = addProject(d0, {
-      id: 'big',
-      from: day(-10),
-      to: day(1),
-      types: ['bed-sensor'],
-      fields: ['heartRate'],
-    });
+  await lab.gw.editRegistry((d0) => {
+    let d = addProject(d0, openProject('big', ['bed-sensor'], ['heartRate']));
     d = setConsent(d, 'big', 'p-big', { on: day(-10) });
-    d = addProject(d, {
-      id: 'many',
-      from: day(-10),
-      to: day(1),
-      types: ['bed-sensor'],
-      fields: ['heartRate'],
-    });
+    d = addProject(d, openProject('many', ['bed-sensor'], ['heartRate']));
     for (let s = 0; s < SUBJECTS; s++) d = setConsent(d, 'many', `p-m${s}`, { on: day(-10) });
     for (const project of ['big', 'many']) {
       const r = issueToken(d, {
@@ -66,15 +49,8 @@ beforeAll(async () => {
     }
     return d;
   });
-  await eventually(
-    async () => gw.app.registry.current().data.tokens.length,
-    (n) => n === 2,
-  );
+  await untilTokens(lab.gw, 2);
 }, 120_000);
-afterAll(async () => {
-  await gw?.stop();
-  await influx?.stop();
-});
 
 it.each([
   ['big', 'one subject'],
@@ -90,7 +66,7 @@ it.each([
       peak = Math.max(peak, process.memoryUsage().rss);
     }, 50);
     const res = await fetch(
-      `http://127.0.0.1:${gw.app.httpPort}/api/v1/projects/${project}/readings?type=bed-sensor&format=csv`,
+      `http://127.0.0.1:${lab.gw.app.httpPort}/api/v1/projects/${project}/readings?type=bed-sensor&format=csv`,
       {
         headers: { authorization: `Bearer ${tokens[project]}` },
       },

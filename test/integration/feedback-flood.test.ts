@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it, vi } from 'vitest';
 import { createGatewayProcess, type GatewayProcess } from '../helpers/gateway-process.js';
 import { type Influxd, startInfluxd } from '../helpers/influxd.js';
+import { metricIn, scrapeMetrics } from '../helpers/metrics.js';
 import { connectDevice, eventually } from '../helpers/mqtt.js';
 import { connectNonReader, publishPacket } from '../helpers/non-reader.js';
 
@@ -39,15 +40,8 @@ afterAll(async () => {
   await influx?.stop();
 });
 
-async function metrics(): Promise<string> {
-  const res = await fetch(`http://127.0.0.1:${gw.httpPort}/metrics`);
-  return res.text();
-}
-
-function metric(text: string, name: string, labels = ''): number {
-  const line = text.split('\n').find((l) => l.startsWith(`${name}${labels} `));
-  return line ? Number(line.split(' ')[1]) : 0;
-}
+const metrics = () => scrapeMetrics(gw.httpPort);
+const metric = (text: string, name: string, labels = '') => metricIn(text, `${name}${labels}`) ?? 0;
 
 const invalidBatch = () =>
   // 1,000 readings of `{}`, each missing every required field: 1,000 rejections from ~3 KB.

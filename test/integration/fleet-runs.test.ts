@@ -10,24 +10,18 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { credentialsFileFor, readCredentials } from '../../simulators/provision.js';
 import { recordMessages, replayRecording } from '../../simulators/recording.js';
 import { simulate } from '../../src/cli/simulate.js';
-import { PASSWORD, startGateway } from '../helpers/gateway.js';
+import { useLab } from '../helpers/fixture.js';
+import { PASSWORD } from '../helpers/gateway.js';
 import { createGatewayProcess } from '../helpers/gateway-process.js';
-import { type Influxd, startInfluxd } from '../helpers/influxd.js';
 import { connectDevice, eventually } from '../helpers/mqtt.js';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 
-let influx: Influxd;
-beforeAll(async () => {
-  influx = await startInfluxd();
-});
-afterAll(async () => {
-  await influx?.stop();
-});
+const lab = useLab();
 
 const tinyFleet = (extra = '') => `name: tiny
 seed: 3
@@ -44,19 +38,19 @@ sites:
           - { type: pulse-oximeter, interval: 1m }
 `;
 
+/** A gateway process (not yet started) serving `--fleet` from the tiny fleet with `extra` lines, into `db`. */
+function fleetGateway(file: string, extra: string, db: string) {
+  const dir = mkdtempSync(join(tmpdir(), 'll-cron-'));
+  const fleetFile = join(dir, file);
+  writeFileSync(fleetFile, tinyFleet(extra));
+  return createGatewayProcess({ influxUrl: lab.influx.url, db, devices: [], args: ['--fleet', fleetFile] });
+}
+
 describe('serve --fleet', () => {
   it('runs a fleet on its cron schedule inside the gateway process, again and again', {
     timeout: 60_000,
   }, async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'll-cron-'));
-    const fleetFile = join(dir, 'tiny.yaml');
-    writeFileSync(fleetFile, tinyFleet('schedule: "*/4 * * * * *"'));
-    const gw = await createGatewayProcess({
-      influxUrl: influx.url,
-      db: 'cron',
-      devices: [],
-      args: ['--fleet', fleetFile],
-    });
+    const gw = await fleetGateway('tiny.yaml', 'schedule: "*/4 * * * * *"', 'cron');
     await gw.start();
     await eventually(
       async () => (gw.output().match(/simulated fleet run finished/g) ?? []).length,
@@ -64,7 +58,7 @@ describe('serve --fleet', () => {
       40_000,
     );
     expect(gw.output()).toContain('"schedule":"*/4 * * * * *","msg":"simulated fleet scheduled"');
-    const rows = await influx.query<{ count: number }>(
+    const rows = await lab.influx.query<{ count: number }>(
       'cron',
       `SELECT count(temperature) FROM room_climate WHERE device_id = 'tiny-01-room-climate'`,
     );
@@ -74,15 +68,7 @@ describe('serve --fleet', () => {
   });
 
   it('refuses a fleet with a bad schedule before serving', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'll-cron-'));
-    const fleetFile = join(dir, 'bad.yaml');
-    writeFileSync(fleetFile, tinyFleet('schedule: "every tuesday"'));
-    const gw = await createGatewayProcess({
-      influxUrl: influx.url,
-      db: 'cron_bad',
-      devices: [],
-      args: ['--fleet', fleetFile],
-    });
+    const gw = await fleetGateway('bad.yaml', 'schedule: "every tuesday"', 'cron_bad');
     await expect(gw.start()).rejects.toThrow(/schedule "every tuesday" is not a cron expression/);
   });
 });
@@ -91,8 +77,7 @@ describe('record and replay', () => {
   it('livinglab record says when it is subscribed, records until Ctrl-C and counts what it wrote', {
     timeout: 30_000,
   }, async () => {
-    const gw = await startGateway({
-      influxUrl: influx.url,
+    const gw = await lab.startGateway({
       devices: [{ id: 'rec-ox-0', type: 'pulse-oximeter', site: 'rec' }],
       staff: ['staff-cli'],
     });
@@ -143,7 +128,7 @@ describe('record and replay', () => {
   });
 
   it('a recording replayed into a second gateway lands the same readings', { timeout: 90_000 }, async () => {
-    const a = await startGateway({ influxUrl: influx.url, devices: [], staff: ['staff-rec'] });
+    const a = await lab.startGateway({ devices: [], staff: ['staff-rec'] });
     const dir = mkdtempSync(join(tmpdir(), 'll-rec-'));
     const fleetFile = join(dir, 'tiny.yaml');
     writeFileSync(fleetFile, tinyFleet());
@@ -173,7 +158,7 @@ describe('record and replay', () => {
         fleet: fleetFile,
         mqttUrl: a.mqttUrl,
         registry: a.registryFile,
-        influxUrl: influx.url,
+        influxUrl: lab.influx.url,
         influxDb: a.db,
         dataDir: join(a.dir, 'data'),
       },
@@ -200,7 +185,7 @@ describe('record and replay', () => {
     });
 
     // Gateway B knows the same devices (same registry and simulator credentials).
-    const b = await startGateway({ influxUrl: influx.url, devices: [] });
+    const b = await lab.startGateway({ devices: [] });
     copyFileSync(a.registryFile, b.registryFile);
     copyFileSync(credentialsFileFor(a.registryFile), credentialsFileFor(b.registryFile));
     await eventually(
@@ -221,7 +206,7 @@ describe('record and replay', () => {
     expect(await a.app.drain.idle(10_000)).toBe(true);
     expect(await b.app.drain.idle(10_000)).toBe(true);
     const count = async (db: string) =>
-      (await influx.query<{ count: number }>(db, 'SELECT count(spo2) FROM pulse_oximeter'))[0]?.count;
+      (await lab.influx.query<{ count: number }>(db, 'SELECT count(spo2) FROM pulse_oximeter'))[0]?.count;
     expect(await count(b.db)).toBe(await count(a.db));
     await a.stop();
     await b.stop();

@@ -3,9 +3,9 @@
 // and a subscriber that stops reading gets its deliveries dropped (and counted), not queued.
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { startGateway, type TestGateway } from '../helpers/gateway.js';
-import { type Influxd, startInfluxd } from '../helpers/influxd.js';
+import { describe, expect, it, vi } from 'vitest';
+import { useLab } from '../helpers/fixture.js';
+import { readMetric } from '../helpers/metrics.js';
 import { collect, connectDevice, eventually } from '../helpers/mqtt.js';
 import { connectNonReader } from '../helpers/non-reader.js';
 
@@ -16,34 +16,21 @@ const OX2 = { id: 'ox-0002', type: 'pulse-oximeter', site: 'odense' };
 const OX3 = { id: 'ox-0003', type: 'pulse-oximeter', site: 'odense' };
 const BUDGET = 256 * 1024;
 
-let influx: Influxd;
-let gw: TestGateway;
-
-beforeAll(async () => {
-  influx = await startInfluxd();
-  gw = await startGateway({
-    influxUrl: influx.url,
-    devices: [OX, OX2, OX3],
-    staff: ['staff-1'],
-    config: { rejects: { maxPerDevicePerDay: '256KiB' } },
-  });
-});
-afterAll(async () => {
-  await gw?.stop();
-  await influx?.stop();
+const lab = useLab({
+  devices: [OX, OX2, OX3],
+  staff: ['staff-1'],
+  config: { rejects: { maxPerDevicePerDay: '256KiB' } },
 });
 
 async function metric(name: string, labels = ''): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${gw.app.httpPort}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${name}${labels} `));
-  return line ? Number(line.split(' ')[1]) : 0;
+  return (await readMetric(lab.gw.app.httpPort, `${name}${labels}`)) ?? 0;
 }
 
 const telemetry = (d: { id: string }) => `lab/odense/pulse-oximeter/${d.id}/telemetry`;
 
 describe('refused subscriptions', () => {
   it('one SUBSCRIBE with 20,000 refused filters writes one log line with the count', async () => {
-    const client = await connectDevice(gw.mqttUrl, OX.id);
+    const client = await connectDevice(lab.gw.mqttUrl, OX.id);
     const filters = Array.from({ length: 20_000 }, (_, i) => `x/${i}`);
     const granted = await client.subscribeAsync(filters, { qos: 0 }).then(
       (g) => g.map((x) => x.qos),
@@ -52,7 +39,7 @@ describe('refused subscriptions', () => {
     expect(granted).toHaveLength(20_000);
     expect(granted.every((q) => q === 128)).toBe(true);
     const lines = await eventually(
-      async () => gw.logLines().filter((l) => l.msg === 'subscription refused' && l.clientId === OX.id),
+      async () => lab.gw.logLines().filter((l) => l.msg === 'subscription refused' && l.clientId === OX.id),
       (l) => l.length > 0,
     );
     expect(lines).toEqual([
@@ -69,7 +56,7 @@ describe('refused subscriptions', () => {
 
 describe('the rejects log', () => {
   it('stores a 1,000-reading invalid batch in a line about the size of its payload', async () => {
-    const client = await connectDevice(gw.mqttUrl, OX2.id);
+    const client = await connectDevice(lab.gw.mqttUrl, OX2.id);
     // Readings that each break three rules, as in the review (122 KB of payload, 1.62 MB of log).
     const payload = JSON.stringify({
       readings: Array.from({ length: 1000 }, (_, i) => ({
@@ -79,7 +66,7 @@ describe('the rejects log', () => {
       })),
     });
     await client.publishAsync(telemetry(OX2), payload, { qos: 1 });
-    const [line] = (await gw.rejectsLog()).filter((l) => l.clientId === OX2.id);
+    const [line] = (await lab.gw.rejectsLog()).filter((l) => l.clientId === OX2.id);
     expect(line).toMatchObject({ rejectionCount: 1000, reasons: { schema: 1000 }, payload });
     expect(line?.rejections).toHaveLength(20);
     // The payload (JSON-escaped) and a few KB of rejections; it was 13 times the payload.
@@ -88,14 +75,14 @@ describe('the rejects log', () => {
   });
 
   it('after a device spends its daily budget, counts its rejections instead of storing them, and says so once', async () => {
-    const client = await connectDevice(gw.mqttUrl, OX3.id);
-    const file = join(gw.dir, 'data', 'rejects.ndjson');
+    const client = await connectDevice(lab.gw.mqttUrl, OX3.id);
+    const file = join(lab.gw.dir, 'data', 'rejects.ndjson');
     const sizeBefore = (await stat(file)).size;
     const notLoggedBefore = await metric('livinglab_rejects_not_logged_total');
     const payload = JSON.stringify({ readings: Array.from({ length: 1000 }, () => ({ spo2: 101 })) });
     // ~17 KB a line: 30 messages are twice the budget.
     for (let i = 0; i < 30; i++) await client.publishAsync(telemetry(OX3), payload, { qos: 1 });
-    const lines = (await gw.rejectsLog()).filter((l) => l.clientId === OX3.id);
+    const lines = (await lab.gw.rejectsLog()).filter((l) => l.clientId === OX3.id);
     expect(lines.length).toBeGreaterThan(0);
     expect(lines.length).toBeLessThan(30);
     expect((await stat(file)).size - sizeBefore).toBeLessThanOrEqual(BUDGET);
@@ -104,7 +91,7 @@ describe('the rejects log', () => {
     expect(await metric('livinglab_readings_rejected_total', '{reason="schema"}')).toBeGreaterThanOrEqual(
       30_000,
     );
-    const warnings = gw
+    const warnings = lab.gw
       .logLines()
       .filter((l) => l.clientId === OX3.id && String(l.msg).startsWith('rejects log budget'));
     expect(warnings).toHaveLength(1);
@@ -115,12 +102,12 @@ describe('the rejects log', () => {
 
 describe('a subscriber that stops reading', () => {
   it('a staff subscriber of lab/# that never reads has deliveries dropped, and devices keep their PUBACKs', async () => {
-    const staff = await connectNonReader(gw.mqttUrl, {
+    const staff = await connectNonReader(lab.gw.mqttUrl, {
       clientId: 'staff-1',
       username: 'staff-1',
       filter: 'lab/#',
     });
-    const device = await connectDevice(gw.mqttUrl, OX.id);
+    const device = await connectDevice(lab.gw.mqttUrl, OX.id);
     const base = Date.now() - 3_600_000;
     let sent = 0;
     // Valid batches of 1,000 readings (~60 KB each), forwarded to staff, until its connection is
@@ -138,7 +125,7 @@ describe('a subscriber that stops reading', () => {
     expect(await metric('livinglab_deliveries_dropped_total')).toBeGreaterThan(0);
     // The broker still delivers to others while staff is backed up: without the guard, deliveries
     // waiting for staff's socket to drain held all of mqemitter's slots and this feedback never came.
-    const other = await connectDevice(gw.mqttUrl, OX2.id);
+    const other = await connectDevice(lab.gw.mqttUrl, OX2.id);
     const feedback = await collect(other, `lab/odense/pulse-oximeter/${OX2.id}/rejected`);
     await other.publishAsync(
       telemetry(OX2),
@@ -157,8 +144,8 @@ describe('a subscriber that stops reading', () => {
       );
     await eventually(
       () =>
-        influx.query<{ count: number }>(
-          gw.db,
+        lab.influx.query<{ count: number }>(
+          lab.gw.db,
           `SELECT count(spo2) FROM pulse_oximeter WHERE device_id = '${OX.id}'`,
         ),
       (r) => r[0]?.count === sent * 1000 + 10,

@@ -1,15 +1,12 @@
 // Who a connection is, checked when it matters: wills against the registry as it is when they fire,
 // client ids that belong to their owners, and staff sessions that keep no backlog while offline.
 import mqtt from 'mqtt';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { removeDevice, setDeviceEnabled } from '../../src/registry/edit.js';
 import type { RegistryData } from '../../src/registry/types.js';
-import { PASSWORD, startGateway, type TestGateway } from '../helpers/gateway.js';
-import { type Influxd, startInfluxd } from '../helpers/influxd.js';
+import { useLab } from '../helpers/fixture.js';
+import { PASSWORD } from '../helpers/gateway.js';
 import { connackCode, connectDevice, eventually, settled } from '../helpers/mqtt.js';
-
-let influx: Influxd;
-let gw: TestGateway;
 
 const bp = (id: string) => ({ id, type: 'blood-pressure', site: 'aarhus' });
 const DISABLED = bp('bp-0101');
@@ -19,31 +16,22 @@ const FOREIGN = bp('bp-0104');
 const CONTROL = bp('bp-0105');
 const VICTIM = bp('bp-0106');
 
-beforeAll(async () => {
-  influx = await startInfluxd();
-  gw = await startGateway({
-    influxUrl: influx.url,
-    devices: [DISABLED, REMOVED, MOVED, FOREIGN, CONTROL, VICTIM],
-    staff: ['staff-1'],
-  });
-});
-
-afterAll(async () => {
-  await gw?.stop();
-  await influx?.stop();
+const lab = useLab({
+  devices: [DISABLED, REMOVED, MOVED, FOREIGN, CONTROL, VICTIM],
+  staff: ['staff-1'],
 });
 
 const topicOf = (d: { id: string; site: string }) => `lab/${d.site}/blood-pressure/${d.id}/telemetry`;
 const reading = (systolic: number) =>
   JSON.stringify({ ts: new Date(Date.now() - 1000).toISOString(), systolic, diastolic: 80 });
 const rowsWith = (systolic: number) =>
-  influx.query(gw.db, `SELECT * FROM blood_pressure WHERE systolic = ${systolic}`);
+  lab.influx.query(lab.gw.db, `SELECT * FROM blood_pressure WHERE systolic = ${systolic}`);
 const deniedFor = (clientId: string) =>
-  gw.logLines().filter((l) => l.msg === 'publish denied; closing connection' && l.clientId === clientId);
+  lab.gw.logLines().filter((l) => l.msg === 'publish denied; closing connection' && l.clientId === clientId);
 
 /** A reading of a device still allowed, stored: the writer has drained everything spooled before it. */
 async function storeControlReading(systolic: number) {
-  const control = await connectDevice(gw.mqttUrl, CONTROL.id);
+  const control = await connectDevice(lab.gw.mqttUrl, CONTROL.id);
   await control.publishAsync(topicOf(CONTROL), reading(systolic), { qos: 1 });
   await eventually(
     () => rowsWith(systolic),
@@ -64,7 +52,7 @@ async function expectWillDropped(clientId: string, systolic: number, reason: Reg
 }
 
 async function connectWithWill(device: { id: string; site: string }, willTopic: string, systolic: number) {
-  const client = await connectDevice(gw.mqttUrl, device.id, {
+  const client = await connectDevice(lab.gw.mqttUrl, device.id, {
     will: { topic: willTopic, payload: Buffer.from(reading(systolic)), qos: 1, retain: false },
   });
   const closed = new Promise<void>((r) => client.once('close', () => r()));
@@ -98,7 +86,7 @@ describe('last wills are checked against the registry as it is when they fire', 
     'does not store the will of a device %s while connected',
     async (_what, device, change, reason, systolic) => {
       const { client, closed } = await connectWithWill(device, topicOf(device), systolic);
-      await gw.editRegistry(change);
+      await lab.gw.editRegistry(change);
       // enforceRegistry closes the connection; that close fires the will.
       await closed;
       client.end(true);
@@ -123,15 +111,15 @@ describe('last wills are checked against the registry as it is when they fire', 
 
 describe('client ids of devices belong to their devices', () => {
   it('refuses staff with a device client id (CONNACK 2) and leaves the device connected and stored', async () => {
-    const device = await connectDevice(gw.mqttUrl, VICTIM.id);
-    const code = await connackCode(gw.mqttUrl, {
+    const device = await connectDevice(lab.gw.mqttUrl, VICTIM.id);
+    const code = await connackCode(lab.gw.mqttUrl, {
       clientId: VICTIM.id,
       username: 'staff-1',
       password: PASSWORD,
     });
     expect(code).toBe(2);
     expect(
-      gw
+      lab.gw
         .logLines()
         .find((l) => l.msg === 'connection refused' && l.username === 'staff-1' && l.clientId === VICTIM.id),
     ).toMatchObject({
@@ -149,7 +137,7 @@ describe('client ids of devices belong to their devices', () => {
 
   it('accepts staff with its account id or "{account}:{anything}" as client id, and nothing else', async () => {
     const as = (clientId: string) =>
-      connackCode(gw.mqttUrl, { clientId, username: 'staff-1', password: PASSWORD });
+      connackCode(lab.gw.mqttUrl, { clientId, username: 'staff-1', password: PASSWORD });
     expect(await as('staff-1')).toBe(0);
     expect(await as('staff-1:console')).toBe(0);
     expect(await as('staff-1-console')).toBe(2);
@@ -159,16 +147,16 @@ describe('client ids of devices belong to their devices', () => {
 describe('staff sessions keep no backlog while offline', () => {
   it('delivers nothing queued to a persistent staff session on reconnect, and live messages after', async () => {
     const opts = { clientId: 'staff-1:persistent', clean: false };
-    const first = await connectDevice(gw.mqttUrl, 'staff-1', opts);
+    const first = await connectDevice(lab.gw.mqttUrl, 'staff-1', opts);
     await first.subscribeAsync('lab/#', { qos: 1 });
     await first.endAsync();
 
-    const device = await connectDevice(gw.mqttUrl, CONTROL.id);
+    const device = await connectDevice(lab.gw.mqttUrl, CONTROL.id);
     for (let i = 0; i < 50; i++) await device.publishAsync(topicOf(CONTROL), reading(200 + i), { qos: 1 });
 
     // The listener is attached before CONNACK, so a queued backlog could not slip past it.
     const received: number[] = [];
-    const staff = mqtt.connect(gw.mqttUrl, {
+    const staff = mqtt.connect(lab.gw.mqttUrl, {
       ...opts,
       username: 'staff-1',
       password: PASSWORD,

@@ -1,32 +1,21 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PASSWORD, startGateway, type TestGateway } from '../helpers/gateway.js';
-import { type Influxd, startInfluxd } from '../helpers/influxd.js';
+import { describe, expect, it } from 'vitest';
+import { useLab } from '../helpers/fixture.js';
+import { PASSWORD } from '../helpers/gateway.js';
 import { collect, connectDevice, eventually, mosquittoPub } from '../helpers/mqtt.js';
-
-let influx: Influxd;
-let gw: TestGateway;
 
 const OX = { id: 'ox-0001', type: 'pulse-oximeter', site: 'odense', subject: 'p-017' };
 const OX2 = { id: 'ox-0002', type: 'pulse-oximeter', site: 'odense', subject: 'p-018' };
 const FALL = { id: 'fall-0001', type: 'fall-detector', site: 'vejle' };
 
-beforeAll(async () => {
-  influx = await startInfluxd();
-  gw = await startGateway({ influxUrl: influx.url, devices: [OX, OX2, FALL], staff: ['staff-1'] });
-});
-
-afterAll(async () => {
-  await gw?.stop();
-  await influx?.stop();
-});
+const lab = useLab({ devices: [OX, OX2, FALL], staff: ['staff-1'] });
 
 const recent = (offsetMs = 0) => new Date(Date.now() - 60_000 + offsetMs).toISOString();
 const rows = (where: string, m = 'pulse_oximeter') =>
-  influx.query<Record<string, unknown>>(gw.db, `SELECT * FROM ${m} WHERE ${where}`);
+  lab.influx.query<Record<string, unknown>>(lab.gw.db, `SELECT * FROM ${m} WHERE ${where}`);
 
 describe('a valid reading', () => {
   it('from MQTT.js lands as the exact point: measurement, tags, typed fields, nanosecond timestamp', async () => {
-    const client = await connectDevice(gw.mqttUrl, OX.id);
+    const client = await connectDevice(lab.gw.mqttUrl, OX.id);
     const ts = new Date(Date.now() - 30_000)
       .toISOString()
       .replace('Z', '123456Z')
@@ -56,11 +45,11 @@ describe('a valid reading', () => {
     });
     // The timestamp to the nanosecond, read as text so no float rounding hides an error.
     const res = await fetch(
-      `${influx.url}/query?db=${gw.db}&epoch=ns&q=${encodeURIComponent('SELECT spo2 FROM pulse_oximeter WHERE "perfusionIndex" = 3')}`,
+      `${lab.influx.url}/query?db=${lab.gw.db}&epoch=ns&q=${encodeURIComponent('SELECT spo2 FROM pulse_oximeter WHERE "perfusionIndex" = 3')}`,
     );
     expect(await res.text()).toContain(`[${expectedNs},97]`);
-    const fieldTypes = await influx.query<{ fieldKey: string; fieldType: string }>(
-      gw.db,
+    const fieldTypes = await lab.influx.query<{ fieldKey: string; fieldType: string }>(
+      lab.gw.db,
       'SHOW FIELD KEYS FROM pulse_oximeter',
     );
     expect(Object.fromEntries(fieldTypes.map((f) => [f.fieldKey, f.fieldType]))).toEqual({
@@ -79,7 +68,7 @@ describe('a valid reading', () => {
       '-h',
       '127.0.0.1',
       '-p',
-      String(gw.app.mqttPort),
+      String(lab.gw.app.mqttPort),
       '-u',
       OX2.id,
       '-P',
@@ -107,7 +96,7 @@ describe('a valid reading', () => {
   });
 
   it('an event message lands in the event measurement with its string field', async () => {
-    const client = await connectDevice(gw.mqttUrl, FALL.id);
+    const client = await connectDevice(lab.gw.mqttUrl, FALL.id);
     const ts = recent(2);
     await client.publishAsync(
       'lab/vejle/fall-detector/fall-0001/event',
@@ -132,7 +121,7 @@ describe('a valid reading', () => {
 
 describe('rejections', () => {
   it('answers an out-of-range reading on the rejected topic, logs it to disk and stores nothing', async () => {
-    const client = await connectDevice(gw.mqttUrl, OX.id);
+    const client = await connectDevice(lab.gw.mqttUrl, OX.id);
     const feedback = await collect(client, 'lab/odense/pulse-oximeter/ox-0001/rejected');
     expect(feedback.granted[0]?.qos).toBe(0);
     const ts = recent(3);
@@ -148,7 +137,7 @@ describe('rejections', () => {
       readingIndex: 0,
       schema: 'pulse-oximeter@1',
     });
-    const log = await gw.rejectsLog();
+    const log = await lab.gw.rejectsLog();
     expect(log.find((l) => l.payload === payload)).toMatchObject({
       clientId: 'ox-0001',
       topic: 'lab/odense/pulse-oximeter/ox-0001/telemetry',
@@ -160,7 +149,7 @@ describe('rejections', () => {
   });
 
   it('keeps 97 readings of a batch of 100 and reports the 3 invalid ones with their indexes in one message', async () => {
-    const client = await connectDevice(gw.mqttUrl, OX2.id);
+    const client = await connectDevice(lab.gw.mqttUrl, OX2.id);
     const feedback = await collect(client, 'lab/odense/pulse-oximeter/ox-0002/rejected');
     const base = Date.now() - 3_600_000;
     const readings = Array.from({ length: 100 }, (_, i) => ({
@@ -203,7 +192,10 @@ describe('rejections', () => {
     });
     const stored = await eventually(
       () =>
-        influx.query<{ count: number }>(gw.db, `SELECT count(pulse) FROM pulse_oximeter WHERE probe = 'ear'`),
+        lab.influx.query<{ count: number }>(
+          lab.gw.db,
+          `SELECT count(pulse) FROM pulse_oximeter WHERE probe = 'ear'`,
+        ),
       (r) => r[0]?.count === 97,
     );
     expect(stored[0]?.count).toBe(97);
@@ -211,7 +203,7 @@ describe('rejections', () => {
   });
 
   it('rejects a reading stamped 10 minutes in the future with reason "time"', async () => {
-    const client = await connectDevice(gw.mqttUrl, OX.id);
+    const client = await connectDevice(lab.gw.mqttUrl, OX.id);
     const feedback = await collect(client, 'lab/odense/pulse-oximeter/ox-0001/rejected');
     const ts = new Date(Date.now() + 600_000).toISOString();
     await client.publishAsync(
@@ -229,7 +221,7 @@ describe('rejections', () => {
   });
 
   it('answers hostile payloads cleanly and keeps serving other devices', async () => {
-    const client = await connectDevice(gw.mqttUrl, OX.id);
+    const client = await connectDevice(lab.gw.mqttUrl, OX.id);
     const feedback = await collect(client, 'lab/odense/pulse-oximeter/ox-0001/rejected');
     const topic = 'lab/odense/pulse-oximeter/ox-0001/telemetry';
     const hostile = [
@@ -256,12 +248,12 @@ describe('rejections', () => {
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
 
     // A 1 MiB payload is over the 256 KiB packet limit: that connection is closed, nothing stored.
-    const big = await connectDevice(gw.mqttUrl, OX2.id);
+    const big = await connectDevice(lab.gw.mqttUrl, OX2.id);
     const closed = new Promise<void>((r) => big.once('close', () => r()));
     big.publish('lab/odense/pulse-oximeter/ox-0002/telemetry', Buffer.alloc(1024 * 1024, 0x20), { qos: 1 });
     await closed;
     await eventually(
-      () => gw.rejectsLog(),
+      () => lab.gw.rejectsLog(),
       (l) => l.some((e) => e.clientId === 'ox-0002' && JSON.stringify(e.rejections).includes('too-large')),
     );
     big.end(true);
@@ -277,7 +269,7 @@ describe('rejections', () => {
   });
 
   it('rejects an unknown channel with reason "topic"', async () => {
-    const client = await connectDevice(gw.mqttUrl, OX.id);
+    const client = await connectDevice(lab.gw.mqttUrl, OX.id);
     const feedback = await collect(client, 'lab/odense/pulse-oximeter/ox-0001/rejected');
     await client.publishAsync('lab/odense/pulse-oximeter/ox-0001/vitals', '{}', { qos: 1 });
     const [msg] = await feedback.next(1);
@@ -291,13 +283,13 @@ describe('rejections', () => {
 
 describe('operations', () => {
   it('answers /healthz', async () => {
-    const res = await fetch(`http://127.0.0.1:${gw.app.httpPort}/healthz`);
+    const res = await fetch(`http://127.0.0.1:${lab.gw.app.httpPort}/healthz`);
     expect(res.status).toBe(200);
     expect(await res.json()).toMatchObject({ status: 'ok' });
   });
 
   it('logs no payload content and no password at info level', () => {
-    const infoAndAbove = gw
+    const infoAndAbove = lab.gw
       .logLines()
       .filter((l) => (l.level as number) >= 30)
       .map((l) => JSON.stringify(l));

@@ -6,12 +6,10 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { startGateway, type TestGateway } from '../helpers/gateway.js';
-import { type Influxd, startInfluxd } from '../helpers/influxd.js';
+import { useLab } from '../helpers/fixture.js';
+import { readMetric } from '../helpers/metrics.js';
 import { collect, connectDevice, eventually } from '../helpers/mqtt.js';
 
-let influx: Influxd;
-let gw: TestGateway;
 const hooks: Record<string, unknown>[] = [];
 const hookServer = createServer((req, res) => {
   let body = '';
@@ -26,44 +24,38 @@ const hookServer = createServer((req, res) => {
 
 beforeAll(async () => {
   await new Promise<void>((r) => hookServer.listen(0, '127.0.0.1', r));
-  influx = await startInfluxd();
-  gw = await startGateway({
-    influxUrl: influx.url,
-    devices: [{ id: 'quiet-1', type: 'room-climate', site: 'live', interval: '1s' }],
-    staff: ['staff-live'],
-    config: {
-      jobs: {
-        liveness: {
-          schedule: '* * * * * *',
-          webhook: `http://127.0.0.1:${(hookServer.address() as AddressInfo).port}/hook`,
-        },
-      },
-    },
-  });
 });
+// Declared before the lab so that it runs after the gateway has stopped (after-hooks run in reverse).
 afterAll(async () => {
-  await gw?.stop();
-  await influx?.stop();
   hookServer.close();
 });
+const lab = useLab(() => ({
+  devices: [{ id: 'quiet-1', type: 'room-climate', site: 'live', interval: '1s' }],
+  staff: ['staff-live'],
+  config: {
+    jobs: {
+      liveness: {
+        schedule: '* * * * * *',
+        webhook: `http://127.0.0.1:${(hookServer.address() as AddressInfo).port}/hook`,
+      },
+    },
+  },
+}));
 
 const reading = () => JSON.stringify({ ts: new Date().toISOString(), temperature: 21.5, humidity: 40 });
-const metric = async (name: string) => {
-  const text = await (await fetch(`http://127.0.0.1:${gw.app.httpPort}/metrics`)).text();
-  return Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
-};
+const metric = async (name: string) => (await readMetric(lab.gw.app.httpPort, name)) ?? Number.NaN;
 
 it('marks a device silent for 3 intervals offline, and online again when it reports', {
   timeout: 30_000,
 }, async () => {
-  const staff = await connectDevice(gw.mqttUrl, 'staff-live', { clientId: 'staff-live:1' });
+  const staff = await connectDevice(lab.gw.mqttUrl, 'staff-live', { clientId: 'staff-live:1' });
   const status = await collect(staff, 'lab/live/room-climate/quiet-1/status');
-  const device = await connectDevice(gw.mqttUrl, 'quiet-1');
+  const device = await connectDevice(lab.gw.mqttUrl, 'quiet-1');
   await device.publishAsync('lab/live/room-climate/quiet-1/telemetry', reading(), { qos: 1 });
   const t0 = Date.now();
   // The device stays connected but says nothing: offline after > 3 s, found by the next check.
   await eventually(
-    async () => gw.app.liveness.silent.has('quiet-1'),
+    async () => lab.gw.app.liveness.silent.has('quiet-1'),
     (v) => v,
     10_000,
   );
@@ -79,11 +71,11 @@ it('marks a device silent for 3 intervals offline, and online again when it repo
     async () => status.messages.map((m) => m.payload.toString()),
     (s) => s[s.length - 1] === 'online',
   );
-  expect(gw.app.liveness.silent.size).toBe(0);
+  expect(lab.gw.app.liveness.silent.size).toBe(0);
   expect(await metric('livinglab_devices_silent')).toBe(0);
   expect(await metric('livinglab_liveness_transitions_total{state="offline"}')).toBe(1);
 
-  const events = (await readFile(join(gw.dir, 'data', 'events.ndjson'), 'utf8'))
+  const events = (await readFile(join(lab.gw.dir, 'data', 'events.ndjson'), 'utf8'))
     .trim()
     .split('\n')
     .map((l) => JSON.parse(l) as Record<string, unknown>);
@@ -99,7 +91,7 @@ it('marks a device silent for 3 intervals offline, and online again when it repo
     ['device-online', 'quiet-1'],
   ]);
   expect(await metric('livinglab_job_runs_total{job="liveness"}')).toBeGreaterThanOrEqual(3);
-  expect([...gw.app.scheduler.stats.keys()]).toEqual(['liveness', 'quality-report', 'housekeeping']);
+  expect([...lab.gw.app.scheduler.stats.keys()]).toEqual(['liveness', 'quality-report', 'housekeeping']);
   expect(await metric('livinglab_connected_devices{device_type="room-climate",site="live"}')).toBe(1);
   await device.endAsync();
   await staff.endAsync();
@@ -110,15 +102,15 @@ it('livinglab status shows connected and silent devices, spool, last write and r
 }, async () => {
   const { execFile } = await import('node:child_process');
   const { promisify } = await import('node:util');
-  const device = await connectDevice(gw.mqttUrl, 'quiet-1');
+  const device = await connectDevice(lab.gw.mqttUrl, 'quiet-1');
   await device.publishAsync('lab/live/room-climate/quiet-1/telemetry', reading(), { qos: 1 });
   await device.publishAsync('lab/live/room-climate/quiet-1/telemetry', '{"bad":', { qos: 1 });
-  await gw.app.drain.idle(5000);
-  const res = await fetch(`http://127.0.0.1:${gw.app.httpPort}/api/v1/status`, {
+  await lab.gw.app.drain.idle(5000);
+  const res = await fetch(`http://127.0.0.1:${lab.gw.app.httpPort}/api/v1/status`, {
     headers: { 'x-request-id': 'req-42' },
   });
   expect(res.headers.get('x-request-id')).toBe('req-42');
-  expect(gw.logLines().some((l) => l.reqId === 'req-42')).toBe(true);
+  expect(lab.gw.logLines().some((l) => l.reqId === 'req-42')).toBe(true);
   const root = new URL('../../', import.meta.url).pathname;
   const { stdout } = await promisify(execFile)(
     process.execPath,
@@ -128,7 +120,7 @@ it('livinglab status shows connected and silent devices, spool, last write and r
       join(root, 'src/cli/main.ts'),
       'status',
       '--url',
-      `http://127.0.0.1:${gw.app.httpPort}`,
+      `http://127.0.0.1:${lab.gw.app.httpPort}`,
     ],
     { cwd: root },
   );
@@ -136,14 +128,14 @@ it('livinglab status shows connected and silent devices, spool, last write and r
   expect(stdout).toMatch(/^devices silent\s+0$/m);
   expect(stdout).toMatch(/^last write to InfluxDB\s+\d{4}-\d\d-\d\dT/m);
   expect(stdout).toMatch(/^rejects in the last hour\s+1$/m);
-  expect(gw.logLines().some((l) => l.msg === 'message rejected' && l.deviceId === 'quiet-1')).toBe(true);
+  expect(lab.gw.logLines().some((l) => l.msg === 'message rejected' && l.deviceId === 'quiet-1')).toBe(true);
   await device.endAsync();
 });
 
 it('reports a low battery once (event log, metric, webhook), not at every reading', {
   timeout: 20_000,
 }, async () => {
-  const device = await connectDevice(gw.mqttUrl, 'quiet-1');
+  const device = await connectDevice(lab.gw.mqttUrl, 'quiet-1');
   for (const battery of [40, 12, 11]) {
     await device.publishAsync(
       'lab/live/room-climate/quiet-1/telemetry',
@@ -160,7 +152,7 @@ it('reports a low battery once (event log, metric, webhook), not at every readin
     expect.objectContaining({ deviceId: 'quiet-1', battery: 12 }),
   ]);
   expect(await metric('livinglab_devices_battery_low')).toBe(1);
-  const events = (await readFile(join(gw.dir, 'data', 'events.ndjson'), 'utf8'))
+  const events = (await readFile(join(lab.gw.dir, 'data', 'events.ndjson'), 'utf8'))
     .trim()
     .split('\n')
     .map((l) => JSON.parse(l) as { event: string });

@@ -1,37 +1,26 @@
 // Readiness follows InfluxDB; /metrics counters move by exactly what was sent.
-import { afterAll, beforeAll, expect, it } from 'vitest';
-import { startGateway, type TestGateway } from '../helpers/gateway.js';
-import { type Influxd, startInfluxd } from '../helpers/influxd.js';
+import { expect, it } from 'vitest';
+import { useLab } from '../helpers/fixture.js';
 import { connectDevice, eventually } from '../helpers/mqtt.js';
 
-let influx: Influxd;
-let gw: TestGateway;
-beforeAll(async () => {
-  influx = await startInfluxd();
-  gw = await startGateway({
-    influxUrl: influx.url,
-    devices: [{ id: 'ops-1', type: 'thermometer', site: 'ops' }],
-  });
-});
-afterAll(async () => {
-  await gw?.stop();
-  await influx?.stop();
+const lab = useLab({
+  devices: [{ id: 'ops-1', type: 'thermometer', site: 'ops' }],
 });
 
-const url = (path: string) => `http://127.0.0.1:${gw.app.httpPort}${path}`;
+const url = (path: string) => `http://127.0.0.1:${lab.gw.app.httpPort}${path}`;
 
 it('/readyz turns 503 with the reason when influxd stops, and 200 when it is back', {
   timeout: 30_000,
 }, async () => {
   expect((await fetch(url('/readyz'))).status).toBe(200);
-  await influx.kill();
+  await lab.influx.kill();
   const down = await fetch(url('/readyz'));
   expect(down.status).toBe(503);
   expect(await down.json()).toEqual({
     status: 'not ready',
-    reasons: [`InfluxDB at ${influx.url} is not reachable`],
+    reasons: [`InfluxDB at ${lab.influx.url} is not reachable`],
   });
-  await influx.restart();
+  await lab.influx.restart();
   await eventually(
     async () => (await fetch(url('/readyz'))).status,
     (s) => s === 200,
@@ -45,7 +34,7 @@ it('/metrics counters move by exactly the messages, readings and rejects sent', 
       Number(new RegExp(`^${name.replace(/[{}"]/g, (c) => `\\${c}`)} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
   };
   const before = await scrape();
-  const client = await connectDevice(gw.mqttUrl, 'ops-1');
+  const client = await connectDevice(lab.gw.mqttUrl, 'ops-1');
   const topic = 'lab/ops/thermometer/ops-1/telemetry';
   const t = (i: number) => new Date(Date.now() - 60_000 + i * 1000).toISOString();
   for (let i = 0; i < 7; i++)
@@ -58,7 +47,7 @@ it('/metrics counters move by exactly the messages, readings and rejects sent', 
     { qos: 1 },
   );
   await client.endAsync();
-  await gw.app.drain.idle(10_000);
+  await lab.gw.app.drain.idle(10_000);
   const after = await scrape();
   const delta = (name: string) => after(name) - before(name);
   expect(delta('livinglab_messages_received_total')).toBe(10);

@@ -1,29 +1,18 @@
 // InfluxDB stopped for a minute under load (LL_OUTAGE_SECONDS overrides the 60 s), then restarted:
 // every acknowledged reading must be in InfluxDB afterwards, with its value.
-import { afterAll, beforeAll, expect, it } from 'vitest';
-import { startGateway, type TestGateway } from '../helpers/gateway.js';
-import { type Influxd, startInfluxd } from '../helpers/influxd.js';
+import { expect, it } from 'vitest';
+import { useLab } from '../helpers/fixture.js';
 import { compareWithInflux, startFleet } from '../helpers/publishers.js';
 
 const OUTAGE_SECONDS = Number(process.env.LL_OUTAGE_SECONDS ?? 60);
-let influx: Influxd;
-let gw: TestGateway;
 
-beforeAll(async () => {
-  influx = await startInfluxd();
-  gw = await startGateway({
-    influxUrl: influx.url,
-    devices: Array.from({ length: 10 }, (_, i) => ({
-      id: `out-ox-${i}`,
-      type: 'pulse-oximeter',
-      site: 'outage',
-    })),
-    config: { writer: { maxRetryDelay: '2s' } },
-  });
-});
-afterAll(async () => {
-  await gw?.stop();
-  await influx?.stop();
+const lab = useLab({
+  devices: Array.from({ length: 10 }, (_, i) => ({
+    id: `out-ox-${i}`,
+    type: 'pulse-oximeter',
+    site: 'outage',
+  })),
+  config: { writer: { maxRetryDelay: '2s' } },
 });
 
 it(`loses nothing when influxd is down for ${OUTAGE_SECONDS} s under load`, {
@@ -32,24 +21,24 @@ it(`loses nothing when influxd is down for ${OUTAGE_SECONDS} s under load`, {
   const fleet = startFleet({
     ids: Array.from({ length: 10 }, (_, i) => `out-ox-${i}`),
     site: 'outage',
-    url: () => gw.mqttUrl,
+    url: () => lab.gw.mqttUrl,
     intervalMs: 20,
   });
   await fleet.untilAcked(500);
-  await influx.kill();
+  await lab.influx.kill();
   const ackedAtStop = fleet.acked;
   await new Promise((r) => setTimeout(r, OUTAGE_SECONDS * 1000));
   const ackedDuringOutage = fleet.acked - ackedAtStop;
-  const spooled = gw.app.queue.stats.unconfirmedRecords;
-  await influx.restart();
+  const spooled = lab.gw.app.queue.stats.unconfirmedRecords;
+  await lab.influx.restart();
   await new Promise((r) => setTimeout(r, 2000));
   await fleet.stop();
-  const result = await compareWithInflux(fleet, influx, gw.db, 90_000);
+  const result = await compareWithInflux(fleet, lab.influx, lab.gw.db, 90_000);
   console.log(
-    `[fault] influxd down ${OUTAGE_SECONDS} s: ${JSON.stringify({ ...result, ackedDuringOutage, spooledAtRestart: spooled, retries: gw.app.drain.stats.writeRetries })}`,
+    `[fault] influxd down ${OUTAGE_SECONDS} s: ${JSON.stringify({ ...result, ackedDuringOutage, spooledAtRestart: spooled, retries: lab.gw.app.drain.stats.writeRetries })}`,
   );
   expect(ackedDuringOutage).toBeGreaterThan(0);
   expect(result).toMatchObject({ lost: 0, wrongValues: 0 });
   expect(result.stored).toBe(result.acked);
-  expect(gw.app.drain.stats.writeRetries).toBeGreaterThan(0);
+  expect(lab.gw.app.drain.stats.writeRetries).toBeGreaterThan(0);
 });

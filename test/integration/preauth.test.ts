@@ -3,41 +3,19 @@
 // address, against the real gateway.
 import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
-import mqttPacket from 'mqtt-packet';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PASSWORD, startGateway, type TestGateway } from '../helpers/gateway.js';
-import { type Influxd, startInfluxd } from '../helpers/influxd.js';
+import { describe, expect, it } from 'vitest';
+import { useLab } from '../helpers/fixture.js';
+import { PASSWORD, type TestGateway } from '../helpers/gateway.js';
+import { readMetric } from '../helpers/metrics.js';
 import { connackCode, connectDevice, eventually } from '../helpers/mqtt.js';
+import { connectPacket, fixedHeader } from '../helpers/raw-mqtt.js';
 
-let influx: Influxd;
 const A = { id: 'bp-0101', type: 'blood-pressure', site: 'aarhus' };
 
-beforeAll(async () => {
-  influx = await startInfluxd();
-});
-afterAll(async () => {
-  await influx?.stop();
-});
+const lab = useLab();
 
 /** A metric's value, or undefined when /metrics does not have it. */
-async function metric(gw: TestGateway, series: string): Promise<number | undefined> {
-  const text = await (await fetch(`http://127.0.0.1:${gw.app.httpPort}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-  return line === undefined ? undefined : Number(line.slice(series.length + 1));
-}
-
-/** The fixed header of a packet of `type` announcing `remaining` bytes. */
-function header(type: number, remaining: number): Buffer {
-  const bytes = [type << 4];
-  let n = remaining;
-  do {
-    let b = n % 128;
-    n = Math.floor(n / 128);
-    if (n > 0) b |= 0x80;
-    bytes.push(b);
-  } while (n > 0);
-  return Buffer.from(bytes);
-}
+const metric = (gw: TestGateway, series: string) => readMetric(gw.app.httpPort, series);
 
 interface RawClient {
   socket: Socket;
@@ -69,27 +47,17 @@ async function rawClient(port: number, bytes: Buffer, localAddress = '127.0.0.1'
 }
 
 describe('before login: CONNECT size and buffer budget', () => {
-  let gw: TestGateway;
   const budget = 1024 * 1024;
-  beforeAll(async () => {
-    gw = await startGateway({
-      influxUrl: influx.url,
-      devices: [A],
-      config: { mqtt: { preAuthBufferBudget: budget } },
-    });
-  });
-  afterAll(async () => {
-    await gw?.stop();
-  });
+  const site = lab.useGateway({ devices: [A], config: { mqtt: { preAuthBufferBudget: budget } } });
 
   it('closes 200 sockets announcing a 250 KB CONNECT at its header, holding none of their bytes', async () => {
-    const port = gw.app.mqttPort;
-    const attack = Buffer.concat([header(1, 250_000), Buffer.alloc(200_000, 0x41)]);
+    const port = site.gw.app.mqttPort;
+    const attack = Buffer.concat([fixedHeader(1, 250_000), Buffer.alloc(200_000, 0x41)]);
     const clients = await Promise.all(Array.from({ length: 200 }, () => rawClient(port, attack)));
     let highest = 0;
     await eventually(
       async () => {
-        highest = Math.max(highest, (await metric(gw, 'livinglab_preauth_buffered_bytes')) ?? 0);
+        highest = Math.max(highest, (await metric(site.gw, 'livinglab_preauth_buffered_bytes')) ?? 0);
         return clients.filter((c) => c.closed()).length;
       },
       (n) => n === 200,
@@ -97,29 +65,31 @@ describe('before login: CONNECT size and buffer budget', () => {
     );
     // Closed by the gateway long before the 10-s connect timeout, none of them answered.
     expect(clients.every((c) => c.received() === 0)).toBe(true);
-    expect(await metric(gw, 'livinglab_connections_refused_total{reason="connect-too-large"}')).toBe(200);
+    expect(await metric(site.gw, 'livinglab_connections_refused_total{reason="connect-too-large"}')).toBe(
+      200,
+    );
     expect(highest).toBeLessThanOrEqual(budget);
-    expect(await metric(gw, 'livinglab_preauth_buffered_bytes')).toBe(0);
+    expect(await metric(site.gw, 'livinglab_preauth_buffered_bytes')).toBe(0);
   });
 
   it('keeps unfinished CONNECTs under the budget by closing the largest; a device still logs in and its reading is stored', async () => {
-    const port = gw.app.mqttPort;
+    const port = site.gw.app.mqttPort;
     // 300 × 6 KB of CONNECTs within the CONNECT limit but never finished: 1.8 MB against a 1 MiB budget.
-    const partial = Buffer.concat([header(1, 8000), Buffer.alloc(6000, 0x41)]);
+    const partial = Buffer.concat([fixedHeader(1, 8000), Buffer.alloc(6000, 0x41)]);
     const clients: RawClient[] = [];
     for (let i = 0; i < 300; i++) clients.push(await rawClient(port, partial));
     await Promise.all(clients.map((c) => c.flushed));
     const refused = await eventually(
-      () => metric(gw, 'livinglab_connections_refused_total{reason="preauth-budget"}'),
+      () => metric(site.gw, 'livinglab_connections_refused_total{reason="preauth-budget"}'),
       (n) => (n ?? 0) > 0,
     );
-    expect(await metric(gw, 'livinglab_preauth_buffered_bytes')).toBeLessThanOrEqual(budget);
+    expect(await metric(site.gw, 'livinglab_preauth_buffered_bytes')).toBeLessThanOrEqual(budget);
     await eventually(
       async () => clients.filter((c) => c.closed()).length,
       (n) => n === refused,
     );
     // A device connecting now is not one of the victims: it sends its whole CONNECT at once.
-    const device = await connectDevice(gw.mqttUrl, A.id);
+    const device = await connectDevice(site.gw.mqttUrl, A.id);
     const ts = new Date(Date.now() - 1000).toISOString();
     await device.publishAsync(
       'lab/aarhus/blood-pressure/bp-0101/telemetry',
@@ -128,27 +98,19 @@ describe('before login: CONNECT size and buffer budget', () => {
     );
     await device.endAsync();
     const rows = await eventually(
-      () => influx.query(gw.db, 'SELECT systolic FROM blood_pressure WHERE systolic = 131'),
+      () => lab.influx.query(site.gw.db, 'SELECT systolic FROM blood_pressure WHERE systolic = 131'),
       (r) => r.length === 1,
     );
     expect(rows).toHaveLength(1);
     for (const c of clients) c.socket.destroy();
     await eventually(
-      () => metric(gw, 'livinglab_preauth_buffered_bytes'),
+      () => metric(site.gw, 'livinglab_preauth_buffered_bytes'),
       (n) => n === 0,
     );
   });
 
   it('closes a complete CONNECT over mqtt.maxConnectPacketSize (a 10 KB will) before any CONNACK, even with good credentials', async () => {
-    const connectPacket = mqttPacket.generate({
-      cmd: 'connect',
-      protocolId: 'MQTT',
-      protocolVersion: 4,
-      clean: true,
-      keepalive: 60,
-      clientId: A.id,
-      username: A.id,
-      password: Buffer.from(PASSWORD),
+    const bigConnect = connectPacket(A.id, PASSWORD, {
       will: {
         topic: 'lab/aarhus/blood-pressure/bp-0101/status',
         payload: Buffer.alloc(10_000, 0x41),
@@ -156,59 +118,41 @@ describe('before login: CONNECT size and buffer budget', () => {
         retain: false,
       },
     });
-    const before = (await metric(gw, 'livinglab_connections_refused_total{reason="connect-too-large"}')) ?? 0;
-    const c = await rawClient(gw.app.mqttPort, connectPacket);
+    const before =
+      (await metric(site.gw, 'livinglab_connections_refused_total{reason="connect-too-large"}')) ?? 0;
+    const c = await rawClient(site.gw.app.mqttPort, bigConnect);
     await eventually(
       async () => c.closed(),
       (closed) => closed,
       5000,
     );
     expect(c.received()).toBe(0);
-    expect(await metric(gw, 'livinglab_connections_refused_total{reason="connect-too-large"}')).toBe(
+    expect(await metric(site.gw, 'livinglab_connections_refused_total{reason="connect-too-large"}')).toBe(
       before + 1,
     );
   });
 });
 
 describe('before login: new connections per address', () => {
-  let gw: TestGateway;
-  beforeAll(async () => {
-    gw = await startGateway({
-      influxUrl: influx.url,
-      devices: [A],
-      config: { mqtt: { connectRate: 1, connectBurst: 3 } },
-    });
-  });
-  afterAll(async () => {
-    await gw?.stop();
-  });
+  const site = lab.useGateway({ devices: [A], config: { mqtt: { connectRate: 1, connectBurst: 3 } } });
 
   it('refuses an address over its connection rate, counted in /metrics, while another address still logs in', async () => {
     const opts = { clientId: A.id, username: A.id, password: PASSWORD };
-    for (let i = 0; i < 3; i++) expect(await connackCode(gw.mqttUrl, opts)).toBe(0);
-    const login = mqttPacket.generate({
-      cmd: 'connect',
-      protocolId: 'MQTT',
-      protocolVersion: 4,
-      clean: true,
-      keepalive: 60,
-      clientId: A.id,
-      username: A.id,
-      password: Buffer.from(PASSWORD),
-    });
+    for (let i = 0; i < 3; i++) expect(await connackCode(site.gw.mqttUrl, opts)).toBe(0);
+    const login = connectPacket(A.id, PASSWORD);
     // One token a second comes back: of three quick attempts at least two find the bucket empty.
-    const attempts = await Promise.all([0, 1, 2].map(() => rawClient(gw.app.mqttPort, login)));
+    const attempts = await Promise.all([0, 1, 2].map(() => rawClient(site.gw.app.mqttPort, login)));
     await eventually(
       async () => attempts.filter((c) => c.closed() && c.received() === 0).length,
       (n) => n >= 2,
       5000,
     );
     expect(
-      await metric(gw, 'livinglab_connections_refused_total{reason="rate-limit"}'),
+      await metric(site.gw, 'livinglab_connections_refused_total{reason="rate-limit"}'),
     ).toBeGreaterThanOrEqual(2);
     for (const c of attempts) c.socket.destroy();
     // Another address (a loopback alias) has its own bucket: CONNACK 0.
-    const other = await rawClient(gw.app.mqttPort, login, '127.0.0.2');
+    const other = await rawClient(site.gw.app.mqttPort, login, '127.0.0.2');
     const connack = await eventually(
       async () => other.data(),
       (d) => d.length >= 4 || other.closed(),

@@ -3,18 +3,16 @@
 // measured at, and a hand-edited consent cannot bring a withdrawn subject back.
 import { writeFile } from 'node:fs/promises';
 import type { MqttClient } from 'mqtt';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { pseudonym } from '../../src/query/pseudonym.js';
 import { assignDevice } from '../../src/registry/edit.js';
 import { serialiseRegistry } from '../../src/registry/file.js';
 import { addProject, issueToken, setConsent } from '../../src/registry/research.js';
 import type { Project, RegistryData } from '../../src/registry/types.js';
-import { startGateway, type TestGateway } from '../helpers/gateway.js';
-import { type Influxd, startInfluxd } from '../helpers/influxd.js';
+import { useLab } from '../helpers/fixture.js';
 import { connectDevice, eventually } from '../helpers/mqtt.js';
+import { ndjson, openProject, untilTokens } from '../helpers/research.js';
 
-let influx: Influxd;
-let gw: TestGateway;
 let token = '';
 const DAY = 86_400_000;
 const day = (offset: number) => new Date(Date.now() + offset * DAY).toISOString().slice(0, 10);
@@ -25,14 +23,8 @@ const AFTER = [0, 60_000, 30 * 60_000].map((d) => MOVE + d);
 const iso = (ms: number) => new Date(ms).toISOString();
 
 const get = (path: string) =>
-  fetch(`http://127.0.0.1:${gw.app.httpPort}${path}`, { headers: { authorization: `Bearer ${token}` } });
-const ndjson = async (res: Response) =>
-  (await res.text())
-    .trim()
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
-const project = (): Project => gw.app.registry.current().data.projects[0] as Project;
+  fetch(`http://127.0.0.1:${lab.gw.app.httpPort}${path}`, { headers: { authorization: `Bearer ${token}` } });
+const project = (): Project => lab.gw.app.registry.current().data.projects[0] as Project;
 
 async function publish(client: MqttClient, id: string, readings: { ts: string; spo2: number }[]) {
   const batch = readings.map((r) => ({ ...r, pulse: 70 }));
@@ -41,25 +33,17 @@ async function publish(client: MqttClient, id: string, readings: { ts: string; s
   });
 }
 
+const lab = useLab({
+  devices: [
+    // ox-5 at p-005's home (no consent); ox-6 in storage (no one); ox-7 with p-007, who withdraws.
+    { id: 'ox-5', type: 'pulse-oximeter', site: 'home', subject: 'p-005' },
+    { id: 'ox-6', type: 'pulse-oximeter', site: 'home' },
+    { id: 'ox-7', type: 'pulse-oximeter', site: 'home', subject: 'p-007' },
+  ],
+});
 beforeAll(async () => {
-  influx = await startInfluxd();
-  gw = await startGateway({
-    influxUrl: influx.url,
-    devices: [
-      // ox-5 at p-005's home (no consent); ox-6 in storage (no one); ox-7 with p-007, who withdraws.
-      { id: 'ox-5', type: 'pulse-oximeter', site: 'home', subject: 'p-005' },
-      { id: 'ox-6', type: 'pulse-oximeter', site: 'home' },
-      { id: 'ox-7', type: 'pulse-oximeter', site: 'home', subject: 'p-007' },
-    ],
-  });
-  await gw.editRegistry((d0) => {
-    let d: RegistryData = addProject(d0, {
-      id: 'spo2',
-      from: day(-10),
-      to: day(1),
-      types: ['pulse-oximeter'],
-      fields: ['spo2'],
-    });
+  await lab.gw.editRegistry((d0) => {
+    let d: RegistryData = addProject(d0, openProject('spo2', ['pulse-oximeter'], ['spo2']));
     d = setConsent(d, 'spo2', 'p-006', { on: day(-10) });
     d = setConsent(d, 'spo2', 'p-007', { on: day(-10) });
     d = setConsent(d, 'spo2', 'p-007', { withdraw: true, on: day(0) });
@@ -74,12 +58,9 @@ beforeAll(async () => {
     token = issued.token;
     return issued.data;
   });
-  await eventually(
-    async () => gw.app.registry.current().data.tokens.length,
-    (n) => n === 1,
-  );
+  await untilTokens(lab.gw, 1);
   for (const id of ['ox-5', 'ox-6']) {
-    const c = await connectDevice(gw.mqttUrl, id);
+    const c = await connectDevice(lab.gw.mqttUrl, id);
     // Buffered at the previous home (spo2 90), then measured at p-006's (spo2 98), flushed at once.
     await publish(c, id, [
       ...BEFORE.map((t) => ({ ts: iso(t), spo2: 90 })),
@@ -87,22 +68,18 @@ beforeAll(async () => {
     ]);
     await c.endAsync();
   }
-  const c7 = await connectDevice(gw.mqttUrl, 'ox-7');
+  const c7 = await connectDevice(lab.gw.mqttUrl, 'ox-7');
   await publish(c7, 'ox-7', [{ ts: iso(MOVE), spo2: 95 }]);
   await c7.endAsync();
-  await gw.app.drain.idle(10_000);
-});
-afterAll(async () => {
-  await gw?.stop();
-  await influx?.stop();
+  await lab.gw.app.drain.idle(10_000);
 });
 
 describe('a moved device (issue 13 #4)', () => {
   it('tags each reading with the subject the device had at its own ts, not at its arrival', async () => {
     const rows = await eventually(
       () =>
-        influx.query<{ time: number; subject?: string; device_id: string }>(
-          gw.db,
+        lab.influx.query<{ time: number; subject?: string; device_id: string }>(
+          lab.gw.db,
           `SELECT spo2, subject, device_id FROM pulse_oximeter WHERE device_id = 'ox-5' OR device_id = 'ox-6'`,
         ),
       (r) => r.length === 2 * (BEFORE.length + AFTER.length),
@@ -140,7 +117,7 @@ describe('a moved device (issue 13 #4)', () => {
 
 describe('a duplicated consent (issue 13 #6)', () => {
   it('refuses a second consent line beside a withdrawn one on reload, keeps the previous registry and logs it', async () => {
-    const before = gw.app.registry.current();
+    const before = lab.gw.app.registry.current();
     const text = serialiseRegistry(before.data);
     // A hand edit: the withdrawn consent stays, and an active line for the same subject is added.
     const consent = / {6}- subject: p-007\n {8}from: \S+\n {8}withdrawn: \S+\n/.exec(text);
@@ -149,11 +126,11 @@ describe('a duplicated consent (issue 13 #6)', () => {
     const withdrawnLine = text.slice(0, at).split('\n').length;
     const edited = `${text.slice(0, at + (consent?.[0].length ?? 0))}      - subject: p-007\n        from: ${day(-10)}\n${text.slice(at + (consent?.[0].length ?? 0))}`;
     expect(edited).not.toBe(text);
-    const seen = gw.logLines().length;
-    await writeFile(gw.registryFile, edited, { mode: 0o600 });
+    const seen = lab.gw.logLines().length;
+    await writeFile(lab.gw.registryFile, edited, { mode: 0o600 });
     const outcome = await eventually(
       async () =>
-        gw
+        lab.gw
           .logLines()
           .slice(seen)
           .find((l) => typeof l.msg === 'string' && l.msg.startsWith('registry reload')),
@@ -162,9 +139,9 @@ describe('a duplicated consent (issue 13 #6)', () => {
     expect(outcome).toMatchObject({
       level: 50,
       msg: 'registry reload failed; keeping the previous registry',
-      err: `${gw.registryFile}:${withdrawnLine + 3}: project spo2 has a second consent line for subject p-007 (the first is at ${gw.registryFile}:${withdrawnLine}); keep one line per subject and project: a renewed consent replaces the withdrawn line`,
+      err: `${lab.gw.registryFile}:${withdrawnLine + 3}: project spo2 has a second consent line for subject p-007 (the first is at ${lab.gw.registryFile}:${withdrawnLine}); keep one line per subject and project: a renewed consent replaces the withdrawn line`,
     });
-    expect(gw.app.registry.current()).toBe(before);
+    expect(lab.gw.app.registry.current()).toBe(before);
     const rows = await ndjson(await get('/api/v1/projects/spo2/readings?type=pulse-oximeter&format=ndjson'));
     const p007 = pseudonym(project().secret, 'p-007');
     expect(rows.length).toBe(2 * AFTER.length);

@@ -3,29 +3,24 @@ import { execFile } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { runHousekeeping } from '../../src/jobs/housekeeping.js';
 import { buildQualityReport, type QualityReport } from '../../src/jobs/quality-report.js';
-import { startGateway, type TestGateway } from '../helpers/gateway.js';
-import { type Influxd, startInfluxd } from '../helpers/influxd.js';
+import { useLab } from '../helpers/fixture.js';
 import { collect, connectDevice } from '../helpers/mqtt.js';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
-let influx: Influxd;
-let gw: TestGateway;
 const day = new Date(Date.now() - 86_400_000).toISOString().slice(0, 10);
 
+const lab = useLab({
+  devices: [
+    { id: 'clim-1', type: 'room-climate', site: 'home-a', interval: '1h' },
+    { id: 'door-1', type: 'door-sensor', site: 'home-b' },
+  ],
+});
 beforeAll(async () => {
-  influx = await startInfluxd();
-  gw = await startGateway({
-    influxUrl: influx.url,
-    devices: [
-      { id: 'clim-1', type: 'room-climate', site: 'home-a', interval: '1h' },
-      { id: 'door-1', type: 'door-sensor', site: 'home-b' },
-    ],
-  });
   // Yesterday, hourly at hh:30, except 05:30–09:30 (five missing: one gap of six hours).
-  const client = await connectDevice(gw.mqttUrl, 'clim-1');
+  const client = await connectDevice(lab.gw.mqttUrl, 'clim-1');
   const feedback = await collect(client, 'lab/home-a/room-climate/clim-1/rejected');
   const hours = Array.from({ length: 24 }, (_, h) => h).filter((h) => h < 5 || h > 9);
   const readings = hours.map((h, i) => ({
@@ -55,23 +50,23 @@ beforeAll(async () => {
   );
   await feedback.next(3);
   await client.endAsync();
-  await gw.app.drain.idle(10_000);
+  await lab.gw.app.drain.idle(10_000);
 });
-afterAll(async () => {
-  await gw?.stop();
-  await influx?.stop();
-});
+
+/** The quality report of `date` over the lab's gateway and InfluxDB, as the nightly job builds it. */
+const reportOn = (date: string) =>
+  buildQualityReport({
+    date,
+    devices: lab.gw.app.registry.current().devices.values(),
+    schemas: lab.gw.app.schemas,
+    influxUrl: lab.influx.url,
+    db: lab.gw.db,
+    dataDir: join(lab.gw.dir, 'data'),
+  });
 
 describe('data-quality report', () => {
   it('gives the known completeness, gap, rejects, clock skew and battery trend', async () => {
-    const report = await buildQualityReport({
-      date: day,
-      devices: gw.app.registry.current().devices.values(),
-      schemas: gw.app.schemas,
-      influxUrl: influx.url,
-      db: gw.db,
-      dataDir: join(gw.dir, 'data'),
-    });
+    const report = await reportOn(day);
     // The rejection with a clock far ahead happened today, so yesterday's report does not count it.
     expect(report.devices.find((d) => d.deviceId === 'clim-1')).toEqual({
       deviceId: 'clim-1',
@@ -105,13 +100,13 @@ describe('data-quality report', () => {
         '--date',
         day,
         '--registry',
-        gw.registryFile,
+        lab.gw.registryFile,
         '--influx-url',
-        influx.url,
+        lab.influx.url,
         '--influx-db',
-        gw.db,
+        lab.gw.db,
         '--data-dir',
-        join(gw.dir, 'data'),
+        join(lab.gw.dir, 'data'),
       ],
       { cwd: ROOT },
     );
@@ -134,14 +129,7 @@ describe('data-quality report', () => {
 
   it('counts rejects by reason and clock-skew rejections on their day', async () => {
     const today = new Date().toISOString().slice(0, 10);
-    const report = await buildQualityReport({
-      date: today,
-      devices: gw.app.registry.current().devices.values(),
-      schemas: gw.app.schemas,
-      influxUrl: influx.url,
-      db: gw.db,
-      dataDir: join(gw.dir, 'data'),
-    });
+    const report = await reportOn(today);
     expect(report.devices.find((d) => d.deviceId === 'clim-1')).toMatchObject({
       rejects: { schema: 2, time: 1 },
       clockSkewRejects: 1,
@@ -151,7 +139,7 @@ describe('data-quality report', () => {
 
 describe('housekeeping', () => {
   it('rotates the rejects log (appends go on in a new file) and deletes what is past retention', async () => {
-    const dataDir = join(gw.dir, 'data');
+    const dataDir = join(lab.gw.dir, 'data');
     const old = join(dataDir, 'rejects-2020-01-01T00-00-00-000Z.ndjson');
     writeFileSync(old, '{}\n');
     mkdirSync(join(dataDir, 'reports'), { recursive: true });
@@ -163,16 +151,16 @@ describe('housekeeping', () => {
     const before = readFileSync(join(dataDir, 'rejects.ndjson'), 'utf8');
     const result = await runHousekeeping({
       dataDir,
-      rejects: gw.app.rejects,
+      rejects: lab.gw.app.rejects,
       retentionMs: 90 * 86_400_000,
-      log: gw.app.log,
+      log: lab.gw.app.log,
     });
     expect(result.rotated).toHaveLength(1); // no liveness events yet, so only the rejects log
     expect(readFileSync(result.rotated[0] as string, 'utf8')).toBe(before);
     expect(result.deleted.sort()).toEqual([old, oldReport].sort());
     expect(readdirSync(join(dataDir, 'reports'))).toContain(`${day}.md`);
     // The gateway keeps logging rejects into a fresh file.
-    const client = await connectDevice(gw.mqttUrl, 'clim-1');
+    const client = await connectDevice(lab.gw.mqttUrl, 'clim-1');
     await client.publishAsync('lab/home-a/room-climate/clim-1/telemetry', '{"x":', { qos: 1 });
     await client.endAsync();
     expect(readFileSync(join(dataDir, 'rejects.ndjson'), 'utf8').trim().split('\n')).toHaveLength(1);

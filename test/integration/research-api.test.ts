@@ -1,38 +1,35 @@
 // The research API against data written through the gateway into a real influxd.
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { verifyAuditLog } from '../../src/query/audit.js';
 import { addProject, issueToken, revokeToken, setConsent } from '../../src/registry/research.js';
 import type { RegistryData } from '../../src/registry/types.js';
-import { startGateway, type TestGateway } from '../helpers/gateway.js';
-import { type Influxd, startInfluxd } from '../helpers/influxd.js';
+import { runCli } from '../helpers/cli.js';
+import { useLab } from '../helpers/fixture.js';
 import { connectDevice, eventually } from '../helpers/mqtt.js';
+import { ndjson, openProject, untilTokens } from '../helpers/research.js';
 
-let influx: Influxd;
-let gw: TestGateway;
 const tokens: Record<string, string> = {};
 const DAY = 86_400_000;
 const day = (offset: number) => new Date(Date.now() + offset * DAY).toISOString().slice(0, 10);
 const HOURS = 96;
 const start = Math.floor((Date.now() - HOURS * 3_600_000) / 3_600_000) * 3_600_000;
 
+const lab = useLab({
+  devices: [
+    { id: 'bed-1', type: 'bed-sensor', site: 'home-1', subject: 'p-1' },
+    { id: 'bed-2', type: 'bed-sensor', site: 'home-2', subject: 'p-2' },
+    { id: 'bed-3', type: 'bed-sensor', site: 'home-3', subject: 'p-3' },
+    { id: 'scale-1', type: 'weight-scale', site: 'home-1', subject: 'p-1' },
+  ],
+});
 beforeAll(async () => {
-  influx = await startInfluxd();
-  gw = await startGateway({
-    influxUrl: influx.url,
-    devices: [
-      { id: 'bed-1', type: 'bed-sensor', site: 'home-1', subject: 'p-1' },
-      { id: 'bed-2', type: 'bed-sensor', site: 'home-2', subject: 'p-2' },
-      { id: 'bed-3', type: 'bed-sensor', site: 'home-3', subject: 'p-3' },
-      { id: 'scale-1', type: 'weight-scale', site: 'home-1', subject: 'p-1' },
-    ],
-  });
   for (const [id, site] of [
     ['bed-1', 'home-1'],
     ['bed-2', 'home-2'],
     ['bed-3', 'home-3'],
   ] as const) {
-    const c = await connectDevice(gw.mqttUrl, id);
+    const c = await connectDevice(lab.gw.mqttUrl, id);
     const readings = Array.from({ length: HOURS }, (_, h) => ({
       ts: new Date(start + h * 3_600_000).toISOString(),
       occupied: true,
@@ -42,24 +39,18 @@ beforeAll(async () => {
     await c.publishAsync(`lab/${site}/bed-sensor/${id}/telemetry`, JSON.stringify({ readings }), { qos: 1 });
     await c.endAsync();
   }
-  const scale = await connectDevice(gw.mqttUrl, 'scale-1');
+  const scale = await connectDevice(lab.gw.mqttUrl, 'scale-1');
   await scale.publishAsync(
     'lab/home-1/weight-scale/scale-1/telemetry',
     JSON.stringify({ ts: new Date(start).toISOString(), weight: 70.5 }),
     { qos: 1 },
   );
   await scale.endAsync();
-  await gw.app.drain.idle(10_000);
+  await lab.gw.app.drain.idle(10_000);
   // Project A: bed sensors, heart rate only; p-1 consented two days ago, p-3 consented then withdrew,
   // p-2 never consented. Project B: the same p-1, to compare pseudonyms.
-  await gw.editRegistry((d0) => {
-    let d: RegistryData = addProject(d0, {
-      id: 'sleep-a',
-      from: day(-10),
-      to: day(1),
-      types: ['bed-sensor'],
-      fields: ['heartRate'],
-    });
+  await lab.gw.editRegistry((d0) => {
+    let d: RegistryData = addProject(d0, openProject('sleep-a', ['bed-sensor'], ['heartRate']));
     d = addProject(d, { id: 'sleep-b', from: day(-10), to: day(1), types: ['bed-sensor'] });
     d = setConsent(d, 'sleep-a', 'p-1', { on: day(-2) });
     d = setConsent(d, 'sleep-a', 'p-3', { on: day(-10) });
@@ -76,27 +67,14 @@ beforeAll(async () => {
     issue('revoked', 'sleep-a', DAY);
     return revokeToken(d, tokens.revoked as string);
   });
-  await eventually(
-    async () => gw.app.registry.current().data.tokens.length,
-    (n) => n === 4,
-  );
-});
-afterAll(async () => {
-  await gw?.stop();
-  await influx?.stop();
+  await untilTokens(lab.gw, 4);
 });
 
 const get = (path: string, token?: string) =>
   fetch(
-    `http://127.0.0.1:${gw.app.httpPort}${path}`,
+    `http://127.0.0.1:${lab.gw.app.httpPort}${path}`,
     token ? { headers: { authorization: `Bearer ${token}` } } : {},
   );
-const ndjson = async (res: Response) =>
-  (await res.text())
-    .trim()
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
 
 describe('GET /api/v1/projects/{id}/readings', () => {
   it('returns only consented subjects, from their consent, only released fields, as pseudonyms', async () => {
@@ -194,12 +172,15 @@ describe('GET /api/v1/projects/{id}/readings', () => {
     const res = await get(`/api/v1/projects/sleep-a/readings?${qs}`, tokens.a);
     expect(res.status).toBe(400);
     expect(((await res.json()) as { error: string }).error).toBeTruthy();
-    const still = await influx.query<{ count: number }>(gw.db, 'SELECT count(heartRate) FROM bed_sensor');
+    const still = await lab.influx.query<{ count: number }>(
+      lab.gw.db,
+      'SELECT count(heartRate) FROM bed_sensor',
+    );
     expect(still[0]?.count).toBe(3 * HOURS);
   });
 
   it('writes every export to a hash-chained audit log with its row count', async () => {
-    const file = join(gw.dir, 'data', 'audit.ndjson');
+    const file = join(lab.gw.dir, 'data', 'audit.ndjson');
     await eventually(
       async () => verifyAuditLog(file).catch(() => ({ entries: 0 })),
       (r) => r.entries >= 12,
@@ -263,17 +244,11 @@ describe('dictionary, subjects and devices', () => {
 
 describe('livinglab export', () => {
   it('writes the same rows as the API to a file, audited as "cli"', async () => {
-    const { execFile } = await import('node:child_process');
-    const { promisify } = await import('node:util');
     const { readFile } = await import('node:fs/promises');
-    const root = new URL('../../', import.meta.url).pathname;
-    const out = join(gw.dir, 'export.csv');
-    const { stderr } = await promisify(execFile)(
-      process.execPath,
+    const out = join(lab.gw.dir, 'export.csv');
+    const env = { LIVINGLAB_TOKEN: tokens.a };
+    const { stderr } = await runCli(
       [
-        '--import',
-        'tsx',
-        join(root, 'src/cli/main.ts'),
         'export',
         '--project',
         'sleep-a',
@@ -282,36 +257,32 @@ describe('livinglab export', () => {
         '--out',
         out,
         '--url',
-        `http://127.0.0.1:${gw.app.httpPort}`,
+        `http://127.0.0.1:${lab.gw.app.httpPort}`,
       ],
-      { cwd: root, env: { ...process.env, LIVINGLAB_TOKEN: tokens.a } },
+      { env },
     );
     const api = await (
       await get('/api/v1/projects/sleep-a/readings?type=bed-sensor&format=csv', tokens.a)
     ).text();
     expect(await readFile(out, 'utf8')).toBe(api);
     expect(stderr).toContain(`exported ${api.trim().split('\n').length} lines to ${out}`);
-    const audit = (await readFile(join(gw.dir, 'data', 'audit.ndjson'), 'utf8'))
+    const audit = (await readFile(join(lab.gw.dir, 'data', 'audit.ndjson'), 'utf8'))
       .trim()
       .split('\n')
       .map((l) => JSON.parse(l) as { via: string });
     expect(audit.some((e) => e.via === 'cli')).toBe(true);
-    const refused = await promisify(execFile)(
-      process.execPath,
+    const refused = await runCli(
       [
-        '--import',
-        'tsx',
-        join(root, 'src/cli/main.ts'),
         'export',
         '--project',
         'sleep-b',
         '--type',
         'bed-sensor',
         '--url',
-        `http://127.0.0.1:${gw.app.httpPort}`,
+        `http://127.0.0.1:${lab.gw.app.httpPort}`,
       ],
-      { cwd: root, env: { ...process.env, LIVINGLAB_TOKEN: tokens.a } },
-    ).catch((err: { code: number; stderr: string }) => err);
+      { env },
+    );
     expect(refused).toMatchObject({ code: 2, stderr: expect.stringContaining('export refused (HTTP 403)') });
   });
 });

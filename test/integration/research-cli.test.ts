@@ -1,4 +1,3 @@
-// The research-access commands against a real registry file.
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,7 +5,10 @@ import { describe, expect, it } from 'vitest';
 import { createAuditLog } from '../../src/query/audit.js';
 import { readRegistryFile, writeRegistryFile } from '../../src/registry/file.js';
 import { EMPTY_REGISTRY } from '../../src/registry/types.js';
-import { runCli as cli } from '../helpers/cli.js';
+import { runCli } from '../helpers/cli.js';
+
+const _ROOT = new URL('../../', import.meta.url).pathname;
+const cli = (args: string[]) => runCli(args);
 
 describe('livinglab projects, tokens and audit', () => {
   const dir = mkdtempSync(join(tmpdir(), 'll-research-'));
@@ -49,37 +51,10 @@ describe('livinglab projects, tokens and audit', () => {
       code: 2,
       stderr: 'livinglab: field "weight" is not a field of bed-sensor\n',
     });
-    expect(
-      (
-        await cli([
-          'projects',
-          'consent',
-          'sleep',
-          '--subject',
-          'p-017',
-          '--date',
-          '2026-02-01',
-          '--registry',
-          reg,
-        ])
-      ).code,
-    ).toBe(0);
-    expect(
-      (
-        await cli([
-          'projects',
-          'consent',
-          'sleep',
-          '--subject',
-          'p-017',
-          '--withdraw',
-          '--date',
-          '2026-07-01',
-          '--registry',
-          reg,
-        ])
-      ).code,
-    ).toBe(0);
+    const consent = (...flags: string[]) =>
+      cli(['projects', 'consent', 'sleep', '--subject', 'p-017', ...flags, '--registry', reg]);
+    expect((await consent('--date', '2026-02-01')).code).toBe(0);
+    expect((await consent('--withdraw', '--date', '2026-07-01')).code).toBe(0);
     const issued = await cli([
       'tokens',
       'issue',

@@ -2,23 +2,13 @@
 // must match what lands in InfluxDB and in the rejects log.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { simulate } from '../../src/cli/simulate.js';
-import { startGateway, type TestGateway } from '../helpers/gateway.js';
-import { type Influxd, startInfluxd } from '../helpers/influxd.js';
+import { useLab } from '../helpers/fixture.js';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
-let influx: Influxd;
-let gw: TestGateway;
 
-beforeAll(async () => {
-  influx = await startInfluxd();
-  gw = await startGateway({ influxUrl: influx.url, devices: [] });
-});
-afterAll(async () => {
-  await gw?.stop();
-  await influx?.stop();
-});
+const lab = useLab({ devices: [] });
 
 // The demo residents go out during the day (their pulse oximeters say nothing then), so a run at
 // `now-2h` passed or failed by the hour the suite ran. The clock-skew incident needs simulated time
@@ -40,19 +30,19 @@ describe('livinglab simulate --verify', () => {
   }, async () => {
     const lines: string[] = [];
     const out = { isTTY: false, write: (s: string) => lines.push(s) } as unknown as NodeJS.WriteStream;
-    const ackLog = join(gw.dir, 'acks.ndjson');
+    const ackLog = join(lab.gw.dir, 'acks.ndjson');
     const result = await simulate(
       {
-        fleet: fleetAtNight(gw.dir),
+        fleet: fleetAtNight(lab.gw.dir),
         scenario: join(ROOT, 'simulators/scenarios/incidents.yaml'),
         speed: '1200',
         start: 'now-2h',
         duration: '2h',
-        mqttUrl: gw.mqttUrl,
-        registry: gw.registryFile,
-        influxUrl: influx.url,
-        influxDb: gw.db,
-        dataDir: join(gw.dir, 'data'),
+        mqttUrl: lab.gw.mqttUrl,
+        registry: lab.gw.registryFile,
+        influxUrl: lab.influx.url,
+        influxDb: lab.gw.db,
+        dataDir: join(lab.gw.dir, 'data'),
         ackLog,
         verify: true,
       },
@@ -89,8 +79,8 @@ describe('livinglab simulate --verify', () => {
 
     // The fall: a fall event in the bathroom of demo-01, within minutes of the scripted time.
     const fallAt = Date.parse(truth.events.find((e) => e.type === 'fall')?.at ?? '');
-    const falls = await influx.query<{ time: number; room: string; event: string }>(
-      gw.db,
+    const falls = await lab.influx.query<{ time: number; room: string; event: string }>(
+      lab.gw.db,
       `SELECT event, room FROM fall_detector_event WHERE device_id = 'demo-01-fall-detector' AND event = 'fall'`,
     );
     expect(falls.some((f) => f.room === 'bathroom' && Math.abs(f.time / 1e6 - fallAt) < 3 * 60_000)).toBe(
@@ -98,15 +88,15 @@ describe('livinglab simulate --verify', () => {
     );
     // Hypoxia: SpO2 of demo-05 at or below 89 % during the episode.
     const hyp = truth.events.find((e) => e.type === 'hypoxia') as { at: string };
-    const low = await influx.query<{ min: number }>(
-      gw.db,
+    const low = await lab.influx.query<{ min: number }>(
+      lab.gw.db,
       `SELECT min(spo2) FROM pulse_oximeter WHERE device_id = 'demo-05-pulse-oximeter' AND time >= '${hyp.at}' AND time < '${hyp.at}' + 30m`,
     );
     expect(low[0]?.min).toBeLessThanOrEqual(89);
     // The offline device came back and delivered its buffer as one batch: no gap in its readings.
     const off = truth.events.find((e) => e.type === 'offline') as { at: string; until: string };
-    const during = await influx.query<{ count: number }>(
-      gw.db,
+    const during = await lab.influx.query<{ count: number }>(
+      lab.gw.db,
       `SELECT count(spo2) FROM pulse_oximeter WHERE device_id = 'demo-01-pulse-oximeter' AND time >= '${off.at}' AND time < '${off.until}'`,
     );
     expect(during[0]?.count).toBeGreaterThanOrEqual(15);
@@ -115,24 +105,24 @@ describe('livinglab simulate --verify', () => {
   it('reuses the provisioned devices on a second run and writes nothing new to the registry', {
     timeout: 60_000,
   }, async () => {
-    const before = readFileSync(gw.registryFile, 'utf8');
+    const before = readFileSync(lab.gw.registryFile, 'utf8');
     const result = await simulate(
       {
         fleet: join(ROOT, 'simulators/fleets/demo.yaml'),
         speed: '7200',
         start: 'now-20m',
         duration: '20m',
-        mqttUrl: gw.mqttUrl,
-        registry: gw.registryFile,
-        influxUrl: influx.url,
-        influxDb: gw.db,
-        dataDir: join(gw.dir, 'data'),
+        mqttUrl: lab.gw.mqttUrl,
+        registry: lab.gw.registryFile,
+        influxUrl: lab.influx.url,
+        influxDb: lab.gw.db,
+        dataDir: join(lab.gw.dir, 'data'),
         verify: true,
       },
       {},
       undefined,
     );
     expect(result.verified).toBe(true);
-    expect(readFileSync(gw.registryFile, 'utf8')).toBe(before);
+    expect(readFileSync(lab.gw.registryFile, 'utf8')).toBe(before);
   });
 });

@@ -2,28 +2,27 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/log.js';
 import { createInfluxV1Writer } from '../../src/storage/influx-v1.js';
 import { createInfluxV2Writer } from '../../src/storage/influx-v2.js';
-import { startGateway } from '../helpers/gateway.js';
-import { type Influxd, startInfluxd } from '../helpers/influxd.js';
+import { useLab } from '../helpers/fixture.js';
 import { connectDevice } from '../helpers/mqtt.js';
 import { startVictoria, type Victoria } from '../helpers/victoria.js';
 import { writerSuite } from './writer.suite.js';
 
-let influx: Influxd;
 let vm: Victoria;
 const log = createLogger({ level: 'silent' });
 
+const lab = useLab();
 beforeAll(async () => {
-  [influx, vm] = await Promise.all([startInfluxd(), startVictoria()]);
+  vm = await startVictoria();
 });
 afterAll(async () => {
-  await Promise.all([influx?.stop(), vm?.stop()]);
+  await vm?.stop();
 });
 
 writerSuite('influx-v1', () => ({
-  writer: () => createInfluxV1Writer({ url: influx.url, db: 'suite' }),
+  writer: () => createInfluxV1Writer({ url: lab.influx.url, db: 'suite' }),
   unreachable: () => createInfluxV1Writer({ url: 'http://127.0.0.1:9', db: 'suite' }),
   readBack: async (id) => {
-    const rows = await influx.query<{ time: number; spo2: number }>(
+    const rows = await lab.influx.query<{ time: number; spo2: number }>(
       'suite',
       `SELECT spo2 FROM pulse_oximeter WHERE device_id = '${id}'`,
     );
@@ -49,7 +48,7 @@ writerSuite('influx-v2', () => ({
 
 describe('the gateway with --influx-api v2', () => {
   it('writes a device reading through /api/v2/write, with the registry and schema tags', async () => {
-    const gw = await startGateway({
+    const gw = await lab.startGateway({
       influxUrl: vm.url,
       devices: [{ id: 'v2-ox-1', type: 'pulse-oximeter', site: 'odense', subject: 'p-042' }],
       config: { influx: { api: 'v2', org: 'lab', bucket: 'livinglab', token: 'unused' } },

@@ -12,6 +12,7 @@ import { flagName } from '../../src/config/example.js';
 import { listOptions, loadConfig } from '../../src/config/load.js';
 import { type Config, configKeyOf, type LeafOption } from '../../src/config/schema.js';
 import { loadYamlFile, readYamlFile } from '../../src/config/yaml-file.js';
+import { fixedHeader } from '../helpers/raw-mqtt.js';
 
 describe('config', () => {
   it('has the documented defaults', () => {
@@ -67,17 +68,7 @@ describe('config', () => {
 });
 
 describe('frame scanner (aedes#831 guard)', () => {
-  const header = (type: number, remaining: number) => {
-    const bytes = [type << 4];
-    let n = remaining;
-    do {
-      let b = n % 128;
-      n = Math.floor(n / 128);
-      if (n > 0) b |= 0x80;
-      bytes.push(b);
-    } while (n > 0);
-    return Buffer.from(bytes);
-  };
+  const header = fixedHeader;
   it('lets packets under the limit through, across chunk boundaries', () => {
     const s = createFrameScanner(1024);
     const pkt = Buffer.concat([header(3, 500), Buffer.alloc(500)]);
