@@ -73,7 +73,7 @@ function createInOrderConfirmer(queue: RecordQueue, log: Logger) {
     } catch (err) {
       // The points are in the database; a failed confirm only means a replay after a restart
       // (idempotent by series and time). The drain must keep going.
-      log.error({ err: (err as Error).message }, 'could not record written points as confirmed; continuing');
+      log.error({ err }, 'could not record written points as confirmed; continuing');
     }
   };
 }
@@ -98,10 +98,7 @@ async function work(w: Workers) {
         break;
       } catch (err) {
         if (err instanceof StopRequested || ctx.stopping) return;
-        ctx.opts.log.error(
-          { err: (err as Error).message, attempt },
-          'drain could not deliver a batch; retrying',
-        );
+        ctx.opts.log.error({ err, attempt }, 'drain could not deliver a batch; retrying');
         await ctx.sleep(backoffDelay(attempt, ctx.policy));
       }
     }
@@ -118,7 +115,7 @@ async function runWorker(w: Workers) {
         return await work(w);
       } catch (err) {
         // Not reached by design (every step above retries); kept so a worker never dies.
-        ctx.opts.log.error({ err: (err as Error).message }, 'drain worker error; restarting it');
+        ctx.opts.log.error({ err }, 'drain worker error; restarting it');
         await ctx.sleep(backoffDelay(1, ctx.policy));
       }
     }
