@@ -90,7 +90,7 @@ async function startSpool(p: Parts, checkpointFile: string) {
   if (found.records > 0)
     p.log.info(
       { records: found.records, bytes: ledger.diskBytes },
-      'spool holds unwritten readings from the last run; replaying',
+      'spool holds unconfirmed readings from the last run; replaying',
     );
   return { records: found.records, bytes: ledger.diskBytes, cutBytes: found.cutBytes, resume: found.resume };
 }
@@ -131,9 +131,9 @@ function statsOf(p: Parts, backPressure: BackPressure, limitBytes: number): Queu
     bytes: ledger.unconfirmedBytes,
     diskBytes: ledger.diskBytes,
     limitBytes,
-    unconfirmedRecords: reader.inflightRecords + ledger.unreadRecords,
+    unconfirmedRecords: reader.handedOutRecords + ledger.unreadRecords,
     oldestUnconfirmedAt:
-      reader.oldestInflightAt ?? (ledger.unreadRecords > 0 ? ledger.firstUnreadAt : undefined),
+      reader.oldestHandedOutAt ?? (ledger.unreadRecords > 0 ? ledger.firstUnreadAt : undefined),
     full: backPressure.full,
     appendError: appender.error?.message,
     writeErrors: appender.writeErrors,
