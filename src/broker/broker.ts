@@ -119,10 +119,8 @@ function watchClients(
   const { hooks, log } = deps;
   a.on('client', (client) => deps.gate.loggedIn(client));
   publishDeviceStatus(a, { hooks, publish: deps.publish, clients: () => clientsOf(a), log });
-  a.on('clientError', (client, err) => log.debug({ clientId: client.id, err: err.message }, 'client error'));
-  a.on('connectionError', (client, err) =>
-    log.debug({ clientId: client.id, err: err.message }, 'connection error'),
-  );
+  a.on('clientError', (client, err) => log.debug({ clientId: client.id, err }, 'client error'));
+  a.on('connectionError', (client, err) => log.debug({ clientId: client.id, err }, 'connection error'));
   deps.registry.on('changed', (next) => enforceRegistry(Object.values(clientsOf(a)), next, hooks, log));
 }
 

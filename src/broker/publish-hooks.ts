@@ -54,10 +54,7 @@ export function createPublishHooks(deps: HooksDeps, identities: WeakMap<Client, 
       },
       (err: Error) => {
         // No PUBACK: the device keeps the message and sends it again.
-        log.error(
-          { ...who(client), topic: packet.topic, err: err.message },
-          'ingestion failed; message not acknowledged',
-        );
+        log.error({ ...who(client), topic: packet.topic, err }, 'ingestion failed; message not acknowledged');
         callback(err);
       },
     );

@@ -22,9 +22,7 @@ export function publishDeviceStatus(
     if (identity?.kind !== 'device') return;
     deps
       .publish(`${devicePrefix(identity.device)}status`, status, { retain: true, qos: 1 })
-      .catch((err: Error) =>
-        deps.log.warn({ deviceId: identity.id, err: err.message }, 'could not publish status'),
-      );
+      .catch((err: Error) => deps.log.warn({ deviceId: identity.id, err }, 'could not publish status'));
   };
   aedes.on('clientReady', (client) => publishStatus(client, 'online'));
   aedes.on('clientDisconnect', (client) => {

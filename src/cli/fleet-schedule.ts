@@ -48,7 +48,7 @@ export function startFleets(
             },
             'simulated fleet run finished',
           ),
-        (err: Error) => log.error({ fleet: fleet.name, err: err.message }, 'simulated fleet run failed'),
+        (err: Error) => log.error({ fleet: fleet.name, err }, 'simulated fleet run failed'),
       );
       running.add(p);
       await p;

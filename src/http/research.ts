@@ -187,7 +187,7 @@ function registerReadingsRoute(scope: TypedApp, deps: ResearchDeps, schemas: Sch
           },
         });
       } catch (err) {
-        req.log.error({ err: (err as Error).message }, 'audit log append failed');
+        req.log.error({ err }, 'audit log append failed');
         return reply.code(503).send({
           error:
             'the export audit log cannot be written, so no export is given out; lab staff: check the data folder (disk space, permissions)',
@@ -246,7 +246,7 @@ function recordExportEnd(
     const status = failure !== undefined ? 'failed' : reply.raw.writableFinished ? 'finished' : 'cut-off';
     req.log.info({ status, rows: sent.rows }, 'export ended');
     append({ status, rows: sent.rows, ...(failure !== undefined ? { error: failure } : {}) }).catch(
-      (err: Error) => req.log.error({ err: err.message }, 'audit log append failed'),
+      (err: Error) => req.log.error({ err }, 'audit log append failed'),
     );
   };
   // A client can hang up while the start entry is being written: its response is closed already.

@@ -22,10 +22,12 @@ export interface GatewayStatus {
   }[];
   connectedDevices: number;
   silentDevices: number;
+  /** The record queue (the spool, or the memory queue under `--no-spool`); names kept for scripts. */
   spool: {
     bytes: number;
     limitBytes: number;
     full: boolean;
+    /** Unconfirmed records ("unwritten" is this interface's older word for it, see storage/queue.ts). */
     unwrittenRecords: number;
     oldestUnwrittenSeconds: number;
   };

@@ -114,9 +114,7 @@ function createReject(deps: PipelineDeps, stats: PipelineStats, recent: { add(n:
     if (deps.feedbackBudget && !deps.feedbackBudget.take(record.identity.id)) return;
     deps
       .sendFeedback(topic, JSON.stringify(toFeedback(record.topic, record.receivedAt, rejections)))
-      .catch((err: Error) =>
-        log.warn({ deviceId: record.identity.id, err: err.message }, 'feedback not sent'),
-      );
+      .catch((err: Error) => log.warn({ deviceId: record.identity.id, err }, 'feedback not sent'));
   };
 }
 
@@ -212,7 +210,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     rejectOversize(report) {
       deps.rejects
         .append(oversizeEntry(report))
-        .catch((err: Error) => deps.log.error({ err: err.message }, 'rejects log append failed'));
+        .catch((err: Error) => deps.log.error({ err }, 'rejects log append failed'));
     },
     async settle() {
       await Promise.allSettled([...inFlight]);

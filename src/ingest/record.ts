@@ -1,6 +1,7 @@
 // The values that flow through ingestion: the record a source hands in, the rejection a stage
 // returns, and the verdict the pipeline gives back to the source.
 import type { Identity } from '../registry/acl.js';
+import type { RejectsLogReason } from '../storage/rejects-log.js';
 
 export interface IngestRecord {
   readonly topic: string;
@@ -11,7 +12,8 @@ export interface IngestRecord {
   readonly receivedAt: Date;
 }
 
-export type RejectReason = 'json' | 'schema' | 'topic' | 'time' | 'too-large';
+/** Reasons for refusing device input; the rejects log's list adds `database` (the drain's). */
+export type RejectReason = Exclude<RejectsLogReason, 'database'>;
 
 export interface RejectionError {
   /** JSON Pointer into the reading, for example "/spo2"; "" for the whole reading. */

@@ -1,13 +1,14 @@
 // Pure: a topic to a Route. The broker's ACL has already checked that the topic lies under the
 // publishing device's own prefix; this decides the channel and the schema.
 import type { Device } from '../registry/types.js';
-import type { DeviceSchema, SchemaSet } from '../schemas/types.js';
+import type { DeviceSchema, ReadingChannel, SchemaSet } from '../schemas/types.js';
 import { type Rejection, rejection } from './record.js';
 
-export type Channel = 'telemetry' | 'event' | 'status';
+/** A topic's last segment: the reading channels plus `status` (retained connection state). */
+export type Channel = ReadingChannel | 'status';
 
 export type Route =
-  | { readonly channel: 'telemetry' | 'event'; readonly device: Device; readonly schema: DeviceSchema }
+  | { readonly channel: ReadingChannel; readonly device: Device; readonly schema: DeviceSchema }
   | { readonly channel: 'status'; readonly device: Device };
 
 const CHANNELS = new Set(['telemetry', 'event', 'status']);

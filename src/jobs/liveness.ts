@@ -112,7 +112,7 @@ export function createLiveness(deps: LivenessDeps): Liveness {
       const device = deps.registry.current().devices.get(deviceId);
       if (device)
         emit(device, 'battery-low', undefined, level).catch((err: Error) =>
-          deps.log.error({ err: err.message }, 'liveness event failed'),
+          deps.log.error({ err }, 'liveness event failed'),
         );
     },
     lastSeen: (id) => seen.get(id),
@@ -123,9 +123,7 @@ export function createLiveness(deps: LivenessDeps): Liveness {
       transitions.online++;
       const device = deps.registry.current().devices.get(deviceId);
       if (device)
-        emit(device, 'device-online').catch((err: Error) =>
-          deps.log.error({ err: err.message }, 'liveness event failed'),
-        );
+        emit(device, 'device-online').catch((err: Error) => deps.log.error({ err }, 'liveness event failed'));
     },
     async check() {
       const t = now();

@@ -36,7 +36,7 @@ export function createScheduler(deps: { log: Logger }): Scheduler {
               await run();
             } catch (err) {
               s.failures++;
-              deps.log.error({ job: name, err: (err as Error).message }, 'scheduled job failed');
+              deps.log.error({ job: name, err }, 'scheduled job failed');
             }
           },
           { name, noOverlap: true },

@@ -9,7 +9,7 @@ import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormatsModule from 'ajv-formats';
 import { GatewayError } from '../errors.js';
 import { SEGMENT_RE } from '../registry/ids.js';
-import type { Channel, DeviceSchema, FieldKind, FieldSpec, SchemaSet } from './types.js';
+import type { DeviceSchema, FieldKind, FieldSpec, ReadingChannel, SchemaSet } from './types.js';
 
 const addFormats = addFormatsModule as unknown as (ajv: Ajv2020) => void;
 
@@ -78,7 +78,7 @@ function checkMapping(
   file: string,
   schema: JsonObject,
   commons: Map<string, JsonObject>,
-): { channel: Channel; mapping: DeviceSchema['timeseries'] } {
+): { channel: ReadingChannel; mapping: DeviceSchema['timeseries'] } {
   const ts = schema['x-timeseries'];
   if (!isObject(ts)) fail(file, 'missing "x-timeseries" (measurement, time, tags, fields)');
   const allowed = new Set(['measurement', 'time', 'tags', 'fields', 'channel']);

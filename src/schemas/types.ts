@@ -2,7 +2,8 @@
 import type { ValidateFunction } from 'ajv';
 
 export type FieldKind = 'integer' | 'float' | 'boolean' | 'string';
-export type Channel = 'telemetry' | 'event';
+/** The topic channels that carry readings, so the ones a schema can name; a topic's `Channel` adds `status`. */
+export type ReadingChannel = 'telemetry' | 'event';
 
 export interface FieldSpec {
   readonly name: string;
@@ -27,7 +28,7 @@ export interface DeviceSchema {
   readonly title: string;
   readonly description: string;
   /** The topic channel this schema's messages arrive on. */
-  readonly channel: Channel;
+  readonly channel: ReadingChannel;
   readonly timeseries: TimeseriesMapping;
   readonly validate: ValidateFunction;
   readonly examples: readonly unknown[];

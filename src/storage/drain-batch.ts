@@ -31,8 +31,7 @@ async function readAhead(ctx: DrainContext, st: TakeState, lines: number): Promi
   } catch (err) {
     stats.readErrors++;
     st.readFailures++;
-    if (st.readFailures === 1)
-      opts.log.error({ err: (err as Error).message }, 'spool read failed; reading again with backoff');
+    if (st.readFailures === 1) opts.log.error({ err }, 'spool read failed; reading again with backoff');
     await ctx.sleep(backoffDelay(st.readFailures, ctx.policy));
     return;
   }

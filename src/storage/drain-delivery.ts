@@ -67,7 +67,7 @@ async function moveToRejects(ctx: DrainContext, bad: BadLine[]) {
         break;
       } catch (err) {
         // Not confirmed until it is in the rejects log: else it would be in neither place.
-        if (attempt === 1) log.error({ err: (err as Error).message }, 'rejects log append failed; retrying');
+        if (attempt === 1) log.error({ err }, 'rejects log append failed; retrying');
         if (ctx.stopping) throw new StopRequested();
         await ctx.sleep(backoffDelay(attempt, ctx.policy));
       }

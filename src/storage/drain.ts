@@ -1,8 +1,9 @@
-// Drains the queue (spool) into a Writer: batches by size and interval, a bounded number of writes
-// in flight, retries with backoff and jitter for anything that is not the data's fault, and for bad
-// data (4xx) splits the batch until the offending lines are found. Those go to the rejects log
-// with InfluxDB's message; the rest are written. Records are confirmed in order, and only when every
-// line in them is either in the database or in the rejects log.
+// Drains the record queue (the spool, or the memory queue) into a Writer: batches by size and
+// interval, a bounded number of writes in flight, retries with backoff and jitter for anything that
+// is not the data's fault, and for bad data (4xx) splits the batch until the offending lines are
+// found. Those go to the rejects log with InfluxDB's message; the rest are written. Records are
+// confirmed in order, and only when every line in them is either in the database or in the rejects
+// log.
 //
 // A worker never dies and never lets go of a batch it took: a failed spool read, a failed rejects-log
 // append or an unexpected error is retried with backoff. Records are confirmed in order, so a batch
@@ -73,7 +74,7 @@ function createInOrderConfirmer(queue: RecordQueue, log: Logger) {
     } catch (err) {
       // The points are in the database; a failed confirm only means a replay after a restart
       // (idempotent by series and time). The drain must keep going.
-      log.error({ err: (err as Error).message }, 'could not record written points as confirmed; continuing');
+      log.error({ err }, 'could not record written points as confirmed; continuing');
     }
   };
 }
@@ -98,10 +99,7 @@ async function work(w: Workers) {
         break;
       } catch (err) {
         if (err instanceof StopRequested || ctx.stopping) return;
-        ctx.opts.log.error(
-          { err: (err as Error).message, attempt },
-          'drain could not deliver a batch; retrying',
-        );
+        ctx.opts.log.error({ err, attempt }, 'drain could not deliver a batch; retrying');
         await ctx.sleep(backoffDelay(attempt, ctx.policy));
       }
     }
@@ -118,7 +116,7 @@ async function runWorker(w: Workers) {
         return await work(w);
       } catch (err) {
         // Not reached by design (every step above retries); kept so a worker never dies.
-        ctx.opts.log.error({ err: (err as Error).message }, 'drain worker error; restarting it');
+        ctx.opts.log.error({ err }, 'drain worker error; restarting it');
         await ctx.sleep(backoffDelay(1, ctx.policy));
       }
     }
@@ -153,7 +151,8 @@ export function createDrain(opts: DrainOptions): Drain {
       return true;
     },
     async stop(deadlineMs) {
-      // Give in-flight and queued points the deadline to reach the database, then stop retrying.
+      // Give the unconfirmed records (batches being written and those still unread) the deadline to
+      // reach the database, then stop retrying.
       await this.idle(deadlineMs);
       ctx.stopping = true;
       ctx.wakeSleepers();

@@ -58,10 +58,7 @@ async function openSpoolAndWriter(spool: Spool | undefined, writer: Writer, log:
     log.warn({ cutBytes: replay.cutBytes }, 'spool had a torn tail; cut and kept under spool/corrupt');
   await writer.start().catch((err: Error) => {
     if (!spool) throw err;
-    log.warn(
-      { err: err.message },
-      'InfluxDB not reachable at start; readings are kept in the spool until it is',
-    );
+    log.warn({ err }, 'InfluxDB not reachable at start; readings are kept in the spool until it is');
   });
 }
 

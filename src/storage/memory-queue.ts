@@ -1,4 +1,4 @@
-// A RecordQueue in memory, for measuring what durability costs (`--spool off`). Anything in it is
+// A RecordQueue in memory, for measuring what durability costs (`--no-spool`). Anything in it is
 // lost on a crash or restart; the gateway says so at start-up. Never the default.
 import type { Position, QueuedRecord, QueueStats, RecordQueue } from './queue.js';
 

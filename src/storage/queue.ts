@@ -1,5 +1,20 @@
 // What the drain reads from: the durable spool, or (for measurements only) a memory queue. Both
 // hand out records in append order and forget them only when confirmed.
+//
+// Words, one per thing (identifiers, log fields, comments and docs use these):
+// - record queue (`RecordQueue`, a variable named `queue`): what the pipeline appends to and the
+//   drain reads from. Two kinds: the spool (storage/spool/, the on-disk write-ahead log, default)
+//   and the memory queue (`--no-spool`, measurements only). "Spool" names the on-disk one only,
+//   except in interfaces kept for their users: the `livinglab_spool_*` metrics, the `spool` object
+//   of `livinglab status` and /status, and the `spool.*` options describe whichever queue runs.
+// - unconfirmed: appended and not yet confirmed by the drain, i.e. not yet in the database or the
+//   rejects log. Of these, handed out = read by the drain, unread = not read yet. The older word
+//   "unwritten" survives only in interfaces, meaning unconfirmed: `unwrittenRecords` and
+//   `oldestUnwrittenSeconds` in the status JSON, `livinglab_spool_oldest_unwritten_seconds`.
+// - in-flight: sent and not yet answered, MQTT's sense: a device's message awaiting its PUBACK
+//   (the pipeline's in-flight accepts, until the spool commit), a write awaiting InfluxDB's reply.
+// - Channel (ingest/route.ts): a topic's last segment, telemetry | event | status;
+//   ReadingChannel (schemas/types.ts): the two that carry readings, the ones a schema names.
 
 export interface Position {
   readonly segment: number;

@@ -6,15 +6,32 @@ import { type FileHandle, mkdir, open, rename } from 'node:fs/promises';
 import { resolveDataPaths } from '../config/data-paths.js';
 import type { Logger } from '../log.js';
 
+/**
+ * Why a line is in the rejects log. The file format owns the list: the pipeline writes the device
+ * input reasons (ingest's RejectReason is this list without `database`), the drain writes
+ * `database` for a point InfluxDB refused as bad data.
+ */
+export type RejectsLogReason = 'json' | 'schema' | 'topic' | 'time' | 'too-large' | 'database';
+
+/** One rejection as it is written: the reason, what was wrong where, and for batches which reading. */
+export interface LoggedRejection {
+  readonly reason: RejectsLogReason;
+  readonly errors: readonly { readonly path: string; readonly message: string; readonly value?: unknown }[];
+  readonly readingIndex?: number;
+  /** `pulse-oximeter@1`, when a schema was involved. */
+  readonly schema?: string;
+}
+
 export interface RejectEntry {
   receivedAt: string;
+  /** "" for a point the database refused (the drain no longer knows the client). */
   clientId: string;
   topic: string;
   /** Rejections of this message (one per invalid reading of a batch; the pipeline lists the first 20). */
-  rejections: readonly unknown[];
+  rejections: readonly LoggedRejection[];
   /** All rejections of the message, when more than one: how many, and how many per reason. */
   rejectionCount?: number;
-  reasons?: Readonly<Record<string, number>>;
+  reasons?: Readonly<Partial<Record<RejectsLogReason, number>>>;
   payload: Buffer;
   /**
    * Synced to disk before append resolves. The drain sets it: it confirms (and so deletes) the

@@ -96,14 +96,14 @@ async function cutBack(
       { cause: cutErr },
     );
     d.log.error(
-      { segment: seg.path, size: seg.size, err: errText(err), cutErr: errText(cutErr) },
+      { segment: seg.path, size: seg.size, err, cutErr: errText(cutErr) },
       'spool write failed and the segment could not be cut back: not acknowledging readings',
     );
     throw st.failed;
   }
   if (!st.failing)
     d.log.warn(
-      { segment: seg.path, size: seg.size, err: errText(err) },
+      { segment: seg.path, size: seg.size, err },
       'spool write failed; segment cut back to its last complete record, readings not acknowledged',
     );
   st.failing = true;

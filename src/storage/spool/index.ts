@@ -35,7 +35,7 @@ import type { Position, QueueStats, RecordQueue } from '../queue.js';
 import { type Appender, createAppender } from './appender.js';
 import { type BackPressure, createBackPressure, SpoolFullError } from './back-pressure.js';
 import { createCheckpointer } from './checkpoint.js';
-import { errText, type OpenFile, type Segment } from './files.js';
+import type { OpenFile, Segment } from './files.js';
 import { createGroupCommit } from './group-commit.js';
 import { createLedger, type Ledger, lastSegment } from './ledger.js';
 import { createReader, type Reader } from './reader.js';
@@ -90,7 +90,7 @@ async function startSpool(p: Parts, checkpointFile: string) {
   if (found.records > 0)
     p.log.info(
       { records: found.records, bytes: ledger.diskBytes },
-      'spool holds unwritten readings from the last run; replaying',
+      'spool holds unconfirmed readings from the last run; replaying',
     );
   return { records: found.records, bytes: ledger.diskBytes, cutBytes: found.cutBytes, resume: found.resume };
 }
@@ -111,7 +111,7 @@ async function deleteConfirmed(p: Parts, position: Position) {
     // A segment left behind is only replayed after a restart (written twice, never lost), and
     // the next confirm or start-up tries again; a failed delete must not stop the confirm.
     await rm(seg.path, { force: true }).catch((err: unknown) =>
-      p.log.warn({ segment: seg.path, err: errText(err) }, 'could not delete a written spool segment'),
+      p.log.warn({ segment: seg.path, err }, 'could not delete a written spool segment'),
     );
   }
 }
@@ -131,9 +131,9 @@ function statsOf(p: Parts, backPressure: BackPressure, limitBytes: number): Queu
     bytes: ledger.unconfirmedBytes,
     diskBytes: ledger.diskBytes,
     limitBytes,
-    unconfirmedRecords: reader.inflightRecords + ledger.unreadRecords,
+    unconfirmedRecords: reader.handedOutRecords + ledger.unreadRecords,
     oldestUnconfirmedAt:
-      reader.oldestInflightAt ?? (ledger.unreadRecords > 0 ? ledger.firstUnreadAt : undefined),
+      reader.oldestHandedOutAt ?? (ledger.unreadRecords > 0 ? ledger.firstUnreadAt : undefined),
     full: backPressure.full,
     appendError: appender.error?.message,
     writeErrors: appender.writeErrors,

@@ -7,7 +7,7 @@ import { errText, type OpenFile, type Segment, type SpoolFile } from './files.js
 import type { Ledger } from './ledger.js';
 import { decodeRecords, HEADER, payloadLengthAt } from './record.js';
 
-interface Inflight {
+interface HandedOut {
   position: Position;
   appendedAt: number;
   size: number;
@@ -22,15 +22,15 @@ export interface Reader {
   close(): Promise<void>;
   cursor: Position;
   /** appendedAt of the oldest record handed out and not confirmed. */
-  readonly oldestInflightAt: number | undefined;
-  readonly inflightRecords: number;
+  readonly oldestHandedOutAt: number | undefined;
+  readonly handedOutRecords: number;
 }
 
 interface ReadState {
   ledger: Ledger;
   openFile: OpenFile;
   cursor: Position;
-  inflight: Inflight[];
+  handedOut: HandedOut[];
   handle: { id: number; file: SpoolFile } | undefined;
 }
 
@@ -81,7 +81,7 @@ async function readInto(st: ReadState, out: QueuedRecord[], maxBytes: number) {
     if (decoded.records.length === 0) break;
     for (const r of decoded.records) {
       out.push(r);
-      st.inflight.push({ position: r.position, appendedAt: r.appendedAt, size: r.payload.length + HEADER });
+      st.handedOut.push({ position: r.position, appendedAt: r.appendedAt, size: r.payload.length + HEADER });
     }
     st.ledger.unreadRecords -= decoded.records.length;
     st.cursor = (decoded.records[decoded.records.length - 1] as QueuedRecord).position;
@@ -112,11 +112,11 @@ async function read(st: ReadState, maxBytes: number): Promise<QueuedRecord[]> {
 }
 
 function confirmUpTo(st: ReadState, position: Position) {
-  while (st.inflight.length > 0) {
-    const head = st.inflight[0] as Inflight;
+  while (st.handedOut.length > 0) {
+    const head = st.handedOut[0] as HandedOut;
     if (head.position.segment > position.segment) break;
     if (head.position.segment === position.segment && head.position.offset > position.offset) break;
-    st.ledger.unconfirmedBytes -= (st.inflight.shift() as Inflight).size;
+    st.ledger.unconfirmedBytes -= (st.handedOut.shift() as HandedOut).size;
   }
 }
 
@@ -132,7 +132,7 @@ export function createReader(ledger: Ledger, openFile: OpenFile): Reader {
     ledger,
     openFile,
     cursor: { segment: 0, offset: 0 },
-    inflight: [],
+    handedOut: [],
     handle: undefined,
   };
   return {
@@ -149,11 +149,11 @@ export function createReader(ledger: Ledger, openFile: OpenFile): Reader {
     set cursor(position) {
       st.cursor = position;
     },
-    get oldestInflightAt() {
-      return st.inflight[0]?.appendedAt;
+    get oldestHandedOutAt() {
+      return st.handedOut[0]?.appendedAt;
     },
-    get inflightRecords() {
-      return st.inflight.length;
+    get handedOutRecords() {
+      return st.handedOut.length;
     },
   };
 }

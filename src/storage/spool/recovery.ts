@@ -1,5 +1,5 @@
 // Start-up recovery: reads every segment once, cuts a torn or corrupt tail (kept aside under
-// `corrupt/`, never replayed as garbage) and counts what follows the checkpoint as unwritten. It
+// `corrupt/`, never replayed as garbage) and counts what follows the checkpoint as unconfirmed. It
 // must never drop a whole record that precedes the first damaged byte of its segment, and never
 // skip a record after the checkpoint.
 import { mkdir, readdir, readFile, truncate, writeFile } from 'node:fs/promises';
@@ -50,7 +50,7 @@ export async function recoverSpool(dir: string, checkpointFile: string, log: Log
   const names = (await readdir(dir)).filter((n) => SEGMENT_NAME.test(n)).sort();
   const checkpoint = await readCheckpoint(checkpointFile);
   // Resume after the checkpoint when its segment still exists; else replay from the first
-  // segment and count every record in it as unwritten (some are written twice, none is lost).
+  // segment and count every record in it as unconfirmed (some are written twice, none is lost).
   const resume =
     checkpoint && names.some((n) => segmentId(n) === checkpoint.segment) ? checkpoint : undefined;
   const out: Recovered = {
