@@ -61,6 +61,10 @@ export function isDeviceChannel(channel: string): channel is DeviceChannel {
   return (DEVICE_CHANNELS as readonly string[]).includes(channel);
 }
 
+export function isReadingChannel(channel: unknown): channel is ReadingChannel {
+  return (READING_CHANNELS as readonly unknown[]).includes(channel);
+}
+
 /** A reading topic whose segments follow the identifier rules (what a recording may replay). */
 const READING_TOPIC = new RegExp(
   `^${TOPIC_ROOT}/(${SEGMENT_SOURCE})/(${SEGMENT_SOURCE})/(${SEGMENT_SOURCE})/(${READING_CHANNELS.join('|')})$`,

@@ -1,8 +1,10 @@
 // What a loaded device schema looks like to the rest of the gateway.
 import type { ValidateFunction } from 'ajv';
+import type { ReadingChannel } from '../registry/topics.js';
 
 export type FieldKind = 'integer' | 'float' | 'boolean' | 'string';
-export type Channel = 'telemetry' | 'event';
+/** The channel a schema's readings arrive on (the topic layout owns the list). */
+export type Channel = ReadingChannel;
 
 export interface FieldSpec {
   readonly name: string;
