@@ -5,7 +5,7 @@ import { createReadStream, type WriteStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import mqtt, { type MqttClient } from 'mqtt';
 import { GatewayError } from '../src/errors.js';
-import { SEGMENT_SOURCE } from '../src/registry/ids.js';
+import { parseReadingTopic } from '../src/registry/topics.js';
 import type { Credentials } from './provision.js';
 
 export interface RecordedMessage {
@@ -14,10 +14,6 @@ export interface RecordedMessage {
   readonly payload: string;
   readonly payloadEncoding?: 'base64';
 }
-
-const DEVICE_TOPIC = new RegExp(
-  `^lab/(${SEGMENT_SOURCE})/(${SEGMENT_SOURCE})/(${SEGMENT_SOURCE})/(telemetry|event)$`,
-);
 
 export async function recordMessages(opts: {
   mqttUrl: string;
@@ -38,7 +34,7 @@ export async function recordMessages(opts: {
   });
   let n = 0;
   client.on('message', (topic, payload, packet) => {
-    if (packet.retain || !DEVICE_TOPIC.test(topic)) return;
+    if (packet.retain || !parseReadingTopic(topic)) return;
     const text = payload.toString('utf8');
     const utf8 = Buffer.from(text, 'utf8').equals(payload);
     const line: RecordedMessage = {
@@ -102,8 +98,7 @@ export async function replayRecording(opts: {
   const pending: Promise<void>[] = [];
   try {
     for await (const m of readRecording(opts.file)) {
-      const match = DEVICE_TOPIC.exec(m.topic);
-      const device = match?.[3];
+      const device = parseReadingTopic(m.topic)?.id;
       if (!device || !opts.credentials[device]) {
         skipped++;
         continue;

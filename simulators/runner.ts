@@ -4,6 +4,7 @@
 // acknowledged (for --verify) or to log it (--ack-log).
 import type { Writable } from 'node:stream';
 import mqtt, { type MqttClient } from 'mqtt';
+import { rejectedTopic, statusTopic } from '../src/registry/topics.js';
 import type { FleetPlan, PlannedDevice } from './plan.js';
 import type { Credentials } from './provision.js';
 import type { ExpectedReading, SimMessage } from './stream.js';
@@ -104,7 +105,7 @@ export async function runFleet(opts: RunOptions): Promise<{ counters: RunCounter
           connectTimeout: 30_000,
           keepalive: 120,
           will: {
-            topic: `lab/${device.site}/${device.type}/${device.id}/status`,
+            topic: statusTopic(device),
             payload: Buffer.from('offline'),
             qos: 1,
             retain: true,
@@ -117,7 +118,7 @@ export async function runFleet(opts: RunOptions): Promise<{ counters: RunCounter
         });
         if (ok) {
           client.on('error', () => undefined);
-          const rejected = `lab/${device.site}/${device.type}/${device.id}/rejected`;
+          const rejected = rejectedTopic(device);
           client.on('message', (topic, payload) => {
             if (topic !== rejected) return;
             counters.rejectionsReceived++;
@@ -128,7 +129,7 @@ export async function runFleet(opts: RunOptions): Promise<{ counters: RunCounter
             }
           });
           // A connection that dies half-way would leave these promises pending forever: race them.
-          const status = `lab/${device.site}/${device.type}/${device.id}/status`;
+          const status = statusTopic(device);
           const ready = await Promise.race([
             client
               .subscribeAsync(rejected, { qos: 0 })

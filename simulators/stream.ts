@@ -2,6 +2,8 @@
 // scenario (battery drain, clock skew, an offline window flushed as one batch, deliberately invalid
 // payloads), each with what the gateway should make of it. Pure and deterministic: it depends only
 // on the fleet, the scenario, the seed and the device id.
+
+import { deviceTopic, type ReadingChannel } from '../src/registry/topics.js';
 import type { Fleet, FleetDevice } from './fleet.js';
 import type { ModelContext, ModelReading } from './models/common.js';
 import { BATTERY_DAYS, MODELS } from './models/index.js';
@@ -64,7 +66,7 @@ export interface DeviceStreamOptions {
   scenario: Scenario;
   device: FleetDevice;
   resident: Resident;
-  channel: 'telemetry' | 'event';
+  channel: ReadingChannel;
 }
 
 export function* deviceStream(opts: DeviceStreamOptions): Generator<SimMessage, void, undefined> {
@@ -106,7 +108,7 @@ export function* deviceStream(opts: DeviceStreamOptions): Generator<SimMessage, 
   };
   const model = MODELS[device.type];
   if (!model) throw new Error(`no simulator model for device type ${device.type}`);
-  const topic = `lab/${device.site}/${device.type}/${device.id}/${opts.channel}`;
+  const topic = deviceTopic(device, opts.channel);
   const skewAt = (t: number) =>
     skews.find((e) => t >= fleet.start + e.atMs && t < fleet.start + e.atMs + e.durationMs)?.skewMs ?? 0;
   let held: { t: number; reading: ExpectedReading }[] = [];

@@ -1,7 +1,6 @@
 // Checks a run against the gateway's outcome: every acknowledged valid reading is in InfluxDB exactly
 // once with the values sent, and every deliberately invalid payload is in the rejects log with the
 // expected reason. Reports differences; the caller decides the exit code.
-import { readFile } from 'node:fs/promises';
 import type { SchemaSet } from '../src/schemas/types.js';
 import type { FleetPlan } from './plan.js';
 import type { RunRecord } from './runner.js';
@@ -20,28 +19,27 @@ export interface VerifyReport {
   ok: boolean;
 }
 
-interface QueryResult {
-  results: { series?: { columns: string[]; values: unknown[][] }[]; error?: string }[];
-}
-
-async function query(url: string, db: string, q: string): Promise<Record<string, unknown>[]> {
-  // epoch=ms: simulated timestamps have millisecond resolution, and ms fit a JSON number exactly.
-  const res = await fetch(`${url}/query?db=${encodeURIComponent(db)}&epoch=ms&q=${encodeURIComponent(q)}`);
-  const body = (await res.json()) as QueryResult;
-  const out: Record<string, unknown>[] = [];
-  for (const s of body.results[0]?.series ?? []) {
-    for (const v of s.values) out.push(Object.fromEntries(s.columns.map((c, i) => [c, v[i]])));
-  }
-  return out;
+/**
+ * How a check reads the gateway's outcome. The command line passes the gateway's own InfluxQL
+ * client and rejects-log reader: simulators talk to the gateway like a vendor's devices and import
+ * nothing of its storage.
+ */
+export interface OutcomeReader {
+  /** The stored rows of one device in one measurement, time (epoch ms) included, from..to inclusive. */
+  readings(
+    measurement: string,
+    deviceId: string,
+    fromMs: number,
+    toMs: number,
+  ): Promise<Record<string, unknown>[]>;
+  rejects(): AsyncIterable<{ clientId: string; payload: string; rejections: readonly { reason: string }[] }>;
 }
 
 export async function verifyRun(opts: {
   plan: FleetPlan;
   record: RunRecord;
   schemas: SchemaSet;
-  influxUrl: string;
-  db: string;
-  rejectsLog: string;
+  outcome: OutcomeReader;
 }): Promise<VerifyReport> {
   const report: VerifyReport = {
     readingsExpected: 0,
@@ -74,11 +72,7 @@ export async function verifyRun(opts: {
     const times = [...byTime.keys()];
     const from = Math.min(...times);
     const to = Math.max(...times);
-    const rows = await query(
-      opts.influxUrl,
-      opts.db,
-      `SELECT * FROM "${schema.timeseries.measurement}" WHERE device_id = '${pd.device.id}' AND time >= ${from}ms AND time <= ${to}ms`,
-    );
+    const rows = await opts.outcome.readings(schema.timeseries.measurement, pd.device.id, from, to);
     const stored = new Map(rows.map((r) => [r.time as number, r]));
     report.readingsStored += rows.length;
     for (const [t, body] of byTime) {
@@ -101,11 +95,8 @@ export async function verifyRun(opts: {
       }
     }
   }
-  const text = await readFile(opts.rejectsLog, 'utf8').catch(() => '');
   const rejects = new Map<string, Set<string>>();
-  for (const line of text.split('\n')) {
-    if (!line) continue;
-    const e = JSON.parse(line) as { clientId: string; payload: string; rejections: { reason: string }[] };
+  for await (const e of opts.outcome.rejects()) {
     const key = `${e.clientId}\u0000${e.payload}`;
     const reasons = rejects.get(key) ?? new Set<string>();
     for (const r of e.rejections) reasons.add(r.reason);

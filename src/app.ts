@@ -20,6 +20,7 @@ import { createAuditLog } from './query/audit.js';
 import { createHashPool } from './registry/hash-pool.js';
 import { createPasswordVerifier } from './registry/passwords.js';
 import { createRegistry, type Registry } from './registry/registry.js';
+import { statusTopic } from './registry/topics.js';
 import { loadSchemas } from './schemas/load.js';
 import type { SchemaSet } from './schemas/types.js';
 import { createStorage, type Storage } from './storage/from-config.js';
@@ -49,8 +50,7 @@ function wireIngestion(
     registry,
     dataDir: config.dataDir,
     log: child('jobs.liveness'),
-    publishStatus: (d, s) =>
-      broker.publish(`lab/${d.site}/${d.type}/${d.id}/status`, s, { retain: true, qos: 1 }),
+    publishStatus: (d, s) => broker.publish(statusTopic(d), s, { retain: true, qos: 1 }),
     ...(webhook ? { webhook } : {}),
   });
   // Room for the largest feedback message: else the delivery itself would be skipped, uncounted here.

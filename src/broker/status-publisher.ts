@@ -3,7 +3,7 @@
 // Publishing status never blocks or fails a connection: a failure is logged and forgotten.
 import type { Aedes, Client } from 'aedes';
 import type { Logger } from '../log.js';
-import { devicePrefix } from '../registry/acl.js';
+import { statusTopic } from '../registry/topics.js';
 import type { Hooks } from './hooks.js';
 
 type Publish = (topic: string, payload: string, opts: { retain: boolean; qos: 1 }) => Promise<void>;
@@ -21,7 +21,7 @@ export function publishDeviceStatus(
     const identity = deps.hooks.identityOf(client);
     if (identity?.kind !== 'device') return;
     deps
-      .publish(`${devicePrefix(identity.device)}status`, status, { retain: true, qos: 1 })
+      .publish(statusTopic(identity.device), status, { retain: true, qos: 1 })
       .catch((err: Error) => deps.log.warn({ deviceId: identity.id, err }, 'could not publish status'));
   };
   aedes.on('clientReady', (client) => publishStatus(client, 'online'));

@@ -5,6 +5,7 @@ import { credentialsFileFor, readCredentials } from '../../simulators/provision.
 import { recordMessages, replayRecording } from '../../simulators/recording.js';
 import { parseDuration } from '../config/duration.js';
 import { GatewayError } from '../errors.js';
+import { ALL_TOPICS } from '../registry/topics.js';
 import { readStdinSecret } from './io.js';
 import { addRegistryOption, type CommonFlags, configFromFlags } from './options.js';
 
@@ -15,7 +16,7 @@ export function registerRecordingCommands(program: Command, env: Record<string, 
     .requiredOption('--out <file>', 'NDJSON file to write')
     .requiredOption('--username <account>', 'staff account to subscribe as (password from standard input)')
     .option('--mqtt-url <url>', 'gateway MQTT address', 'mqtt://127.0.0.1:1883')
-    .option('--filter <topic>', 'topic filter', 'lab/#')
+    .option('--filter <topic>', 'topic filter', ALL_TOPICS)
     .option('--duration <d>', 'stop after this long (default: until Ctrl-C)')
     .action(
       async (opts: { out: string; username: string; mqttUrl: string; filter: string; duration?: string }) => {

@@ -6,6 +6,7 @@ import { GatewayError } from '../errors.js';
 import { toFeedback } from '../ingest/feedback.js';
 import { toPoint } from '../ingest/map.js';
 import { validatePayload } from '../ingest/validate.js';
+import { topicTemplate } from '../registry/topics.js';
 import { loadSchemas } from '../schemas/load.js';
 
 export function registerSchemaCommands(program: Command): void {
@@ -66,7 +67,7 @@ export function registerSchemaCommands(program: Command): void {
         if ('reason' in mapped) result.rejections.push(mapped);
         else valid++;
       }
-      const topic = `lab/{site}/${schema.type}/{deviceId}/${schema.channel}`;
+      const topic = topicTemplate(schema.channel, { type: schema.type });
       for (const r of result.rejections)
         process.stdout.write(`${JSON.stringify(toFeedback(topic, now, [r]))}\n`);
       process.stderr.write(

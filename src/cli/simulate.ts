@@ -9,13 +9,15 @@ import { type FleetPlan, planFleet } from '../../simulators/plan.js';
 import { provisionFleet } from '../../simulators/provision.js';
 import { emptyCounters, type RunCounters, type RunRecord, runFleet } from '../../simulators/runner.js';
 import { EMPTY_SCENARIO, loadScenario, type Scenario } from '../../simulators/scenario.js';
-import { verifyRun } from '../../simulators/verify.js';
+import { type OutcomeReader, verifyRun } from '../../simulators/verify.js';
 import { resolveDataPaths } from '../config/data-paths.js';
 import { parseDuration } from '../config/duration.js';
 import type { Config } from '../config/schema.js';
 import { GatewayError } from '../errors.js';
 import { loadSchemas } from '../schemas/load.js';
 import type { SchemaSet } from '../schemas/types.js';
+import { queryResult, quoteIdent, quoteString } from '../storage/influxql.js';
+import { readRejects } from '../storage/rejects-log.js';
 import { addRegistryOption, type CommonFlags, configFromFlags } from './options.js';
 
 interface SimulateFlags extends CommonFlags {
@@ -167,6 +169,22 @@ async function writeGroundTruth(
   return file;
 }
 
+/** The gateway's own readers of what it stored and rejected, for `--verify`. */
+function outcomeReader(config: PreparedRun['config']): OutcomeReader {
+  const target = { url: config.influx.url, db: config.influx.db };
+  return {
+    async readings(measurement, deviceId, fromMs, toMs) {
+      // A database error reads as no rows: verify then reports the readings as missing.
+      const { rows } = await queryResult(
+        target,
+        `SELECT * FROM ${quoteIdent(measurement)} WHERE device_id = ${quoteString(deviceId)} AND time >= ${fromMs}ms AND time <= ${toMs}ms`,
+      );
+      return rows;
+    },
+    rejects: () => readRejects(resolveDataPaths(config.dataDir).rejectsLog),
+  };
+}
+
 /** Compares InfluxDB and the rejects log with what was acknowledged; true when they agree. */
 async function verifyOutcome(run: PreparedRun, record: RunRecord, out: NodeJS.WriteStream | undefined) {
   const { config, plan, schemas } = run;
@@ -177,9 +195,7 @@ async function verifyOutcome(run: PreparedRun, record: RunRecord, out: NodeJS.Wr
       plan,
       record,
       schemas,
-      influxUrl: config.influx.url,
-      db: config.influx.db,
-      rejectsLog: resolveDataPaths(config.dataDir).rejectsLog,
+      outcome: outcomeReader(config),
     });
   let report = await check();
   while (!report.ok && Date.now() < deadline) {

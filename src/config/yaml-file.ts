@@ -12,6 +12,8 @@ export interface YamlDocument {
   readonly file: string;
   /** The document as plain values; `{}` for an empty file. */
   readonly data: Record<string, unknown>;
+  /** True when the file holds no document at all (nothing, or only comments). */
+  readonly empty: boolean;
   /** The 1-based line where `path` (or its nearest existing parent) starts. */
   lineOf(path: readonly (string | number)[]): number | undefined;
 }
@@ -38,7 +40,8 @@ export function parseYaml(text: string, file: string, code: ErrorCode): YamlDocu
     }
     return undefined;
   };
-  return { file, data: (doc.toJS() as Record<string, unknown> | null) ?? {}, lineOf };
+  const data = (doc.toJS() as Record<string, unknown> | null) ?? {};
+  return { file, data, empty: doc.contents === null, lineOf };
 }
 
 /** Reads and parses a YAML file; `what` names it in the error when it cannot be read. */

@@ -4,7 +4,7 @@
 // acknowledges the message, the messages under way are tracked until they settle, and nothing
 // accepted is dropped.
 import type { Logger } from '../log.js';
-import { rejectedTopic } from '../registry/acl.js';
+import { rejectedTopic } from '../registry/topics.js';
 import type { Device } from '../registry/types.js';
 import type { SchemaSet } from '../schemas/types.js';
 import type { Point } from '../storage/point.js';

@@ -1,7 +1,9 @@
 // The values that flow through ingestion: the record a source hands in, the rejection a stage
 // returns, and the verdict the pipeline gives back to the source.
 import type { Identity } from '../registry/acl.js';
-import type { RejectsLogReason } from '../storage/rejects-log.js';
+import type { InputRejectReason, RejectionError } from '../storage/rejects-log.js';
+
+export type { RejectionError } from '../storage/rejects-log.js';
 
 export interface IngestRecord {
   readonly topic: string;
@@ -12,15 +14,8 @@ export interface IngestRecord {
   readonly receivedAt: Date;
 }
 
-/** Reasons for refusing device input; the rejects log's list adds `database` (the drain's). */
-export type RejectReason = Exclude<RejectsLogReason, 'database'>;
-
-export interface RejectionError {
-  /** JSON Pointer into the reading, for example "/spo2"; "" for the whole reading. */
-  readonly path: string;
-  readonly message: string;
-  readonly value?: unknown;
-}
+/** The reasons ingestion gives; the rejects log adds `database` for the drain's refusals. */
+export type RejectReason = InputRejectReason;
 
 /** Bad device input is a value, never an exception. */
 export interface Rejection {

@@ -2,12 +2,14 @@
 // received, completeness, gaps longer than 3 intervals, rejects by reason, clock-skew rejections
 // (reason "time"), battery trend. Written as Markdown, JSON and an SVG chart per site (completeness
 // by device) to DATA_DIR/reports/. Reads InfluxDB through the 1.x /query API.
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { REJECTS_LOG_NAME, resolveDataPaths } from '../config/data-paths.js';
 import { parseDuration } from '../config/duration.js';
 import type { Device } from '../registry/types.js';
 import type { SchemaSet } from '../schemas/types.js';
+import { queryRows, quoteIdent, quoteString } from '../storage/influxql.js';
+import { readRejects } from '../storage/rejects-log.js';
 
 export const GAP_INTERVALS = 3;
 const DAY = 86_400_000;
@@ -32,17 +34,6 @@ export interface QualityReport {
   devices: DeviceQuality[];
 }
 
-async function queryRows(url: string, db: string, q: string): Promise<Record<string, unknown>[]> {
-  const res = await fetch(`${url}/query?db=${encodeURIComponent(db)}&epoch=ms&q=${encodeURIComponent(q)}`);
-  const body = (await res.json()) as {
-    results: { series?: { columns: string[]; values: unknown[][] }[]; error?: string }[];
-  };
-  if (body.results[0]?.error) throw new Error(body.results[0].error);
-  return (body.results[0]?.series ?? []).flatMap((s) =>
-    s.values.map((v) => Object.fromEntries(s.columns.map((c, i) => [c, v[i]]))),
-  );
-}
-
 /** Rejections per device and reason on that day, from the current and rotated rejects logs. */
 async function rejectsOfDay(
   dataDir: string,
@@ -52,21 +43,14 @@ async function rejectsOfDay(
   const out = new Map<string, Record<string, number>>();
   const files = (await readdir(dataDir).catch(() => [] as string[])).filter((n) => REJECTS_LOG_NAME.test(n));
   for (const name of files) {
-    const text = await readFile(join(dataDir, name), 'utf8').catch(() => '');
-    for (const line of text.split('\n')) {
-      if (!line) continue;
-      const e = JSON.parse(line) as {
-        receivedAt: string;
-        clientId: string;
-        rejections: { reason: string }[];
-        /** Per-reason counts of all rejections, when the list was capped (pipeline.ts). */
-        reasons?: Record<string, number>;
-      };
+    for await (const e of readRejects(join(dataDir, name))) {
       const t = Date.parse(e.receivedAt);
       if (t < from || t >= to || !e.clientId) continue;
       const counts = out.get(e.clientId) ?? {};
+      // Per-reason counts of all rejections, when the listed ones were capped (pipeline.ts).
       if (e.reasons)
-        for (const [reason, n] of Object.entries(e.reasons)) counts[reason] = (counts[reason] ?? 0) + n;
+        for (const [reason, n] of Object.entries(e.reasons))
+          counts[reason] = (counts[reason] ?? 0) + (n ?? 0);
       else for (const r of e.rejections) counts[r.reason] = (counts[r.reason] ?? 0) + 1;
       out.set(e.clientId, counts);
     }
@@ -91,9 +75,8 @@ export async function buildQualityReport(opts: {
     const schema = opts.schemas.get(d.type, d.schemaVersion);
     const rows = schema
       ? await queryRows(
-          opts.influxUrl,
-          opts.db,
-          `SELECT * FROM "${schema.timeseries.measurement}" WHERE device_id = '${d.id}' AND time >= ${from}ms AND time < ${to}ms`,
+          { url: opts.influxUrl, db: opts.db },
+          `SELECT * FROM ${quoteIdent(schema.timeseries.measurement)} WHERE device_id = ${quoteString(d.id)} AND time >= ${from}ms AND time < ${to}ms`,
         )
       : [];
     const times = rows.map((r) => r.time as number).sort((a, b) => a - b);

@@ -5,6 +5,7 @@
 // The shape of each parameter is checked before, by READINGS_PARAMS (readings-params.ts).
 import type { Project } from '../registry/types.js';
 import type { SchemaSet } from '../schemas/types.js';
+import { type InfluxQLTarget, querySeries, quoteIdent, quoteString } from '../storage/influxql.js';
 import { mergeRows, sortTies } from './merge.js';
 import { pseudonym } from './pseudonym.js';
 import { AGGREGATES, type Aggregate, EVERY, type ReadingsParams } from './readings-params.js';
@@ -108,11 +109,11 @@ export function buildStatement(
   w: { subject: string; fromMs: number; toMs: number },
 ): string {
   const select = q.fn
-    ? q.fields.map((f) => `${q.fn}("${f}") AS "${f}"`).join(', ')
-    : q.fields.map((f) => `"${f}"`).join(', ');
-  const where = `"subject" = '${w.subject}' AND "device_type" = '${q.type}' AND time >= ${w.fromMs}ms AND time < ${w.toMs}ms`;
+    ? q.fields.map((f) => `${q.fn}(${quoteIdent(f)}) AS ${quoteIdent(f)}`).join(', ')
+    : q.fields.map(quoteIdent).join(', ');
+  const where = `"subject" = ${quoteString(w.subject)} AND "device_type" = ${quoteString(q.type)} AND time >= ${w.fromMs}ms AND time < ${w.toMs}ms`;
   const group = q.every ? ` GROUP BY time(${q.every}) fill(none)` : '';
-  return `SELECT ${select} FROM "${q.measurement}" WHERE ${where}${group}`;
+  return `SELECT ${select} FROM ${quoteIdent(q.measurement)} WHERE ${where}${group}`;
 }
 
 export interface ReadingRow {
@@ -138,7 +139,9 @@ export function streamReadings(opts: {
     windows.map((w) =>
       sortTies(
         streamSubject(
-          `${opts.influxUrl}/query?db=${encodeURIComponent(opts.db)}&epoch=ms&chunked=true&chunk_size=${chunkSize}&q=${encodeURIComponent(buildStatement(opts.query, w))}`,
+          { url: opts.influxUrl, db: opts.db },
+          buildStatement(opts.query, w),
+          chunkSize,
           pseudonym(opts.project.secret, w.subject),
         ),
       ),
@@ -147,32 +150,18 @@ export function streamReadings(opts: {
 }
 
 /** The rows of one subject's statement, in InfluxDB's order (by time), as they arrive. */
-async function* streamSubject(url: string, subject: string): AsyncGenerator<ReadingRow> {
-  const res = await fetch(url);
-  if (!res.ok || !res.body) throw new Error(`InfluxDB answered HTTP ${res.status}`);
-  const decoder = new TextDecoder();
-  let buffered = '';
-  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-    buffered += decoder.decode(chunk, { stream: true });
-    let nl = buffered.indexOf('\n');
-    while (nl >= 0) {
-      const line = buffered.slice(0, nl);
-      buffered = buffered.slice(nl + 1);
-      nl = buffered.indexOf('\n');
-      if (!line.trim()) continue;
-      const body = JSON.parse(line) as {
-        results: { series?: { columns: string[]; values: unknown[][] }[]; error?: string }[];
-      };
-      const result = body.results[0];
-      if (result?.error) throw new Error(result.error);
-      for (const s of result?.series ?? []) {
-        for (const v of s.values) {
-          const row: ReadingRow = { time: new Date(v[0] as number).toISOString(), subject };
-          for (let i = 1; i < s.columns.length; i++)
-            row[s.columns[i] as string] = (v[i] ?? null) as ReadingRow[string];
-          yield row;
-        }
-      }
+async function* streamSubject(
+  target: InfluxQLTarget,
+  statement: string,
+  chunkSize: number,
+  subject: string,
+): AsyncGenerator<ReadingRow> {
+  for await (const s of querySeries(target, statement, chunkSize)) {
+    for (const v of s.values) {
+      const row: ReadingRow = { time: new Date(v[0] as number).toISOString(), subject };
+      for (let i = 1; i < s.columns.length; i++)
+        row[s.columns[i] as string] = (v[i] ?? null) as ReadingRow[string];
+      yield row;
     }
   }
 }

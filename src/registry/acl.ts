@@ -4,6 +4,7 @@
 // its device id; an account's is its account id or `{accountId}:{anything}` (':' is never in a device
 // id), so an account can never take over a device's session.
 import type { RegistrySnapshot } from './registry.js';
+import { devicePrefix, rejectedTopic, TOPIC_ROOT } from './topics.js';
 import type { Account, Device } from './types.js';
 
 export type Identity =
@@ -15,16 +16,6 @@ export type Decision = { readonly allow: true } | Denial;
 
 const ALLOW: Decision = { allow: true };
 const deny = (reason: string): Denial => ({ allow: false, reason });
-
-export const DEVICE_CHANNELS = ['telemetry', 'event', 'status'] as const;
-
-export function devicePrefix(d: Pick<Device, 'site' | 'type' | 'id'>): string {
-  return `lab/${d.site}/${d.type}/${d.id}/`;
-}
-
-export function rejectedTopic(d: Pick<Device, 'site' | 'type' | 'id'>): string {
-  return `${devicePrefix(d)}rejected`;
-}
 
 /** Looks a username up: devices first, then accounts (ids are unique across both). */
 export function findIdentity(snapshot: RegistrySnapshot, username: string): Identity | undefined {
@@ -100,6 +91,6 @@ export function canSubscribe(identity: Identity, filter: string): Decision {
       ? ALLOW
       : deny(`device ${identity.id} may subscribe only to ${rejectedTopic(identity.device)}`);
   }
-  if (filter.startsWith('lab/')) return ALLOW;
-  return deny(`staff may subscribe only under lab/`);
+  if (filter.startsWith(`${TOPIC_ROOT}/`)) return ALLOW;
+  return deny(`staff may subscribe only under ${TOPIC_ROOT}/`);
 }

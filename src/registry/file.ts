@@ -5,8 +5,9 @@ import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { Ajv } from 'ajv';
-import { type Document, isMap, isNode, LineCounter, parseDocument, stringify } from 'yaml';
+import { stringify } from 'yaml';
 import { durationPattern } from '../config/duration.js';
+import { fileLine, parseYaml, validateYaml } from '../config/yaml-file.js';
 import { GatewayError } from '../errors.js';
 import { checkAssignments } from './assignments.js';
 import { SEGMENT_PATTERN, SUBJECT_PATTERN } from './ids.js';
@@ -136,61 +137,24 @@ const REGISTRY_SCHEMA = {
 const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true });
 const validateRegistry = ajv.compile(REGISTRY_SCHEMA);
 
-function lineOf(doc: Document, lines: LineCounter, path: (string | number)[]): number | undefined {
-  for (let n = path.length; n >= 0; n--) {
-    const node = path.length === 0 ? doc.contents : doc.getIn(path.slice(0, n), true);
-    if (isNode(node) && node.range) return lines.linePos(node.range[0]).line;
-  }
-  return undefined;
-}
-
 /** Parses registry text; throws LL_REGISTRY_PARSE naming `file:line` for any problem. */
 export function parseRegistry(text: string, file: string): RegistryData {
-  const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: true, uniqueKeys: true });
-  if (doc.errors.length > 0) {
-    const first = doc.errors[0];
-    const line = first?.linePos?.[0]?.line;
-    throw new GatewayError(
-      'LL_REGISTRY_PARSE',
-      `${file}${line ? `:${line}` : ''}: ${(first?.message.split('\n')[0] ?? 'invalid YAML').replace(/ at line \d+, column \d+:?$/, '')}`,
-    );
-  }
-  if (doc.contents === null) return structuredClone(EMPTY_REGISTRY) as RegistryData;
-  if (!isMap(doc.contents))
-    throw new GatewayError('LL_REGISTRY_PARSE', `${file}:1: top level must be a mapping`);
-  const data: unknown = doc.toJS();
-  if (!validateRegistry(data)) {
-    const problems = (validateRegistry.errors ?? []).slice(0, 10).map((e) => {
-      const path = e.instancePath
-        .split('/')
-        .slice(1)
-        .map((p) => (/^\d+$/.test(p) ? Number(p) : p));
-      if (e.keyword === 'additionalProperties') path.push(String(e.params.additionalProperty));
-      const line = lineOf(doc, lines, path);
-      const where = e.instancePath ? e.instancePath.slice(1).replace(/\//g, '.') : '(top level)';
-      const extra =
-        e.keyword === 'additionalProperties'
-          ? ` ("${String(e.params.additionalProperty)}")`
-          : e.keyword === 'enum'
-            ? ` (${(e.params.allowedValues as unknown[]).join(', ')})`
-            : '';
-      return `${file}${line ? `:${line}` : ''}: ${where}: ${e.message}${extra}`;
-    });
-    throw new GatewayError('LL_REGISTRY_PARSE', problems.join('\n'));
-  }
-  const loaded = data as unknown as Omit<RegistryData, 'devices'> & { devices: readonly LoadedDevice[] };
-  const at = (path: (string | number)[]) => where(file, lineOf(doc, lines, path));
+  const doc = parseYaml(text, file, 'LL_REGISTRY_PARSE');
+  if (doc.empty) return structuredClone(EMPTY_REGISTRY) as RegistryData;
+  const loaded = validateYaml(doc, validateRegistry, 'LL_REGISTRY_PARSE') as unknown as Omit<
+    RegistryData,
+    'devices'
+  > & { devices: readonly LoadedDevice[] };
+  const at = (path: (string | number)[]) => fileLine(file, doc.lineOf(path));
   const reg: RegistryData = { ...loaded, devices: toAssignedDevices(loaded.devices, at) };
   checkConsents(reg, at);
   const seen = new Map<string, string>();
   const dup = (kind: string, key: string, index: number) => {
-    const where = lineOf(doc, lines, [kind, index]);
     const prev = seen.get(key);
     if (prev) {
       throw new GatewayError(
         'LL_REGISTRY_PARSE',
-        `${file}${where ? `:${where}` : ''}: ${kind} id "${key}" is already used by ${prev}`,
+        `${at([kind, index])}: ${kind} id "${key}" is already used by ${prev}`,
       );
     }
     seen.set(key, `${kind.replace(/s$/, '')} ${key}`);
@@ -204,27 +168,23 @@ export function parseRegistry(text: string, file: string): RegistryData {
   const sites = new Set(reg.sites.map((s) => s.id));
   reg.devices.forEach((d, i) => {
     if (!sites.has(d.site)) {
-      const where = lineOf(doc, lines, ['devices', i, 'site']);
       throw new GatewayError(
         'LL_REGISTRY_PARSE',
-        `${file}${where ? `:${where}` : ''}: device ${d.id} names site "${d.site}", which is not under sites`,
+        `${at(['devices', i, 'site'])}: device ${d.id} names site "${d.site}", which is not under sites`,
       );
     }
   });
   const projects = new Set(reg.projects.map((p) => p.id));
   reg.tokens.forEach((t, i) => {
     if (!projects.has(t.project)) {
-      const where = lineOf(doc, lines, ['tokens', i, 'project']);
       throw new GatewayError(
         'LL_REGISTRY_PARSE',
-        `${file}${where ? `:${where}` : ''}: token ${t.id} names project "${t.project}", which is not under projects`,
+        `${at(['tokens', i, 'project'])}: token ${t.id} names project "${t.project}", which is not under projects`,
       );
     }
   });
   return reg;
 }
-
-const where = (file: string, line: number | undefined) => `${file}${line ? `:${line}` : ''}`;
 
 type LoadedDevice = Omit<Device, 'assignments'> & { subject?: string; assignments?: readonly Assignment[] };
 

@@ -9,6 +9,7 @@ import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormatsModule from 'ajv-formats';
 import { GatewayError } from '../errors.js';
 import { SEGMENT_RE } from '../registry/ids.js';
+import { isReadingChannel, READING_CHANNELS } from '../registry/topics.js';
 import type { DeviceSchema, FieldKind, FieldSpec, ReadingChannel, SchemaSet } from './types.js';
 
 const addFormats = addFormatsModule as unknown as (ajv: Ajv2020) => void;
@@ -87,8 +88,8 @@ function checkMapping(
   if (typeof measurement !== 'string' || !MEASUREMENT.test(measurement)) {
     fail(file, 'x-timeseries.measurement must be a lower-case name like "pulse_oximeter"');
   }
-  if (channel !== 'telemetry' && channel !== 'event')
-    fail(file, 'x-timeseries.channel must be "telemetry" or "event"');
+  if (!isReadingChannel(channel))
+    fail(file, `x-timeseries.channel must be ${READING_CHANNELS.map((c) => `"${c}"`).join(' or ')}`);
   if (schema.type !== 'object' || !isObject(schema.properties))
     fail(file, 'a device schema must be an object with "properties"');
   if (schema.additionalProperties !== false) {

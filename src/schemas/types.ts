@@ -1,9 +1,10 @@
 // What a loaded device schema looks like to the rest of the gateway.
 import type { ValidateFunction } from 'ajv';
+import type { ReadingChannel } from '../registry/topics.js';
 
 export type FieldKind = 'integer' | 'float' | 'boolean' | 'string';
-/** The topic channels that carry readings, so the ones a schema can name; a topic's `Channel` adds `status`. */
-export type ReadingChannel = 'telemetry' | 'event';
+/** The topic channels that carry readings, so the ones a schema can name (registry/topics.ts owns the list). */
+export type { ReadingChannel };
 
 export interface FieldSpec {
   readonly name: string;

@@ -13,8 +13,9 @@
 //   `oldestUnwrittenSeconds` in the status JSON, `livinglab_spool_oldest_unwritten_seconds`.
 // - in-flight: sent and not yet answered, MQTT's sense: a device's message awaiting its PUBACK
 //   (the pipeline's in-flight accepts, until the spool commit), a write awaiting InfluxDB's reply.
-// - Channel (ingest/route.ts): a topic's last segment, telemetry | event | status;
-//   ReadingChannel (schemas/types.ts): the two that carry readings, the ones a schema names.
+// - channels (registry/topics.ts owns them): DeviceChannel, what a device publishes on (telemetry |
+//   event | status); ReadingChannel, the two of those that carry readings (the ones a schema names);
+//   TopicChannel, every last segment of a device topic (DeviceChannel and rejected).
 
 export interface Position {
   readonly segment: number;

@@ -3,35 +3,51 @@
 // health data). Written by the pipeline (bad input) and, later, the drain (InfluxDB 4xx). One device
 // cannot fill the disk: each gets a byte budget per day, after which its rejections are counted only.
 import { type FileHandle, mkdir, open, rename } from 'node:fs/promises';
+import { createInterface } from 'node:readline';
 import { resolveDataPaths } from '../config/data-paths.js';
 import type { Logger } from '../log.js';
 
-/**
- * Why a line is in the rejects log. The file format owns the list: the pipeline writes the device
- * input reasons (ingest's RejectReason is this list without `database`), the drain writes
- * `database` for a point InfluxDB refused as bad data.
- */
-export type RejectsLogReason = 'json' | 'schema' | 'topic' | 'time' | 'too-large' | 'database';
+/** Why the gateway refused device input (pipeline, frame guard). */
+export type InputRejectReason = 'json' | 'schema' | 'topic' | 'time' | 'too-large';
+/** Every reason in the log: device input, and `database` for points InfluxDB refused (the drain). */
+export type RejectReason = InputRejectReason | 'database';
 
-/** One rejection as it is written: the reason, what was wrong where, and for batches which reading. */
+export interface RejectionError {
+  /** JSON Pointer into the reading, for example "/spo2"; "" for the whole reading. */
+  readonly path: string;
+  readonly message: string;
+  readonly value?: unknown;
+}
+
+/** One rejection as the log stores it. */
 export interface LoggedRejection {
-  readonly reason: RejectsLogReason;
-  readonly errors: readonly { readonly path: string; readonly message: string; readonly value?: unknown }[];
+  readonly reason: RejectReason;
+  readonly errors: readonly RejectionError[];
+  /** Index within `{"readings": [...]}`; 0 for a single reading; absent when the whole message failed. */
   readonly readingIndex?: number;
   /** `pulse-oximeter@1`, when a schema was involved. */
   readonly schema?: string;
 }
 
-export interface RejectEntry {
+interface RejectFields {
   receivedAt: string;
-  /** "" for a point the database refused (the drain no longer knows the client). */
+  /** '' for points InfluxDB refused: they have no client. */
   clientId: string;
   topic: string;
   /** Rejections of this message (one per invalid reading of a batch; the pipeline lists the first 20). */
   rejections: readonly LoggedRejection[];
   /** All rejections of the message, when more than one: how many, and how many per reason. */
   rejectionCount?: number;
-  reasons?: Readonly<Partial<Record<RejectsLogReason, number>>>;
+  reasons?: Readonly<Partial<Record<RejectReason, number>>>;
+}
+
+/** A line of the log as read back: the payload as text, or base64 when it was not valid UTF-8. */
+export interface RejectLine extends RejectFields {
+  payload: string;
+  payloadEncoding: 'utf8' | 'base64';
+}
+
+export interface RejectEntry extends RejectFields {
   payload: Buffer;
   /**
    * Synced to disk before append resolves. The drain sets it: it confirms (and so deletes) the
@@ -64,6 +80,25 @@ export function encodePayload(payload: Buffer): { payload: string; payloadEncodi
   return Buffer.byteLength(text) === payload.length && Buffer.from(text, 'utf8').equals(payload)
     ? { payload: text, payloadEncoding: 'utf8' }
     : { payload: payload.toString('base64'), payloadEncoding: 'base64' };
+}
+
+/**
+ * The entries of one rejects log (current or rotated), in order; none when the file cannot be
+ * read. Lines are streamed, so a large log is never held in memory at once.
+ */
+export async function* readRejects(file: string): AsyncGenerator<RejectLine> {
+  const handle = await open(file, 'r').catch(() => undefined);
+  if (!handle) return;
+  const lines = createInterface({
+    input: handle.createReadStream({ encoding: 'utf8' }),
+    crlfDelay: Infinity,
+  });
+  try {
+    for await (const line of lines) if (line) yield JSON.parse(line) as RejectLine;
+  } finally {
+    lines.close();
+    await handle.close().catch(() => undefined);
+  }
 }
 
 export interface RejectsLogDeps {

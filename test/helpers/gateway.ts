@@ -1,16 +1,18 @@
 // A real gateway (buildApp) on port 0 against a real influxd, with its own temporary registry and
 // data folder. Devices are registered through the same edit functions the CLI uses.
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { type App, buildApp } from '../../src/app.js';
+import { resolveDataPaths } from '../../src/config/data-paths.js';
 import { type ConfigInput, loadConfig } from '../../src/config/load.js';
 import { createLogger } from '../../src/log.js';
 import { addAccount, addDevice } from '../../src/registry/edit.js';
 import { readRegistryFile, writeRegistryFile } from '../../src/registry/file.js';
 import { hashSecretSync } from '../../src/registry/passwords.js';
 import { EMPTY_REGISTRY, type RegistryData } from '../../src/registry/types.js';
+import { type RejectLine, readRejects } from '../../src/storage/rejects-log.js';
 import type { SpoolOptions } from '../../src/storage/spool/index.js';
 
 export const PASSWORD = 'correct horse battery';
@@ -30,7 +32,7 @@ export interface TestGateway {
   db: string;
   mqttUrl: string;
   logLines: () => Record<string, unknown>[];
-  rejectsLog: () => Promise<Record<string, unknown>[]>;
+  rejectsLog: () => Promise<RejectLine[]>;
   editRegistry(change: (data: RegistryData) => RegistryData): Promise<void>;
   stop(): Promise<void>;
 }
@@ -100,11 +102,9 @@ export async function startGateway(opts: GatewayOptions): Promise<TestGateway> {
     mqttUrl: `mqtt://127.0.0.1:${app.mqttPort}`,
     logLines: () => lines,
     async rejectsLog() {
-      const text = await readFile(join(dir, 'data', 'rejects.ndjson'), 'utf8').catch(() => '');
-      return text
-        .split('\n')
-        .filter(Boolean)
-        .map((l) => JSON.parse(l) as Record<string, unknown>);
+      const lines: RejectLine[] = [];
+      for await (const line of readRejects(resolveDataPaths(join(dir, 'data')).rejectsLog)) lines.push(line);
+      return lines;
     },
     async editRegistry(change) {
       await writeRegistryFile(registryFile, change(await readRegistryFile(registryFile)));

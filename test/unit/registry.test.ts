@@ -59,6 +59,12 @@ describe('registry file', () => {
       /^lab\.yaml:\d+: /,
     );
   });
+  it('reads a file of only comments as the empty registry, but an empty mapping as missing its version', () => {
+    expect(parseRegistry('# nothing registered yet\n', 'lab.yaml')).toEqual(EMPTY_REGISTRY);
+    expect(() => parseRegistry('{}\n', 'lab.yaml')).toThrow(
+      "lab.yaml:1: (top level): must have required property 'version'",
+    );
+  });
   it('names the line of a device that breaks the format', () => {
     const text = serialiseRegistry(base).replace('schemaVersion: 1', 'schemaVersion: one');
     const line = text.split('\n').findIndex((l) => l.includes('schemaVersion: one')) + 1;

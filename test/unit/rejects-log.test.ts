@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterEach, expect, it, vi } from 'vitest';
 import { createLogger } from '../../src/log.js';
-import { createRejectsLog, type RejectEntry } from '../../src/storage/rejects-log.js';
+import { createRejectsLog, type RejectEntry, readRejects } from '../../src/storage/rejects-log.js';
 
 const dirs: string[] = [];
 afterEach(async () => {
@@ -81,4 +81,47 @@ it("syncs a durable entry (the drain's refused points) to disk before the append
   } finally {
     synced.mockRestore();
   }
+});
+
+it('reads back what it wrote, typed: device rejections and database refusals, binary payloads as base64', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'll-rejects-'));
+  dirs.push(dir);
+  const rejects = createRejectsLog({ dataDir: dir });
+  await rejects.start();
+  await rejects.append({ ...entry('ox-1'), rejectionCount: 3, reasons: { json: 2, time: 1 } });
+  await rejects.append({
+    receivedAt: '2026-11-22T10:00:01.000Z',
+    clientId: '',
+    topic: '',
+    rejections: [{ reason: 'database', errors: [{ path: '', message: 'field type conflict' }] }],
+    payload: Buffer.from([0xff, 0xfe]),
+    durable: true,
+  });
+  await rejects.stop();
+  const read = [];
+  for await (const line of readRejects(rejects.file)) read.push(line);
+  expect(read).toEqual([
+    {
+      receivedAt: '2026-11-22T10:00:00.000Z',
+      clientId: 'ox-1',
+      topic: 'lab/odense/pulse-oximeter/ox-1/telemetry',
+      rejections: [{ reason: 'json', errors: [{ path: '', message: 'not valid JSON' }] }],
+      rejectionCount: 3,
+      reasons: { json: 2, time: 1 },
+      payload: 'x'.repeat(300),
+      payloadEncoding: 'utf8',
+    },
+    {
+      receivedAt: '2026-11-22T10:00:01.000Z',
+      clientId: '',
+      topic: '',
+      rejections: [{ reason: 'database', errors: [{ path: '', message: 'field type conflict' }] }],
+      payload: Buffer.from([0xff, 0xfe]).toString('base64'),
+      payloadEncoding: 'base64',
+    },
+  ]);
+  // A log not written yet (no rejection so far) reads as empty, not as an error.
+  const none = [];
+  for await (const line of readRejects(join(dir, 'missing.ndjson'))) none.push(line);
+  expect(none).toEqual([]);
 });
