@@ -1,5 +1,6 @@
 // The topic layout, stated once: `lab/{site}/{type}/{id}/{channel}` (docs/architecture.md, "Where
-// each rule lives"), its channels, a device's own prefix and its `rejected` and `status` topics, and the filter that reads them all.
+// each rule lives"), its channels, a device's own prefix and its `rejected` and `status` topics,
+// and the filter that reads them all.
 // Pure and imports only the identifier rules, so the broker, ingestion, the command line and the
 // simulators build and parse topics the same way. It never decides access (acl.ts does) nor which
 // schema a topic carries (ingest/route.ts does).
