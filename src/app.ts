@@ -39,19 +39,17 @@ function wireIngestion(
   schemas: SchemaSet,
 ) {
   const child = (module: string) => log.child({ module });
-  // MQTT logins hash on their own thread, off the libuv pool the spool writes on
-  // (docs/architecture.md, Pitfalls).
+  // Logins hash on their own thread, off the spool's libuv pool (docs/architecture.md, Pitfalls).
   const hashPool = createHashPool({ maxPending: config.auth.maxPendingVerifications });
   const verifier = createPasswordVerifier({ hash: hashPool.hash });
   const broker = createBroker({ config, registry, verifier, log: child('broker') });
   const sources: MessageSource[] = [broker];
-  const webhook = config.jobs.liveness.webhook;
   const liveness = createLiveness({
     registry,
     dataDir: config.dataDir,
     log: child('jobs.liveness'),
     publishStatus: (d, s) => broker.publish(statusTopic(d), s, { retain: true, qos: 1 }),
-    ...(webhook ? { webhook } : {}),
+    webhook: config.jobs.liveness.webhook,
   });
   // Room for the largest feedback message: else the delivery itself would be skipped, uncounted here.
   const isBackedUp = (deviceId: string) => broker.isBackedUp(deviceId, MAX_FEEDBACK_BYTES);
@@ -116,8 +114,8 @@ export function buildApp(
     statsTimer = setInterval(() => reports.logStats(log), 60_000);
     statsTimer.unref();
     started = true;
-    const mqttPort = broker.port;
-    log.info({ mqttPort, httpPort, influx: influxUrl, api, spool: config.spool.enabled }, 'gateway started');
+    const spool = config.spool.enabled;
+    log.info({ mqttPort: broker.port, httpPort, influx: influxUrl, api, spool }, 'gateway started');
   };
 
   const stop = async () => {
