@@ -4,10 +4,43 @@
 // never acknowledge before the spool commit, never forward a rejected message.
 import type { AedesOptions, Client, PublishPacket } from 'aedes';
 import { canPublish, type Identity, recheckIdentity } from '../registry/acl.js';
+import type { Registry } from '../registry/registry.js';
 import { isBackedUp, PUBLISH_OVERHEAD } from './backlog.js';
 import type { HooksDeps } from './hooks.js';
 
 export type Who = (client: Client) => Record<string, unknown>;
+
+/**
+ * Who may publish what, now. The registry is a series of immutable snapshots: a client's recheck and
+ * its last topic's ACL decision hold until the snapshot (or its login identity) changes, so a device
+ * publishing on its usual topic pays the lookups once per registry change, not once per message.
+ */
+function createPublishDecider(registry: Registry) {
+  type Recheck = ReturnType<typeof recheckIdentity>;
+  interface Checked {
+    snapshot: object;
+    loggedIn: Identity;
+    current: Recheck;
+    topic?: string;
+    decision?: ReturnType<typeof canPublish>;
+  }
+  const checked = new WeakMap<Client, Checked>();
+  return (client: Client, loggedIn: Identity, topic: string) => {
+    const snapshot = registry.current();
+    let c = checked.get(client);
+    if (!c || c.snapshot !== snapshot || c.loggedIn !== loggedIn) {
+      c = { snapshot, loggedIn, current: recheckIdentity(snapshot, loggedIn) };
+      checked.set(client, c);
+    }
+    const { current } = c;
+    if (!current.allow) return { identity: loggedIn, decision: current };
+    if (c.topic !== topic) {
+      c.topic = topic;
+      c.decision = canPublish(current.identity, topic);
+    }
+    return { identity: current.identity, decision: c.decision as ReturnType<typeof canPublish> };
+  };
+}
 
 /**
  * authorizePublish and authorizeForward: the ACL on each publish, the hand-off to ingestion (aedes
@@ -19,6 +52,7 @@ export function createPublishHooks(deps: HooksDeps, identities: WeakMap<Client, 
   // Payload buffers of messages the pipeline rejected: acknowledged, but never forwarded.
   const blocked = new WeakSet<Buffer>();
   const stats = { deliveriesDropped: 0 };
+  const decide = createPublishDecider(registry);
 
   const authorizePublish: NonNullable<AedesOptions['authorizePublish']> = (
     client,
@@ -29,9 +63,7 @@ export function createPublishHooks(deps: HooksDeps, identities: WeakMap<Client, 
     if (!client || !loggedIn) return callback(new Error('not authenticated'));
     // Against the registry as it is now, not as it was at login: a will fires when enforceRegistry
     // closes a disabled, removed or moved device, and must not be stored.
-    const current = recheckIdentity(registry.current(), loggedIn);
-    const identity = current.allow ? current.identity : loggedIn;
-    const decision = current.allow ? canPublish(identity, packet.topic) : current;
+    const { identity, decision } = decide(client, loggedIn, packet.topic);
     if (!decision.allow) {
       log.warn(
         { ...who(client), topic: packet.topic, reason: decision.reason },
