@@ -17,12 +17,15 @@ export interface CliResult {
  */
 export async function runCli(
   args: string[],
-  opts: { input?: string; env?: Record<string, string | undefined> } = {},
+  opts: { input?: string; env?: Record<string, string | undefined>; timeoutMs?: number } = {},
 ): Promise<CliResult> {
-  const { input, env } = opts;
+  const { input, env, timeoutMs = 60_000 } = opts;
   return new Promise((resolve) => {
     const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), ...args], {
       cwd: ROOT,
+      // A command that hangs is killed rather than left running after its test.
+      timeout: timeoutMs,
+      killSignal: 'SIGKILL',
       ...(env ? { env: { ...process.env, ...env } } : {}),
     });
     let stdout = '';

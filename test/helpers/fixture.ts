@@ -2,7 +2,7 @@
 // It owns starting them and registering their cleanup where they are created, so no test file
 // repeats the influxd-plus-gateway set-up. It never mocks a service: every gateway is buildApp on
 // port 0 against the real influxd (test/helpers/gateway.ts, test/helpers/influxd.ts).
-import { afterAll, beforeAll, onTestFinished } from 'vitest';
+import { afterAll, afterEach, beforeAll, onTestFinished } from 'vitest';
 import { type GatewayOptions, startGateway, type TestGateway } from './gateway.js';
 import { type Influxd, startInfluxd } from './influxd.js';
 
@@ -71,6 +71,11 @@ export function useLab(gateway?: LabGatewaySpec): Lab {
   };
   beforeAll(async () => {
     influx = await startInfluxd();
+  });
+  // A test that stops influxd (an outage) and then fails before restarting it must not leave the
+  // file's later tests without their database.
+  afterEach(async () => {
+    if (influx && !influx.running()) await influx.restart();
   });
   afterAll(async () => {
     await influx?.stop();

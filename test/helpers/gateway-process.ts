@@ -1,6 +1,6 @@
 // The gateway as its own process (`livinglab serve` from source), for tests that kill it.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeRegistryFile } from '../../src/registry/file.js';
@@ -18,6 +18,8 @@ export interface GatewayProcess {
   start(extraArgs?: string[]): Promise<void>;
   /** Sends a signal and resolves the exit code. */
   kill(signal: NodeJS.Signals): Promise<number | null>;
+  /** Kills the process if it still runs and removes its folder (registry, spool, data). */
+  stop(): Promise<void>;
 }
 
 export async function createGatewayProcess(opts: {
@@ -73,7 +75,11 @@ export async function createGatewayProcess(opts: {
       const c = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
       child = c;
       await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`gateway did not start: ${out}`)), 20_000);
+        const timer = setTimeout(() => {
+          // A start that times out leaves nothing running.
+          c.kill('SIGKILL');
+          reject(new Error(`gateway did not start: ${out}`));
+        }, 20_000);
         c.stderr?.on('data', (d: Buffer) => {
           out += d.toString();
           const m = /MQTT on port (\d+), HTTP on http:\/\/localhost:(\d+)/.exec(out.slice(from));
@@ -93,6 +99,15 @@ export async function createGatewayProcess(opts: {
       const exited = new Promise<number | null>((r) => c.once('exit', (code) => r(code)));
       c.kill(signal);
       return exited;
+    },
+    async stop() {
+      const c = child;
+      if (c && c.exitCode === null && c.signalCode === null) {
+        const exited = new Promise((r) => c.once('exit', r));
+        c.kill('SIGKILL');
+        await exited;
+      }
+      await rm(dir, { recursive: true, force: true });
     },
   };
 }

@@ -18,6 +18,8 @@ export interface Influxd {
   kill(): Promise<void>;
   /** Starts it again on the same port and data. */
   restart(): Promise<void>;
+  /** Whether the process is running (false after kill() until restart()). */
+  running(): boolean;
   stop(): Promise<void>;
 }
 
@@ -73,7 +75,17 @@ export async function startInfluxd(opts: { port?: number } = {}): Promise<Influx
     c.stderr?.on('data', (d: Buffer) => {
       stderr = (stderr + d.toString()).slice(-4000);
     });
-    await waitForPing(url, c, () => stderr);
+    try {
+      await waitForPing(url, c, () => stderr);
+    } catch (err) {
+      // A start that fails or times out leaves nothing running.
+      if (c.exitCode === null && c.signalCode === null) {
+        const exited = new Promise((r) => c.once('exit', r));
+        c.kill('SIGKILL');
+        await exited;
+      }
+      throw err;
+    }
   };
   const kill = async () => {
     const c = child;
@@ -92,7 +104,10 @@ export async function startInfluxd(opts: { port?: number } = {}): Promise<Influx
       await launch();
       break;
     } catch (err) {
-      if (attempt >= 5 || opts.port || !/address already in use/.test((err as Error).message)) throw err;
+      if (attempt >= 5 || opts.port || !/address already in use/.test((err as Error).message)) {
+        await rm(dir, { recursive: true, force: true });
+        throw err;
+      }
       port = await freePort();
       url = `http://127.0.0.1:${port}`;
       await writeFile(configFile, influxConfig(dir, port, await freePort()));
@@ -131,6 +146,7 @@ export async function startInfluxd(opts: { port?: number } = {}): Promise<Influx
     },
     kill,
     restart: launch,
+    running: () => child !== undefined && child.exitCode === null && child.signalCode === null,
     async stop() {
       await kill();
       await rm(dir, { recursive: true, force: true });

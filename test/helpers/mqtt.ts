@@ -68,9 +68,17 @@ export async function collect(client: MqttClient, filter: string, qos: 0 | 1 = 0
   };
 }
 
-export async function mosquittoPub(args: string[]): Promise<{ code: number; stderr: string }> {
+/** Runs mosquitto_pub; killed (and resolved with its signal's code -1) when it runs past `timeoutMs`. */
+export async function mosquittoPub(
+  args: string[],
+  timeoutMs = 15_000,
+): Promise<{ code: number; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn('mosquitto_pub', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn('mosquitto_pub', args, {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      timeout: timeoutMs,
+      killSignal: 'SIGKILL',
+    });
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     child.on('exit', (code) => resolve({ code: code ?? -1, stderr }));

@@ -12,3 +12,8 @@ export async function freePort(): Promise<number> {
     });
   });
 }
+
+/** A loopback URL on a port that was just bound and closed: nothing listens there (no assumed-closed port 9). */
+export async function closedPortUrl(): Promise<string> {
+  return `http://127.0.0.1:${await freePort()}`;
+}

@@ -15,6 +15,31 @@ export interface Victoria {
   stop(): Promise<void>;
 }
 
+async function waitForVictoria(url: string, child: ChildProcess): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`victoria-metrics exited with ${child.exitCode}`);
+    const ok = await fetch(`${url}/ping`).then(
+      (r) => r.status < 500,
+      () => false,
+    );
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error('victoria-metrics did not start within 20 s');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+  if (child.exitCode === null && child.signalCode === null) {
+    child.kill('SIGKILL');
+    await exited;
+  }
+}
+
 export async function startVictoria(): Promise<Victoria> {
   const dir = await mkdtemp(join(tmpdir(), 'll-vm-'));
   const port = await freePort();
@@ -33,16 +58,13 @@ export async function startVictoria(): Promise<Victoria> {
     ],
     { stdio: 'ignore' },
   );
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`victoria-metrics exited with ${child.exitCode}`);
-    const ok = await fetch(`${url}/ping`).then(
-      (r) => r.status < 500,
-      () => false,
-    );
-    if (ok) break;
-    if (Date.now() > deadline) throw new Error('victoria-metrics did not start within 20 s');
-    await new Promise((r) => setTimeout(r, 100));
+  try {
+    await waitForVictoria(url, child);
+  } catch (err) {
+    // A start that fails or times out leaves nothing running and no folder behind.
+    await stopChild(child);
+    await rm(dir, { recursive: true, force: true });
+    throw err;
   }
   return {
     url,
@@ -58,12 +80,7 @@ export async function startVictoria(): Promise<Victoria> {
         );
     },
     async stop() {
-      if (child.exitCode === null) {
-        const exited = new Promise((r) => child.once('exit', r));
-        child.kill('SIGTERM');
-        await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
-        if (child.exitCode === null) child.kill('SIGKILL');
-      }
+      await stopChild(child);
       await rm(dir, { recursive: true, force: true });
     },
   };

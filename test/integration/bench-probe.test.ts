@@ -6,6 +6,7 @@ import { createServer, type Server } from 'node:net';
 import { Aedes } from 'aedes';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startProbe } from '../../bench/lib/probe.js';
+import { closedPortUrl } from '../helpers/ports.js';
 
 let server: Server | undefined;
 let broker: Aedes | undefined;
@@ -27,7 +28,7 @@ describe('bench probe', () => {
     const probe = await startProbe({
       mqttUrl: `mqtt://127.0.0.1:${port}`,
       device: { id: 'probe-1', topic: 'lab/devices/probe-1/readings' },
-      influxUrl: 'http://127.0.0.1:9', // nothing listens: no probe is ever queryable
+      influxUrl: await closedPortUrl(), // nothing listens: no probe is ever queryable
       db: 'none',
       everyMs: 50,
       timeoutMs: 1_000,

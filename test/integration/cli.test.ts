@@ -1,12 +1,13 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it, onTestFinished } from 'vitest';
 import { readRegistryFile } from '../../src/registry/file.js';
 import { createPasswordVerifier } from '../../src/registry/passwords.js';
 import { runCli } from '../helpers/cli.js';
+import { closedPortUrl } from '../helpers/ports.js';
 
 const run = promisify(execFile);
 const ROOT = new URL('../../', import.meta.url).pathname;
@@ -14,13 +15,30 @@ const ROOT = new URL('../../', import.meta.url).pathname;
 const cli = (args: string[], input?: string) => runCli(args, { input });
 
 describe('livinglab command line', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'll-cli-'));
-  const reg = join(dir, 'lab.yaml');
+  // Each test has its own folder and registry, removed when it finishes: no test reads another's state.
+  let dir = '';
+  let reg = '';
+  beforeEach(() => {
+    const own = mkdtempSync(join(tmpdir(), 'll-cli-'));
+    dir = own;
+    reg = join(own, 'lab.yaml');
+    onTestFinished(() => rmSync(own, { recursive: true, force: true }));
+  });
   /** `devices add` of a device at site odense from vendor acme, with more flags after. */
   const addArgs = (id: string, type: string, ...flags: string[]) => [
     ...['devices', 'add', '--registry', reg, '--id', id, '--type', type],
     ...['--site', 'odense', '--vendor', 'acme', ...flags],
   ];
+  /** This test's registry with ox-0001 (subject p-017, every 60s) and, when asked, bp-0001. */
+  const seed = async (withBp = false) => {
+    expect(
+      (await cli(addArgs('ox-0001', 'pulse-oximeter', '--subject', 'p-017', '--interval', '60s'))).code,
+    ).toBe(0);
+    if (withBp)
+      expect(
+        (await cli(addArgs('bp-0001', 'blood-pressure', '--password-stdin'), 'chosen-password\n')).code,
+      ).toBe(0);
+  };
 
   it('is the package bin and lists its commands', async () => {
     const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
@@ -55,12 +73,13 @@ describe('livinglab command line', () => {
     const r = await cli(addArgs('bp-0001', 'blood-pressure', '--password-stdin'), 'chosen-password\n');
     expect(r.code).toBe(0);
     expect(r.stdout).toBe('');
-    const hash = (await readRegistryFile(reg)).devices[1]?.passwordHash ?? '';
+    const hash = (await readRegistryFile(reg)).devices.find((d) => d.id === 'bp-0001')?.passwordHash ?? '';
     expect(hash).toMatch(/^\$7\$210000\$/);
     expect(await createPasswordVerifier().verify(hash, 'chosen-password')).toBe(true);
   });
 
   it('refuses an unknown type, a duplicate id and a bad id with a clear message and exit 2', async () => {
+    await seed();
     const bad = await cli(addArgs('x-1', 'toaster'));
     expect(bad).toMatchObject({ code: 2 });
     expect(bad.stderr).toMatch(/no schema for device type "toaster"; known types: .*pulse-oximeter/);
@@ -71,6 +90,7 @@ describe('livinglab command line', () => {
   });
 
   it('lists, disables, enables, changes the password of and removes devices', async () => {
+    await seed(true);
     const list = await cli(['devices', 'list', '--registry', reg]);
     expect(list.stdout.split('\n')[1]).toMatch(
       /^ox-0001\s+pulse-oximeter@1\s+odense\s+acme\s+p-017\s+60s\s+yes$/,
@@ -93,6 +113,7 @@ describe('livinglab command line', () => {
   });
 
   it('devices assign records a move and refuses to rewrite history (issue 13 #4)', async () => {
+    await seed();
     const help = await cli(['devices', 'assign', '--help']);
     expect(help.stdout).toContain('--subject <code>');
     expect(help.stdout).toContain('--from <time>');
@@ -143,6 +164,7 @@ describe('livinglab command line', () => {
   });
 
   it('imports a mosquitto_passwd file: updates known devices, creates others on request, refuses argon2id lines', async () => {
+    await seed();
     const pwfile = join(dir, 'passwd');
     await run('mosquitto_passwd', ['-c', '-b', pwfile, 'ox-0001', 'imported-1']);
     await run('mosquitto_passwd', ['-b', pwfile, 'door-0001', 'imported-2']);
@@ -215,6 +237,7 @@ describe('livinglab command line', () => {
   });
 
   it('serve without a spool reports an unreachable InfluxDB with the URL and exits 2', async () => {
+    const nowhere = await closedPortUrl();
     const r = await cli([
       'serve',
       '--registry',
@@ -224,7 +247,7 @@ describe('livinglab command line', () => {
       '--http-port',
       '0',
       '--influx-url',
-      'http://127.0.0.1:9',
+      nowhere,
       '--data-dir',
       join(dir, 'data'),
       '--log-level',
@@ -232,6 +255,7 @@ describe('livinglab command line', () => {
       '--no-spool',
     ]);
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/InfluxDB at http:\/\/127\.0\.0\.1:9 .*is influxd running\? \(--influx-url\)/);
+    expect(r.stderr).toContain(`InfluxDB at ${nowhere} `);
+    expect(r.stderr).toMatch(/is influxd running\? \(--influx-url\)/);
   });
 });

@@ -2,7 +2,7 @@
 // with an exact comparison of what publishers got acknowledged against what InfluxDB holds.
 import { appendFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, onTestFinished, vi } from 'vitest';
 
 vi.setConfig({ testTimeout: 90_000 });
 
@@ -26,6 +26,7 @@ describe('an acknowledged reading is never lost', () => {
     const ids = devices('kill', 8);
     const db = 'fault_kill';
     const gw = await createGatewayProcess({ influxUrl: lab.influx.url, db, devices: ids });
+    onTestFinished(() => gw.stop());
     await gw.start();
     const fleet = startFleet({ ids: ids.map((d) => d.id), site: 'kill', url: gw.mqttUrl, intervalMs: 5 });
     await fleet.untilAcked(1500);
@@ -70,6 +71,7 @@ describe('an acknowledged reading is never lost', () => {
     const ids = devices('torn', 4);
     const db = 'fault_torn';
     const gw = await createGatewayProcess({ influxUrl: lab.influx.url, db, devices: ids });
+    onTestFinished(() => gw.stop());
     await lab.influx.kill();
     await gw.start();
     const fleet = startFleet({
@@ -296,6 +298,7 @@ describe('graceful shutdown', () => {
       devices: ids,
       args: ['--shutdown-timeout', '1s'],
     });
+    onTestFinished(() => gw.stop());
     await gw.start();
     await lab.influx.kill();
     const fleet = startFleet({

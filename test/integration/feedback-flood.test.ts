@@ -36,7 +36,7 @@ beforeAll(async () => {
   await gw.start();
 });
 afterAll(async () => {
-  await gw?.kill('SIGKILL');
+  await gw?.stop();
   await influx?.stop();
 });
 

@@ -6,11 +6,12 @@ import {
   existsSync,
   mkdtempSync,
   readFileSync,
+  rmSync,
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { credentialsFileFor, readCredentials } from '../../simulators/provision.js';
 import { recordMessages, replayRecording } from '../../simulators/recording.js';
 import { simulate } from '../../src/cli/simulate.js';
@@ -39,11 +40,19 @@ sites:
 `;
 
 /** A gateway process (not yet started) serving `--fleet` from the tiny fleet with `extra` lines, into `db`. */
-function fleetGateway(file: string, extra: string, db: string) {
+async function fleetGateway(file: string, extra: string, db: string) {
   const dir = mkdtempSync(join(tmpdir(), 'll-cron-'));
+  onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
   const fleetFile = join(dir, file);
   writeFileSync(fleetFile, tinyFleet(extra));
-  return createGatewayProcess({ influxUrl: lab.influx.url, db, devices: [], args: ['--fleet', fleetFile] });
+  const gw = await createGatewayProcess({
+    influxUrl: lab.influx.url,
+    db,
+    devices: [],
+    args: ['--fleet', fleetFile],
+  });
+  onTestFinished(() => gw.stop());
+  return gw;
 }
 
 describe('serve --fleet', () => {
@@ -81,7 +90,9 @@ describe('record and replay', () => {
       devices: [{ id: 'rec-ox-0', type: 'pulse-oximeter', site: 'rec' }],
       staff: ['staff-cli'],
     });
-    const file = join(mkdtempSync(join(tmpdir(), 'll-rec-cli-')), 'rec.ndjson');
+    const recDir = mkdtempSync(join(tmpdir(), 'll-rec-cli-'));
+    onTestFinished(() => rmSync(recDir, { recursive: true, force: true }));
+    const file = join(recDir, 'rec.ndjson');
     const rec = spawn(
       process.execPath,
       [
@@ -98,6 +109,10 @@ describe('record and replay', () => {
       ],
       { cwd: ROOT, stdio: ['pipe', 'ignore', 'pipe'] },
     );
+    // Whether the test passes or fails, `record` does not outlive it.
+    onTestFinished(() => {
+      if (rec.exitCode === null && rec.signalCode === null) rec.kill('SIGKILL');
+    });
     rec.stdin.end(`${PASSWORD}\n`);
     let stderr = '';
     rec.stderr.on('data', (d: Buffer) => (stderr += d.toString()));

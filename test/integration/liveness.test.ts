@@ -136,6 +136,7 @@ it('reports a low battery once (event log, metric, webhook), not at every readin
   timeout: 20_000,
 }, async () => {
   const device = await connectDevice(lab.gw.mqttUrl, 'quiet-1');
+  const from = hooks.length;
   for (const battery of [40, 12, 11]) {
     await device.publishAsync(
       'lab/live/room-climate/quiet-1/telemetry',
@@ -147,7 +148,13 @@ it('reports a low battery once (event log, metric, webhook), not at every readin
     async () => hooks.filter((h) => h.event === 'battery-low'),
     (l) => l.length === 1,
   );
-  await new Promise((r) => setTimeout(r, 300));
+  // Marker: the device now falls silent, and its offline event, emitted seconds after the readings,
+  // reaches the webhook; a second battery-low would have been posted before it.
+  await eventually(
+    async () => hooks.slice(from).some((h) => h.event === 'device-offline' && h.deviceId === 'quiet-1'),
+    (v) => v,
+    15_000,
+  );
   expect(hooks.filter((h) => h.event === 'battery-low')).toEqual([
     expect.objectContaining({ deviceId: 'quiet-1', battery: 12 }),
   ]);

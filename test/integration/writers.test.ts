@@ -4,15 +4,19 @@ import { createInfluxV1Writer } from '../../src/storage/influx-v1.js';
 import { createInfluxV2Writer } from '../../src/storage/influx-v2.js';
 import { useLab } from '../helpers/fixture.js';
 import { connectDevice } from '../helpers/mqtt.js';
+import { closedPortUrl } from '../helpers/ports.js';
 import { startVictoria, type Victoria } from '../helpers/victoria.js';
 import { writerSuite } from './writer.suite.js';
 
 let vm: Victoria;
+/** A port bound and closed just before the tests: nothing listens there. */
+let nowhere: string;
 const log = createLogger({ level: 'silent' });
 
 const lab = useLab();
 beforeAll(async () => {
   vm = await startVictoria();
+  nowhere = await closedPortUrl();
 });
 afterAll(async () => {
   await vm?.stop();
@@ -20,7 +24,7 @@ afterAll(async () => {
 
 writerSuite('influx-v1', () => ({
   writer: () => createInfluxV1Writer({ url: lab.influx.url, db: 'suite' }),
-  unreachable: () => createInfluxV1Writer({ url: 'http://127.0.0.1:9', db: 'suite' }),
+  unreachable: () => createInfluxV1Writer({ url: nowhere, db: 'suite' }),
   readBack: async (id) => {
     const rows = await lab.influx.query<{ time: number; spo2: number }>(
       'suite',
@@ -33,7 +37,7 @@ writerSuite('influx-v1', () => ({
 writerSuite('influx-v2', () => ({
   writer: () => createInfluxV2Writer({ url: vm.url, org: 'lab', bucket: 'suite', token: 'unused', log }),
   unreachable: () =>
-    createInfluxV2Writer({ url: 'http://127.0.0.1:9', org: 'lab', bucket: 'suite', token: 'unused', log }),
+    createInfluxV2Writer({ url: nowhere, org: 'lab', bucket: 'suite', token: 'unused', log }),
   readBack: async (id) => {
     const series = await vm.exportSeries(`pulse_oximeter_spo2{device_id="${id}"}`);
     const out = new Map<number, number>();

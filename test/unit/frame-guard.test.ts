@@ -6,6 +6,15 @@ import mqttPacket from 'mqtt-packet';
 import { afterEach, describe, expect, it } from 'vitest';
 import { guardSocket, type OversizeInfo } from '../../src/broker/frame-guard.js';
 
+/** Waits for `probe` to hold, polling, and fails after a deadline instead of sleeping a fixed time. */
+const until = async (probe: () => boolean, timeoutMs = 5000) => {
+  const deadline = Date.now() + timeoutMs;
+  while (!probe()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+};
+
 const closers: (() => void)[] = [];
 afterEach(() => {
   for (const c of closers.splice(0)) c();
@@ -50,7 +59,7 @@ describe('frame guard', () => {
     client.on('data', (d: Buffer) => received.push(d));
     // mqtt-packet corks the stream and writes header, length and message id separately.
     mqttPacket.writeToStream({ cmd: 'puback', messageId: 7 }, guarded);
-    await new Promise((r) => setTimeout(r, 50));
+    await until(() => Buffer.concat(received).length >= 4);
     expect(calls).toEqual(['writev of 3']);
     expect(Buffer.concat(received)).toEqual(Buffer.from([0x40, 0x02, 0x00, 0x07]));
   });
@@ -73,7 +82,7 @@ describe('frame guard', () => {
       retain: false,
     });
     client.write(small);
-    await new Promise((r) => setTimeout(r, 50));
+    await until(() => Buffer.concat(got).length >= small.length);
     expect(Buffer.concat(got)).toEqual(small);
     const closed = once(guarded, 'close');
     // The header of a 2,000-byte PUBLISH and the first bytes of its body.
