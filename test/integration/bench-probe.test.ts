@@ -6,6 +6,7 @@ import { createServer, type Server } from 'node:net';
 import { Aedes } from 'aedes';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startProbe } from '../../bench/lib/probe.js';
+import { eventually } from '../helpers/mqtt.js';
 import { closedPortUrl } from '../helpers/ports.js';
 
 let server: Server | undefined;
@@ -17,9 +18,13 @@ afterEach(async () => {
 
 describe('bench probe', () => {
   it('ends when the broker closes the connection before acknowledging a probe', async () => {
+    let publishesSeen = 0;
     broker = await Aedes.createBroker({
       // Never authorise, never answer: close the connection as the publish arrives.
-      authorizePublish: (client) => client?.close(),
+      authorizePublish: (client) => {
+        publishesSeen++;
+        client?.close();
+      },
     });
     const aedes = broker;
     server = createServer((socket) => aedes.handle(socket));
@@ -33,7 +38,11 @@ describe('bench probe', () => {
       everyMs: 50,
       timeoutMs: 1_000,
     });
-    await new Promise((r) => setTimeout(r, 300));
+    // The probe has published and been cut off: wait for that, not for a fixed time.
+    await eventually(
+      async () => publishesSeen,
+      (n) => n >= 1,
+    );
     // Before the fix, stop() never returned and the test ran into its timeout.
     const result = await probe.stop();
     expect(result.acked).toBe(0);
