@@ -58,13 +58,20 @@ export const deviceIds = (n: number): string[] =>
 
 const topicOf = (id: string) => `lab/bench/pulse-oximeter/${id}/telemetry`;
 
-async function waitUntil(what: string, check: () => Promise<boolean>, output: () => string, ms = 60_000) {
+/** Waits for `check`; a start that times out kills what it started before it fails. */
+async function waitUntil(
+  what: string,
+  check: () => Promise<boolean>,
+  started: { child: ChildProcess; output: () => string },
+  ms = 60_000,
+) {
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
     if (await check().catch(() => false)) return;
     await new Promise((r) => setTimeout(r, 100));
   }
-  throw new Error(`${what} did not come up within ${ms / 1000} s: ${output().slice(-2000)}`);
+  await stopProcess(started.child, 'SIGKILL');
+  throw new Error(`${what} did not come up within ${ms / 1000} s: ${started.output().slice(-2000)}`);
 }
 
 const portOpen = (port: number) =>
@@ -116,7 +123,14 @@ export async function startMosquitto(): Promise<{
     `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\nlog_type error\n`,
   );
   const { child, output } = spawnLogged('mosquitto', ['-c', conf]);
-  await waitUntil('mosquitto', () => portOpen(port), output);
+  try {
+    await waitUntil('mosquitto', () => portOpen(port), { child, output });
+  } catch (err) {
+    // A start that fails or times out leaves nothing running and no folder behind.
+    await stopProcess(child, 'SIGKILL');
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
   return {
     url: `mqtt://127.0.0.1:${port}`,
     port,
@@ -178,7 +192,7 @@ export async function startBrokerOnlySystem(ctx: SystemContext): Promise<SystemU
     registry,
     String(port),
   ]);
-  await waitUntil('the broker', async () => /listening/.test(output()), output);
+  await waitUntil('the broker', async () => /listening/.test(output()), { child, output });
   return {
     name: 'aedes',
     mqttUrl: `mqtt://127.0.0.1:${port}`,
@@ -241,7 +255,10 @@ export async function startGatewaySystem(
     { env: BENCH_GATEWAY_ENV },
   );
   const base = `http://127.0.0.1:${httpPort}`;
-  await waitUntil('the gateway', async () => (await fetch(`${base}/readyz`)).status === 200, output);
+  await waitUntil('the gateway', async () => (await fetch(`${base}/readyz`)).status === 200, {
+    child,
+    output,
+  });
   return {
     name: 'gateway',
     mqttUrl: `mqtt://127.0.0.1:${mqttPort}`,
@@ -379,7 +396,7 @@ export async function startNodeRedSystem(ctx: SystemContext): Promise<SystemUnde
     '--settings',
     join(dir, 'settings.js'),
   ]);
-  await waitUntil('Node-RED', async () => /Connected to broker/.test(output()), output);
+  await waitUntil('Node-RED', async () => /Connected to broker/.test(output()), { child, output });
   return {
     name: 'node-red',
     mqttUrl: mosq.url,
@@ -404,7 +421,7 @@ export async function startPlainSystem(ctx: SystemContext): Promise<SystemUnderT
     ctx.influxUrl,
     ctx.db,
   ]);
-  await waitUntil('the plain subscriber', async () => /subscribed/.test(output()), output);
+  await waitUntil('the plain subscriber', async () => /subscribed/.test(output()), { child, output });
   return {
     name: 'plain',
     mqttUrl: mosq.url,

@@ -4,10 +4,11 @@ import type { TestGateway } from './gateway.js';
 import { eventually } from './mqtt.js';
 
 const DAY_MS = 86_400_000;
+/** "Today" is fixed once when the test file loads, so a run across UTC midnight sees one today. */
+const TODAY = Date.now();
 
 /** The UTC date `offset` days from today, as projects and consents take it (YYYY-MM-DD). */
-export const dayFromToday = (offset: number) =>
-  new Date(Date.now() + offset * DAY_MS).toISOString().slice(0, 10);
+export const dayFromToday = (offset: number) => new Date(TODAY + offset * DAY_MS).toISOString().slice(0, 10);
 
 /** A project from ten days ago to tomorrow over `types`, releasing only `fields` when given. */
 export function openProject(id: string, types: string[], fields?: string[]) {

@@ -21,7 +21,9 @@ import { untilTokens } from '../helpers/research.js';
 
 const DAY = 86_400_000;
 const HOUR = 3_600_000;
-const day = (offset: number) => new Date(Date.now() + offset * DAY).toISOString().slice(0, 10);
+// Dates from one "now" taken when the file loads: a run across UTC midnight sees one today.
+const TODAY = Date.now();
+const day = (offset: number) => new Date(TODAY + offset * DAY).toISOString().slice(0, 10);
 const T0 = Math.floor((Date.now() - 2 * DAY) / HOUR) * HOUR;
 // More rows than an Arrow batch, an InfluxDB chunk (5,000) or any page, and not a multiple of them.
 const BIG_ROWS = 120_001;

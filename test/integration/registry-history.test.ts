@@ -15,7 +15,9 @@ import { ndjson, openProject, untilTokens } from '../helpers/research.js';
 
 let token = '';
 const DAY = 86_400_000;
-const day = (offset: number) => new Date(Date.now() + offset * DAY).toISOString().slice(0, 10);
+// Dates from one "now" taken when the file loads: a run across UTC midnight sees one today.
+const TODAY = Date.now();
+const day = (offset: number) => new Date(TODAY + offset * DAY).toISOString().slice(0, 10);
 // The move happened an hour ago; the device flushes readings from before and after it.
 const MOVE = Math.floor((Date.now() - 3_600_000) / 1000) * 1000;
 const BEFORE = [-3 * 3_600_000, -3_600_000, -60_000, -1].map((d) => MOVE + d);

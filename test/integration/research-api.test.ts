@@ -11,7 +11,9 @@ import { ndjson, openProject, untilTokens } from '../helpers/research.js';
 
 const tokens: Record<string, string> = {};
 const DAY = 86_400_000;
-const day = (offset: number) => new Date(Date.now() + offset * DAY).toISOString().slice(0, 10);
+// Dates from one "now" taken when the file loads: a run across UTC midnight sees one today.
+const TODAY = Date.now();
+const day = (offset: number) => new Date(TODAY + offset * DAY).toISOString().slice(0, 10);
 const HOURS = 96;
 const start = Math.floor((Date.now() - HOURS * 3_600_000) / 3_600_000) * 3_600_000;
 
