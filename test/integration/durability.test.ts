@@ -167,7 +167,14 @@ describe('an acknowledged reading is never lost', () => {
     // Records reserved just before the limit was reached are still committed and acknowledged,
     // and their PUBACKs may be on the wire; after that, nothing more may be acknowledged.
     const ackedWhenFull = await settled(() => fleet.acked, 500);
-    await new Promise((r) => setTimeout(r, 1500));
+    // Not a fixed sleep: the gateway is seen at work (two more failed writes to the stopped influxd)
+    // while every device still has a reading waiting for its PUBACK.
+    const retriesWhenFull = gw.app.drain.stats.writeRetries;
+    await eventually(
+      async () => gw.app.drain.stats.writeRetries,
+      (n) => n >= retriesWhenFull + 2,
+      20_000,
+    );
     expect(fleet.acked).toBe(ackedWhenFull);
     expect(gw.app.queue.stats.bytes).toBeLessThanOrEqual(16 * 1024);
     expect(
