@@ -4,6 +4,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
+import { writeRegistryFile } from '../../src/registry/file.js';
 import { addProject, issueToken, parseToken, setConsent } from '../../src/registry/research.js';
 import type { RegistryData } from '../../src/registry/types.js';
 import { startCutProxy } from '../helpers/cut-proxy.js';
@@ -50,6 +51,33 @@ describe('item 2: research API tokens', () => {
     expect(refused.status).toBe(401);
     expect(await refused.json()).toEqual({ error: 'unknown token' });
     expect((await readings(lab.gw, 'tok-a', token)).status).toBe(200);
+  });
+});
+
+describe('item 2: a project deleted from the registry file', () => {
+  it('is refused while a token names it; deleted with its tokens, the token gets 401', async () => {
+    const gw = await lab.startGateway({ devices: [] });
+    const token = await projectWithToken(gw, 'gone', 0);
+    expect((await readings(gw, 'gone', token)).status).toBe(200);
+    await gw.editRegistry((d) => ({ ...d, projects: d.projects.filter((p) => p.id !== 'gone') }));
+    const refused = await eventually(
+      async () => gw.logLines().filter((l) => JSON.stringify(l).includes('which is not under projects')),
+      (l) => l.length > 0,
+    );
+    expect(JSON.stringify(refused[0])).toMatch(
+      /token [a-z0-9]+ names project \\"gone\\", which is not under projects/,
+    );
+    // The file as it is can no longer be read; write the whole registry without the project's tokens.
+    const { data } = gw.app.registry.current();
+    await writeRegistryFile(gw.registryFile, {
+      ...data,
+      projects: data.projects.filter((p) => p.id !== 'gone'),
+      tokens: data.tokens.filter((t) => t.project !== 'gone'),
+    });
+    await untilTokens(gw, 0);
+    const res = await readings(gw, 'gone', token);
+    expect(res.status).toBe(401);
+    expect(await res.json()).toEqual({ error: 'unknown token' });
   });
 });
 
