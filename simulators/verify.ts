@@ -11,6 +11,8 @@ export interface VerifyReport {
   missing: number;
   wrongValues: number;
   duplicates: number;
+  /** Acknowledged readings found more than once in InfluxDB (in several series). */
+  storedTwice: number;
   invalidExpected: number;
   invalidConfirmed: number;
   invalidWrongReason: number;
@@ -47,6 +49,7 @@ export async function verifyRun(opts: {
     missing: 0,
     wrongValues: 0,
     duplicates: 0,
+    storedTwice: 0,
     invalidExpected: opts.record.invalid.length,
     invalidConfirmed: 0,
     invalidWrongReason: 0,
@@ -73,27 +76,8 @@ export async function verifyRun(opts: {
     const from = Math.min(...times);
     const to = Math.max(...times);
     const rows = await opts.outcome.readings(schema.timeseries.measurement, pd.device.id, from, to);
-    const stored = new Map(rows.map((r) => [r.time as number, r]));
     report.readingsStored += rows.length;
-    for (const [t, body] of byTime) {
-      const row = stored.get(t);
-      if (!row) {
-        report.missing++;
-        problem(
-          `${pd.device.id}: reading at ${new Date(t).toISOString()} was acknowledged but is not in InfluxDB`,
-        );
-        continue;
-      }
-      for (const f of schema.timeseries.fields) {
-        if (body[f.name] === undefined) continue;
-        if (row[f.name] !== body[f.name]) {
-          report.wrongValues++;
-          problem(
-            `${pd.device.id} ${new Date(t).toISOString()}: ${f.name} is ${String(row[f.name])}, sent ${String(body[f.name])}`,
-          );
-        }
-      }
-    }
+    compareRows(pd.device.id, schema.timeseries.fields, byTime, rows, report, problem);
   }
   const rejects = new Map<string, Set<string>>();
   for await (const e of opts.outcome.rejects()) {
@@ -121,7 +105,44 @@ export async function verifyRun(opts: {
   report.ok =
     report.missing === 0 &&
     report.wrongValues === 0 &&
+    report.storedTwice === 0 &&
     report.invalidMissing === 0 &&
     report.invalidWrongReason === 0;
   return report;
+}
+
+/** Compares one device's stored rows with its acknowledged readings (by time), into `report`. */
+function compareRows(
+  deviceId: string,
+  fields: readonly { name: string }[],
+  byTime: Map<number, Record<string, unknown>>,
+  rows: Record<string, unknown>[],
+  report: VerifyReport,
+  problem: (text: string) => void,
+): void {
+  const stored = new Map(rows.map((r) => [r.time as number, r]));
+  const rowsAt = new Map<number, number>();
+  for (const r of rows) rowsAt.set(r.time as number, (rowsAt.get(r.time as number) ?? 0) + 1);
+  for (const [t, body] of byTime) {
+    const at = new Date(t).toISOString();
+    const copies = rowsAt.get(t) ?? 0;
+    if (copies > 1) {
+      // Another series (a tag that differs) holds the same reading again: a duplicate in the data.
+      report.storedTwice++;
+      problem(`${deviceId} ${at}: stored ${copies} times in InfluxDB, acknowledged once`);
+    }
+    const row = stored.get(t);
+    if (!row) {
+      report.missing++;
+      problem(`${deviceId}: reading at ${at} was acknowledged but is not in InfluxDB`);
+      continue;
+    }
+    for (const f of fields) {
+      if (body[f.name] === undefined) continue;
+      if (row[f.name] !== body[f.name]) {
+        report.wrongValues++;
+        problem(`${deviceId} ${at}: ${f.name} is ${String(row[f.name])}, sent ${String(body[f.name])}`);
+      }
+    }
+  }
 }

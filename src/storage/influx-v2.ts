@@ -52,10 +52,15 @@ export function createInfluxV2Writer(opts: InfluxV2Options): Writer {
   return {
     name: 'influx-v2',
     async start() {
-      if (!opts.org || !opts.bucket) {
+      const missing = [
+        ['org', opts.org, '--influx-org'],
+        ['bucket', opts.bucket, '--influx-bucket'],
+        ['token', opts.token, '--influx-token or LIVINGLAB_INFLUX_TOKEN'],
+      ].filter(([, value]) => !value);
+      if (missing.length > 0) {
         throw new GatewayError(
           'LL_CONFIG_INVALID',
-          'the InfluxDB v2 writer needs --influx-org and --influx-bucket',
+          `the InfluxDB v2 writer is missing its ${missing.map(([name, , option]) => `${name} (${option})`).join(', ')}`,
         );
       }
       try {
