@@ -144,6 +144,18 @@ describe('rejections', () => {
       payloadEncoding: 'utf8',
       rejections: [{ reason: 'schema', readingIndex: 0 }],
     });
+    // A valid marker published after it on the same connection is stored: anything the rejected
+    // reading could have written would be stored by now (one spool, one writer, in order).
+    const marker = recent(4);
+    await client.publishAsync(
+      'lab/odense/pulse-oximeter/ox-0001/telemetry',
+      JSON.stringify({ ts: marker, spo2: 95, pulse: 71 }),
+      { qos: 1 },
+    );
+    await eventually(
+      () => rows(`time = '${marker}'`),
+      (r) => r.length === 1,
+    );
     expect(await rows(`time = '${ts}'`)).toEqual([]);
     await client.endAsync();
   });
