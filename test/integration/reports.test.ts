@@ -84,7 +84,7 @@ describe('data-quality report', () => {
     // The day the three rejections were received counts them: two out of range, one clock skew.
     const received = (await lab.gw.rejectsLog()).filter((e) => e.clientId === 'clim-1');
     expect(received).toHaveLength(3);
-    const rejectDay = (received[0]?.receivedAt as string).slice(0, 10);
+    const rejectDay = String(received[0]?.receivedAt ?? '').slice(0, 10);
     expect(received.every((e) => (e.receivedAt as string).slice(0, 10) === rejectDay)).toBe(true);
     expect((await reportOn(rejectDay)).devices.find((d) => d.deviceId === 'clim-1')).toMatchObject({
       rejects: { schema: 2, time: 1 },
