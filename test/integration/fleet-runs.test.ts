@@ -23,6 +23,14 @@ const ROOT = new URL('../../', import.meta.url).pathname;
 
 const lab = useLab();
 
+/** Every point of every measurement in `db`, by measurement. */
+async function stored(db: string): Promise<Record<string, unknown[]>> {
+  const names = await lab.influx.query<{ name: string }>(db, 'SHOW MEASUREMENTS');
+  const all: Record<string, unknown[]> = {};
+  for (const { name } of names) all[name] = await lab.influx.query(db, `SELECT * FROM "${name}"`);
+  return all;
+}
+
 const tinyFleet = (extra = '') => `name: tiny
 seed: 3
 start: now-30m
@@ -206,12 +214,6 @@ describe('record and replay', () => {
     expect(await a.app.drain.idle(10_000)).toBe(true);
     expect(await b.app.drain.idle(10_000)).toBe(true);
     // Every point of every measurement, fields, tags and timestamps, is the same on B as on A.
-    const stored = async (db: string) => {
-      const names = await lab.influx.query<{ name: string }>(db, 'SHOW MEASUREMENTS');
-      const all: Record<string, unknown[]> = {};
-      for (const { name } of names) all[name] = await lab.influx.query(db, `SELECT * FROM "${name}"`);
-      return all;
-    };
     const onA = await stored(a.db);
     expect(Object.keys(onA).length).toBeGreaterThan(0);
     expect(Object.values(onA).flat().length).toBe(run.counters.readingsAcked);
