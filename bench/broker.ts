@@ -22,8 +22,18 @@ const { values: args } = parseArgs({
 });
 const durationMs = parseDuration(args.duration ?? '15s') ?? 15_000;
 const systems: SystemName[] = ['aedes', 'mosquitto'];
-const runs: Record<string, { ackedPerSecond: number; p50: number; p99: number; cpu: number; rss: number }[]> =
-  {};
+const runs: Record<
+  string,
+  {
+    sent: number;
+    acked: number;
+    ackedPerSecond: number;
+    p50: number;
+    p99: number;
+    cpu: number;
+    rss: number;
+  }[]
+> = {};
 for (let run = 1; run <= Number(args.runs); run++) {
   for (const system of systems) {
     const sys = await startSystem(system, { influxUrl: '', db: '', devices: Number(args.devices) });
@@ -43,6 +53,8 @@ for (let run = 1; run <= Number(args.runs); run++) {
       const usage = w.stop();
       const seconds = r.publishSeconds + r.ackTailMs / 1000;
       const row = {
+        sent: r.sent,
+        acked: r.acked,
         ackedPerSecond: r.acked / seconds,
         p50: r.puback.percentile(50),
         p99: r.puback.percentile(99),

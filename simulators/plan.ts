@@ -62,7 +62,10 @@ export function planFleet(fleet: Fleet, scenario: Scenario, schemas: SchemaSet):
     events.push({
       type: e.type,
       at: new Date(start).toISOString(),
-      until: new Date(end).toISOString(),
+      // An offline device still away when the run ends sends its buffer then (stream.ts): no later return.
+      until: new Date(
+        e.type === 'offline' ? Math.min(end, fleet.start + fleet.durationMs) : end,
+      ).toISOString(),
       ...(e.site ? { site: e.site } : {}),
       ...(e.device ? { device: e.device } : {}),
       ...(e.peak !== undefined || e.spo2 !== undefined || e.skewMs !== undefined || e.room

@@ -126,6 +126,13 @@ describe('topic ACL', () => {
     const [, offline] = await status.next(2);
     expect(offline?.payload.toString()).toBe('offline');
     await staff.endAsync();
+    // Retained too: a subscriber arriving later is handed "offline" with the retain flag.
+    const later = await connectDevice(lab.gw.mqttUrl, 'staff-1', { clientId: 'staff-1:later' });
+    const kept = await collect(later, 'lab/aarhus/weight-scale/scale-0001/status');
+    const [retained] = await kept.next(1);
+    expect(retained).toMatchObject({ retain: true });
+    expect(retained?.payload.toString()).toBe('offline');
+    await later.endAsync();
   });
 });
 

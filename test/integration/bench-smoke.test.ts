@@ -82,10 +82,19 @@ describe('bench scripts (smoke)', () => {
 
   it('broker and stage scripts produce their tables', async () => {
     const broker = await bench('broker.ts', ['--rate', '200', '--duration', '1s', ...TINY]);
-    const runs = broker.result.runs as Record<string, { ackedPerSecond: number }[]>;
+    const runs = broker.result.runs as Record<string, { sent: number; acked: number }[]>;
     expect(Object.keys(runs).sort()).toEqual(['aedes', 'mosquitto']);
+    // 200 messages a second for one second, every one acknowledged by each broker.
+    for (const system of ['aedes', 'mosquitto'])
+      expect(runs[system], system).toMatchObject([{ sent: 200, acked: 200 }]);
     const stages = await bench('stages.ts', ['--only', 'parse,spool', '--runs', '1', '--duration', '200ms']);
-    expect(Object.keys(stages.result.raw as object)).toHaveLength(5);
+    const raw = stages.result.raw as Record<string, number[]>;
+    expect(Object.keys(raw)).toHaveLength(5);
+    // One figure per stage for the one run, each a finite positive number.
+    for (const [stage, values] of Object.entries(raw)) {
+      expect(values, stage).toHaveLength(1);
+      expect(Number.isFinite(values[0]) && (values[0] as number) > 0, stage).toBe(true);
+    }
     expect(stages.stdout).toContain('spool appends (group commit, O_DSYNC)');
   }, 180_000);
 

@@ -49,6 +49,29 @@ describe('livinglab command line', () => {
     for (const cmd of ['serve', 'devices', 'accounts', 'schemas']) expect(stdout).toContain(cmd);
   });
 
+  it('every command listed by --help has its own --help with its usage and a description', {
+    timeout: 120_000,
+  }, async () => {
+    const top = await cli(['--help']);
+    const commands = [...(top.stdout.split('Commands:')[1] ?? '').matchAll(/^ {2}([a-z]+)\b/gm)]
+      .map((m) => m[1] as string)
+      .filter((c) => c !== 'help');
+    expect(commands.sort()).toEqual(
+      [
+        ...['accounts', 'audit', 'devices', 'export', 'projects', 'record', 'replay'],
+        ...['report', 'schemas', 'serve', 'simulate', 'status', 'tokens'],
+      ].sort(),
+    );
+    const helps = await Promise.all(commands.map((cmd) => cli([cmd, '--help'])));
+    for (const [i, cmd] of commands.entries()) {
+      const r = helps[i] as Awaited<ReturnType<typeof cli>>;
+      expect(r, cmd).toMatchObject({ code: 0, stderr: '' });
+      expect(r.stdout, cmd).toMatch(new RegExp(`^Usage: livinglab ${cmd} `));
+      // Usage, a blank line, then the description before the options or subcommands.
+      expect(r.stdout.split('\n')[2], `${cmd}: description`).toMatch(/^[a-z]\S* \S+/);
+    }
+  });
+
   it('devices add creates the registry (0600) and prints a password that verifies, once', async () => {
     const r = await cli(addArgs('ox-0001', 'pulse-oximeter', '--subject', 'p-017', '--interval', '60s'));
     expect(r.code).toBe(0);
@@ -83,10 +106,15 @@ describe('livinglab command line', () => {
     const bad = await cli(addArgs('x-1', 'toaster'));
     expect(bad).toMatchObject({ code: 2 });
     expect(bad.stderr).toMatch(/no schema for device type "toaster"; known types: .*pulse-oximeter/);
+    const before = readFileSync(reg, 'utf8');
     const dup = await cli(addArgs('ox-0001', 'pulse-oximeter'));
+    expect(dup).toMatchObject({ code: 2, stdout: '' });
     expect(dup.stderr).toContain('device ox-0001 already exists');
     const badId = await cli(addArgs('OX 1', 'pulse-oximeter'));
+    expect(badId).toMatchObject({ code: 2, stdout: '' });
     expect(badId.stderr).toContain('device id "OX 1" must be');
+    // Nothing of the three refused commands reached the registry.
+    expect(readFileSync(reg, 'utf8')).toBe(before);
   });
 
   it('lists, disables, enables, changes the password of and removes devices', async () => {

@@ -333,8 +333,30 @@ describe('graceful shutdown', () => {
     const feedback = await collect(client, 'lab/down/pulse-oximeter/down-ox-0/rejected');
     await client.publishAsync('lab/down/pulse-oximeter/down-ox-0/telemetry', '{"spo2": 120}', { qos: 1 });
     const [msg] = await feedback.next(1);
-    expect(JSON.parse(msg?.payload.toString() ?? '')).toMatchObject({ reason: 'schema' });
+    expect(JSON.parse(msg?.payload.toString() ?? '')).toMatchObject({
+      reason: 'schema',
+      errors: [
+        { path: '/ts', message: 'is required' },
+        { path: '/pulse', message: 'is required' },
+        { path: '/spo2', message: 'must be <= 100', value: 120 },
+      ],
+    });
+    // The rejection is on disk, and a valid reading is acknowledged (spooled) while InfluxDB is down.
+    expect((await gw.rejectsLog()).map((e) => e.payload)).toEqual(['{"spo2": 120}']);
+    const ts = new Date(Date.now() - 60_000).toISOString();
+    await client.publishAsync(
+      'lab/down/pulse-oximeter/down-ox-0/telemetry',
+      JSON.stringify({ ts, spo2: 94, pulse: 70 }),
+      { qos: 1 },
+    );
     await lab.influx.restart();
+    // ...and lands once InfluxDB is back.
+    const stored = await eventually(
+      () => lab.influx.query<{ spo2: number }>(gw.db, `SELECT spo2 FROM pulse_oximeter WHERE time = '${ts}'`),
+      (r) => r.length === 1,
+      30_000,
+    );
+    expect(stored[0]?.spo2).toBe(94);
     await client.endAsync();
     await gw.stop();
   });

@@ -110,6 +110,9 @@ it('livinglab status shows connected and silent devices, spool, last write and r
     headers: { 'x-request-id': 'req-42' },
   });
   expect(res.headers.get('x-request-id')).toBe('req-42');
+  const status = (await res.json()) as { spool: { limitBytes: number; full: boolean } };
+  expect(status.spool.limitBytes).toBeGreaterThan(0);
+  expect(status.spool.full).toBe(false);
   expect(lab.gw.logLines().some((l) => l.reqId === 'req-42')).toBe(true);
   const root = new URL('../../', import.meta.url).pathname;
   const { stdout } = await promisify(execFile)(
@@ -126,6 +129,10 @@ it('livinglab status shows connected and silent devices, spool, last write and r
   );
   expect(stdout).toMatch(/^devices connected\s+1 of 1 enabled$/m);
   expect(stdout).toMatch(/^devices silent\s+0$/m);
+  // Everything was written (drain idle): the spool line gives its size of the configured limit.
+  const limit = `${(status.spool.limitBytes / 1024 / 1024).toFixed(1)} MiB`;
+  expect(stdout).toMatch(new RegExp(`^spool\\s+\\d+\\.\\d MiB of ${limit.replace('.', '\\.')}$`, 'm'));
+  expect(stdout).toMatch(/^oldest unwritten\s+0 s \(0 messages\)$/m);
   expect(stdout).toMatch(/^last write to InfluxDB\s+\d{4}-\d\d-\d\dT/m);
   expect(stdout).toMatch(/^rejects in the last hour\s+1$/m);
   expect(lab.gw.logLines().some((l) => l.msg === 'message rejected' && l.deviceId === 'quiet-1')).toBe(true);

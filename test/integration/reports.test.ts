@@ -77,9 +77,18 @@ describe('data-quality report', () => {
       received: 19,
       completeness: 0.792,
       gaps: [{ from: `${day}T04:30:00.000Z`, to: `${day}T10:30:00.000Z`, minutes: 360 }],
-      rejects: expect.any(Object),
-      clockSkewRejects: expect.any(Number),
+      rejects: {},
+      clockSkewRejects: 0,
       battery: { first: 90, last: 72 },
+    });
+    // The day the three rejections were received counts them: two out of range, one clock skew.
+    const received = (await lab.gw.rejectsLog()).filter((e) => e.clientId === 'clim-1');
+    expect(received).toHaveLength(3);
+    const rejectDay = String(received[0]?.receivedAt ?? '').slice(0, 10);
+    expect(received.every((e) => (e.receivedAt as string).slice(0, 10) === rejectDay)).toBe(true);
+    expect((await reportOn(rejectDay)).devices.find((d) => d.deviceId === 'clim-1')).toMatchObject({
+      rejects: { schema: 2, time: 1 },
+      clockSkewRejects: 1,
     });
     expect(report.devices.find((d) => d.deviceId === 'door-1')).toMatchObject({
       expected: null,

@@ -162,6 +162,26 @@ describe('identifier rule (one segment rule for the file, the edits and the sche
 describe('registry edits', () => {
   it('adds the site of a new device, refuses duplicates and bad ids', () => {
     expect(base.sites).toEqual([{ id: 'odense' }]);
+    const added = addDevice(base, {
+      id: 'ox-0002',
+      type: 'pulse-oximeter',
+      schemaVersion: 1,
+      site: 'aarhus',
+      vendor: 'v',
+      passwordHash: HASH,
+    });
+    expect(added.sites).toEqual([{ id: 'odense' }, { id: 'aarhus' }]);
+    expect(added.devices.map((d) => d.id)).toEqual(['ox-0001', 'ox-0002']);
+    expect(() =>
+      addDevice(added, {
+        id: 'ox-0002',
+        type: 't',
+        schemaVersion: 1,
+        site: 's',
+        vendor: 'v',
+        passwordHash: HASH,
+      }),
+    ).toThrow(/device ox-0002 already exists/);
     expect(() =>
       addDevice(base, {
         id: 'staff-1',

@@ -170,10 +170,11 @@ describe('spool', () => {
     const waiting = s.append([p('y'.repeat(30))]).then(() => {
       done = true;
     });
-    await new Promise((r) => setTimeout(r, 50));
-    expect(done).toBe(false);
-    expect(s.stats.full).toBe(true);
+    // Wait for the append to be queued (the spool reports full), not for a fixed time.
+    await vi.waitFor(() => expect(s.stats.full).toBe(true));
+    // The waiting bytes are counted: 30 more would pass maxWaitingBytes.
     await expect(s.append([p('z'.repeat(30))])).rejects.toBeInstanceOf(SpoolFullError);
+    expect(done).toBe(false);
     const [r] = await s.read(1000);
     await s.confirm((r as QueuedRecord).position);
     await waiting;
