@@ -106,7 +106,10 @@ export function createStorage(
       drain.start();
     },
     async stop(drainDeadlineMs) {
-      if (drainDeadlineMs !== undefined) await drain.stop(drainDeadlineMs);
+      // The drain always stops before the spool closes under it: after a start that failed half-way
+      // (a port in use) its workers otherwise kept reading a closed spool in a tight loop and the
+      // process spun at 100 % of a core, deaf to SIGTERM. Without a deadline it flushes nothing.
+      await drain.stop(drainDeadlineMs ?? 0);
       await spool?.stop();
       await rejects.stop().catch(() => undefined);
       await writer.stop();
