@@ -82,19 +82,48 @@ export async function* readRecording(file: string): AsyncGenerator<RecordedMessa
   }
 }
 
+/** Real time, or a test's own: what a replay waits on. */
+export interface ReplayClock {
+  now(): number;
+  sleep(ms: number): Promise<void>;
+}
+
+const realClock: ReplayClock = {
+  now: () => Date.now(),
+  sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
+};
+
+/**
+ * Paces recorded times onto real time at `speed`: `wait(t)` returns when the real time since the
+ * first call has caught up with (t - first recorded time) / speed. A late message never waits, and
+ * lateness is not carried forward (the schedule is fixed at the first message, not the previous one).
+ */
+export function createReplayPacer(speed: number, clock: ReplayClock = realClock) {
+  let first: number | undefined;
+  let realStart = 0;
+  return async (t: number): Promise<void> => {
+    if (first === undefined) {
+      first = t;
+      realStart = clock.now();
+    }
+    const wait = realStart + (t - first) / speed - clock.now();
+    if (wait > 0) await clock.sleep(wait);
+  };
+}
+
 export async function replayRecording(opts: {
   file: string;
   mqttUrl: string;
   credentials: Credentials;
   speed: number;
+  clock?: ReplayClock;
   onProgress?: (sent: number, acked: number) => void;
 }): Promise<{ sent: number; acked: number; skipped: number }> {
   const clients = new Map<string, MqttClient>();
   let sent = 0;
   let acked = 0;
   let skipped = 0;
-  let first: number | undefined;
-  const realStart = Date.now();
+  const pace = createReplayPacer(opts.speed, opts.clock);
   const pending: Promise<void>[] = [];
   try {
     for await (const m of readRecording(opts.file)) {
@@ -103,10 +132,7 @@ export async function replayRecording(opts: {
         skipped++;
         continue;
       }
-      const t = Date.parse(m.time);
-      first ??= t;
-      const wait = realStart + (t - first) / opts.speed - Date.now();
-      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      await pace(Date.parse(m.time));
       let client = clients.get(device);
       if (!client) {
         client = await mqtt.connectAsync(opts.mqttUrl, {

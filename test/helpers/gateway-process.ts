@@ -27,6 +27,8 @@ export async function createGatewayProcess(opts: {
   db: string;
   devices: TestDevice[];
   args?: string[];
+  /** How long `start()` waits for the gateway to say it listens before killing it (default 20 s). */
+  startTimeoutMs?: number;
 }): Promise<GatewayProcess> {
   const dir = await mkdtemp(join(tmpdir(), 'll-gwp-'));
   const registry = join(dir, 'lab.yaml');
@@ -78,8 +80,8 @@ export async function createGatewayProcess(opts: {
         const timer = setTimeout(() => {
           // A start that times out leaves nothing running.
           c.kill('SIGKILL');
-          reject(new Error(`gateway did not start: ${out}`));
-        }, 20_000);
+          reject(new Error(`gateway (pid ${c.pid}) did not start: ${out}`));
+        }, opts.startTimeoutMs ?? 20_000);
         c.stderr?.on('data', (d: Buffer) => {
           out += d.toString();
           const m = /MQTT on port (\d+), HTTP on http:\/\/localhost:(\d+)/.exec(out.slice(from));

@@ -46,8 +46,13 @@ bind-address = "127.0.0.1:${rpcPort}"
 `;
 }
 
-async function waitForPing(url: string, child: ChildProcess, output: () => string): Promise<void> {
-  const deadline = Date.now() + 30_000;
+async function waitForPing(
+  url: string,
+  child: ChildProcess,
+  output: () => string,
+  timeoutMs: number,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new Error(`influxd exited with ${child.exitCode}: ${output()}`);
     try {
@@ -58,10 +63,10 @@ async function waitForPing(url: string, child: ChildProcess, output: () => strin
     }
     await new Promise((r) => setTimeout(r, 100));
   }
-  throw new Error(`influxd did not answer on ${url} within 30 s: ${output()}`);
+  throw new Error(`influxd (pid ${child.pid}) did not answer on ${url} within ${timeoutMs} ms: ${output()}`);
 }
 
-export async function startInfluxd(opts: { port?: number } = {}): Promise<Influxd> {
+export async function startInfluxd(opts: { port?: number; startTimeoutMs?: number } = {}): Promise<Influxd> {
   const dir = await mkdtemp(join(tmpdir(), 'll-influxd-'));
   let port = opts.port ?? (await freePort());
   const configFile = join(dir, 'influxdb.conf');
@@ -76,7 +81,7 @@ export async function startInfluxd(opts: { port?: number } = {}): Promise<Influx
       stderr = (stderr + d.toString()).slice(-4000);
     });
     try {
-      await waitForPing(url, c, () => stderr);
+      await waitForPing(url, c, () => stderr, opts.startTimeoutMs ?? 30_000);
     } catch (err) {
       // A start that fails or times out leaves nothing running.
       if (c.exitCode === null && c.signalCode === null) {

@@ -110,11 +110,15 @@ export function sourceSuite(name: string, harness: () => SourceHarness): void {
         acked = true;
         return spool.stats.unconfirmedRecords;
       });
+      const feedback = await collect(device, REJECTED);
       await eventually(
         async () => sink.entered(),
         (n) => n === 1,
       );
-      await new Promise((r) => setTimeout(r, 200));
+      // Marker: feedback to a later message on the same connection arrives after any PUBACK the
+      // source had already sent for the first, so "not acknowledged" is seen, not assumed.
+      await device.publishAsync(TELEMETRY, reading(104), { qos: 0 });
+      await feedback.next(1);
       expect(acked).toBe(false);
       sink.release();
       expect(await publishing).toBe(1);
