@@ -128,7 +128,12 @@ it('livinglab status shows connected and silent devices, spool, last write and r
     { cwd: root },
   );
   expect(stdout).toMatch(/^devices connected\s+1 of 1 enabled$/m);
-  expect(stdout).toMatch(/^devices silent\s+0$/m);
+  // quiet-1 reports every second, so on a loaded machine it may have gone silent by the time the
+  // command has started: the summary must agree with the table of silent devices, whichever it is.
+  const silentRows = stdout
+    .split('\n')
+    .filter((l) => /^quiet-1\s+room-climate\s+live\s+yes\s+yes\s+\d{4}-/.test(l));
+  expect(stdout).toMatch(new RegExp(`^devices silent\\s+${silentRows.length}$`, 'm'));
   // Everything was written (drain idle): the spool line gives its size of the configured limit.
   const limit = `${(status.spool.limitBytes / 1024 / 1024).toFixed(1)} MiB`;
   expect(stdout).toMatch(new RegExp(`^spool\\s+\\d+\\.\\d MiB of ${limit.replace('.', '\\.')}$`, 'm'));
