@@ -2,7 +2,8 @@
 // lab.yaml; an older lab.yaml with secrets inside is migrated by `serve` and by `registry migrate`
 // without a pseudonym changing; a lost or readable secrets file is loud. Real gateways (buildApp)
 // on a real influxd, real MQTT.js clients, the real CLI.
-import { existsSync, statSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -352,5 +353,23 @@ describe('reload', () => {
     ).toBe(0);
     expect(await code(PASSWORD)).not.toBe(0);
     expect(await readFile(reg, 'utf8')).toBe(registryText);
+  });
+});
+
+describe('npm run lab', () => {
+  it('gives its lab folder a .gitignore that keeps the secrets file and generated passwords out of git', async () => {
+    const { dir } = await labDir();
+    // The lab folder's set-up as scripts/lab.sh runs it (the rest of the script starts influxd).
+    const script = readFileSync(new URL('../../scripts/lab.sh', import.meta.url), 'utf8');
+    const setup = /^mkdir -p "\$LAB_DIR"[\s\S]*?^IGNORE$/m.exec(script)?.[0];
+    expect(setup).toBeDefined();
+    execFileSync('bash', ['-euc', setup as string], { env: { ...process.env, LAB_DIR: dir } });
+    execFileSync('git', ['init', '-q', dir]);
+    for (const name of ['lab.yaml', 'lab.secrets.yaml', 'lab.sim-credentials.json', 'demo-ox-0001.password'])
+      await writeFile(join(dir, name), 'x');
+    const status = execFileSync('git', ['-C', dir, 'status', '--porcelain', '--untracked-files=all'], {
+      encoding: 'utf8',
+    });
+    expect(status.trim().split('\n').sort()).toEqual(['?? .gitignore', '?? lab.yaml']);
   });
 });
