@@ -16,7 +16,7 @@ import { createLiveness } from './jobs/liveness.js';
 import { checkJobSchedules, registerJobs } from './jobs/register.js';
 import { createScheduler } from './jobs/scheduler.js';
 import { createLogger, type Logger } from './log.js';
-import { createAuditLog } from './query/audit.js';
+import { auditHeadFile, createAuditLog } from './query/audit.js';
 import { createHashPool } from './registry/hash-pool.js';
 import { createPasswordVerifier } from './registry/passwords.js';
 import { createRegistry, type Registry } from './registry/registry.js';
@@ -93,7 +93,10 @@ export function buildApp(
   const { url: influxUrl, db, api } = config.influx;
   const status = { registry, queue, drain, writer, influxUrl, source: broker, liveness, pipeline };
   const reports = createStatusReports({ ...status, isStarted: () => started });
-  const audit = createAuditLog(resolveDataPaths(config.dataDir).auditLog);
+  const audit = createAuditLog({
+    file: resolveDataPaths(config.dataDir).auditLog,
+    headFile: auditHeadFile(config.registry),
+  });
   const research = { registry: () => registry.current().data, schemas, audit, influxUrl, db };
   const http = buildHttp({
     ...reports,

@@ -18,6 +18,10 @@ export const ERROR_CODES = {
   LL_SPOOL_CUT_FAILED: 'A failed spool write could not be cut back out of its segment; appends are refused',
   LL_SPOOL_READ_FAILED: 'The spool could not be read; the readings stay in it and are read again',
   LL_AUTH_BUSY: 'Too many password checks are queued; the login was refused, not queued',
+  LL_AUDIT_WRITE_FAILED: 'The registry was changed but the audit log could not record the change',
+  LL_AUDIT_LOCKED: 'Another process has held the audit log lock for too long; nothing was appended',
+  LL_AUDIT_KEY_MISSING: 'The audit log is sealed with the audit key, but no audit key is available',
+  LL_AUDIT_HEAD_INVALID: 'The audit head file (entry count and last MAC) cannot be read',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -83,7 +83,7 @@ describe('livinglab projects, tokens and audit', () => {
 
   it('audit verify reports an intact chain, and the line of a tampered entry with exit 1', async () => {
     const file = join(dir, 'audit.ndjson');
-    const log = createAuditLog(file);
+    const log = createAuditLog({ file });
     for (const rows of [1, 2, 3])
       await log.append({
         at: new Date().toISOString(),
@@ -97,7 +97,7 @@ describe('livinglab projects, tokens and audit', () => {
       });
     expect(await cli(['audit', 'verify', '--file', file])).toMatchObject({
       code: 0,
-      stdout: `${file}: 3 entries, chain intact\n`,
+      stdout: `${file}: 3 entries, chain intact (legacy SHA-256 chain, not sealed with the audit key)\n`,
     });
     writeFileSync(file, readFileSync(file, 'utf8').replace('"rows":2', '"rows":200'));
     const broken = await cli(['audit', 'verify', '--file', file]);
