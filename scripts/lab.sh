@@ -20,6 +20,14 @@ if [ ! -d node_modules ] || [ package.json -nt node_modules ]; then
 fi
 [ -f dist/src/cli/main.js ] && [ -z "$(find src simulators -newer dist/src/cli/main.js -name '*.ts' | head -1)" ] || npm run --silent build
 mkdir -p "$LAB_DIR" && chmod 700 "$LAB_DIR"
+# The lab folder may end up in a repository: its secrets and generated passwords must never be committed.
+[ -f "$LAB_DIR/.gitignore" ] || cat > "$LAB_DIR/.gitignore" <<'IGNORE'
+# Written by `npm run lab`: secrets and generated passwords, never to be committed.
+lab.secrets.yaml
+*.secrets.yaml
+*.sim-credentials.json
+*.password
+IGNORE
 
 # InfluxDB: use one already answering on the port, or start our own with data under .lab/influxdb.
 INFLUX_URL="http://127.0.0.1:$INFLUX_PORT"
@@ -55,7 +63,8 @@ fi
 cleanup() { [ -n "$INFLUX_PID" ] && kill "$INFLUX_PID" 2>/dev/null; wait 2>/dev/null || true; }
 trap cleanup EXIT
 
-# A demo device, registered once; its generated password is kept beside the registry (mode 0600).
+# A demo device, registered once; its generated password is kept beside the registry (mode 0600), and
+# its hash in lab.secrets.yaml (created by `devices add`, named in .gitignore above).
 REGISTRY="$LAB_DIR/lab.yaml"
 LL="node $ROOT/bin/livinglab.js"
 if [ ! -f "$LAB_DIR/demo-ox-0001.password" ]; then
@@ -72,6 +81,7 @@ cat >&2 <<INFO
     Health          http://localhost:$HTTP_PORT/healthz
     InfluxDB        $INFLUX_URL  database "livinglab"
     Registry        $REGISTRY     rejects log: $LAB_DIR/data/rejects.ndjson
+    Secrets         $LAB_DIR/lab.secrets.yaml   (hashes and project keys: back it up, never commit it)
 
   Send a reading as the demo pulse oximeter (another terminal):
     mosquitto_pub -h localhost -p $MQTT_PORT -i demo-ox-0001 -u demo-ox-0001 -P '$PASSWORD' -q 1 \\

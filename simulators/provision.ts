@@ -24,6 +24,8 @@ export async function readCredentials(file: string): Promise<Credentials> {
 
 export async function provisionFleet(opts: {
   registry: string;
+  /** The registry's secrets file ('' or absent: beside the registry). */
+  secretsFile?: string;
   fleet: Fleet;
   schemas: SchemaSet;
 }): Promise<{ credentials: Credentials; added: number; reused: number }> {
@@ -31,7 +33,7 @@ export async function provisionFleet(opts: {
   const credentials = await readCredentials(credFile);
   let data: RegistryData;
   try {
-    data = await readRegistryFile(opts.registry);
+    data = await readRegistryFile(opts.registry, opts.secretsFile);
   } catch (err) {
     if ((err as { code?: string }).code !== 'LL_REGISTRY_NOT_FOUND') throw err;
     data = EMPTY_REGISTRY;
@@ -73,7 +75,7 @@ export async function provisionFleet(opts: {
     const tmp = `${credFile}.tmp`;
     await writeFile(tmp, JSON.stringify(credentials, null, 1), { mode: 0o600 });
     await rename(tmp, credFile);
-    await writeRegistryFile(opts.registry, data);
+    await writeRegistryFile(opts.registry, data, opts.secretsFile);
   }
   return { credentials, added, reused };
 }

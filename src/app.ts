@@ -20,6 +20,7 @@ import { auditHeadFile, createAuditLog } from './query/audit.js';
 import { createHashPool } from './registry/hash-pool.js';
 import { createPasswordVerifier } from './registry/passwords.js';
 import { createRegistry, type Registry } from './registry/registry.js';
+import { loadAuditKey, secretsFileFor } from './registry/secrets-file.js';
 import { statusTopic } from './registry/topics.js';
 import { loadSchemas } from './schemas/load.js';
 import type { SchemaSet } from './schemas/types.js';
@@ -79,6 +80,7 @@ export function buildApp(
   const schemas = loadSchemas(config.schemasDir);
   const registry = createRegistry({
     file: config.registry,
+    secretsFile: config.secretsFile,
     pollMs: config.registryPollMs,
     log: log.child({ module: 'registry' }),
   });
@@ -93,11 +95,13 @@ export function buildApp(
   const { url: influxUrl, db, api } = config.influx;
   const status = { registry, queue, drain, writer, influxUrl, source: broker, liveness, pipeline };
   const reports = createStatusReports({ ...status, isStarted: () => started });
+  const secretsFile = secretsFileFor(config.registry, config.secretsFile);
   const audit = createAuditLog({
     file: resolveDataPaths(config.dataDir).auditLog,
     headFile: auditHeadFile(config.registry),
+    key: () => loadAuditKey(config.registry, config.secretsFile),
   });
-  const research = { registry: () => registry.current().data, schemas, audit, influxUrl, db };
+  const research = { registry: () => registry.current().data, schemas, audit, influxUrl, db, secretsFile };
   const http = buildHttp({
     ...reports,
     metrics: metrics.registry,

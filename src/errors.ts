@@ -17,6 +17,11 @@ export const ERROR_CODES = {
   LL_SPOOL_WRITE_FAILED: 'A spool write failed (full disk, I/O error); the readings were not acknowledged',
   LL_SPOOL_CUT_FAILED: 'A failed spool write could not be cut back out of its segment; appends are refused',
   LL_SPOOL_READ_FAILED: 'The spool could not be read; the readings stay in it and are read again',
+  LL_SECRETS_PERMISSIONS:
+    'The secrets file can be read by group or others; it is refused until it is mode 0600',
+  LL_SECRETS_CONFLICT: 'lab.yaml and the secrets file hold different values for one secret',
+  LL_SECRETS_READ_ONLY: 'Secrets must move out of lab.yaml, but the secrets file cannot be written',
+  LL_SECRET_MISSING: 'A secret the registry needs (project key, audit key) is not in the secrets file',
   LL_AUTH_BUSY: 'Too many password checks are queued; the login was refused, not queued',
   LL_AUDIT_WRITE_FAILED: 'The registry was changed but the audit log could not record the change',
   LL_AUDIT_LOCKED: 'Another process has held the audit log lock for too long; nothing was appended',

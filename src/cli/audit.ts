@@ -16,16 +16,17 @@ import {
   type RegistryChange,
   verifyAuditLog,
 } from '../query/audit.js';
+import { loadAuditKey } from '../registry/secrets-file.js';
 import { configFromFlags } from './options.js';
 
 type Env = Record<string, string | undefined>;
 
-/** Where this configuration's audit log and head are, and the key that seals it. */
-export function auditLogOf(config: Config, key?: string): AuditLogOptions {
+/** Where this configuration's audit log and head are, and the key that seals it (secrets file). */
+export function auditLogOf(config: Config): AuditLogOptions & { key: () => Promise<Buffer> } {
   return {
     file: resolveDataPaths(config.dataDir).auditLog,
     headFile: auditHeadFile(config.registry),
-    ...(key ? { key } : {}),
+    key: () => loadAuditKey(config.registry, config.secretsFile),
   };
 }
 
@@ -86,15 +87,23 @@ export function registerAuditCommand(program: Command, env: Env): void {
       const { file: _f, ...flags } = opts;
       const options = auditLogOf(configFromFlags(flags, env));
       const file = opts.file ?? options.file;
-      const r = await verifyAuditLog(file, options).catch((err: Error) => {
-        if (err instanceof GatewayError) throw err;
-        throw new GatewayError('LL_INPUT_INVALID', `cannot read ${file}: ${err.message}`);
+      // A log written before the audit key existed verifies without it; a sealed one needs it.
+      let missing: Error | undefined;
+      const key = await options.key().catch((err: Error) => {
+        missing = err;
+        return undefined;
       });
+      const r = await verifyAuditLog(file, { headFile: options.headFile, ...(key ? { key } : {}) }).catch(
+        (err: Error) => {
+          if (err instanceof GatewayError) throw err;
+          throw new GatewayError('LL_INPUT_INVALID', `cannot read ${file}: ${err.message}`);
+        },
+      );
       for (const note of r.notes) process.stderr.write(`${file}: note: ${note}\n`);
       if (r.needsKey)
         throw new GatewayError(
           'LL_AUDIT_KEY_MISSING',
-          `${file}: entries from line ${r.sealedFrom} on are sealed with the audit key, which was not found (secrets file)`,
+          `${file}: entries from line ${r.sealedFrom} on are sealed with the audit key, which is missing: ${missing?.message}`,
         );
       if (r.brokenAt) {
         process.stdout.write(`${file}:${r.brokenAt}: ${r.reason}\n`);

@@ -31,9 +31,9 @@ import { addRegistryEditOptions, addRegistryOption, type CommonFlags, configFrom
 
 type Env = Record<string, string | undefined>;
 
-async function readOrEmpty(file: string): Promise<RegistryData> {
+async function readOrEmpty(file: string, secretsFile: string): Promise<RegistryData> {
   try {
-    return await readRegistryFile(file);
+    return await readRegistryFile(file, secretsFile);
   } catch (err) {
     if (err instanceof GatewayError && err.code === 'LL_REGISTRY_NOT_FOUND') return EMPTY_REGISTRY;
     throw err;
@@ -57,8 +57,8 @@ type Change = (data: RegistryData, file: string) => Promise<RegistryData> | Regi
 /** Reads the registry file (none yet: empty), applies `change` and writes it back atomically. */
 async function editRegistry(flags: CommonFlags, env: Env, change: Change) {
   const config = configFromFlags(flags, env);
-  const data = await readOrEmpty(config.registry);
-  await writeRegistryFile(config.registry, await change(data, config.registry));
+  const data = await readOrEmpty(config.registry, config.secretsFile);
+  await writeRegistryFile(config.registry, await change(data, config.registry), config.secretsFile);
   return config;
 }
 
@@ -114,7 +114,7 @@ function registerAddCommand(devices: Command, env: Env): void {
     const config = configFromFlags(opts, env);
     const version = schemaVersionFor(loadSchemas(config.schemasDir), opts.type, opts.schemaVersion);
     const { secret, hash, print } = await newSecret(opts.passwordStdin, 'the device password');
-    const data = await readOrEmpty(config.registry);
+    const data = await readOrEmpty(config.registry, config.secretsFile);
     const next = addDevice(data, {
       id: opts.id,
       type: opts.type,
@@ -125,7 +125,7 @@ function registerAddCommand(devices: Command, env: Env): void {
       ...(opts.interval ? { interval: opts.interval } : {}),
       passwordHash: hash,
     });
-    await writeRegistryFile(config.registry, next);
+    await writeRegistryFile(config.registry, next, config.secretsFile);
     await recordRegistryChange(config, 'device-added', {
       device: opts.id,
       type: opts.type,
@@ -147,7 +147,7 @@ function registerListCommand(devices: Command, env: Env): void {
     devices.command('list').description('list registered devices').option('--json', 'print JSON'),
   ).action(async (opts) => {
     const config = configFromFlags(opts, env);
-    const data = await readRegistryFile(config.registry);
+    const data = await readRegistryFile(config.registry, config.secretsFile);
     if (opts.json) {
       const list = data.devices.map(({ passwordHash: _hash, ...d }) => d);
       process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
@@ -300,8 +300,8 @@ function registerAssignCommand(devices: Command, env: Env): void {
       throw new GatewayError('LL_INPUT_INVALID', 'give either --subject CODE or --none');
     const config = configFromFlags(opts, env);
     const from = opts.from ?? new Date().toISOString();
-    const data = await readRegistryFile(config.registry);
-    await writeRegistryFile(config.registry, assignDevice(data, id, opts.subject, from));
+    const data = await readRegistryFile(config.registry, config.secretsFile);
+    await writeRegistryFile(config.registry, assignDevice(data, id, opts.subject, from), config.secretsFile);
     await recordRegistryChange(config, 'device-assigned', {
       device: id,
       subject: opts.subject ?? null,

@@ -30,6 +30,7 @@ export function startFleets(
           fleet: file,
           mqttUrl: `mqtt://127.0.0.1:${app.mqttPort}`,
           registry: app.config.registry,
+          secretsFile: app.config.secretsFile,
           dataDir: app.config.dataDir,
           influxUrl: app.config.influx.url,
           influxDb: app.config.influx.db,

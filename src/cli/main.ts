@@ -8,6 +8,7 @@ import { packageRoot } from '../paths.js';
 import { registerDeviceCommands } from './devices.js';
 import { registerExportCommand } from './export.js';
 import { registerRecordingCommands } from './recording.js';
+import { registerRegistryCommands } from './registry.js';
 import { registerReportCommand } from './report.js';
 import { registerResearchCommands } from './research.js';
 import { registerSchemaCommands } from './schemas.js';
@@ -34,6 +35,7 @@ export function buildProgram(env: Record<string, string | undefined>): Command {
   registerReportCommand(program, env);
   registerResearchCommands(program, env);
   registerExportCommand(program, env);
+  registerRegistryCommands(program, env);
   return program;
 }
 

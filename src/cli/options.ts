@@ -26,6 +26,7 @@ export type CommonFlags = {
 
 const FLAGGED = listOptions().filter((o) => o.node.flag !== undefined);
 const REGISTRY = FLAGGED.find((o) => o.path.join('.') === 'registry') as LeafOption;
+const SECRETS = FLAGGED.find((o) => o.path.join('.') === 'secretsFile') as LeafOption;
 
 function helpOf(opt: LeafOption): string {
   const { description = '', default: def, flag = '' } = opt.node;
@@ -39,6 +40,7 @@ const toOption = (opt: LeafOption) => new Option(opt.node.flag as string, helpOf
 export function addRegistryOption(cmd: Command): Command {
   return cmd
     .addOption(toOption(REGISTRY))
+    .addOption(toOption(SECRETS))
     .option('--config <file>', 'YAML configuration file (see livinglab.example.yaml)');
 }
 
@@ -51,7 +53,7 @@ export function addRegistryEditOptions(cmd: Command): Command {
 
 export function addServeOptions(cmd: Command): Command {
   addRegistryOption(cmd);
-  for (const opt of FLAGGED) if (opt !== REGISTRY) cmd.addOption(toOption(opt));
+  for (const opt of FLAGGED) if (opt !== REGISTRY && opt !== SECRETS) cmd.addOption(toOption(opt));
   return cmd;
 }
 

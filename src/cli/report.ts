@@ -23,7 +23,7 @@ export function registerReportCommand(program: Command, env: Record<string, stri
       throw new GatewayError('LL_INPUT_INVALID', `--date "${date}" is not a date like 2026-11-21`);
     }
     const config = configFromFlags(opts, env);
-    const registry = await readRegistryFile(config.registry);
+    const registry = await readRegistryFile(config.registry, config.secretsFile);
     let report: Awaited<ReturnType<typeof buildQualityReport>>;
     try {
       report = await buildQualityReport({

@@ -24,7 +24,11 @@ const today = () => new Date().toISOString().slice(0, 10);
 
 async function editRegistry(flags: CommonFlags, env: Env, change: (data: RegistryData) => RegistryData) {
   const config = configFromFlags(flags, env);
-  await writeRegistryFile(config.registry, change(await readRegistryFile(config.registry)));
+  await writeRegistryFile(
+    config.registry,
+    change(await readRegistryFile(config.registry, config.secretsFile)),
+    config.secretsFile,
+  );
   return config;
 }
 

@@ -112,7 +112,12 @@ interface PreparedRun {
 
 async function runPlannedFleet(run: PreparedRun, flags: SimulateFlags, out: NodeJS.WriteStream | undefined) {
   const { config, fleet, plan, schemas } = run;
-  const { credentials, added, reused } = await provisionFleet({ registry: config.registry, fleet, schemas });
+  const { credentials, added, reused } = await provisionFleet({
+    registry: config.registry,
+    secretsFile: config.secretsFile,
+    fleet,
+    schemas,
+  });
   out?.write(
     `fleet ${fleet.name}: ${fleet.devices.length} devices (${added} added to ${config.registry}, ${reused} reused), seed ${fleet.seed}, speed ${fleet.speed}×, ${new Date(fleet.start).toISOString()} + ${flags.duration ?? `${fleet.durationMs / 60000} min`}\n`,
   );

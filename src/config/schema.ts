@@ -69,6 +69,11 @@ const group = <P extends TProperties>(properties: P) =>
 export const CONFIG_SCHEMA = Type.Object(
   {
     registry: text('lab.yaml', 'Device registry file (YAML, mode 0600)', { flag: '--registry <file>' }),
+    secretsFile: text(
+      '',
+      'Secrets file of the registry: password and token hashes, project keys, audit key (mode 0600; default: lab.secrets.yaml beside the registry)',
+      { flag: '--secrets-file <file>' },
+    ),
     schemasDir: text('', 'Device schema folder (default: the bundled device-schemas/)', {
       flag: '--schemas-dir <dir>',
     }),

@@ -15,6 +15,11 @@ const PROJECT_ID = Type.Object({ id: Type.String({ description: 'The project id'
 const DENIED = {
   401: { ...ERROR, description: 'Missing, unknown, expired or revoked token' },
   403: { ...ERROR, description: 'Token of another project' },
+  503: {
+    ...ERROR,
+    description:
+      "The project's pseudonymisation secret (or the token's hash) is missing from the gateway's secrets file",
+  },
 };
 
 export const DICTIONARY_ROW = Type.Object({
@@ -86,6 +91,10 @@ export const READINGS_ROUTE = {
     },
     400: { ...ERROR, description: 'A bad parameter, with a readable message' },
     ...DENIED,
-    503: { ...ERROR, description: 'The audit log cannot be written, so no export is given out' },
+    503: {
+      ...ERROR,
+      description:
+        "The audit log cannot be written, or the project's secret is missing from the secrets file: no export is given out",
+    },
   },
 };

@@ -38,7 +38,16 @@ export interface ResearchDeps {
   audit: AuditLog;
   influxUrl: string;
   db: string;
+  /** Named when a project's key or a token's hash is missing from it (HTTP 503). */
+  secretsFile?: string;
 }
+
+/** The caller's access to the project in the path, from the registry as it is now. */
+const authoriseRequest = (
+  deps: ResearchDeps,
+  data: RegistryData,
+  req: { headers: { authorization?: string | undefined }; params: { id: string } },
+) => authorise(data, deps.verifier, req.headers.authorization, req.params.id, Date.now(), deps.secretsFile);
 
 /**
  * One validator for the research routes, set here rather than on the whole server: every error
@@ -98,7 +107,7 @@ export function registerResearchRoutes(app: FastifyInstance, deps: ResearchDeps)
 /** Subjects and devices of a project: pseudonyms and device types only, never ids. */
 function registerProjectRoutes(scope: TypedApp, deps: ResearchDeps, schemas: Schemas): void {
   scope.get('/api/v1/projects/:id/subjects', { schema: schemas.SUBJECTS_ROUTE }, async (req, reply) => {
-    const access = await authorise(deps.registry(), deps.verifier, req.headers.authorization, req.params.id);
+    const access = await authoriseRequest(deps, deps.registry(), req);
     if (!access.ok) return reply.code(access.status).send({ error: access.message });
     const p = access.project;
     const body: SubjectsBody = {
@@ -112,7 +121,7 @@ function registerProjectRoutes(scope: TypedApp, deps: ResearchDeps, schemas: Sch
   });
   scope.get('/api/v1/projects/:id/devices', { schema: schemas.DEVICES_ROUTE }, async (req, reply) => {
     const data = deps.registry();
-    const access = await authorise(data, deps.verifier, req.headers.authorization, req.params.id);
+    const access = await authoriseRequest(deps, data, req);
     if (!access.ok) return reply.code(access.status).send({ error: access.message });
     const p = access.project;
     const consented = new Set(p.consents.filter((c) => !c.withdrawn).map((c) => c.subject));
@@ -149,12 +158,7 @@ function registerReadingsRoute(scope: TypedApp, deps: ResearchDeps, schemas: Sch
     '/api/v1/projects/:id/readings',
     { schema: schemas.READINGS_ROUTE, attachValidation: true, preValidation: dropEmptyParams },
     async (req, reply) => {
-      const access = await authorise(
-        deps.registry(),
-        deps.verifier,
-        req.headers.authorization,
-        req.params.id,
-      );
+      const access = await authoriseRequest(deps, deps.registry(), req);
       if (!access.ok) return reply.code(access.status).send({ error: access.message });
       const invalid = req.validationError?.validation?.[0] as ParamError | undefined;
       if (invalid)

@@ -98,8 +98,12 @@ export interface AuditLogOptions {
   readonly file: string;
   /** The head, outside the data folder (auditHeadFile); required with `key`. */
   readonly headFile?: string;
-  /** The audit key (hex) from the secrets file; without it entries get the legacy SHA-256 chain. */
-  readonly key?: string;
+  /**
+   * The audit key from the secrets file (hex, or loaded at the first append and kept); without one
+   * entries get the legacy SHA-256 chain. A loader that throws makes every append fail: a lost
+   * secrets file must stop the audit, never start a chain under a new key.
+   */
+  readonly key?: string | (() => Promise<Buffer>);
   readonly openFile?: (file: string) => Promise<AuditFile>;
 }
 
@@ -119,12 +123,13 @@ async function openAppend(file: string): Promise<AuditFile> {
 }
 
 export function createAuditLog(opts: AuditLogOptions): AuditLog {
-  const key = opts.key ? Buffer.from(opts.key, 'hex') : undefined;
-  if (key && !opts.headFile) throw new Error('createAuditLog: a key needs a head file');
+  if (opts.key && !opts.headFile) throw new Error('createAuditLog: a key needs a head file');
+  let key: Buffer | undefined = typeof opts.key === 'string' ? Buffer.from(opts.key, 'hex') : undefined;
   let chain: Promise<void> = Promise.resolve();
   return {
     append(entry) {
       const done = chain.then(async () => {
+        if (!key && typeof opts.key === 'function') key = await opts.key();
         await mkdir(dirname(opts.file), { recursive: true });
         await withLock(`${opts.file}.lock`, () => appendLocked(opts, key, entry));
       });
@@ -273,9 +278,10 @@ async function writeAuditHead(headFile: string, head: AuditHead): Promise<void> 
  */
 export async function verifyAuditLog(
   file: string,
-  opts: { key?: string; headFile?: string } = {},
+  opts: { key?: string | Buffer; headFile?: string } = {},
 ): Promise<VerifyResult> {
   const data = await readFile(file);
   const head = opts.headFile ? await readAuditHead(opts.headFile) : undefined;
-  return verifyAuditText(data, opts.key ? Buffer.from(opts.key, 'hex') : undefined, head);
+  const key = typeof opts.key === 'string' ? Buffer.from(opts.key, 'hex') : opts.key;
+  return verifyAuditText(data, key, head);
 }

@@ -1,16 +1,28 @@
-// Reads and writes the registry file (lab.yaml). Parse errors name the file and line; writes are
-// atomic (temporary file in the same folder, fsync, rename) with mode 0600, so the running gateway
-// never reads half a file and secrets' hashes are not world-readable. Never writes a clear secret.
-import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+// Reads and writes the registry: lab.yaml (what lab staff may keep under version control) and its
+// secrets file (secrets-file.ts), merged into one RegistryData, so nothing above this layer knows
+// there are two files. Parse errors name the file and line; each file is replaced atomically (mode
+// 0600). Writes go secrets first, lab.yaml second, pruning the secrets file last, so a crash at any
+// point leaves every entry of either lab.yaml with its hash. Never writes a clear secret, and never
+// writes a secret into lab.yaml.
+import { readFile } from 'node:fs/promises';
 import { Ajv } from 'ajv';
 import { stringify } from 'yaml';
 import { durationPattern } from '../config/duration.js';
 import { fileLine, parseYaml, validateYaml } from '../config/yaml-file.js';
 import { GatewayError } from '../errors.js';
 import { checkAssignments } from './assignments.js';
+import { writeFileAtomic } from './atomic-write.js';
 import { SEGMENT_PATTERN, SUBJECT_PATTERN } from './ids.js';
+import {
+  mergeSecrets,
+  overlaySecrets,
+  readSecretsFile,
+  type Secrets,
+  secretsFileFor,
+  secretsNotIn,
+  splitSecrets,
+  writeSecretsFile,
+} from './secrets-file.js';
 import { type Assignment, type Device, EMPTY_REGISTRY, type RegistryData } from './types.js';
 
 const id = { type: 'string', pattern: SEGMENT_PATTERN };
@@ -40,7 +52,8 @@ const REGISTRY_SCHEMA = {
       items: {
         type: 'object',
         additionalProperties: false,
-        required: ['id', 'type', 'schemaVersion', 'site', 'vendor', 'passwordHash'],
+        // Secrets are not required: one missing from the secrets file is read as '' (see withSecretDefaults).
+        required: ['id', 'type', 'schemaVersion', 'site', 'vendor'],
         properties: {
           id,
           type: id,
@@ -70,7 +83,7 @@ const REGISTRY_SCHEMA = {
       items: {
         type: 'object',
         additionalProperties: false,
-        required: ['id', 'role', 'passwordHash'],
+        required: ['id', 'role'],
         properties: {
           id,
           role: { enum: ['staff'] },
@@ -85,7 +98,7 @@ const REGISTRY_SCHEMA = {
       items: {
         type: 'object',
         additionalProperties: false,
-        required: ['id', 'from', 'to', 'types', 'secret'],
+        required: ['id', 'from', 'to', 'types'],
         properties: {
           id,
           from: { type: 'string', pattern: DATE },
@@ -120,7 +133,7 @@ const REGISTRY_SCHEMA = {
       items: {
         type: 'object',
         additionalProperties: false,
-        required: ['id', 'project', 'researcher', 'hash', 'expires'],
+        required: ['id', 'project', 'researcher', 'expires'],
         properties: {
           id: { type: 'string', pattern: '^[a-z0-9]{8,32}$' },
           project: id,
@@ -137,15 +150,24 @@ const REGISTRY_SCHEMA = {
 const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true });
 const validateRegistry = ajv.compile(REGISTRY_SCHEMA);
 
-/** Parses registry text; throws LL_REGISTRY_PARSE naming `file:line` for any problem. */
-export function parseRegistry(text: string, file: string): RegistryData {
+/** The secrets file's content (undefined: there is none) and its path, for messages. */
+export interface SecretsSource {
+  readonly secrets: Secrets | undefined;
+  readonly file: string;
+}
+
+/**
+ * Parses registry text, with the secrets file's secrets merged in (an older lab.yaml may still hold
+ * them itself); throws LL_REGISTRY_PARSE naming `file:line` for any problem. A secret found in
+ * neither is '' (missingSecrets lists them): such a device cannot log in and such a project cannot
+ * be exported.
+ */
+export function parseRegistry(text: string, file: string, source?: SecretsSource): RegistryData {
   const doc = parseYaml(text, file, 'LL_REGISTRY_PARSE');
   if (doc.empty) return structuredClone(EMPTY_REGISTRY) as RegistryData;
-  const loaded = validateYaml(doc, validateRegistry, 'LL_REGISTRY_PARSE') as unknown as Omit<
-    RegistryData,
-    'devices'
-  > & { devices: readonly LoadedDevice[] };
   const at = (path: (string | number)[]) => fileLine(file, doc.lineOf(path));
+  if (source?.secrets) mergeSecrets(doc.data, source.secrets.sections, source.file, at);
+  const loaded = withSecretDefaults(validateYaml(doc, validateRegistry, 'LL_REGISTRY_PARSE'));
   const reg: RegistryData = { ...loaded, devices: toAssignedDevices(loaded.devices, at) };
   checkConsents(reg, at);
   const seen = new Map<string, string>();
@@ -184,6 +206,38 @@ export function parseRegistry(text: string, file: string): RegistryData {
     }
   });
   return reg;
+}
+
+type Loaded = Omit<RegistryData, 'devices'> & { devices: readonly LoadedDevice[] };
+
+/** '' for each secret the files did not have, so the in-memory shape stays the same. */
+function withSecretDefaults(valid: unknown): Loaded {
+  type Partial = { passwordHash?: string; secret?: string; hash?: string };
+  const raw = valid as Record<'devices' | 'accounts' | 'projects' | 'tokens', Partial[]>;
+  const fill = (list: Partial[], field: keyof Partial) =>
+    list.map((x) => ({ ...x, [field]: x[field] ?? '' }));
+  return {
+    ...(valid as Loaded),
+    devices: fill(raw.devices, 'passwordHash') as unknown as LoadedDevice[],
+    accounts: fill(raw.accounts, 'passwordHash') as unknown as Loaded['accounts'],
+    projects: fill(raw.projects, 'secret') as unknown as Loaded['projects'],
+    tokens: fill(raw.tokens, 'hash') as unknown as Loaded['tokens'],
+  };
+}
+
+/** Ids of entries whose secret is in neither file: they cannot log in, or cannot be exported. */
+export function missingSecrets(data: RegistryData): {
+  devices: string[];
+  accounts: string[];
+  projects: string[];
+  tokens: string[];
+} {
+  return {
+    devices: data.devices.filter((d) => !d.passwordHash).map((d) => d.id),
+    accounts: data.accounts.filter((a) => !a.passwordHash).map((a) => a.id),
+    projects: data.projects.filter((p) => !p.secret).map((p) => p.id),
+    tokens: data.tokens.filter((t) => !t.hash).map((t) => t.id),
+  };
 }
 
 type LoadedDevice = Omit<Device, 'assignments'> & { subject?: string; assignments?: readonly Assignment[] };
@@ -235,7 +289,11 @@ function checkConsents(reg: RegistryData, at: (path: (string | number)[]) => str
   });
 }
 
-export async function readRegistryFile(file: string): Promise<RegistryData> {
+/**
+ * Reads lab.yaml and its secrets file (`secretsFile`, default beside it) into one RegistryData.
+ * A missing secrets file reads as one without secrets (missingSecrets says what that costs).
+ */
+export async function readRegistryFile(file: string, secretsFile = ''): Promise<RegistryData> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
@@ -251,15 +309,20 @@ export async function readRegistryFile(file: string): Promise<RegistryData> {
       cause: err,
     });
   }
-  return parseRegistry(text, file);
+  const secretsPath = secretsFileFor(file, secretsFile);
+  return parseRegistry(text, file, { secrets: await readSecretsFile(secretsPath), file: secretsPath });
 }
 
 const HEADER =
-  '# Living Lab Gateway device registry.\n' +
-  '# Edit with the `livinglab` command; secrets are stored only as $7$ PBKDF2-SHA512 hashes.\n';
+  '# Living Lab Gateway device registry. Edit with the `livinglab` command.\n' +
+  '# It holds no secret: password and token hashes and project keys are in the secrets file beside it\n' +
+  '# (lab.secrets.yaml), which must never be committed.\n';
 
-export function serialiseRegistry(data: RegistryData): string {
-  const ordered = {
+/** The registry as lab.yaml lays it out, secrets included (writeRegistryFile splits them off). */
+function toDocument(data: RegistryData): Record<string, unknown> {
+  // '' marks a secret that is missing: it is left out, never written as a value.
+  const secret = <K extends string>(key: K, v: string) => (v ? { [key]: v } : {});
+  return {
     version: data.version,
     sites: data.sites.map((s) => ({ id: s.id, ...(s.name ? { name: s.name } : {}) })),
     devices: data.devices.map((d) => ({
@@ -279,38 +342,54 @@ export function serialiseRegistry(data: RegistryData): string {
         : {}),
       ...(d.interval ? { interval: d.interval } : {}),
       enabled: d.enabled,
-      passwordHash: d.passwordHash,
+      ...secret('passwordHash', d.passwordHash),
     })),
     accounts: data.accounts.map((a) => ({
       id: a.id,
       role: a.role,
       enabled: a.enabled,
-      passwordHash: a.passwordHash,
+      ...secret('passwordHash', a.passwordHash),
     })),
     // Research sections only once there is something in them, so device-only registries stay short.
-    ...(data.projects.length > 0 ? { projects: data.projects } : {}),
-    ...(data.tokens.length > 0 ? { tokens: data.tokens } : {}),
+    ...(data.projects.length > 0
+      ? { projects: data.projects.map(({ secret: s, ...p }) => ({ ...p, ...secret('secret', s) })) }
+      : {}),
+    ...(data.tokens.length > 0
+      ? { tokens: data.tokens.map(({ hash: h, ...t }) => ({ ...t, ...secret('hash', h) })) }
+      : {}),
   };
-  return HEADER + stringify(ordered, { lineWidth: 0 });
 }
 
-/** Atomically replaces `file` with `data` (mode 0600). */
-export async function writeRegistryFile(file: string, data: RegistryData): Promise<void> {
-  const dir = dirname(file);
-  await mkdir(dir, { recursive: true });
-  const tmp = join(dir, `.${basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
-  const handle = await open(tmp, 'wx', 0o600);
-  try {
-    await handle.writeFile(serialiseRegistry(data), 'utf8');
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  try {
-    await chmod(tmp, 0o600);
-    await rename(tmp, file);
-  } catch (err) {
-    await unlink(tmp).catch(() => undefined);
-    throw err;
+/**
+ * The registry in one document, secrets inline: the format of older registries, still read (and
+ * migrated). writeRegistryFile never writes it.
+ */
+export function serialiseRegistry(data: RegistryData): string {
+  return HEADER + stringify(toDocument(data), { lineWidth: 0 });
+}
+
+/**
+ * Writes the registry: its secrets to the secrets file, the rest to `file`, each atomically (0600).
+ * Order: (1) the secrets file with the new secrets laid over the old ones, (2) lab.yaml, (3) the
+ * secrets file pruned to the new registry's secrets. A crash after (1) leaves the old lab.yaml with
+ * every hash it needs (a new password is already in force); after (2) only unused entries remain,
+ * pruned by the next write. Refuses a secrets file that group or others can read.
+ */
+export async function writeRegistryFile(file: string, data: RegistryData, secretsFile = ''): Promise<void> {
+  const secretsPath = secretsFileFor(file, secretsFile);
+  const { plain, secrets } = splitSecrets(toDocument(data));
+  const old = await readSecretsFile(secretsPath);
+  const union = overlaySecrets(old?.sections ?? {}, secrets);
+  const auditKey = old?.auditKey;
+  if (!old?.auditKey || secretsNotIn(old.sections, union) > 0)
+    await writeSecretsFile(secretsPath, { ...(auditKey ? { auditKey } : {}), sections: union });
+  await writeFileAtomic(file, HEADER + stringify(plain, { lineWidth: 0 }));
+  if (secretsNotIn(secrets, union) > 0) {
+    // The key written in step (1) when there was none: read back, never made anew.
+    const written = await readSecretsFile(secretsPath);
+    await writeSecretsFile(secretsPath, {
+      ...(written?.auditKey ? { auditKey: written.auditKey } : {}),
+      sections: secrets,
+    });
   }
 }

@@ -2,26 +2,38 @@
 // YAML parsing and ~100 MiB of transient heap: on the gateway's event loop that stalled every MQTT
 // connection for the whole parse on each reload, and the heap it grew to was never given back
 // (bench/connections.ts: 206 MiB RSS idle, before any device connected). A worker's heap is freed
-// with the worker; only the plain result is copied back.
+// with the worker; only the plain result is copied back. The worker reads lab.yaml and its secrets
+// file, and on start first migrates secrets out of lab.yaml (secrets-migrate.ts).
 import { Worker } from 'node:worker_threads';
 import { type ErrorCode, GatewayError } from '../errors.js';
+import type { MigrationResult } from './secrets-migrate.js';
 import type { RegistryData } from './types.js';
 
-type Reply = { ok: true; data: RegistryData } | { ok: false; code?: ErrorCode; message: string };
+export interface OffThreadRead {
+  readonly data: RegistryData;
+  /** Set when `migrate` was asked for. */
+  readonly migration?: MigrationResult;
+}
 
-export function readRegistryFileOffThread(file: string): Promise<RegistryData> {
+type Reply = ({ ok: true } & OffThreadRead) | { ok: false; code?: ErrorCode; message: string };
+
+export function readRegistryFileOffThread(
+  file: string,
+  opts: { secretsFile: string; migrate?: boolean },
+): Promise<OffThreadRead> {
+  const workerData = { file, secretsFile: opts.secretsFile, migrate: opts.migrate ?? false };
   const entry = new URL(`./read-worker.${import.meta.url.endsWith('.ts') ? 'ts' : 'js'}`, import.meta.url);
   // From source (tests, tsx) the worker registers tsx's loader first; the build is plain JS.
   const fromSource = entry.pathname.endsWith('.ts');
   const bootstrap = `import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(entry.href)}); });`;
   return new Promise((resolve, reject) => {
     const worker = fromSource
-      ? new Worker(bootstrap, { eval: true, workerData: { file } })
-      : new Worker(entry, { workerData: { file } });
+      ? new Worker(bootstrap, { eval: true, workerData })
+      : new Worker(entry, { workerData });
     let settled = false;
     worker.once('message', (reply: Reply) => {
       settled = true;
-      if (reply.ok) resolve(reply.data);
+      if (reply.ok) resolve({ data: reply.data, ...(reply.migration ? { migration: reply.migration } : {}) });
       else reject(reply.code ? new GatewayError(reply.code, reply.message) : new Error(reply.message));
     });
     worker.once('error', (err) => {

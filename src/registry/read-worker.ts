@@ -1,11 +1,21 @@
-// Worker-thread entry of read-off-thread.ts: parse, check, post the plain data (or the error), exit.
+// Worker-thread entry of read-off-thread.ts: (on start) migrate secrets out of lab.yaml, then parse,
+// check, post the plain data (or the error), exit.
 import { parentPort, workerData } from 'node:worker_threads';
 import { GatewayError } from '../errors.js';
 import { readRegistryFile } from './file.js';
+import { type MigrationResult, migrateRegistrySecrets } from './secrets-migrate.js';
 
-const { file } = workerData as { file: string };
-readRegistryFile(file).then(
-  (data) => parentPort?.postMessage({ ok: true, data }),
+const { file, secretsFile, migrate } = workerData as { file: string; secretsFile: string; migrate: boolean };
+
+async function read() {
+  const migration: MigrationResult | undefined = migrate
+    ? await migrateRegistrySecrets(file, secretsFile)
+    : undefined;
+  return { data: await readRegistryFile(file, secretsFile), migration };
+}
+
+read().then(
+  ({ data, migration }) => parentPort?.postMessage({ ok: true, data, migration }),
   (err: Error) =>
     parentPort?.postMessage({
       ok: false,

@@ -1,12 +1,15 @@
-// The live registry: an immutable snapshot of lab.yaml, reloaded when the file changes. A reload
-// that fails keeps the previous snapshot (a typo must not lock every device out) and is logged.
-// Listeners get (next, previous) so the broker can disconnect devices that were disabled or removed.
+// The live registry: an immutable snapshot of lab.yaml and its secrets file, reloaded when either
+// changes. A reload that fails keeps the previous snapshot (a typo must not lock every device out)
+// and is logged. Listeners get (next, previous) so the broker can disconnect devices that were
+// disabled or removed. On start, secrets still in lab.yaml move to the secrets file; entries whose
+// secret is in neither file are named in a warning at every load (they cannot log in or export).
 import { EventEmitter } from 'node:events';
-import { type StatWatcher, unwatchFile, watchFile } from 'node:fs';
+import { unwatchFile, watchFile } from 'node:fs';
 import { GatewayError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { writeRegistryFile } from './file.js';
+import { missingSecrets, writeRegistryFile } from './file.js';
 import { readRegistryFileOffThread } from './read-off-thread.js';
+import { secretsFileFor } from './secrets-file.js';
 import { type Account, type Device, EMPTY_REGISTRY, type RegistryData, type Site } from './types.js';
 
 export interface RegistrySnapshot {
@@ -38,21 +41,79 @@ export interface Registry {
   readonly reloads: number;
 }
 
-export function createRegistry(deps: { file: string; pollMs: number; log: Logger }): Registry {
+/** Logs, at each load, the entries whose secret is in neither file. */
+function warnMissingSecrets(data: RegistryData, secretsFile: string, log: Logger): void {
+  const missing = missingSecrets(data);
+  if (Object.values(missing).every((ids) => ids.length === 0)) return;
+  log.warn(
+    { secretsFile, ...missing },
+    'secrets missing from the secrets file: these devices and accounts cannot log in, these projects cannot be exported; restore the secrets file from its backup',
+  );
+}
+
+/**
+ * The first read: secrets still in lab.yaml move to the secrets file first; a missing lab.yaml
+ * becomes an empty registry (and its secrets file), which lets nobody in until devices are added.
+ */
+async function readAtStart(file: string, secretsFile: string, log: Logger): Promise<RegistryData> {
+  try {
+    const read = await readRegistryFileOffThread(file, { secretsFile, migrate: true });
+    if (read.migration?.moved)
+      log.warn(
+        { file, secretsFile, moved: read.migration.moved },
+        'moved the secrets out of the registry file into the secrets file (no value changed)',
+      );
+    return read.data;
+  } catch (err) {
+    if (!(err instanceof GatewayError && err.code === 'LL_REGISTRY_NOT_FOUND')) throw err;
+    await writeRegistryFile(file, EMPTY_REGISTRY, secretsFile);
+    log.warn(
+      { file },
+      'registry file did not exist: created an empty one; add devices with `livinglab devices add`',
+    );
+    return EMPTY_REGISTRY;
+  }
+}
+
+/** Calls `changed` when one of `files` changes (not when it disappears: the last registry stays). */
+function watchFiles(files: string[], pollMs: number, log: Logger, changed: () => void): void {
+  // Polling (not fs.watch) survives the atomic rename writers use and works on network mounts.
+  for (const watched of files) {
+    watchFile(watched, { interval: pollMs, persistent: false }, (curr, prev) => {
+      if (curr.mtimeMs === prev.mtimeMs && curr.ino === prev.ino && curr.size === prev.size) return;
+      if (curr.nlink === 0) {
+        log.warn({ file: watched }, 'registry file disappeared; keeping the last registry');
+        return;
+      }
+      changed();
+    });
+  }
+}
+
+export function createRegistry(deps: {
+  file: string;
+  /** The configured secrets file ('' or absent: beside `file`). */
+  secretsFile?: string;
+  pollMs: number;
+  log: Logger;
+}): Registry {
   const { file, pollMs, log } = deps;
+  const secretsFile = secretsFileFor(file, deps.secretsFile);
   const events = new EventEmitter();
   let snapshot: RegistrySnapshot | undefined;
-  let watching: StatWatcher | undefined;
+  let watching = false;
   let reloads = 0;
   let reloading: Promise<boolean> | undefined;
 
   const reload = async (): Promise<boolean> => {
     try {
-      const next = toSnapshot(await readRegistryFileOffThread(file));
+      const { data } = await readRegistryFileOffThread(file, { secretsFile });
+      const next = toSnapshot(data);
       const previous = snapshot;
       snapshot = next;
       reloads++;
       log.info({ file, devices: next.devices.size, accounts: next.accounts.size }, 'registry reloaded');
+      warnMissingSecrets(data, secretsFile, log);
       if (previous) events.emit('changed', next, previous);
       return true;
     } catch (err) {
@@ -64,41 +125,41 @@ export function createRegistry(deps: { file: string; pollMs: number; log: Logger
     }
   };
 
+  // A change of both files (a CLI write) while a reload runs is read by one more reload after it.
+  let again = false;
+  const scheduleReload = () => {
+    if (!watching) return;
+    if (reloading) {
+      again = true;
+      return;
+    }
+    reloading = reload().finally(() => {
+      reloading = undefined;
+      if (again) {
+        again = false;
+        scheduleReload();
+      }
+    });
+  };
+
   return {
     get reloads() {
       return reloads;
     },
     async start() {
-      let data: RegistryData;
-      try {
-        data = await readRegistryFileOffThread(file);
-      } catch (err) {
-        if (!(err instanceof GatewayError && err.code === 'LL_REGISTRY_NOT_FOUND')) throw err;
-        // A fresh lab: an empty registry lets nobody in until devices are added, and is watched from now on.
-        await writeRegistryFile(file, EMPTY_REGISTRY);
-        log.warn(
-          { file },
-          'registry file did not exist: created an empty one; add devices with `livinglab devices add`',
-        );
-        data = EMPTY_REGISTRY;
-      }
+      const data = await readAtStart(file, secretsFile, log);
       snapshot = toSnapshot(data);
       log.info({ file, devices: snapshot.devices.size, accounts: snapshot.accounts.size }, 'registry loaded');
-      // Polling (not fs.watch) survives the atomic rename writers use and works on network mounts.
-      watching = watchFile(file, { interval: pollMs, persistent: false }, (curr, prev) => {
-        if (curr.mtimeMs === prev.mtimeMs && curr.ino === prev.ino && curr.size === prev.size) return;
-        if (curr.nlink === 0) {
-          log.warn({ file }, 'registry file disappeared; keeping the last registry');
-          return;
-        }
-        reloading ??= reload().finally(() => {
-          reloading = undefined;
-        });
-      });
+      warnMissingSecrets(data, secretsFile, log);
+      watchFiles([file, secretsFile], pollMs, log, scheduleReload);
+      watching = true;
     },
     async stop() {
-      if (watching) unwatchFile(file);
-      watching = undefined;
+      if (watching) {
+        unwatchFile(file);
+        unwatchFile(secretsFile);
+      }
+      watching = false;
       await reloading;
     },
     current() {

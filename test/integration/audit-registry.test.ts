@@ -178,7 +178,7 @@ describe('audit of registry changes', () => {
     expect(log).not.toContain('$7$');
     expect(await runCli(['audit', 'verify', '--registry', reg, '--data-dir', data])).toMatchObject({
       code: 0,
-      stdout: `${auditFile}: 14 entries, chain intact (legacy SHA-256 chain, not sealed with the audit key)\n`,
+      stdout: `${auditFile}: 14 entries, chain intact (sealed with the audit key from line 1, head matches)\n`,
     });
   });
 });

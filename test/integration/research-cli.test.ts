@@ -8,13 +8,17 @@ import { EMPTY_REGISTRY } from '../../src/registry/types.js';
 import { runCli } from '../helpers/cli.js';
 
 const _ROOT = new URL('../../', import.meta.url).pathname;
-const cli = (args: string[]) => runCli(args);
+// Registry edits append to the audit log of the data folder: a temporary one, never the repository's.
+const DATA_DIR = mkdtempSync(join(tmpdir(), 'll-research-data-'));
+const cli = (args: string[]) => runCli(args, { env: { LIVINGLAB_DATA_DIR: DATA_DIR } });
 
 describe('livinglab projects, tokens and audit', () => {
   const dir = mkdtempSync(join(tmpdir(), 'll-research-'));
   const reg = join(dir, 'lab.yaml');
 
-  it('adds a project with released fields, records consent and withdrawal, issues and revokes a token', async () => {
+  it('adds a project with released fields, records consent and withdrawal, issues and revokes a token', {
+    timeout: 120_000,
+  }, async () => {
     await writeRegistryFile(reg, EMPTY_REGISTRY);
     const add = await cli([
       'projects',

@@ -1,0 +1,23 @@
+// `livinglab registry migrate`: moves the secrets of an older lab.yaml (hashes, project keys) into
+// its secrets file, as `serve` does on start; every value is carried over unchanged, so no pseudonym
+// changes. Safe to run again, and to run beside a running gateway (it reloads both files).
+import type { Command } from 'commander';
+import { migrateRegistrySecrets } from '../registry/secrets-migrate.js';
+import { addRegistryOption, type CommonFlags, configFromFlags } from './options.js';
+
+export function registerRegistryCommands(program: Command, env: Record<string, string | undefined>): void {
+  const registry = program.command('registry').description('the registry file and its secrets file');
+  addRegistryOption(
+    registry
+      .command('migrate')
+      .description('move secrets out of the registry file into its secrets file (no value changes)'),
+  ).action(async (opts: CommonFlags) => {
+    const config = configFromFlags(opts, env);
+    const result = await migrateRegistrySecrets(config.registry, config.secretsFile);
+    process.stderr.write(
+      result.moved > 0
+        ? `moved ${result.moved} secret(s) from ${config.registry} to ${result.secretsFile}; ${config.registry} now holds no secret\n`
+        : `${config.registry} holds no secret${result.created ? `; created ${result.secretsFile}` : ''}: nothing to move\n`,
+    );
+  });
+}
