@@ -181,4 +181,20 @@ describe('audit of registry changes', () => {
       stdout: `${auditFile}: 14 entries, chain intact (sealed with the audit key from line 1, head matches)\n`,
     });
   });
+
+  it('says so when the change is made but the audit log cannot record it (LL_AUDIT_WRITE_FAILED)', {
+    timeout: 60_000,
+  }, async () => {
+    const reg2 = join(dir, 'other.yaml');
+    await writeRegistryFile(reg2, EMPTY_REGISTRY);
+    // The data folder is a file: nothing can be created in it.
+    const notADir = join(dir, 'not-a-folder');
+    writeFileSync(notADir, '');
+    const r = await runCli(['accounts', 'add', '--id', 'nurse-2', '--registry', reg2, '--data-dir', notADir]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(
+      `livinglab: ${reg2} was changed (account-added), but the audit log ${join(notADir, 'audit.ndjson')} could not record it:`,
+    );
+    expect(readFileSync(reg2, 'utf8')).toContain('nurse-2');
+  });
 });
