@@ -4,6 +4,7 @@
 // 0600). Writes go secrets first, lab.yaml second, pruning the secrets file last, so a crash at any
 // point leaves every entry of either lab.yaml with its hash. Never writes a clear secret, and never
 // writes a secret into lab.yaml.
+import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { Ajv } from 'ajv';
 import { stringify } from 'yaml';
@@ -368,28 +369,39 @@ export function serialiseRegistry(data: RegistryData): string {
   return HEADER + stringify(toDocument(data), { lineWidth: 0 });
 }
 
+/** One file written by writeRegistryFile, in order. */
+export type RegistryWrite =
+  | { readonly to: 'secrets'; readonly secrets: Secrets }
+  | { readonly to: 'registry'; readonly text: string };
+
 /**
- * Writes the registry: its secrets to the secrets file, the rest to `file`, each atomically (0600).
- * Order: (1) the secrets file with the new secrets laid over the old ones, (2) lab.yaml, (3) the
- * secrets file pruned to the new registry's secrets. A crash after (1) leaves the old lab.yaml with
- * every hash it needs (a new password is already in force); after (2) only unused entries remain,
- * pruned by the next write. Refuses a secrets file that group or others can read.
+ * The writes that replace a registry whose secrets file holds `old` by `data`, in order:
+ * (1) the secrets file with the new secrets laid over the old ones, (2) lab.yaml, (3) the secrets
+ * file pruned to the new registry's secrets. After (1) the old lab.yaml finds every hash it needs
+ * (a new password is in force already); after (2) only unused entries remain. A step that would
+ * change nothing is left out. The audit key is kept, or made once when the file has none.
+ */
+export function planRegistryWrite(old: Secrets | undefined, data: RegistryData): RegistryWrite[] {
+  const { plain, secrets } = splitSecrets(toDocument(data));
+  const union = overlaySecrets(old?.sections ?? {}, secrets);
+  const auditKey = old?.auditKey ?? randomBytes(32).toString('hex');
+  const steps: RegistryWrite[] = [];
+  if (!old?.auditKey || secretsNotIn(old.sections, union) > 0)
+    steps.push({ to: 'secrets', secrets: { auditKey, sections: union } });
+  steps.push({ to: 'registry', text: HEADER + stringify(plain, { lineWidth: 0 }) });
+  if (secretsNotIn(secrets, union) > 0)
+    steps.push({ to: 'secrets', secrets: { auditKey, sections: secrets } });
+  return steps;
+}
+
+/**
+ * Writes the registry: its secrets to the secrets file, the rest to `file`, each atomically (0600),
+ * in the order planRegistryWrite gives. Refuses a secrets file that group or others can read.
  */
 export async function writeRegistryFile(file: string, data: RegistryData, secretsFile = ''): Promise<void> {
   const secretsPath = secretsFileFor(file, secretsFile);
-  const { plain, secrets } = splitSecrets(toDocument(data));
-  const old = await readSecretsFile(secretsPath);
-  const union = overlaySecrets(old?.sections ?? {}, secrets);
-  const auditKey = old?.auditKey;
-  if (!old?.auditKey || secretsNotIn(old.sections, union) > 0)
-    await writeSecretsFile(secretsPath, { ...(auditKey ? { auditKey } : {}), sections: union });
-  await writeFileAtomic(file, HEADER + stringify(plain, { lineWidth: 0 }));
-  if (secretsNotIn(secrets, union) > 0) {
-    // The key written in step (1) when there was none: read back, never made anew.
-    const written = await readSecretsFile(secretsPath);
-    await writeSecretsFile(secretsPath, {
-      ...(written?.auditKey ? { auditKey: written.auditKey } : {}),
-      sections: secrets,
-    });
+  for (const step of planRegistryWrite(await readSecretsFile(secretsPath), data)) {
+    if (step.to === 'secrets') await writeSecretsFile(secretsPath, step.secrets);
+    else await writeFileAtomic(file, step.text);
   }
 }

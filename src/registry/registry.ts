@@ -155,10 +155,7 @@ export function createRegistry(deps: {
       watching = true;
     },
     async stop() {
-      if (watching) {
-        unwatchFile(file);
-        unwatchFile(secretsFile);
-      }
+      if (watching) for (const watched of [file, secretsFile]) unwatchFile(watched);
       watching = false;
       await reloading;
     },

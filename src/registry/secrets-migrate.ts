@@ -5,7 +5,7 @@
 // values, is a valid registry that the next run finishes migrating. Two different values for one
 // secret are refused, never guessed between. It never creates a project key.
 import { readFile } from 'node:fs/promises';
-import { parseDocument } from 'yaml';
+import { type Document, isMap, isScalar, parseDocument } from 'yaml';
 import { parseYaml } from '../config/yaml-file.js';
 import { GatewayError } from '../errors.js';
 import { writeFileAtomic } from './atomic-write.js';
@@ -65,7 +65,7 @@ export async function migrateRegistrySecrets(
   }
   const doc = parseDocument(text);
   for (const path of paths) doc.deleteIn(path);
-  if (doc.commentBefore && OLD_HEADER.test(doc.commentBefore)) doc.commentBefore = NEW_HEADER;
+  replaceOldHeader(doc);
   try {
     await writeFileAtomic(registryFile, doc.toString({ lineWidth: 0 }));
   } catch (err) {
@@ -77,6 +77,15 @@ export async function migrateRegistrySecrets(
     );
   }
   return { secretsFile: secretsPath, moved: paths.length, created: !existing };
+}
+
+/** The header older versions wrote said secrets were inside; it would now mislead. */
+function replaceOldHeader(doc: Document): void {
+  if (doc.commentBefore && OLD_HEADER.test(doc.commentBefore)) doc.commentBefore = NEW_HEADER;
+  // Directly above the first key, yaml attaches the comment to that key.
+  const first = isMap(doc.contents) ? doc.contents.items[0]?.key : undefined;
+  if (isScalar(first) && first.commentBefore && OLD_HEADER.test(first.commentBefore))
+    first.commentBefore = NEW_HEADER;
 }
 
 async function readRegistryText(file: string): Promise<string> {

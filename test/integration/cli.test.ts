@@ -62,7 +62,7 @@ describe('livinglab command line', () => {
     expect(commands.sort()).toEqual(
       [
         ...['accounts', 'audit', 'devices', 'export', 'projects', 'record', 'replay'],
-        ...['report', 'schemas', 'serve', 'simulate', 'status', 'tokens'],
+        ...['registry', 'report', 'schemas', 'serve', 'simulate', 'status', 'tokens'],
       ].sort(),
     );
     const helps = await Promise.all(commands.map((cmd) => cli([cmd, '--help'])));

@@ -16,6 +16,7 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import { credentialsFileFor } from '../../simulators/provision.js';
 import { recordMessages } from '../../simulators/recording.js';
 import { simulate } from '../../src/cli/simulate.js';
+import { secretsFileFor } from '../../src/registry/secrets-file.js';
 import { runCli } from '../helpers/cli.js';
 import { useLab } from '../helpers/fixture.js';
 import { PASSWORD } from '../helpers/gateway.js';
@@ -226,6 +227,8 @@ describe('record and replay', () => {
 
     // Gateway B knows the same devices (same registry and simulator credentials).
     const b = await lab.startGateway({ devices: [] });
+    // The secrets file first, as the registry writes them: B never reads a device without its hash.
+    copyFileSync(secretsFileFor(a.registryFile), secretsFileFor(b.registryFile));
     copyFileSync(a.registryFile, b.registryFile);
     copyFileSync(credentialsFileFor(a.registryFile), credentialsFileFor(b.registryFile));
     await eventually(

@@ -10,7 +10,7 @@ import { serialiseRegistry } from '../../src/registry/file.js';
 import { addProject, issueToken, setConsent } from '../../src/registry/research.js';
 import type { Project, RegistryData } from '../../src/registry/types.js';
 import { useLab } from '../helpers/fixture.js';
-import { connectDevice, eventually } from '../helpers/mqtt.js';
+import { connectDevice, eventually, settled } from '../helpers/mqtt.js';
 import { ndjson, openProject, untilTokens } from '../helpers/research.js';
 
 let token = '';
@@ -119,6 +119,8 @@ describe('a moved device (issue 13 #4)', () => {
 
 describe('a duplicated consent (issue 13 #6)', () => {
   it('refuses a second consent line beside a withdrawn one on reload, keeps the previous registry and logs it', async () => {
+    // An edit writes lab.yaml and its secrets file, and each change is reloaded: let the last one land.
+    await settled(() => lab.gw.app.registry.reloads, 1000);
     const before = lab.gw.app.registry.current();
     const text = serialiseRegistry(before.data);
     // A hand edit: the withdrawn consent stays, and an active line for the same subject is added.
