@@ -27,6 +27,8 @@ lab.secrets.yaml
 *.secrets.yaml
 *.sim-credentials.json
 *.password
+# The audit log's head: not secret, but rewritten with every audit entry.
+*.audit-head.json
 IGNORE
 
 # InfluxDB: use one already answering on the port, or start our own with data under .lab/influxdb.
@@ -68,7 +70,7 @@ trap cleanup EXIT
 REGISTRY="$LAB_DIR/lab.yaml"
 LL="node $ROOT/bin/livinglab.js"
 if [ ! -f "$LAB_DIR/demo-ox-0001.password" ]; then
-  $LL devices add --registry "$REGISTRY" --id demo-ox-0001 --type pulse-oximeter --site demo --vendor demo \
+  $LL devices add --registry "$REGISTRY" --data-dir "$LAB_DIR/data" --id demo-ox-0001 --type pulse-oximeter --site demo --vendor demo \
     --subject p-demo-1 --interval 60s 2>/dev/null > "$LAB_DIR/demo-ox-0001.password"
   chmod 600 "$LAB_DIR/demo-ox-0001.password"
 fi

@@ -16,11 +16,11 @@ import { createLiveness } from './jobs/liveness.js';
 import { checkJobSchedules, registerJobs } from './jobs/register.js';
 import { createScheduler } from './jobs/scheduler.js';
 import { createLogger, type Logger } from './log.js';
-import { createAuditLog } from './query/audit.js';
+import { auditHeadFile, createAuditLog } from './query/audit.js';
 import { createHashPool } from './registry/hash-pool.js';
 import { createPasswordVerifier } from './registry/passwords.js';
 import { createRegistry, type Registry } from './registry/registry.js';
-import { secretsFileFor } from './registry/secrets-file.js';
+import { loadAuditKey, secretsFileFor } from './registry/secrets-file.js';
 import { statusTopic } from './registry/topics.js';
 import { loadSchemas } from './schemas/load.js';
 import type { SchemaSet } from './schemas/types.js';
@@ -95,8 +95,12 @@ export function buildApp(
   const { url: influxUrl, db, api } = config.influx;
   const status = { registry, queue, drain, writer, influxUrl, source: broker, liveness, pipeline };
   const reports = createStatusReports({ ...status, isStarted: () => started });
-  const audit = createAuditLog(resolveDataPaths(config.dataDir).auditLog);
   const secretsFile = secretsFileFor(config.registry, config.secretsFile);
+  const audit = createAuditLog({
+    file: resolveDataPaths(config.dataDir).auditLog,
+    headFile: auditHeadFile(config.registry),
+    key: () => loadAuditKey(config.registry, config.secretsFile),
+  });
   const research = { registry: () => registry.current().data, schemas, audit, influxUrl, db, secretsFile };
   const http = buildHttp({
     ...reports,

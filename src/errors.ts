@@ -23,6 +23,10 @@ export const ERROR_CODES = {
   LL_SECRETS_READ_ONLY: 'Secrets must move out of lab.yaml, but the secrets file cannot be written',
   LL_SECRET_MISSING: 'A secret the registry needs (project key, audit key) is not in the secrets file',
   LL_AUTH_BUSY: 'Too many password checks are queued; the login was refused, not queued',
+  LL_AUDIT_WRITE_FAILED: 'The registry was changed but the audit log could not record the change',
+  LL_AUDIT_LOCKED: 'Another process has held the audit log lock for too long; nothing was appended',
+  LL_AUDIT_KEY_MISSING: 'The audit log is sealed with the audit key, but no audit key is available',
+  LL_AUDIT_HEAD_INVALID: 'The audit head file (entry count and last MAC) cannot be read',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

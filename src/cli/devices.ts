@@ -1,5 +1,6 @@
-// `livinglab devices ...` and `livinglab accounts ...`: edit the registry file. Clear secrets are
-// printed once (generated) or read from standard input, and only their hashes are written.
+// `livinglab devices ...` and `livinglab accounts ...`: edit the registry file, and record each
+// change in the audit log after the write (cli/audit.ts). Clear secrets are printed once
+// (generated) or read from standard input, and only their hashes are written.
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { GatewayError } from '../errors.js';
@@ -24,8 +25,9 @@ import {
 import { EMPTY_REGISTRY, type RegistryData } from '../registry/types.js';
 import { loadSchemas } from '../schemas/load.js';
 import type { SchemaSet } from '../schemas/types.js';
+import { recordRegistryChange } from './audit.js';
 import { printTable, readStdinSecret } from './io.js';
-import { addRegistryOption, type CommonFlags, configFromFlags } from './options.js';
+import { addRegistryEditOptions, addRegistryOption, type CommonFlags, configFromFlags } from './options.js';
 
 type Env = Record<string, string | undefined>;
 
@@ -66,12 +68,13 @@ export function registerDeviceCommands(program: Command, env: Env): void {
   registerListCommand(devices, env);
   registerEnableCommands(devices, env);
   registerAssignCommand(devices, env);
-  addRegistryOption(devices.command('remove <id>').description('remove a device from the registry')).action(
-    async (id: string, opts: CommonFlags) => {
-      const config = await editRegistry(opts, env, (data) => removeDevice(data, id));
-      process.stderr.write(`device ${id} removed from ${config.registry}\n`);
-    },
-  );
+  addRegistryEditOptions(
+    devices.command('remove <id>').description('remove a device from the registry'),
+  ).action(async (id: string, opts: CommonFlags) => {
+    const config = await editRegistry(opts, env, (data) => removeDevice(data, id));
+    await recordRegistryChange(config, 'device-removed', { device: id });
+    process.stderr.write(`device ${id} removed from ${config.registry}\n`);
+  });
   registerPasswdCommand(devices, env);
   registerImportCommand(devices, env);
   registerAccountCommands(program, env);
@@ -91,7 +94,7 @@ function schemaVersionFor(schemas: SchemaSet, type: string, asked: string | unde
 }
 
 function registerAddCommand(devices: Command, env: Env): void {
-  addRegistryOption(
+  addRegistryEditOptions(
     devices
       .command('add')
       .description('register a device and print its generated MQTT password once')
@@ -123,6 +126,14 @@ function registerAddCommand(devices: Command, env: Env): void {
       passwordHash: hash,
     });
     await writeRegistryFile(config.registry, next, config.secretsFile);
+    await recordRegistryChange(config, 'device-added', {
+      device: opts.id,
+      type: opts.type,
+      schemaVersion: version,
+      site: opts.site,
+      vendor: opts.vendor,
+      ...(opts.subject ? { subject: opts.subject } : {}),
+    });
     process.stderr.write(`device ${opts.id} (${opts.type}@${version}) added to ${config.registry}\n`);
     if (print) {
       process.stderr.write('MQTT password (shown only now; store it in the device):\n');
@@ -162,7 +173,7 @@ function registerEnableCommands(devices: Command, env: Env): void {
     ['enable', true],
     ['disable', false],
   ] as const) {
-    addRegistryOption(
+    addRegistryEditOptions(
       devices
         .command(`${name} <id>`)
         .description(
@@ -170,13 +181,14 @@ function registerEnableCommands(devices: Command, env: Env): void {
         ),
     ).action(async (id: string, opts: CommonFlags) => {
       const config = await editRegistry(opts, env, (data) => setDeviceEnabled(data, id, enabled));
+      await recordRegistryChange(config, enabled ? 'device-enabled' : 'device-disabled', { device: id });
       process.stderr.write(`device ${id} ${name}d in ${config.registry}\n`);
     });
   }
 }
 
 function registerPasswdCommand(devices: Command, env: Env): void {
-  addRegistryOption(
+  addRegistryEditOptions(
     devices
       .command('passwd <id>')
       .description('give a device a new password (generated and printed once, or from standard input)')
@@ -184,6 +196,7 @@ function registerPasswdCommand(devices: Command, env: Env): void {
   ).action(async (id: string, opts: CommonFlags & { passwordStdin?: boolean }) => {
     const { secret, hash, print } = await newSecret(opts.passwordStdin, 'the device password');
     const config = await editRegistry(opts, env, (data) => setDevicePassword(data, id, hash));
+    await recordRegistryChange(config, 'device-password-set', { device: id });
     process.stderr.write(`new password set for device ${id} in ${config.registry}\n`);
     if (print) process.stdout.write(`${secret}\n`);
   });
@@ -205,7 +218,7 @@ function importedDeviceTemplate(opts: ImportFlags, env: Env): NewImportedDevices
 }
 
 function registerImportCommand(devices: Command, env: Env): void {
-  addRegistryOption(
+  addRegistryEditOptions(
     devices
       .command('import-mosquitto <file>')
       .description('import PBKDF2-SHA512 ($7$) hashes from a mosquitto_passwd file')
@@ -228,6 +241,10 @@ function registerImportCommand(devices: Command, env: Env): void {
       summary = result;
       return result.data;
     });
+    for (const device of summary.added)
+      await recordRegistryChange(config, 'device-added', { device, ...newDevices, importedFrom: file });
+    for (const device of summary.updated)
+      await recordRegistryChange(config, 'device-password-set', { device, importedFrom: file });
     for (const r of parsed.refused)
       process.stderr.write(`${file}:${r.line}: ${r.username || '?'}: refused: ${r.reason}\n`);
     for (const s of summary.skipped) process.stderr.write(`${s.username}: skipped: ${s.reason}\n`);
@@ -243,7 +260,7 @@ function registerAccountCommands(program: Command, env: Env): void {
   const accounts = program
     .command('accounts')
     .description('manage staff accounts (read-only MQTT access to lab/#)');
-  addRegistryOption(
+  addRegistryEditOptions(
     accounts
       .command('add')
       .description('add a staff account; its password is generated and printed once unless --password-stdin')
@@ -257,6 +274,7 @@ function registerAccountCommands(program: Command, env: Env): void {
     const config = await editRegistry(opts, env, (data) =>
       addAccount(data, { id: opts.id, role: 'staff', passwordHash: hash }),
     );
+    await recordRegistryChange(config, 'account-added', { account: opts.id, role: opts.role });
     process.stderr.write(`account ${opts.id} (${opts.role}) added to ${config.registry}\n`);
     if (print) process.stdout.write(`${secret}\n`);
   });
@@ -265,7 +283,7 @@ function registerAccountCommands(program: Command, env: Env): void {
 // A move is recorded, never rewritten: readings are tagged by their own time with the subject of
 // the assignment covering it, so a buffer flushed after the move stays with the previous resident.
 function registerAssignCommand(devices: Command, env: Env): void {
-  addRegistryOption(
+  addRegistryEditOptions(
     devices
       .command('assign <id>')
       .description(
@@ -284,6 +302,11 @@ function registerAssignCommand(devices: Command, env: Env): void {
     const from = opts.from ?? new Date().toISOString();
     const data = await readRegistryFile(config.registry, config.secretsFile);
     await writeRegistryFile(config.registry, assignDevice(data, id, opts.subject, from), config.secretsFile);
+    await recordRegistryChange(config, 'device-assigned', {
+      device: id,
+      subject: opts.subject ?? null,
+      from: new Date(Date.parse(from)).toISOString(),
+    });
     process.stderr.write(
       `device ${id} assigned to ${opts.subject ?? 'no one'} from ${new Date(Date.parse(from)).toISOString()} in ${config.registry}\n`,
     );

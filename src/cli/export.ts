@@ -1,5 +1,6 @@
 // `livinglab export`: the research API from the command line, to a file or stdout, with a running
-// row count on a terminal. The gateway applies consent, pseudonyms and the audit log (via "cli").
+// row count on a terminal. The gateway applies consent, pseudonyms and the audit log (via "api",
+// as for any HTTP client: the gateway cannot tell this command from another client).
 import { createWriteStream } from 'node:fs';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -46,7 +47,7 @@ export function registerExportCommand(program: Command, env: Record<string, stri
       let res: Response;
       try {
         res = await fetch(url, {
-          headers: { authorization: `Bearer ${token}`, 'x-livinglab-client': 'cli' },
+          headers: { authorization: `Bearer ${token}` },
         });
       } catch (err) {
         throw new GatewayError(

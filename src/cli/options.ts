@@ -44,6 +44,13 @@ export function addRegistryOption(cmd: Command): Command {
     .option('--config <file>', 'YAML configuration file (see livinglab.example.yaml)');
 }
 
+const DATA_DIR = FLAGGED.find((o) => o.path.join('.') === 'dataDir') as LeafOption;
+
+/** For commands that change the registry: they record the change in the data folder's audit log. */
+export function addRegistryEditOptions(cmd: Command): Command {
+  return addRegistryOption(cmd).addOption(toOption(DATA_DIR));
+}
+
 export function addServeOptions(cmd: Command): Command {
   addRegistryOption(cmd);
   for (const opt of FLAGGED) if (opt !== REGISTRY && opt !== SECRETS) cmd.addOption(toOption(opt));

@@ -1,16 +1,16 @@
-// `livinglab projects ...`, `livinglab tokens ...` and `livinglab audit verify`: research access
-// as recorded in the registry. Project secrets are never printed; tokens are printed once.
+// `livinglab projects ...` and `livinglab tokens ...`: research access as recorded in the
+// registry, each change also recorded in the audit log (cli/audit.ts). Project secrets are never
+// printed; tokens are printed once.
 import type { Command } from 'commander';
-import { resolveDataPaths } from '../config/data-paths.js';
 import { parseDuration } from '../config/duration.js';
 import { GatewayError } from '../errors.js';
-import { verifyAuditLog } from '../query/audit.js';
 import { readRegistryFile, writeRegistryFile } from '../registry/file.js';
-import { addProject, issueToken, revokeToken, setConsent } from '../registry/research.js';
+import { addProject, issueToken, parseToken, revokeToken, setConsent } from '../registry/research.js';
 import type { RegistryData } from '../registry/types.js';
 import { loadSchemas } from '../schemas/load.js';
 import type { SchemaSet } from '../schemas/types.js';
-import { addRegistryOption, type CommonFlags, configFromFlags } from './options.js';
+import { recordRegistryChange, registerAuditCommand } from './audit.js';
+import { addRegistryEditOptions as addRegistryOption, type CommonFlags, configFromFlags } from './options.js';
 
 type Env = Record<string, string | undefined>;
 const list = (v: string | undefined) =>
@@ -78,6 +78,13 @@ function registerProjectAddCommand(projects: Command, env: Env): void {
       await editRegistry(opts, env, (data) =>
         addProject(data, { id, from: opts.from, to: opts.to, types, fields }),
       );
+      await recordRegistryChange(config, 'project-added', {
+        project: id,
+        from: opts.from,
+        to: opts.to,
+        types,
+        fields,
+      });
       process.stderr.write(`project ${id} added (${opts.from} – ${opts.to}; ${types.join(', ')})\n`);
     },
   );
@@ -92,9 +99,15 @@ function registerConsentCommand(projects: Command, env: Env): void {
       .option('--withdraw', 'the subject withdraws: removed from every later export')
       .option('--date <date>', 'when (default: today)'),
   ).action(async (id: string, opts: CommonFlags & { subject: string; withdraw?: boolean; date?: string }) => {
-    await editRegistry(opts, env, (data) =>
-      setConsent(data, id, opts.subject, { withdraw: Boolean(opts.withdraw), on: opts.date ?? today() }),
+    const on = opts.date ?? today();
+    const config = await editRegistry(opts, env, (data) =>
+      setConsent(data, id, opts.subject, { withdraw: Boolean(opts.withdraw), on }),
     );
+    await recordRegistryChange(config, opts.withdraw ? 'consent-withdrawn' : 'consent-given', {
+      project: id,
+      subject: opts.subject,
+      on,
+    });
     process.stderr.write(`${opts.subject}: consent to ${id} ${opts.withdraw ? 'withdrawn' : 'recorded'}\n`);
   });
 }
@@ -113,7 +126,7 @@ function registerTokenCommands(program: Command, env: Env): void {
     if (!ms)
       throw new GatewayError('LL_INPUT_INVALID', `--expires "${opts.expires}" is not a duration like 90d`);
     let token = '';
-    await editRegistry(opts, env, (data) => {
+    const config = await editRegistry(opts, env, (data) => {
       const r = issueToken(data, {
         project: opts.project,
         researcher: opts.researcher,
@@ -122,36 +135,29 @@ function registerTokenCommands(program: Command, env: Env): void {
       token = r.token;
       return r.data;
     });
+    const issued = parseToken(token);
+    await recordRegistryChange(config, 'token-issued', {
+      token: issued ? issued.id : '?',
+      project: opts.project,
+      researcher: opts.researcher,
+      expires: new Date(Date.now() + ms).toISOString(),
+    });
     process.stderr.write(`token for ${opts.researcher} on project ${opts.project} (shown only now):\n`);
     process.stdout.write(`${token}\n`);
   });
   addRegistryOption(tokens.command('revoke <token-or-id>').description('revoke a token')).action(
     async (id: string, opts: CommonFlags) => {
-      await editRegistry(opts, env, (data) => revokeToken(data, id));
+      let revoked: { id: string; project: string; researcher: string } | undefined;
+      const config = await editRegistry(opts, env, (data) => {
+        const next = revokeToken(data, id);
+        revoked = next.tokens.find((t) => t.revoked && !data.tokens.find((o) => o.id === t.id)?.revoked);
+        return next;
+      });
+      await recordRegistryChange(config, 'token-revoked', {
+        token: revoked?.id ?? id.replace(/^ll_([a-z0-9]+)_.*$/, '$1'),
+        ...(revoked ? { project: revoked.project, researcher: revoked.researcher } : {}),
+      });
       process.stderr.write('token revoked\n');
     },
   );
-}
-
-function registerAuditCommand(program: Command, env: Env): void {
-  program
-    .command('audit')
-    .description('the export audit log')
-    .command('verify')
-    .description('check the hash chain of the audit log; exit 1 if an entry was changed or deleted')
-    .option('--data-dir <dir>', "the gateway's data folder")
-    .option('--file <file>', 'the audit log (default: DATA_DIR/audit.ndjson)')
-    .action(async (opts: { dataDir?: string; file?: string }) => {
-      const config = configFromFlags({ ...(opts.dataDir ? { dataDir: opts.dataDir } : {}) }, env);
-      const file = opts.file ?? resolveDataPaths(config.dataDir).auditLog;
-      const r = await verifyAuditLog(file).catch((err: Error) => {
-        throw new GatewayError('LL_INPUT_INVALID', `cannot read ${file}: ${err.message}`);
-      });
-      if (r.brokenAt) {
-        process.stdout.write(`${file}:${r.brokenAt}: ${r.reason}\n`);
-        process.exitCode = 1;
-      } else {
-        process.stdout.write(`${file}: ${r.entries} entries, chain intact\n`);
-      }
-    });
 }

@@ -12,7 +12,10 @@ import { closedPortUrl } from '../helpers/ports.js';
 const run = promisify(execFile);
 const ROOT = new URL('../../', import.meta.url).pathname;
 
-const cli = (args: string[], input?: string) => runCli(args, { input });
+// Registry edits append to the audit log of the data folder: a temporary one, never the repository's.
+const DATA_DIR = mkdtempSync(join(tmpdir(), 'll-cli-data-'));
+const cli = (args: string[], input?: string) =>
+  runCli(args, { input, env: { LIVINGLAB_DATA_DIR: DATA_DIR } });
 
 describe('livinglab command line', () => {
   // Each test has its own folder and registry, removed when it finishes: no test reads another's state.

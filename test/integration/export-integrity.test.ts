@@ -8,10 +8,11 @@ import { join } from 'node:path';
 import { tableFromIPC } from 'apache-arrow';
 import { beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { ARROW_BATCH_ROWS } from '../../src/query/arrow.js';
-import { verifyAuditLog } from '../../src/query/audit.js';
+import { auditHeadFile, verifyAuditLog } from '../../src/query/audit.js';
 import { pseudonym } from '../../src/query/pseudonym.js';
 import { readRegistryFile } from '../../src/registry/file.js';
 import { addProject, issueToken, setConsent } from '../../src/registry/research.js';
+import { loadAuditKey } from '../../src/registry/secrets-file.js';
 import type { RegistryData } from '../../src/registry/types.js';
 import { runCli } from '../helpers/cli.js';
 import { startCutProxy } from '../helpers/cut-proxy.js';
@@ -225,11 +226,22 @@ describe('every row in every format, and the audit log (items 7 and 12)', () => 
     // At least what the client read (one NDJSON row is under 80 bytes), and not everything.
     expect(end.rows).toBeGreaterThan(1_000_000 / 80);
     expect(end.rows).toBeLessThan(BIG_ROWS);
-    expect(await verifyAuditLog(join(lab.gw.dir, 'data', 'audit.ndjson'))).toEqual({
+    expect(await verifySealed(lab.gw)).toEqual({
       entries: (await auditLines()).length,
+      legacy: 0,
+      sealedFrom: 1,
+      notes: [],
     });
   });
 });
+
+/** Checks a gateway's audit log with its key and head, as `livinglab audit verify` does. */
+async function verifySealed(gw: { dir: string; registryFile: string }) {
+  return verifyAuditLog(join(gw.dir, 'data', 'audit.ndjson'), {
+    key: await loadAuditKey(gw.registryFile),
+    headFile: auditHeadFile(gw.registryFile),
+  });
+}
 
 describe('an export that fails half-way (item 12, and `livinglab export`)', () => {
   it('is audited as failed with the rows sent, and the CLI exits 2 saying its file is incomplete', {
@@ -269,16 +281,17 @@ describe('an export that fails half-way (item 12, and `livinglab export`)', () =
         (l) => l.length >= 2,
       )
     ).map((l) => JSON.parse(l) as AuditLine & { via: string; error?: string });
+    // `livinglab export` is an HTTP client like any other: the server records "api".
     expect(lines.map((l) => [l.event, l.via])).toEqual([
-      ['export-started', 'cli'],
-      ['export-ended', 'cli'],
+      ['export-started', 'api'],
+      ['export-ended', 'api'],
     ]);
     const written = (await readFile(out, 'utf8')).trim().split('\n').length - 1;
     expect(written).toBeGreaterThan(0);
     expect(lines[1]).toMatchObject({ status: 'failed', error: expect.any(String) });
     expect(lines[1]?.rows).toBeGreaterThanOrEqual(written);
     expect(lines[1]?.rows).toBeLessThan(BIG_ROWS);
-    expect(await verifyAuditLog(file)).toEqual({ entries: 2 });
+    expect(await verifySealed(gw2)).toEqual({ entries: 2, legacy: 0, sealedFrom: 1, notes: [] });
   });
 });
 

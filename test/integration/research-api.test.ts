@@ -1,8 +1,9 @@
 // The research API against data written through the gateway into a real influxd.
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { verifyAuditLog } from '../../src/query/audit.js';
+import { auditHeadFile, verifyAuditLog } from '../../src/query/audit.js';
 import { addProject, issueToken, revokeToken, setConsent } from '../../src/registry/research.js';
+import { loadAuditKey } from '../../src/registry/secrets-file.js';
 import type { RegistryData } from '../../src/registry/types.js';
 import { runCli } from '../helpers/cli.js';
 import { useLab } from '../helpers/fixture.js';
@@ -183,7 +184,7 @@ describe('GET /api/v1/projects/{id}/readings', () => {
     expect(still[0]?.count).toBe(3 * HOURS);
   });
 
-  it('writes every export to a hash-chained audit log with its row count', async () => {
+  it('writes every export to a sealed audit log with its row count', async () => {
     const file = join(lab.gw.dir, 'data', 'audit.ndjson');
     const { readFile } = await import('node:fs/promises');
     const entries = async () =>
@@ -216,8 +217,12 @@ describe('GET /api/v1/projects/{id}/readings', () => {
       status: 'finished',
       rows: rows.length,
     });
-    const r = await verifyAuditLog(file);
+    const r = await verifyAuditLog(file, {
+      key: await loadAuditKey(lab.gw.registryFile),
+      headFile: auditHeadFile(lab.gw.registryFile),
+    });
     expect(r.brokenAt).toBeUndefined();
+    expect(r.sealedFrom).toBe(1);
     expect(r.entries).toBeGreaterThanOrEqual(before + 2);
   });
 });
@@ -256,7 +261,7 @@ describe('dictionary, subjects and devices', () => {
 });
 
 describe('livinglab export', () => {
-  it('writes the same rows as the API to a file, audited as "cli"', async () => {
+  it('writes the same rows as the API to a file, audited as "api" (the server decides, not the client)', async () => {
     const { readFile } = await import('node:fs/promises');
     const out = join(lab.gw.dir, 'export.csv');
     const env = { LIVINGLAB_TOKEN: tokens.a };
@@ -282,8 +287,9 @@ describe('livinglab export', () => {
     const audit = (await readFile(join(lab.gw.dir, 'data', 'audit.ndjson'), 'utf8'))
       .trim()
       .split('\n')
-      .map((l) => JSON.parse(l) as { via: string });
-    expect(audit.some((e) => e.via === 'cli')).toBe(true);
+      .map((l) => JSON.parse(l) as { via?: string; export?: string });
+    const id = /audit log export ([0-9a-f-]+)/.exec(stderr)?.[1];
+    expect(audit.filter((e) => e.export === id).map((e) => e.via)).toEqual(['api', 'api']);
     const refused = await runCli(
       [
         'export',

@@ -8,13 +8,17 @@ import { EMPTY_REGISTRY } from '../../src/registry/types.js';
 import { runCli } from '../helpers/cli.js';
 
 const _ROOT = new URL('../../', import.meta.url).pathname;
-const cli = (args: string[]) => runCli(args);
+// Registry edits append to the audit log of the data folder: a temporary one, never the repository's.
+const DATA_DIR = mkdtempSync(join(tmpdir(), 'll-research-data-'));
+const cli = (args: string[]) => runCli(args, { env: { LIVINGLAB_DATA_DIR: DATA_DIR } });
 
 describe('livinglab projects, tokens and audit', () => {
   const dir = mkdtempSync(join(tmpdir(), 'll-research-'));
   const reg = join(dir, 'lab.yaml');
 
-  it('adds a project with released fields, records consent and withdrawal, issues and revokes a token', async () => {
+  it('adds a project with released fields, records consent and withdrawal, issues and revokes a token', {
+    timeout: 120_000,
+  }, async () => {
     await writeRegistryFile(reg, EMPTY_REGISTRY);
     const add = await cli([
       'projects',
@@ -83,7 +87,7 @@ describe('livinglab projects, tokens and audit', () => {
 
   it('audit verify reports an intact chain, and the line of a tampered entry with exit 1', async () => {
     const file = join(dir, 'audit.ndjson');
-    const log = createAuditLog(file);
+    const log = createAuditLog({ file });
     for (const rows of [1, 2, 3])
       await log.append({
         at: new Date().toISOString(),
@@ -97,7 +101,7 @@ describe('livinglab projects, tokens and audit', () => {
       });
     expect(await cli(['audit', 'verify', '--file', file])).toMatchObject({
       code: 0,
-      stdout: `${file}: 3 entries, chain intact\n`,
+      stdout: `${file}: 3 entries, chain intact (legacy SHA-256 chain, not sealed with the audit key)\n`,
     });
     writeFileSync(file, readFileSync(file, 'utf8').replace('"rows":2', '"rows":200'));
     const broken = await cli(['audit', 'verify', '--file', file]);

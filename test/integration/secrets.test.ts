@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterAll, describe, expect, it, onTestFinished } from 'vitest';
 import { buildApp } from '../../src/app.js';
@@ -125,7 +125,9 @@ function secretValues(data: RegistryData): string[] {
 describe('lab.yaml holds no secret', () => {
   it('after devices, accounts, projects, consents, tokens and a new password are made with the CLI', async () => {
     const { reg, secrets } = await labDir();
-    const r = (args: string[]) => runCli([...args, '--registry', reg]);
+    // Registry edits append to the audit log of the data folder: the lab's own, never the repository's.
+    const r = (args: string[]) =>
+      runCli([...args, '--registry', reg, '--data-dir', join(dirname(reg), 'data')]);
     const add = await r([
       'devices',
       'add',
@@ -375,7 +377,13 @@ describe('npm run lab', () => {
     expect(setup).toBeDefined();
     execFileSync('bash', ['-euc', setup as string], { env: { ...process.env, LAB_DIR: dir } });
     execFileSync('git', ['init', '-q', dir]);
-    for (const name of ['lab.yaml', 'lab.secrets.yaml', 'lab.sim-credentials.json', 'demo-ox-0001.password'])
+    for (const name of [
+      'lab.yaml',
+      'lab.secrets.yaml',
+      'lab.sim-credentials.json',
+      'demo-ox-0001.password',
+      'lab.audit-head.json',
+    ])
       await writeFile(join(dir, name), 'x');
     const status = execFileSync('git', ['-C', dir, 'status', '--porcelain', '--untracked-files=all'], {
       encoding: 'utf8',

@@ -95,11 +95,11 @@ describe('audit log', () => {
   });
   it('detects a changed and a deleted entry', async () => {
     const file = join(mkdtempSync(join(tmpdir(), 'll-audit-')), 'audit.ndjson');
-    const log = createAuditLog(file);
+    const log = createAuditLog({ file });
     for (const n of [10, 20, 30]) await log.append(entry(n));
     // A second writer (a restarted gateway) continues the same chain.
-    await createAuditLog(file).append(entry(40));
-    expect(await verifyAuditLog(file)).toEqual({ entries: 4 });
+    await createAuditLog({ file }).append(entry(40));
+    expect(await verifyAuditLog(file)).toEqual({ entries: 4, legacy: 4, notes: [] });
     const lines = readFileSync(file, 'utf8').trim().split('\n');
     writeFileSync(
       file,
