@@ -60,6 +60,37 @@ function createOversizeHandler(deps: GateDeps, warnSometimes: ReturnType<typeof 
   };
 }
 
+/** Whether a new connection may open at all: the connection cap and the per-address rate. */
+function createAdmission(config: Config, warnSometimes: ReturnType<typeof createOccasionalWarner>) {
+  const rateLimiter = createConnectRateLimiter({
+    ratePerSecond: config.mqtt.connectRate,
+    burst: config.mqtt.connectBurst,
+  });
+  // One cap for every listener: each server's own maxConnections would let TCP and TLS together
+  // hold twice mqtt.maxConnections.
+  let open = 0;
+  let overCap = 0;
+  /** The connection cap and the per-address rate: false means close this connection. */
+  const admit = (socket: Socket): boolean => {
+    if (open >= config.mqtt.maxConnections) {
+      overCap++;
+      warnSometimes('new connections over mqtt.maxConnections refused', { open, refusedSoFar: overCap });
+      return false;
+    }
+    if (!rateLimiter.take(socket.remoteAddress ?? '')) {
+      warnSometimes('new connections over the per-address rate refused (mqtt.connectRate)', {
+        remoteAddress: socket.remoteAddress,
+        refusedSoFar: rateLimiter.refused,
+      });
+      return false;
+    }
+    open++;
+    socket.once('close', () => open--);
+    return true;
+  };
+  return { admit, overCap: () => overCap, rateLimited: () => rateLimiter.refused };
+}
+
 /** TLS handshakes that failed or timed out (garbage, plain MQTT on the TLS port, half-open). */
 function createHandshakeCounter(warnSometimes: ReturnType<typeof createOccasionalWarner>) {
   let failed = 0;
@@ -83,24 +114,13 @@ function createHandshakeCounter(warnSometimes: ReturnType<typeof createOccasiona
  */
 export function createConnectionGate(deps: GateDeps) {
   const { config } = deps;
-  const rateLimiter = createConnectRateLimiter({
-    ratePerSecond: config.mqtt.connectRate,
-    burst: config.mqtt.connectBurst,
-  });
   const budget = createPreAuthBudget({ budgetBytes: config.mqtt.preAuthBufferBudget });
   const warnSometimes = createOccasionalWarner(deps.log);
   const oversize = createOversizeHandler(deps, warnSometimes);
   const handshakes = createHandshakeCounter(warnSometimes);
 
-  /** The per-address rate: false means close this connection. */
-  const admit = (socket: Socket): boolean => {
-    if (rateLimiter.take(socket.remoteAddress ?? '')) return true;
-    warnSometimes('new connections over the per-address rate refused (mqtt.connectRate)', {
-      remoteAddress: socket.remoteAddress,
-      refusedSoFar: rateLimiter.refused,
-    });
-    return false;
-  };
+  const admission = createAdmission(config, warnSometimes);
+  const { admit } = admission;
 
   // With TLS the gate sees a connection twice: the raw socket when it arrives (admit: the rate is
   // checked before the connection costs a key exchange) and the decrypted TLSSocket once the
@@ -147,10 +167,11 @@ export function createConnectionGate(deps: GateDeps) {
       return budget.bufferedBytes;
     },
     refused: () => ({
-      'rate-limit': rateLimiter.refused,
+      'rate-limit': admission.rateLimited(),
       'preauth-budget': budget.closed,
       'connect-too-large': oversize.connectsRefused,
       'tls-handshake': handshakes.count(),
+      'max-connections': admission.overCap(),
     }),
   };
 }
