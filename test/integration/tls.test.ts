@@ -13,7 +13,7 @@ import { createTestCerts, type TestCerts } from '../helpers/certs.js';
 import { useLab } from '../helpers/fixture.js';
 import { PASSWORD, type TestGateway } from '../helpers/gateway.js';
 import { connectDevice, eventually, mosquittoPub } from '../helpers/mqtt.js';
-import { connectPacket } from '../helpers/raw-mqtt.js';
+import { connectPacket, fixedHeader } from '../helpers/raw-mqtt.js';
 
 const BP1 = { id: 'bp-0101', type: 'blood-pressure', site: 'aarhus' };
 const BP2 = { id: 'bp-0102', type: 'blood-pressure', site: 'aarhus' };
@@ -166,6 +166,16 @@ describe('bad input on the TLS port closes that connection only', () => {
       async () => handshakeFailures(),
       (n) => n > before,
     );
+  });
+
+  it('a CONNECT over TLS larger than mqtt.maxConnectPacketSize (the frame guard applies after decryption)', async () => {
+    const before = lab.gw.app.broker.guardStats.connectionsRefused['connect-too-large'] ?? 0;
+    const socket = connectTls({ port: tlsPortOf(lab.gw), host: '127.0.0.1', ...tlsOpts() });
+    socket.on('error', () => undefined);
+    await once(socket, 'secureConnect');
+    socket.write(fixedHeader(1, 100_000));
+    await once(socket, 'close');
+    expect(lab.gw.app.broker.guardStats.connectionsRefused['connect-too-large']).toBe(before + 1);
   });
 
   it('the device connected over TLS all along still publishes, and its reading lands', async () => {
