@@ -71,12 +71,17 @@ export async function loadTlsMaterial(
   log: Logger,
   opts: { pollMs?: number } = {},
 ): Promise<TlsMaterial | undefined> {
+  const { cert, key, ca } = config.tls;
+  // Half a configuration would otherwise mean "no TLS" without a word, and devices told to use
+  // 8883 would find nothing there.
+  if ((cert === '') !== (key === '') || (ca !== '' && cert === '')) {
+    throw new GatewayError(
+      'LL_CONFIG_INVALID',
+      'tls.cert and tls.key (--tls-cert, --tls-key) must be set together, and tls.ca needs both; TLS stays off without them',
+    );
+  }
   if (!isTlsConfigured(config)) return undefined;
-  const files: Files = {
-    cert: config.tls.cert,
-    key: config.tls.key,
-    ...(config.tls.ca ? { ca: config.tls.ca } : {}),
-  };
+  const files: Files = { cert, key, ...(ca ? { ca } : {}) };
   let current = await readMaterial(files, config.tls.minVersion);
   const listeners: (() => void)[] = [];
   let reading: Promise<void> = Promise.resolve();

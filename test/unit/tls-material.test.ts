@@ -43,6 +43,17 @@ describe('loadTlsMaterial', () => {
     expect(await loadTlsMaterial(configFor({}), logSink().log)).toBeUndefined();
   });
 
+  it.each([
+    ['a certificate without a key', () => ({ cert: certs.server.cert })],
+    ['a key without a certificate', () => ({ key: certs.server.key })],
+    ['a CA without certificate and key', () => ({ ca: certs.caFile })],
+  ])('refuses %s (LL_CONFIG_INVALID) instead of running without TLS', async (_name, tls) => {
+    await expect(loadTlsMaterial(configFor(tls()), logSink().log)).rejects.toMatchObject({
+      code: 'LL_CONFIG_INVALID',
+      message: expect.stringContaining('tls.cert and tls.key'),
+    });
+  });
+
   it('names the file that cannot be read (LL_TLS_INVALID)', async () => {
     const missing = join(certs.dir, 'nope.key');
     await expect(
