@@ -27,6 +27,7 @@ import type { SchemaSet } from './schemas/types.js';
 import { createStorage, type Storage } from './storage/from-config.js';
 import { createQueueSink } from './storage/queue-sink.js';
 import type { SpoolOptions } from './storage/spool/index.js';
+import { loadTlsMaterial, type TlsMaterial } from './tls/material.js';
 
 /** The wired gateway: start(), stop(), the bound ports, and its parts for tests and the CLI. */
 export type App = ReturnType<typeof buildApp>;
@@ -38,12 +39,13 @@ function wireIngestion(
   registry: Registry,
   storage: Storage,
   schemas: SchemaSet,
+  tlsMaterial: () => TlsMaterial | undefined,
 ) {
   const child = (module: string) => log.child({ module });
   // Logins hash on their own thread, off the spool's libuv pool (docs/architecture.md, Pitfalls).
   const hashPool = createHashPool({ maxPending: config.auth.maxPendingVerifications });
   const verifier = createPasswordVerifier({ hash: hashPool.hash });
-  const broker = createBroker({ config, registry, verifier, log: child('broker') });
+  const broker = createBroker({ config, registry, verifier, log: child('broker'), tlsMaterial });
   const sources: MessageSource[] = [broker];
   const liveness = createLiveness({
     registry,
@@ -86,7 +88,8 @@ export function buildApp(
   });
   const storage = createStorage(config, log, opts.openSpoolFile);
   const { writer, queue, rejects, drain } = storage;
-  const ingestion = wireIngestion(config, log, registry, storage, schemas);
+  let tls: TlsMaterial | undefined; // read in start(), shared by every TLS listener
+  const ingestion = wireIngestion(config, log, registry, storage, schemas, () => tls);
   const { broker, sources, liveness, pipeline } = ingestion;
   const scheduler = createScheduler({ log: log.child({ module: 'jobs' }) });
   const metrics = createGatewayMetrics({ ...ingestion, ...storage, source: broker, registry, scheduler });
@@ -112,6 +115,7 @@ export function buildApp(
   let statsTimer: NodeJS.Timeout | undefined;
 
   const start = async () => {
+    tls = await loadTlsMaterial(config, log.child({ module: 'tls' }));
     await registry.start();
     warnDevicesWithoutSchema(registry.current().devices.values(), schemas, log);
     await storage.start();
@@ -121,8 +125,8 @@ export function buildApp(
     statsTimer = setInterval(() => reports.logStats(log), 60_000);
     statsTimer.unref();
     started = true;
-    const spool = config.spool.enabled;
-    log.info({ mqttPort: broker.port, httpPort, influx: influxUrl, api, spool }, 'gateway started');
+    const ports = { mqttPort: broker.port, mqttsPort: broker.tlsPort, httpPort };
+    log.info({ ...ports, influx: influxUrl, api, spool: config.spool.enabled }, 'gateway started');
   };
 
   const stop = async () => {
@@ -137,6 +141,7 @@ export function buildApp(
     await pipeline.settle();
     await storage.stop(wasStarted ? config.shutdownTimeoutMs : undefined);
     await registry.stop();
+    tls?.stop();
     const left = queue.stats.unconfirmedRecords;
     if (wasStarted)
       log.info({ pointsWritten: drain.stats.pointsWritten, recordsLeftInSpool: left }, 'gateway stopped');

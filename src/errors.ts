@@ -22,6 +22,8 @@ export const ERROR_CODES = {
   LL_SECRETS_CONFLICT: 'lab.yaml and the secrets file hold different values for one secret',
   LL_SECRETS_READ_ONLY: 'Secrets must move out of lab.yaml, but the secrets file cannot be written',
   LL_SECRET_MISSING: 'A secret the registry needs (project key, audit key) is not in the secrets file',
+  LL_TLS_INVALID:
+    'A TLS certificate, key or CA file cannot be read, cannot be parsed, or does not fit its key',
   LL_AUTH_BUSY: 'Too many password checks are queued; the login was refused, not queued',
   LL_AUDIT_WRITE_FAILED: 'The registry was changed but the audit log could not record the change',
   LL_AUDIT_LOCKED: 'Another process has held the audit log lock for too long; nothing was appended',

@@ -1,10 +1,11 @@
-// The embedded MQTT broker, one MessageSource (ingest/source.ts): aedes behind a TCP listener
-// (listener.ts) with the connection gate (connection-gate.ts: frame-size guard, per-address rate,
+// The embedded MQTT broker, one MessageSource (ingest/source.ts): aedes behind a TCP listener and,
+// when TLS is configured, a TLS listener (listener.ts), both with the connection gate (connection-gate.ts: frame-size guard, per-address rate,
 // pre-authentication budget), connect/keepalive limits (aedes defaults: none, 30 s), the aedes
 // callbacks (hooks.ts), retained online/offline status (status-publisher.ts) and registry changes
 // enforced on live connections (registry-enforcement.ts). It never acknowledges a message before
 // ingestion has answered for it.
 import type { Server, Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import { Aedes, type Client } from 'aedes';
 import type { Config } from '../config/schema.js';
 import type { Ingestion, MessageSource } from '../ingest/source.js';
@@ -12,10 +13,12 @@ import type { Logger } from '../log.js';
 import type { PasswordVerifier } from '../registry/passwords.js';
 import type { Registry } from '../registry/registry.js';
 import type { Device } from '../registry/types.js';
+import type { TlsMaterial } from '../tls/material.js';
+import type { BackoffOptions } from './auth-backoff.js';
 import { isBackedUp } from './backlog.js';
 import { type ConnectionGate, createConnectionGate } from './connection-gate.js';
 import { type AuthStats, createHooks, type Hooks } from './hooks.js';
-import { listenTcp } from './listener.js';
+import { listenTcp, listenTls, type TlsSocketHandlers } from './listener.js';
 import { enforceRegistry } from './registry-enforcement.js';
 import { createIndexedPersistence } from './retained-index.js';
 import { publishDeviceStatus } from './status-publisher.js';
@@ -24,6 +27,8 @@ import { publishDeviceStatus } from './status-publisher.js';
 export interface Broker extends MessageSource {
   /** The bound TCP port (useful with port 0). */
   readonly port: number;
+  /** The bound MQTT over TLS port; undefined when TLS is not configured. */
+  readonly tlsPort: number | undefined;
   readonly connectedClients: number;
   /** Devices with a live connection (for metrics and `livinglab status`). */
   connectedDevices(): Device[];
@@ -46,6 +51,8 @@ export interface BrokerDeps {
   registry: Registry;
   verifier: PasswordVerifier;
   log: Logger;
+  /** The server's TLS material, read when the broker starts; none: no TLS listener. */
+  tlsMaterial?: () => TlsMaterial | undefined;
 }
 
 const clientsOf = (a: Aedes) => (a as unknown as { clients: Record<string, Client> }).clients;
@@ -92,11 +99,11 @@ function connectedDevicesOf(a: Aedes | undefined, hooks: Hooks): Device[] {
 }
 
 async function closeAll(
-  server: Server | undefined,
+  servers: readonly Server[],
   a: Aedes | undefined,
   sockets: ReadonlySet<Socket>,
 ): Promise<void> {
-  const closed = new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+  const closed = Promise.all(servers.map((server) => new Promise<void>((r) => server.close(() => r()))));
   if (a) {
     for (const client of Object.values(clientsOf(a))) client.close();
     await new Promise<void>((resolve) => a.close(() => resolve()));
@@ -136,18 +143,44 @@ function createAcceptor(
   sockets: Set<Socket>,
 ) {
   let connectionSeq = 0;
-  return (a: Aedes, socket: Socket) => {
+  return (a: Aedes, socket: Socket, opts: { admitted?: boolean } = {}) => {
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
     let client: Client | undefined;
-    const guarded = gate.accept(socket, () => ({
+    const describe = () => ({
       clientId: client?.id,
       connectionId: client ? connectionIds.get(client) : undefined,
-    }));
+    });
+    const guarded = gate.accept(socket, describe, opts);
     if (!guarded) return;
     client = a.handle(guarded.conn);
     gate.track(client, guarded.entry);
     connectionIds.set(client, `c${(++connectionSeq).toString(36)}`);
+  };
+}
+
+const backoffOptions = (config: Config): BackoffOptions => ({
+  usernameAfter: config.auth.usernameBackoffAfter,
+  addressAfter: config.auth.addressBackoffAfter,
+  baseMs: config.auth.backoffBaseMs,
+  maxMs: config.auth.backoffMaxMs,
+});
+
+/** The TLS listener's side of the gate: rate on the raw socket, the rest on the decrypted one. */
+function tlsHandlers(
+  gate: ConnectionGate,
+  sockets: Set<Socket>,
+  accept: (socket: TLSSocket) => void,
+): TlsSocketHandlers {
+  return {
+    admit: (socket) => {
+      // Tracked from the first byte: a half-open handshake must not keep stop() waiting.
+      sockets.add(socket);
+      socket.once('close', () => sockets.delete(socket));
+      return gate.admit(socket);
+    },
+    onSecureSocket: accept,
+    onHandshakeFailed: gate.handshakeFailed,
   };
 }
 
@@ -161,17 +194,13 @@ export function createBroker(deps: BrokerDeps): Broker {
     ...deps,
     onPublish: (msg) => (ingestion as Ingestion).handle(msg),
     connectionIdOf: (client) => connectionIds.get(client),
-    backoff: {
-      usernameAfter: config.auth.usernameBackoffAfter,
-      addressAfter: config.auth.addressBackoffAfter,
-      baseMs: config.auth.backoffBaseMs,
-      maxMs: config.auth.backoffMaxMs,
-    },
+    backoff: backoffOptions(config),
   });
   const gate = createConnectionGate({ config, log, onOversize: (r) => ingestion?.rejectOversize(r) });
   let aedes: Aedes | undefined;
-  let server: Server | undefined;
+  let servers: Server[] = [];
   let port = 0;
+  let tlsPort: number | undefined;
   const publish = publishVia(() => aedes);
 
   const sockets = new Set<Socket>();
@@ -199,6 +228,9 @@ export function createBroker(deps: BrokerDeps): Broker {
     get port() {
       return port;
     },
+    get tlsPort() {
+      return tlsPort;
+    },
     get connectedClients() {
       return aedes?.connectedClients ?? 0;
     },
@@ -208,13 +240,20 @@ export function createBroker(deps: BrokerDeps): Broker {
       aedes = a;
       watchClients(a, { hooks, gate, publish, registry, log });
       const listener = await listenTcp(config, log, (socket) => acceptConnection(a, socket));
-      server = listener.server;
+      servers.push(listener.server);
       port = listener.port;
+      const material = deps.tlsMaterial?.();
+      if (material) {
+        const handlers = tlsHandlers(gate, sockets, (s) => acceptConnection(a, s, { admitted: true }));
+        const tls = await listenTls(config, material, log, handlers);
+        servers.push(tls.server);
+        tlsPort = tls.port;
+      }
     },
     async stop() {
-      const srv = server;
-      server = undefined;
-      await closeAll(srv, aedes, sockets);
+      const open = servers;
+      servers = [];
+      await closeAll(open, aedes, sockets);
       aedes = undefined;
     },
   };

@@ -1,5 +1,6 @@
 // What a connection must pass before aedes reads it: the per-address connection rate, the frame
-// guard (CONNECT and packet size limits) and the pre-authentication buffer budget (preauth.ts).
+// guard (CONNECT and packet size limits) and the pre-authentication buffer budget (preauth.ts),
+// on plain TCP and on TLS alike.
 // It never reads a packet itself and never blames anyone in the rejects log before login.
 import type { Socket } from 'node:net';
 import type { Client } from 'aedes';
@@ -59,27 +60,80 @@ function createOversizeHandler(deps: GateDeps, warnSometimes: ReturnType<typeof 
   };
 }
 
+/** Whether a new connection may open at all: the connection cap and the per-address rate. */
+function createAdmission(config: Config, warnSometimes: ReturnType<typeof createOccasionalWarner>) {
+  const rateLimiter = createConnectRateLimiter({
+    ratePerSecond: config.mqtt.connectRate,
+    burst: config.mqtt.connectBurst,
+  });
+  // One cap for every listener: each server's own maxConnections would let TCP and TLS together
+  // hold twice mqtt.maxConnections.
+  let open = 0;
+  let overCap = 0;
+  /** The connection cap and the per-address rate: false means close this connection. */
+  const admit = (socket: Socket): boolean => {
+    if (open >= config.mqtt.maxConnections) {
+      overCap++;
+      warnSometimes('new connections over mqtt.maxConnections refused', { open, refusedSoFar: overCap });
+      return false;
+    }
+    if (!rateLimiter.take(socket.remoteAddress ?? '')) {
+      warnSometimes('new connections over the per-address rate refused (mqtt.connectRate)', {
+        remoteAddress: socket.remoteAddress,
+        refusedSoFar: rateLimiter.refused,
+      });
+      return false;
+    }
+    open++;
+    socket.once('close', () => open--);
+    return true;
+  };
+  return { admit, overCap: () => overCap, rateLimited: () => rateLimiter.refused };
+}
+
+/** TLS handshakes that failed or timed out (garbage, plain MQTT on the TLS port, half-open). */
+function createHandshakeCounter(warnSometimes: ReturnType<typeof createOccasionalWarner>) {
+  let failed = 0;
+  return {
+    count: () => failed,
+    /** Node has already closed the connection; this only counts and warns now and then. */
+    failed: (err: Error, socket: Socket) => {
+      failed++;
+      warnSometimes('TLS handshakes failed or timed out; those connections were closed', {
+        remoteAddress: socket.remoteAddress,
+        error: err.message,
+        closedSoFar: failed,
+      });
+    },
+  };
+}
+
 /**
  * What a connection must pass before aedes reads it: the per-address connection rate, the frame
  * guard (CONNECT and packet size limits), and the pre-authentication buffer budget until it logs in.
  */
 export function createConnectionGate(deps: GateDeps) {
   const { config } = deps;
-  const rateLimiter = createConnectRateLimiter({
-    ratePerSecond: config.mqtt.connectRate,
-    burst: config.mqtt.connectBurst,
-  });
   const budget = createPreAuthBudget({ budgetBytes: config.mqtt.preAuthBufferBudget });
   const warnSometimes = createOccasionalWarner(deps.log);
   const oversize = createOversizeHandler(deps, warnSometimes);
+  const handshakes = createHandshakeCounter(warnSometimes);
 
-  const accept = (socket: Socket, describe: () => { clientId?: string; connectionId?: string }) => {
+  const admission = createAdmission(config, warnSometimes);
+  const { admit } = admission;
+
+  // With TLS the gate sees a connection twice: the raw socket when it arrives (admit: the rate is
+  // checked before the connection costs a key exchange) and the decrypted TLSSocket once the
+  // handshake is done (accept with `admitted`): the frame guard and the pre-authentication budget
+  // must count MQTT bytes, which only exist after decryption. The handshake in between is bounded
+  // by the listener's handshakeTimeout (= mqtt.connectTimeout) and OpenSSL's record size.
+  const accept = (
+    socket: Socket,
+    describe: () => { clientId?: string; connectionId?: string },
+    opts: { admitted?: boolean } = {},
+  ) => {
     const remoteAddress = socket.remoteAddress ?? '';
-    if (!rateLimiter.take(remoteAddress)) {
-      warnSometimes('new connections over the per-address rate refused (mqtt.connectRate)', {
-        remoteAddress,
-        refusedSoFar: rateLimiter.refused,
-      });
+    if (!opts.admitted && !admit(socket)) {
       socket.destroy();
       return undefined;
     }
@@ -103,7 +157,9 @@ export function createConnectionGate(deps: GateDeps) {
 
   const preAuth = new WeakMap<Client, PreAuthEntry>();
   return {
+    admit,
     accept,
+    handshakeFailed: handshakes.failed,
     track: (client: Client, entry: PreAuthEntry) => preAuth.set(client, entry),
     /** Logged in: what it buffered no longer counts against the pre-authentication budget. */
     loggedIn: (client: Client) => preAuth.get(client)?.release(),
@@ -111,9 +167,11 @@ export function createConnectionGate(deps: GateDeps) {
       return budget.bufferedBytes;
     },
     refused: () => ({
-      'rate-limit': rateLimiter.refused,
+      'rate-limit': admission.rateLimited(),
       'preauth-budget': budget.closed,
       'connect-too-large': oversize.connectsRefused,
+      'tls-handshake': handshakes.count(),
+      'max-connections': admission.overCap(),
     }),
   };
 }

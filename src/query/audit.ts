@@ -66,6 +66,7 @@ export const REGISTRY_CHANGES = [
   'device-removed',
   'device-assigned',
   'device-password-set',
+  'device-certificate-set',
   'account-added',
 ] as const;
 

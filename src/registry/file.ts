@@ -13,6 +13,7 @@ import { fileLine, parseYaml, validateYaml } from '../config/yaml-file.js';
 import { GatewayError } from '../errors.js';
 import { checkAssignments } from './assignments.js';
 import { writeFileAtomic } from './atomic-write.js';
+import { FINGERPRINT_PATTERN } from './certificate-rule.js';
 import { SEGMENT_PATTERN, SUBJECT_PATTERN } from './ids.js';
 import {
   mergeSecrets,
@@ -75,6 +76,22 @@ const REGISTRY_SCHEMA = {
           interval: { type: 'string', pattern: durationPattern() },
           enabled: { type: 'boolean', default: true },
           passwordHash: hash,
+          certificate: {
+            oneOf: [
+              {
+                type: 'object',
+                additionalProperties: false,
+                required: ['fingerprint256'],
+                properties: { fingerprint256: { type: 'string', pattern: FINGERPRINT_PATTERN } },
+              },
+              {
+                type: 'object',
+                additionalProperties: false,
+                required: ['issuer'],
+                properties: { issuer: { const: 'lab-ca' } },
+              },
+            ],
+          },
         },
       },
     },
@@ -344,6 +361,7 @@ function toDocument(data: RegistryData): Record<string, unknown> {
       ...(d.interval ? { interval: d.interval } : {}),
       enabled: d.enabled,
       ...secret('passwordHash', d.passwordHash),
+      ...(d.certificate ? { certificate: d.certificate } : {}),
     })),
     accounts: data.accounts.map((a) => ({
       id: a.id,
