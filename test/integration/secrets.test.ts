@@ -292,6 +292,19 @@ describe('migration of a lab.yaml with secrets inside', () => {
     await expect(startOn(dir, 'unused', { secretsFile: readOnly })).rejects.toThrow(
       'run `livinglab registry migrate',
     );
+    // An edit that must write a hash there is refused the same way, with exit 2 and what to do.
+    const add = await runCli([
+      'accounts',
+      'add',
+      '--id',
+      'staff-1',
+      '--registry',
+      reg,
+      '--secrets-file',
+      readOnly,
+    ]);
+    expect(add.code).toBe(2);
+    expect(add.stderr).toContain(`cannot write the secrets file ${readOnly}`);
   });
 });
 
