@@ -178,6 +178,23 @@ describe('lab.yaml holds no secret', () => {
   }, 120_000);
 });
 
+describe('the secrets file given by path', () => {
+  it('is where LIVINGLAB_SECRETS_FILE says (a mounted container secret), not beside lab.yaml', async () => {
+    const { dir, reg, secrets } = await labDir();
+    const elsewhere = join(dir, 'run-secrets', 'livinglab');
+    const args = ['devices', 'add', '--registry', reg, '--id', 'ox-1', '--type', 'pulse-oximeter'];
+    const add = await runCli([...args, '--site', 'home-1', '--vendor', 'acme'], {
+      env: { LIVINGLAB_SECRETS_FILE: elsewhere },
+    });
+    expect(add.code, add.stderr).toBe(0);
+    expect(existsSync(secrets)).toBe(false);
+    expect(statSync(elsewhere).mode & 0o777).toBe(0o600);
+    const data = await readRegistryFile(reg, elsewhere);
+    expect(await readFile(elsewhere, 'utf8')).toContain(data.devices[0]?.passwordHash);
+    expect(await readFile(reg, 'utf8')).not.toContain('$7$');
+  });
+});
+
 describe('a secrets file that group or others can read', () => {
   it('is refused by the CLI and by the gateway, naming the file and the chmod 600 fix', async () => {
     const { dir, reg, secrets } = await labDir();
@@ -277,6 +294,19 @@ describe('migration of a lab.yaml with secrets inside', () => {
     await expect(startOn(dir, 'unused', { secretsFile: readOnly })).rejects.toThrow(
       'run `livinglab registry migrate',
     );
+    // An edit that must write a hash there is refused the same way, with exit 2 and what to do.
+    const add = await runCli([
+      'accounts',
+      'add',
+      '--id',
+      'staff-1',
+      '--registry',
+      reg,
+      '--secrets-file',
+      readOnly,
+    ]);
+    expect(add.code).toBe(2);
+    expect(add.stderr).toContain(`cannot write the secrets file ${readOnly}`);
   });
 });
 
