@@ -115,7 +115,10 @@ export function buildApp(
     statsTimer.unref();
     started = true;
     const spool = config.spool.enabled;
-    log.info({ mqttPort: broker.port, httpPort, influx: influxUrl, api, spool }, 'gateway started');
+    log.info(
+      { mqttPort: broker.port, wsPort: broker.wsPort || undefined, httpPort, influx: influxUrl, api, spool },
+      'gateway started',
+    );
   };
 
   const stop = async () => {
@@ -140,6 +143,10 @@ export function buildApp(
     ...{ ...parts, liveness, scheduler, start, stop },
     get mqttPort() {
       return broker.port;
+    },
+    /** MQTT over WebSocket (path /mqtt); 0 when listeners.ws is off. */
+    get wsPort() {
+      return broker.wsPort;
     },
     get httpPort() {
       return httpPort;

@@ -1,9 +1,10 @@
 // The embedded MQTT broker, one MessageSource (ingest/source.ts): aedes behind a TCP listener
-// (listener.ts) with the connection gate (connection-gate.ts: frame-size guard, per-address rate,
+// (listener.ts) and, when enabled, WebSocket listeners (ws-listener.ts), all through the connection gate (connection-gate.ts: frame-size guard, per-address rate,
 // pre-authentication budget), connect/keepalive limits (aedes defaults: none, 30 s), the aedes
 // callbacks (hooks.ts), retained online/offline status (status-publisher.ts) and registry changes
 // enforced on live connections (registry-enforcement.ts). It never acknowledges a message before
 // ingestion has answered for it.
+import { Server as HttpServer } from 'node:http';
 import type { Server, Socket } from 'node:net';
 import { Aedes, type Client } from 'aedes';
 import type { Config } from '../config/schema.js';
@@ -13,17 +14,20 @@ import type { PasswordVerifier } from '../registry/passwords.js';
 import type { Registry } from '../registry/registry.js';
 import type { Device } from '../registry/types.js';
 import { isBackedUp } from './backlog.js';
-import { type ConnectionGate, createConnectionGate } from './connection-gate.js';
+import { type Connection, type ConnectionGate, createConnectionGate } from './connection-gate.js';
 import { type AuthStats, createHooks, type Hooks } from './hooks.js';
 import { listenTcp } from './listener.js';
 import { enforceRegistry } from './registry-enforcement.js';
 import { createIndexedPersistence } from './retained-index.js';
 import { publishDeviceStatus } from './status-publisher.js';
+import { listenWebSocket } from './ws-listener.js';
 
 /** The embedded source: `publish` goes out as the gateway (no ACL), resolved once aedes has routed it. */
 export interface Broker extends MessageSource {
   /** The bound TCP port (useful with port 0). */
   readonly port: number;
+  /** The bound MQTT-over-WebSocket port; 0 when that listener is off. */
+  readonly wsPort: number;
   readonly connectedClients: number;
   /** Devices with a live connection (for metrics and `livinglab status`). */
   connectedDevices(): Device[];
@@ -92,11 +96,13 @@ function connectedDevicesOf(a: Aedes | undefined, hooks: Hooks): Device[] {
 }
 
 async function closeAll(
-  server: Server | undefined,
+  servers: Server[],
   a: Aedes | undefined,
   sockets: ReadonlySet<Socket>,
 ): Promise<void> {
-  const closed = new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+  const closed = Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+  // Requests still in their upgrade are not MQTT clients yet: neither aedes nor `sockets` has them.
+  for (const s of servers) if (s instanceof HttpServer) s.closeAllConnections();
   if (a) {
     for (const client of Object.values(clientsOf(a))) client.close();
     await new Promise<void>((resolve) => a.close(() => resolve()));
@@ -136,11 +142,12 @@ function createAcceptor(
   sockets: Set<Socket>,
 ) {
   let connectionSeq = 0;
-  return (a: Aedes, socket: Socket) => {
+  return (a: Aedes, connection: Connection) => {
+    const { socket } = connection;
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
     let client: Client | undefined;
-    const guarded = gate.accept(socket, () => ({
+    const guarded = gate.accept(connection, () => ({
       clientId: client?.id,
       connectionId: client ? connectionIds.get(client) : undefined,
     }));
@@ -149,6 +156,22 @@ function createAcceptor(
     gate.track(client, guarded.entry);
     connectionIds.set(client, `c${(++connectionSeq).toString(36)}`);
   };
+}
+
+/** The WebSocket listeners' limits, from the MQTT ones: one packet per message at most. */
+function wsLimits(config: Config) {
+  return {
+    maxPayload: config.mqtt.maxPacketSize,
+    upgradeTimeoutMs: config.mqtt.connectTimeoutMs,
+    maxConnections: config.mqtt.maxConnections,
+  };
+}
+
+/** The plain MQTT-over-WebSocket listener, when listeners.ws is enabled. */
+async function listenWs(config: Config, log: Logger, accept: (c: Connection) => void) {
+  const ws = config.listeners.ws;
+  if (!ws.enabled) return undefined;
+  return listenWebSocket({ ...ws, name: 'ws', flag: '--ws-port', ...wsLimits(config) }, log, accept);
 }
 
 export function createBroker(deps: BrokerDeps): Broker {
@@ -170,8 +193,9 @@ export function createBroker(deps: BrokerDeps): Broker {
   });
   const gate = createConnectionGate({ config, log, onOversize: (r) => ingestion?.rejectOversize(r) });
   let aedes: Aedes | undefined;
-  let server: Server | undefined;
+  let servers: Server[] = [];
   let port = 0;
+  let wsPort = 0;
   const publish = publishVia(() => aedes);
 
   const sockets = new Set<Socket>();
@@ -199,6 +223,9 @@ export function createBroker(deps: BrokerDeps): Broker {
     get port() {
       return port;
     },
+    get wsPort() {
+      return wsPort;
+    },
     get connectedClients() {
       return aedes?.connectedClients ?? 0;
     },
@@ -207,14 +234,17 @@ export function createBroker(deps: BrokerDeps): Broker {
       const a = await createAedes(config, hooks);
       aedes = a;
       watchClients(a, { hooks, gate, publish, registry, log });
-      const listener = await listenTcp(config, log, (socket) => acceptConnection(a, socket));
-      server = listener.server;
-      port = listener.port;
+      const tcp = await listenTcp(config, log, (socket) => acceptConnection(a, { stream: socket, socket }));
+      servers.push(tcp.server);
+      port = tcp.port;
+      const ws = await listenWs(config, log, (c) => acceptConnection(a, c));
+      if (ws) servers.push(ws.server);
+      wsPort = ws?.port ?? 0;
     },
     async stop() {
-      const srv = server;
-      server = undefined;
-      await closeAll(srv, aedes, sockets);
+      const open = servers;
+      servers = [];
+      await closeAll(open, aedes, sockets);
       aedes = undefined;
     },
   };

@@ -1,7 +1,9 @@
 // What a connection must pass before aedes reads it: the per-address connection rate, the frame
 // guard (CONNECT and packet size limits) and the pre-authentication buffer budget (preauth.ts).
+// One path for every transport: a TCP or TLS socket, or the stream of a WebSocket over one.
 // It never reads a packet itself and never blames anyone in the rejects log before login.
 import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { Client } from 'aedes';
 import type { Config } from '../config/schema.js';
 import type { OversizeReport } from '../ingest/source.js';
@@ -17,6 +19,17 @@ export interface GateDeps {
 }
 
 export type ConnectionGate = ReturnType<typeof createConnectionGate>;
+
+/** One client connection as a listener hands it over. */
+export interface Connection {
+  /** What aedes reads MQTT from: the socket itself, or a WebSocket's message stream over it. */
+  readonly stream: Duplex & { readonly remoteAddress?: string | undefined };
+  /** The transport socket: the per-address limits use its address, never a forwarded header. */
+  readonly socket: Socket;
+}
+
+// ws 8 names a message over maxPayload so; the frame never reaches the frame guard.
+const WS_MESSAGE_TOO_LARGE = 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH';
 
 // Under attack these happen thousands of times a second: one warning a minute each, counts in /metrics.
 function createOccasionalWarner(log: Logger) {
@@ -73,31 +86,56 @@ export function createConnectionGate(deps: GateDeps) {
   const warnSometimes = createOccasionalWarner(deps.log);
   const oversize = createOversizeHandler(deps, warnSometimes);
 
-  const accept = (socket: Socket, describe: () => { clientId?: string; connectionId?: string }) => {
+  const accept = (connection: Connection, describe: () => { clientId?: string; connectionId?: string }) => {
+    const { stream, socket } = connection;
     const remoteAddress = socket.remoteAddress ?? '';
     if (!rateLimiter.take(remoteAddress)) {
       warnSometimes('new connections over the per-address rate refused (mqtt.connectRate)', {
         remoteAddress,
         refusedSoFar: rateLimiter.refused,
       });
+      stream.destroy();
       socket.destroy();
       return undefined;
     }
     // PUBACKs are tiny: without this, Nagle + delayed ACK add ~40 ms to every QoS 1 round trip.
     socket.setNoDelay(true);
-    const entry = budget.track(() => {
+    let released = false;
+    const tracked = budget.track(() => {
       warnSometimes('connections closed before login: pre-authentication buffer budget exceeded', {
         remoteAddress,
         budgetBytes: config.mqtt.preAuthBufferBudget,
         closedSoFar: budget.closed,
       });
+      stream.destroy();
       socket.destroy();
     });
+    const entry: PreAuthEntry = {
+      add: (n) => tracked.add(n),
+      release: () => {
+        released = true;
+        tracked.release();
+      },
+    };
     socket.once('close', () => entry.release());
-    const conn = guardSocket(socket, config.mqtt.maxPacketSize, (info) => oversize.handle(info, describe), {
+    const onOversize = (info: OversizeInfo) => oversize.handle(info, describe);
+    const conn = guardSocket(stream, config.mqtt.maxPacketSize, onOversize, {
       maxConnectBytes: config.mqtt.maxConnectPacketSize,
-      onBytes: (n) => entry.add(n),
+      // A WebSocket buffers a whole message before its stream has any of it: count the bytes on
+      // the wire (already flowing, ws reads them) so unfinished messages cost the budget too.
+      ...(stream === socket ? { onBytes: (n: number) => entry.add(n) } : {}),
     });
+    if (stream !== socket) {
+      socket.on('data', (chunk: Buffer) => entry.add(chunk.length));
+      stream.once('error', (err: Error & { code?: string }) => {
+        if (err.code !== WS_MESSAGE_TOO_LARGE) return;
+        const limit = config.mqtt.maxPacketSize;
+        // The size is not known (ws stops at the frame header): Infinity, as for a malformed length.
+        // Before login it counts as an over-size CONNECT: nobody to tell, nobody to blame.
+        const packetType = released ? 0 : 1;
+        onOversize({ declared: Number.POSITIVE_INFINITY, packetType, limit, remoteAddress });
+      });
+    }
     return { conn, entry };
   };
 

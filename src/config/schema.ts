@@ -136,6 +136,29 @@ export const CONFIG_SCHEMA = Type.Object(
       backoffBase: duration('1s', 'First backoff delay; it doubles with each further failure'),
       backoffMax: duration('30s', 'Longest backoff delay'),
     }),
+    listeners: group({
+      ws: group({
+        enabled: boolean(
+          false,
+          'MQTT over WebSocket (path /mqtt) without TLS: passwords cross the network in clear',
+        ),
+        host: text('0.0.0.0', 'Address the MQTT-over-WebSocket listener binds to'),
+        port: integer(8083, 'MQTT-over-WebSocket port, path /mqtt (0: any free port)', {
+          minimum: 0,
+          maximum: 65535,
+          flag: '--ws-port <port>',
+        }),
+      }),
+      wss: group({
+        enabled: boolean(false, 'MQTT over secure WebSocket (path /mqtt); needs tls.cert and tls.key'),
+        host: text('0.0.0.0', 'Address the MQTT-over-secure-WebSocket listener binds to'),
+        port: integer(8084, 'MQTT-over-secure-WebSocket port, path /mqtt (0: any free port)', {
+          minimum: 0,
+          maximum: 65535,
+          flag: '--wss-port <port>',
+        }),
+      }),
+    }),
     http: group({
       host: text('0.0.0.0', 'Address the HTTP server binds to', { flag: '--http-host <address>' }),
       port: integer(8080, 'HTTP port (0: any free port)', {
