@@ -17,6 +17,8 @@ export const ERROR_CODES = {
   LL_SPOOL_WRITE_FAILED: 'A spool write failed (full disk, I/O error); the readings were not acknowledged',
   LL_SPOOL_CUT_FAILED: 'A failed spool write could not be cut back out of its segment; appends are refused',
   LL_SPOOL_READ_FAILED: 'The spool could not be read; the readings stay in it and are read again',
+  LL_TLS_INVALID:
+    'A TLS certificate, key or CA file cannot be read, cannot be parsed, or does not fit its key',
   LL_AUTH_BUSY: 'Too many password checks are queued; the login was refused, not queued',
 } as const;
 

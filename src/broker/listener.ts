@@ -5,11 +5,21 @@ import { createServer, type Server, type Socket } from 'node:net';
 import type { Config } from '../config/schema.js';
 import { GatewayError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { isTlsConfigured } from '../tls/material.js';
 
 export interface Listener {
   readonly server: Server;
   /** The bound port (useful with port 0). */
   readonly port: number;
+}
+
+/**
+ * Where plain MQTT listens: `mqtt.host` when set; otherwise every interface, or loopback only once
+ * TLS is configured, so passwords and readings never cross a network in clear unless asked to.
+ */
+export function plainMqttHost(config: Config): string {
+  if (config.mqtt.host !== '') return config.mqtt.host;
+  return isTlsConfigured(config) ? '127.0.0.1' : '0.0.0.0';
 }
 
 export async function listenTcp(
@@ -19,7 +29,8 @@ export async function listenTcp(
 ): Promise<Listener> {
   const server = createServer(onSocket);
   server.maxConnections = config.mqtt.maxConnections;
-  server.listen(config.mqtt.port, config.mqtt.host);
+  const host = plainMqttHost(config);
+  server.listen(config.mqtt.port, host);
   try {
     await Promise.race([
       once(server, 'listening'),
@@ -30,12 +41,12 @@ export async function listenTcp(
   } catch (err) {
     throw new GatewayError(
       'LL_LISTEN_FAILED',
-      `MQTT listener on ${config.mqtt.host}:${config.mqtt.port}: ${(err as Error).message} (--mqtt-port)`,
+      `MQTT listener on ${host}:${config.mqtt.port}: ${(err as Error).message} (--mqtt-port)`,
       { cause: err },
     );
   }
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : config.mqtt.port;
-  log.info({ port, host: config.mqtt.host }, 'MQTT listener started');
+  log.info({ port, host }, 'MQTT listener started');
   return { server, port };
 }

@@ -80,7 +80,11 @@ export const CONFIG_SCHEMA = Type.Object(
       { flag: '--log-level <level>' },
     ),
     mqtt: group({
-      host: text('0.0.0.0', 'Address the MQTT listener binds to', { flag: '--mqtt-host <address>' }),
+      host: text(
+        '',
+        'Address the plain MQTT listener binds to (empty: 0.0.0.0, or 127.0.0.1 only once TLS is configured)',
+        { flag: '--mqtt-host <address>' },
+      ),
       port: integer(1883, 'MQTT TCP port (0: any free port)', {
         minimum: 0,
         maximum: 65535,
@@ -116,6 +120,34 @@ export const CONFIG_SCHEMA = Type.Object(
           minimum: 1,
         },
       ),
+    }),
+    tls: group({
+      cert: text(
+        '',
+        'Server certificate chain (PEM) for MQTT over TLS, WSS and HTTPS; TLS is on when cert and key are set',
+        {
+          flag: '--tls-cert <file>',
+        },
+      ),
+      key: text('', 'Private key (PEM) of the server certificate', { flag: '--tls-key <file>' }),
+      ca: text(
+        '',
+        'CA bundle (PEM): client certificates issued by it may authenticate devices (empty: no client certificates)',
+        {
+          flag: '--tls-ca <file>',
+        },
+      ),
+      minVersion: choice(['TLSv1.2', 'TLSv1.3'], 'TLSv1.2', 'Oldest TLS version accepted'),
+    }),
+    listeners: group({
+      mqtts: group({
+        host: text('0.0.0.0', 'Address the MQTT over TLS listener binds to (on whenever TLS is configured)'),
+        port: integer(8883, 'MQTT over TLS port (0: any free port)', {
+          minimum: 0,
+          maximum: 65535,
+          flag: '--mqtts-port <port>',
+        }),
+      }),
     }),
     auth: group({
       maxPendingVerifications: integer(

@@ -15,6 +15,7 @@ const RANK: Record<string, number> = {
   storage: 3,
   schemas: 3,
   registry: 3,
+  tls: 3,
   config: 2,
   'errors.ts': 1,
   'paths.ts': 1,
