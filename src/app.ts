@@ -2,11 +2,12 @@
 // created here after what it needs, started in that order and stopped in reverse: stop accepting,
 // let the messages under way reach the spool, give the drain the shutdown deadline, keep the rest
 // in the spool. A new listener, message source, job or page is one import and one call here.
-import { createBroker } from './broker/broker.js';
+import { type Broker, createBroker } from './broker/broker.js';
 import { resolveDataPaths } from './config/data-paths.js';
 import type { Config } from './config/schema.js';
 import { createGatewayMetrics } from './http/gateway-metrics.js';
 import { listenHttp } from './http/listen.js';
+import { httpsServingFor } from './http/secure.js';
 import { buildHttp } from './http/server.js';
 import { createStatusReports } from './http/status.js';
 import { createFeedbackBudget, MAX_FEEDBACK_BYTES } from './ingest/feedback.js';
@@ -26,6 +27,7 @@ import type { SchemaSet } from './schemas/types.js';
 import { createStorage, type Storage } from './storage/from-config.js';
 import { createQueueSink } from './storage/queue-sink.js';
 import type { SpoolOptions } from './storage/spool/index.js';
+import { loadTlsMaterial, type TlsMaterial } from './tls/material.js';
 
 /** The wired gateway: start(), stop(), the bound ports, and its parts for tests and the CLI. */
 export type App = ReturnType<typeof buildApp>;
@@ -37,12 +39,13 @@ function wireIngestion(
   registry: Registry,
   storage: Storage,
   schemas: SchemaSet,
+  tlsMaterial: () => TlsMaterial | undefined,
 ) {
   const child = (module: string) => log.child({ module });
   // Logins hash on their own thread, off the spool's libuv pool (docs/architecture.md, Pitfalls).
   const hashPool = createHashPool({ maxPending: config.auth.maxPendingVerifications });
   const verifier = createPasswordVerifier({ hash: hashPool.hash });
-  const broker = createBroker({ config, registry, verifier, log: child('broker') });
+  const broker = createBroker({ config, registry, verifier, log: child('broker'), tlsMaterial });
   const sources: MessageSource[] = [broker];
   const liveness = createLiveness({
     registry,
@@ -69,6 +72,12 @@ function wireIngestion(
   return { hashPool, verifier, broker, sources, liveness, feedbackBudget, pipeline };
 }
 
+/** The bound ports for the start-up log; WebSocket ports only when those listeners are on. */
+function listenerPorts(broker: Broker, httpPort: number, https: boolean) {
+  const { port: mqttPort, wsPort, wssPort } = broker;
+  return { mqttPort, wsPort: wsPort || undefined, wssPort: wssPort || undefined, httpPort, https };
+}
+
 export function buildApp(
   config: Config,
   // openSpoolFile: the spool's file seam, for tests that inject disk faults.
@@ -84,7 +93,8 @@ export function buildApp(
   });
   const storage = createStorage(config, log, opts.openSpoolFile);
   const { writer, queue, rejects, drain } = storage;
-  const ingestion = wireIngestion(config, log, registry, storage, schemas);
+  let tls: TlsMaterial | undefined; // read in start(), shared by every TLS listener
+  const ingestion = wireIngestion(config, log, registry, storage, schemas, () => tls);
   const { broker, sources, liveness, pipeline } = ingestion;
   const scheduler = createScheduler({ log: log.child({ module: 'jobs' }) });
   const metrics = createGatewayMetrics({ ...ingestion, ...storage, source: broker, registry, scheduler });
@@ -95,7 +105,9 @@ export function buildApp(
   const reports = createStatusReports({ ...status, isStarted: () => started });
   const audit = createAuditLog(resolveDataPaths(config.dataDir).auditLog);
   const research = { registry: () => registry.current().data, schemas, audit, influxUrl, db };
+  const https = httpsServingFor(config);
   const http = buildHttp({
+    ...(https ? { https } : {}),
     ...reports,
     metrics: metrics.registry,
     log: log.child({ module: 'http' }),
@@ -105,20 +117,20 @@ export function buildApp(
   let statsTimer: NodeJS.Timeout | undefined;
 
   const start = async () => {
+    tls = await loadTlsMaterial(config, log.child({ module: 'tls' }));
     await registry.start();
     warnDevicesWithoutSchema(registry.current().devices.values(), schemas, log);
     await storage.start();
     for (const source of sources) await source.start(pipeline);
+    if (tls) https?.use(tls);
     httpPort = await listenHttp(http, config);
     registerJobs({ config, scheduler, liveness, registry, schemas, rejects, log });
     statsTimer = setInterval(() => reports.logStats(log), 60_000);
     statsTimer.unref();
     started = true;
     const spool = config.spool.enabled;
-    log.info(
-      { mqttPort: broker.port, wsPort: broker.wsPort || undefined, httpPort, influx: influxUrl, api, spool },
-      'gateway started',
-    );
+    const ports = listenerPorts(broker, httpPort, https !== undefined);
+    log.info({ ...ports, influx: influxUrl, api, spool }, 'gateway started');
   };
 
   const stop = async () => {
@@ -133,6 +145,7 @@ export function buildApp(
     await pipeline.settle();
     await storage.stop(wasStarted ? config.shutdownTimeoutMs : undefined);
     await registry.stop();
+    tls?.stop();
     const left = queue.stats.unconfirmedRecords;
     if (wasStarted)
       log.info({ pointsWritten: drain.stats.pointsWritten, recordsLeftInSpool: left }, 'gateway stopped');
@@ -147,6 +160,10 @@ export function buildApp(
     /** MQTT over WebSocket (path /mqtt); 0 when listeners.ws is off. */
     get wsPort() {
       return broker.wsPort;
+    },
+    /** MQTT over secure WebSocket (path /mqtt); 0 when listeners.wss is off. */
+    get wssPort() {
+      return broker.wssPort;
     },
     get httpPort() {
       return httpPort;

@@ -4,15 +4,17 @@
 // callbacks (hooks.ts), retained online/offline status (status-publisher.ts) and registry changes
 // enforced on live connections (registry-enforcement.ts). It never acknowledges a message before
 // ingestion has answered for it.
-import { Server as HttpServer } from 'node:http';
+import type { Server as HttpServer } from 'node:http';
 import type { Server, Socket } from 'node:net';
 import { Aedes, type Client } from 'aedes';
 import type { Config } from '../config/schema.js';
+import { GatewayError } from '../errors.js';
 import type { Ingestion, MessageSource } from '../ingest/source.js';
 import type { Logger } from '../log.js';
 import type { PasswordVerifier } from '../registry/passwords.js';
 import type { Registry } from '../registry/registry.js';
 import type { Device } from '../registry/types.js';
+import type { TlsMaterial } from '../tls/material.js';
 import { isBackedUp } from './backlog.js';
 import { type Connection, type ConnectionGate, createConnectionGate } from './connection-gate.js';
 import { type AuthStats, createHooks, type Hooks } from './hooks.js';
@@ -28,6 +30,8 @@ export interface Broker extends MessageSource {
   readonly port: number;
   /** The bound MQTT-over-WebSocket port; 0 when that listener is off. */
   readonly wsPort: number;
+  /** The bound MQTT-over-secure-WebSocket port; 0 when that listener is off. */
+  readonly wssPort: number;
   readonly connectedClients: number;
   /** Devices with a live connection (for metrics and `livinglab status`). */
   connectedDevices(): Device[];
@@ -50,6 +54,8 @@ export interface BrokerDeps {
   registry: Registry;
   verifier: PasswordVerifier;
   log: Logger;
+  /** The server's TLS material, read when the broker starts; none: no TLS listener. */
+  tlsMaterial?: () => TlsMaterial | undefined;
 }
 
 const clientsOf = (a: Aedes) => (a as unknown as { clients: Record<string, Client> }).clients;
@@ -102,7 +108,7 @@ async function closeAll(
 ): Promise<void> {
   const closed = Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
   // Requests still in their upgrade are not MQTT clients yet: neither aedes nor `sockets` has them.
-  for (const s of servers) if (s instanceof HttpServer) s.closeAllConnections();
+  for (const s of servers) if ('closeAllConnections' in s) (s as HttpServer).closeAllConnections();
   if (a) {
     for (const client of Object.values(clientsOf(a))) client.close();
     await new Promise<void>((resolve) => a.close(() => resolve()));
@@ -167,11 +173,38 @@ function wsLimits(config: Config) {
   };
 }
 
-/** The plain MQTT-over-WebSocket listener, when listeners.ws is enabled. */
-async function listenWs(config: Config, log: Logger, accept: (c: Connection) => void) {
+/** The plain MQTT-over-WebSocket listener, when listeners.ws is enabled: its port, or 0. */
+async function listenWs(config: Config, log: Logger, accept: (c: Connection) => void, servers: Server[]) {
   const ws = config.listeners.ws;
-  if (!ws.enabled) return undefined;
-  return listenWebSocket({ ...ws, name: 'ws', flag: '--ws-port', ...wsLimits(config) }, log, accept);
+  if (!ws.enabled) return 0;
+  const listener = await listenWebSocket(
+    { ...ws, name: 'ws', flag: '--ws-port', ...wsLimits(config) },
+    log,
+    accept,
+  );
+  servers.push(listener.server);
+  return listener.port;
+}
+
+/** The MQTT-over-secure-WebSocket listener, when listeners.wss is enabled: its port, or 0. */
+async function listenWss(
+  config: Config,
+  tls: TlsMaterial | undefined,
+  log: Logger,
+  accept: (c: Connection) => void,
+  servers: Server[],
+) {
+  const wss = config.listeners.wss;
+  if (!wss.enabled) return 0;
+  if (!tls)
+    throw new GatewayError(
+      'LL_CONFIG_INVALID',
+      'listeners.wss.enabled needs a server certificate: set tls.cert and tls.key (--tls-cert, --tls-key)',
+    );
+  const opts = { ...wss, name: 'wss', flag: '--wss-port', tls, ...wsLimits(config) };
+  const listener = await listenWebSocket(opts, log, accept);
+  servers.push(listener.server);
+  return listener.port;
 }
 
 export function createBroker(deps: BrokerDeps): Broker {
@@ -196,6 +229,7 @@ export function createBroker(deps: BrokerDeps): Broker {
   let servers: Server[] = [];
   let port = 0;
   let wsPort = 0;
+  let wssPort = 0;
   const publish = publishVia(() => aedes);
 
   const sockets = new Set<Socket>();
@@ -226,6 +260,9 @@ export function createBroker(deps: BrokerDeps): Broker {
     get wsPort() {
       return wsPort;
     },
+    get wssPort() {
+      return wssPort;
+    },
     get connectedClients() {
       return aedes?.connectedClients ?? 0;
     },
@@ -237,9 +274,9 @@ export function createBroker(deps: BrokerDeps): Broker {
       const tcp = await listenTcp(config, log, (socket) => acceptConnection(a, { stream: socket, socket }));
       servers.push(tcp.server);
       port = tcp.port;
-      const ws = await listenWs(config, log, (c) => acceptConnection(a, c));
-      if (ws) servers.push(ws.server);
-      wsPort = ws?.port ?? 0;
+      const accept = (c: Connection) => acceptConnection(a, c);
+      wsPort = await listenWs(config, log, accept, servers);
+      wssPort = await listenWss(config, deps.tlsMaterial?.(), log, accept, servers);
     },
     async stop() {
       const open = servers;

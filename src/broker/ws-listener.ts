@@ -5,11 +5,13 @@
 // It never reads MQTT and never trusts X-Forwarded-For: the address is the TCP peer's.
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerOptions } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { createWebSocketStream, WebSocketServer } from 'ws';
 import { GatewayError } from '../errors.js';
 import type { Logger } from '../log.js';
+import type { TlsMaterial } from '../tls/material.js';
 import type { Connection } from './connection-gate.js';
 import type { Listener } from './listener.js';
 
@@ -34,8 +36,8 @@ export interface WsListenerOptions {
   /** Time a client has to finish its upgrade request; a slower one is closed. */
   readonly upgradeTimeoutMs: number;
   readonly maxConnections: number;
-  /** Makes the HTTP server (https for wss); plain HTTP when absent. */
-  readonly createServer?: (options: ServerOptions) => Server;
+  /** For wss: the server's certificate, renewed in place; plain HTTP when absent. */
+  readonly tls?: TlsMaterial;
 }
 
 const pathOf = (req: IncomingMessage) => (req.url ?? '').split('?')[0];
@@ -65,14 +67,32 @@ function createUpgrader(opts: WsListenerOptions, onConnection: (connection: Conn
   };
 }
 
+/**
+ * The HTTP or HTTPS server under the WebSocket. A renewed certificate is applied with
+ * setSecureContext: new connections get it, connected devices stay connected. A TLS handshake gets
+ * the upgrade timeout to finish, so a half-open handshake cannot hold a socket.
+ */
+function createUpgradeServer(opts: WsListenerOptions, options: ServerOptions): Server | HttpsServer {
+  const material = opts.tls;
+  if (!material) return createServer(options);
+  const server = createHttpsServer({
+    ...options,
+    ...material.options(),
+    handshakeTimeout: opts.upgradeTimeoutMs,
+  });
+  material.onReload(() => server.setSecureContext(material.options()));
+  // Garbage, plain HTTP or a timed-out handshake: close that connection, keep serving the rest.
+  server.on('tlsClientError', (_err, socket) => socket.destroy());
+  return server;
+}
+
 /** Starts an MQTT-over-WebSocket listener; each upgraded connection goes to `onConnection`. */
 export async function listenWebSocket(
   opts: WsListenerOptions,
   log: Logger,
   onConnection: (connection: Connection) => void,
 ): Promise<Listener> {
-  const make = opts.createServer ?? createServer;
-  const server = make({
+  const server = createUpgradeServer(opts, {
     maxHeaderSize: MAX_UPGRADE_HEADER_BYTES,
     headersTimeout: opts.upgradeTimeoutMs,
     requestTimeout: opts.upgradeTimeoutMs,

@@ -148,27 +148,6 @@ export const CONFIG_SCHEMA = Type.Object(
           flag: '--mqtts-port <port>',
         }),
       }),
-    }),
-    auth: group({
-      maxPendingVerifications: integer(
-        1000,
-        'Password checks queued for the hashing thread; more are refused (CONNACK 3, HTTP 503)',
-        { minimum: 1 },
-      ),
-      usernameBackoffAfter: integer(
-        5,
-        'Failed logins of one username before its attempts are refused unchecked for a growing delay',
-        { minimum: 1 },
-      ),
-      addressBackoffAfter: integer(
-        20,
-        'Failed logins from one address before its refusals are delayed by a growing delay',
-        { minimum: 1 },
-      ),
-      backoffBase: duration('1s', 'First backoff delay; it doubles with each further failure'),
-      backoffMax: duration('30s', 'Longest backoff delay'),
-    }),
-    listeners: group({
       ws: group({
         enabled: boolean(
           false,
@@ -191,6 +170,25 @@ export const CONFIG_SCHEMA = Type.Object(
         }),
       }),
     }),
+    auth: group({
+      maxPendingVerifications: integer(
+        1000,
+        'Password checks queued for the hashing thread; more are refused (CONNACK 3, HTTP 503)',
+        { minimum: 1 },
+      ),
+      usernameBackoffAfter: integer(
+        5,
+        'Failed logins of one username before its attempts are refused unchecked for a growing delay',
+        { minimum: 1 },
+      ),
+      addressBackoffAfter: integer(
+        20,
+        'Failed logins from one address before its refusals are delayed by a growing delay',
+        { minimum: 1 },
+      ),
+      backoffBase: duration('1s', 'First backoff delay; it doubles with each further failure'),
+      backoffMax: duration('30s', 'Longest backoff delay'),
+    }),
     http: group({
       host: text('0.0.0.0', 'Address the HTTP server binds to', { flag: '--http-host <address>' }),
       port: integer(8080, 'HTTP port (0: any free port)', {
@@ -198,6 +196,12 @@ export const CONFIG_SCHEMA = Type.Object(
         maximum: 65535,
         flag: '--http-port <port>',
       }),
+      tls: choice(
+        ['auto', 'off'],
+        'auto',
+        'HTTPS for the API: auto = HTTPS whenever tls.cert and tls.key are set; off = plain HTTP even then (only behind a TLS-terminating proxy on this host)',
+        { flag: '--http-tls <auto|off>' },
+      ),
     }),
     influx: group({
       api: choice(
