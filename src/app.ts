@@ -168,5 +168,7 @@ export function buildApp(
     get httpPort() {
       return httpPort;
     },
+    /** 'https' once TLS is configured (unless http.tls is 'off'). */
+    httpScheme: https ? 'https' : 'http',
   };
 }
