@@ -74,8 +74,8 @@ function wireIngestion(
 
 /** The bound ports for the start-up log; WebSocket ports only when those listeners are on. */
 function listenerPorts(broker: Broker, httpPort: number, https: boolean) {
-  const { port: mqttPort, wsPort, wssPort } = broker;
-  return { mqttPort, wsPort: wsPort || undefined, wssPort: wssPort || undefined, httpPort, https };
+  const { port: mqttPort, tlsPort: mqttsPort, wsPort, wssPort } = broker;
+  return { mqttPort, mqttsPort, wsPort: wsPort || undefined, wssPort: wssPort || undefined, httpPort, https };
 }
 
 export function buildApp(
@@ -128,9 +128,8 @@ export function buildApp(
     statsTimer = setInterval(() => reports.logStats(log), 60_000);
     statsTimer.unref();
     started = true;
-    const spool = config.spool.enabled;
     const ports = listenerPorts(broker, httpPort, https !== undefined);
-    log.info({ ...ports, influx: influxUrl, api, spool }, 'gateway started');
+    log.info({ ...ports, influx: influxUrl, api, spool: config.spool.enabled }, 'gateway started');
   };
 
   const stop = async () => {

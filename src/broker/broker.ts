@@ -1,11 +1,13 @@
-// The embedded MQTT broker, one MessageSource (ingest/source.ts): aedes behind a TCP listener
-// (listener.ts) and, when enabled, WebSocket listeners (ws-listener.ts), all through the connection gate (connection-gate.ts: frame-size guard, per-address rate,
+// The embedded MQTT broker, one MessageSource (ingest/source.ts): aedes behind a TCP listener, a
+// TLS listener when TLS is configured (listener.ts) and WebSocket listeners when enabled
+// (ws-listener.ts), all through the connection gate (connection-gate.ts: frame-size guard, per-address rate,
 // pre-authentication budget), connect/keepalive limits (aedes defaults: none, 30 s), the aedes
 // callbacks (hooks.ts), retained online/offline status (status-publisher.ts) and registry changes
 // enforced on live connections (registry-enforcement.ts). It never acknowledges a message before
 // ingestion has answered for it.
 import type { Server as HttpServer } from 'node:http';
 import type { Server, Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import { Aedes, type Client } from 'aedes';
 import type { Config } from '../config/schema.js';
 import { GatewayError } from '../errors.js';
@@ -15,14 +17,15 @@ import type { PasswordVerifier } from '../registry/passwords.js';
 import type { Registry } from '../registry/registry.js';
 import type { Device } from '../registry/types.js';
 import type { TlsMaterial } from '../tls/material.js';
+import type { BackoffOptions } from './auth-backoff.js';
 import { isBackedUp } from './backlog.js';
 import { type Connection, type ConnectionGate, createConnectionGate } from './connection-gate.js';
 import { type AuthStats, createHooks, type Hooks } from './hooks.js';
-import { listenTcp } from './listener.js';
+import { listenTcp, listenTls, type TlsSocketHandlers } from './listener.js';
 import { enforceRegistry } from './registry-enforcement.js';
 import { createIndexedPersistence } from './retained-index.js';
 import { publishDeviceStatus } from './status-publisher.js';
-import { listenWebSocket } from './ws-listener.js';
+import { listenWebSocket, type WsHandlers } from './ws-listener.js';
 
 /** The embedded source: `publish` goes out as the gateway (no ACL), resolved once aedes has routed it. */
 export interface Broker extends MessageSource {
@@ -32,6 +35,8 @@ export interface Broker extends MessageSource {
   readonly wsPort: number;
   /** The bound MQTT-over-secure-WebSocket port; 0 when that listener is off. */
   readonly wssPort: number;
+  /** The bound MQTT over TLS port; undefined when TLS is not configured. */
+  readonly tlsPort: number | undefined;
   readonly connectedClients: number;
   /** Devices with a live connection (for metrics and `livinglab status`). */
   connectedDevices(): Device[];
@@ -102,7 +107,7 @@ function connectedDevicesOf(a: Aedes | undefined, hooks: Hooks): Device[] {
 }
 
 async function closeAll(
-  servers: Server[],
+  servers: readonly Server[],
   a: Aedes | undefined,
   sockets: ReadonlySet<Socket>,
 ): Promise<void> {
@@ -148,15 +153,16 @@ function createAcceptor(
   sockets: Set<Socket>,
 ) {
   let connectionSeq = 0;
-  return (a: Aedes, connection: Connection) => {
+  return (a: Aedes, connection: Connection, opts: { admitted?: boolean } = {}) => {
     const { socket } = connection;
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
     let client: Client | undefined;
-    const guarded = gate.accept(connection, () => ({
+    const describe = () => ({
       clientId: client?.id,
       connectionId: client ? connectionIds.get(client) : undefined,
-    }));
+    });
+    const guarded = gate.accept(connection, describe, opts);
     if (!guarded) return;
     client = a.handle(guarded.conn);
     gate.track(client, guarded.entry);
@@ -174,13 +180,13 @@ function wsLimits(config: Config) {
 }
 
 /** The plain MQTT-over-WebSocket listener, when listeners.ws is enabled: its port, or 0. */
-async function listenWs(config: Config, log: Logger, accept: (c: Connection) => void, servers: Server[]) {
+async function listenWs(config: Config, log: Logger, handlers: WsHandlers, servers: Server[]) {
   const ws = config.listeners.ws;
   if (!ws.enabled) return 0;
   const listener = await listenWebSocket(
     { ...ws, name: 'ws', flag: '--ws-port', ...wsLimits(config) },
     log,
-    accept,
+    handlers,
   );
   servers.push(listener.server);
   return listener.port;
@@ -191,7 +197,7 @@ async function listenWss(
   config: Config,
   tls: TlsMaterial | undefined,
   log: Logger,
-  accept: (c: Connection) => void,
+  handlers: WsHandlers,
   servers: Server[],
 ) {
   const wss = config.listeners.wss;
@@ -202,9 +208,67 @@ async function listenWss(
       'listeners.wss.enabled needs a server certificate: set tls.cert and tls.key (--tls-cert, --tls-key)',
     );
   const opts = { ...wss, name: 'wss', flag: '--wss-port', tls, ...wsLimits(config) };
-  const listener = await listenWebSocket(opts, log, accept);
+  const listener = await listenWebSocket(opts, log, handlers);
   servers.push(listener.server);
   return listener.port;
+}
+
+const backoffOptions = (config: Config): BackoffOptions => ({
+  usernameAfter: config.auth.usernameBackoffAfter,
+  addressAfter: config.auth.addressBackoffAfter,
+  baseMs: config.auth.backoffBaseMs,
+  maxMs: config.auth.backoffMaxMs,
+});
+
+/** The TLS listener's side of the gate: rate on the raw socket, the rest on the decrypted one. */
+function tlsHandlers(
+  gate: ConnectionGate,
+  sockets: Set<Socket>,
+  accept: (socket: TLSSocket) => void,
+): TlsSocketHandlers {
+  return {
+    admit: (socket) => {
+      // Tracked from the first byte: a half-open handshake must not keep stop() waiting.
+      sockets.add(socket);
+      socket.once('close', () => sockets.delete(socket));
+      return gate.admit(socket);
+    },
+    onSecureSocket: accept,
+    onHandshakeFailed: gate.handshakeFailed,
+  };
+}
+
+interface ListenerPorts {
+  tcp: number;
+  tls: number | undefined;
+  ws: number;
+  wss: number;
+}
+
+/** Opens every configured listener; each server joins `servers` as soon as it listens. */
+async function openListeners(
+  deps: BrokerDeps,
+  gate: ConnectionGate,
+  sockets: Set<Socket>,
+  accept: (connection: Connection, opts?: { admitted?: boolean }) => void,
+  servers: Server[],
+): Promise<ListenerPorts> {
+  const { config, log } = deps;
+  const tcp = await listenTcp(config, log, (socket) => accept({ stream: socket, socket }));
+  servers.push(tcp.server);
+  const material = deps.tlsMaterial?.();
+  const handlers = tlsHandlers(gate, sockets, (s) => accept({ stream: s, socket: s }, { admitted: true }));
+  let tls: number | undefined;
+  if (material) {
+    const listener = await listenTls(config, material, log, handlers);
+    servers.push(listener.server);
+    tls = listener.port;
+  }
+  // WebSockets pass the rate at their first byte too, and the rest of the gate once upgraded.
+  const web = { admit: handlers.admit, accept: (c: Connection) => accept(c, { admitted: true }) };
+  const ws = await listenWs(config, log, web, servers);
+  const wss = await listenWss(config, material, log, web, servers);
+  return { tcp: tcp.port, tls, ws, wss };
 }
 
 export function createBroker(deps: BrokerDeps): Broker {
@@ -217,19 +281,12 @@ export function createBroker(deps: BrokerDeps): Broker {
     ...deps,
     onPublish: (msg) => (ingestion as Ingestion).handle(msg),
     connectionIdOf: (client) => connectionIds.get(client),
-    backoff: {
-      usernameAfter: config.auth.usernameBackoffAfter,
-      addressAfter: config.auth.addressBackoffAfter,
-      baseMs: config.auth.backoffBaseMs,
-      maxMs: config.auth.backoffMaxMs,
-    },
+    backoff: backoffOptions(config),
   });
   const gate = createConnectionGate({ config, log, onOversize: (r) => ingestion?.rejectOversize(r) });
   let aedes: Aedes | undefined;
   let servers: Server[] = [];
-  let port = 0;
-  let wsPort = 0;
-  let wssPort = 0;
+  let ports: ListenerPorts = { tcp: 0, tls: undefined, ws: 0, wss: 0 };
   const publish = publishVia(() => aedes);
 
   const sockets = new Set<Socket>();
@@ -255,13 +312,16 @@ export function createBroker(deps: BrokerDeps): Broker {
     },
     connectedDevices: () => connectedDevicesOf(aedes, hooks),
     get port() {
-      return port;
+      return ports.tcp;
     },
     get wsPort() {
-      return wsPort;
+      return ports.ws;
     },
     get wssPort() {
-      return wssPort;
+      return ports.wss;
+    },
+    get tlsPort() {
+      return ports.tls;
     },
     get connectedClients() {
       return aedes?.connectedClients ?? 0;
@@ -271,12 +331,7 @@ export function createBroker(deps: BrokerDeps): Broker {
       const a = await createAedes(config, hooks);
       aedes = a;
       watchClients(a, { hooks, gate, publish, registry, log });
-      const tcp = await listenTcp(config, log, (socket) => acceptConnection(a, { stream: socket, socket }));
-      servers.push(tcp.server);
-      port = tcp.port;
-      const accept = (c: Connection) => acceptConnection(a, c);
-      wsPort = await listenWs(config, log, accept, servers);
-      wssPort = await listenWss(config, deps.tlsMaterial?.(), log, accept, servers);
+      ports = await openListeners(deps, gate, sockets, (c, opts) => acceptConnection(a, c, opts), servers);
     },
     async stop() {
       const open = servers;

@@ -72,6 +72,51 @@ function createOversizeHandler(deps: GateDeps, warnSometimes: ReturnType<typeof 
   };
 }
 
+/** TLS handshakes that failed or timed out (garbage, plain MQTT on the TLS port, half-open). */
+function createHandshakeCounter(warnSometimes: ReturnType<typeof createOccasionalWarner>) {
+  let failed = 0;
+  return {
+    count: () => failed,
+    /** Node has already closed the connection; this only counts and warns now and then. */
+    failed: (err: Error, socket: Socket) => {
+      failed++;
+      warnSometimes('TLS handshakes failed or timed out; those connections were closed', {
+        remoteAddress: socket.remoteAddress,
+        error: err.message,
+        closedSoFar: failed,
+      });
+    },
+  };
+}
+
+/**
+ * What a WebSocket adds to the gate: its wire bytes count before login (ws holds an unfinished
+ * message where the frame guard cannot see it), and a message over ws's maxPayload, refused by ws
+ * at its frame header, is reported as an over-size packet, as the frame guard reports one.
+ */
+function watchWebSocket(
+  { stream, socket }: Connection,
+  entry: PreAuthEntry,
+  limit: number,
+  onOversize: (info: OversizeInfo) => void,
+): void {
+  let loggedIn = false;
+  const release = entry.release;
+  entry.release = () => {
+    loggedIn = true;
+    release();
+  };
+  socket.on('data', (chunk: Buffer) => entry.add(chunk.length));
+  stream.once('error', (err: Error & { code?: string }) => {
+    if (err.code !== WS_MESSAGE_TOO_LARGE) return;
+    // The size is not known (ws stops at the frame header): Infinity, as for a malformed length.
+    // Before login it counts as an over-size CONNECT: nobody to tell, nobody to blame.
+    const packetType = loggedIn ? 0 : 1;
+    const remoteAddress = socket.remoteAddress;
+    onOversize({ declared: Number.POSITIVE_INFINITY, packetType, limit, remoteAddress });
+  });
+}
+
 /**
  * What a connection must pass before aedes reads it: the per-address connection rate, the frame
  * guard (CONNECT and packet size limits), and the pre-authentication buffer budget until it logs in.
@@ -85,23 +130,38 @@ export function createConnectionGate(deps: GateDeps) {
   const budget = createPreAuthBudget({ budgetBytes: config.mqtt.preAuthBufferBudget });
   const warnSometimes = createOccasionalWarner(deps.log);
   const oversize = createOversizeHandler(deps, warnSometimes);
+  const handshakes = createHandshakeCounter(warnSometimes);
 
-  const accept = (connection: Connection, describe: () => { clientId?: string; connectionId?: string }) => {
+  /** The per-address rate: false means close this connection. */
+  const admit = (socket: Socket): boolean => {
+    if (rateLimiter.take(socket.remoteAddress ?? '')) return true;
+    warnSometimes('new connections over the per-address rate refused (mqtt.connectRate)', {
+      remoteAddress: socket.remoteAddress,
+      refusedSoFar: rateLimiter.refused,
+    });
+    return false;
+  };
+
+  // With TLS the gate sees a connection twice: the raw socket when it arrives (admit: the rate is
+  // checked before the connection costs a key exchange) and the decrypted stream once the
+  // handshake is done (accept with `admitted`): the frame guard and the pre-authentication budget
+  // must count MQTT bytes, which only exist after decryption. The handshake in between is bounded
+  // by the listener's handshakeTimeout (= mqtt.connectTimeout) and OpenSSL's record size.
+  const accept = (
+    connection: Connection,
+    describe: () => { clientId?: string; connectionId?: string },
+    opts: { admitted?: boolean } = {},
+  ) => {
     const { stream, socket } = connection;
     const remoteAddress = socket.remoteAddress ?? '';
-    if (!rateLimiter.take(remoteAddress)) {
-      warnSometimes('new connections over the per-address rate refused (mqtt.connectRate)', {
-        remoteAddress,
-        refusedSoFar: rateLimiter.refused,
-      });
+    if (!opts.admitted && !admit(socket)) {
       stream.destroy();
       socket.destroy();
       return undefined;
     }
     // PUBACKs are tiny: without this, Nagle + delayed ACK add ~40 ms to every QoS 1 round trip.
     socket.setNoDelay(true);
-    let released = false;
-    const tracked = budget.track(() => {
+    const entry = budget.track(() => {
       warnSometimes('connections closed before login: pre-authentication buffer budget exceeded', {
         remoteAddress,
         budgetBytes: config.mqtt.preAuthBufferBudget,
@@ -110,13 +170,6 @@ export function createConnectionGate(deps: GateDeps) {
       stream.destroy();
       socket.destroy();
     });
-    const entry: PreAuthEntry = {
-      add: (n) => tracked.add(n),
-      release: () => {
-        released = true;
-        tracked.release();
-      },
-    };
     socket.once('close', () => entry.release());
     const onOversize = (info: OversizeInfo) => oversize.handle(info, describe);
     const conn = guardSocket(stream, config.mqtt.maxPacketSize, onOversize, {
@@ -125,23 +178,15 @@ export function createConnectionGate(deps: GateDeps) {
       // the wire (already flowing, ws reads them) so unfinished messages cost the budget too.
       ...(stream === socket ? { onBytes: (n: number) => entry.add(n) } : {}),
     });
-    if (stream !== socket) {
-      socket.on('data', (chunk: Buffer) => entry.add(chunk.length));
-      stream.once('error', (err: Error & { code?: string }) => {
-        if (err.code !== WS_MESSAGE_TOO_LARGE) return;
-        const limit = config.mqtt.maxPacketSize;
-        // The size is not known (ws stops at the frame header): Infinity, as for a malformed length.
-        // Before login it counts as an over-size CONNECT: nobody to tell, nobody to blame.
-        const packetType = released ? 0 : 1;
-        onOversize({ declared: Number.POSITIVE_INFINITY, packetType, limit, remoteAddress });
-      });
-    }
+    if (stream !== socket) watchWebSocket(connection, entry, config.mqtt.maxPacketSize, onOversize);
     return { conn, entry };
   };
 
   const preAuth = new WeakMap<Client, PreAuthEntry>();
   return {
+    admit,
     accept,
+    handshakeFailed: handshakes.failed,
     track: (client: Client, entry: PreAuthEntry) => preAuth.set(client, entry),
     /** Logged in: what it buffered no longer counts against the pre-authentication budget. */
     loggedIn: (client: Client) => preAuth.get(client)?.release(),
@@ -152,6 +197,7 @@ export function createConnectionGate(deps: GateDeps) {
       'rate-limit': rateLimiter.refused,
       'preauth-budget': budget.closed,
       'connect-too-large': oversize.connectsRefused,
+      'tls-handshake': handshakes.count(),
     }),
   };
 }

@@ -1,7 +1,8 @@
 // aedes callbacks: authentication and the subscription ACL here, the publish side (ACL, ingestion
 // hand-off, deliveries) in publish-hooks.ts. CONNACK codes are chosen here and nowhere else.
 // Logins: an unknown username costs a dummy hash like a real one, failed logins back off per
-// username and address (auth-backoff.ts), and a full hashing queue refuses with CONNACK 3.
+// username and address (auth-backoff.ts), and a full hashing queue refuses with CONNACK 3. A
+// connection with a client certificate and no password logs in by certificate (client-certificate.ts).
 import type { AedesOptions, Client, Subscription } from 'aedes';
 import { isGatewayError } from '../errors.js';
 import type { Ingestion } from '../ingest/source.js';
@@ -10,6 +11,7 @@ import { canConnect, canSubscribe, findIdentity, type Identity } from '../regist
 import { maxIterations, type PasswordVerifier, parseHash } from '../registry/passwords.js';
 import type { Registry, RegistrySnapshot } from '../registry/registry.js';
 import { type BackoffOptions, createAuthBackoff } from './auth-backoff.js';
+import { certificateLogin, peerCertificateOf } from './client-certificate.js';
 import { createPublishHooks, type Who } from './publish-hooks.js';
 
 // [MQTT-3.2.2.3] CONNACK return codes (aedes declares them as a const enum, unusable at run time).
@@ -83,6 +85,35 @@ const remoteAddressOf = (client: Client) =>
 
 export type HooksDeps = Parameters<typeof createHooks>[0];
 
+type Refuse = (code: number, reason: string, counted: string, delayMs?: number) => void;
+
+/** A refusal: counted by reason, logged, and its CONNACK held for `delayMs` after failed logins. */
+function createRefuser(
+  log: Logger,
+  authStats: Record<string, number>,
+  who: (client: Client) => Record<string, unknown>,
+) {
+  return (
+    client: Client,
+    username: string | undefined,
+    address: string,
+    done: Parameters<NonNullable<AedesOptions['authenticate']>>[3],
+  ): Refuse =>
+    (code, reason, counted, delayMs = 0) => {
+      authStats[counted] = (authStats[counted] ?? 0) + 1;
+      // Names come from an anonymous client (up to the 8-KiB CONNECT limit): clipped, so a flood of
+      // refusals costs the log ~200 bytes a line, not 16 KiB.
+      const names = { clientId: clip(client.id), username: clip(username) };
+      const fields = { ...who(client), ...names, remoteAddress: address, reason, delayMs };
+      // A flood is counted in /metrics; only refusals a technician can act on are warnings.
+      if (counted === 'backoff' || counted === 'busy') log.debug(fields, 'connection refused');
+      else log.warn(fields, 'connection refused');
+      const send = () => done(authError(code, reason) as never, false);
+      if (delayMs > 0) setTimeout(send, delayMs);
+      else send();
+    };
+}
+
 /**
  * The login check. The CONNACK goes out when `done` is called: a refusal after failed logins is
  * held for the backoff delay (the connection waits, costing a socket but no hashing).
@@ -97,21 +128,21 @@ function createAuthenticate(
     deps.backoff ?? { usernameAfter: 5, addressAfter: 20, baseMs: 1000, maxMs: 30_000 },
   );
   const authStats: Record<string, number> = {};
+  const refuser = createRefuser(log, authStats, who);
   const authenticate: NonNullable<AedesOptions['authenticate']> = (client, username, password, done) => {
     const address = remoteAddressOf(client);
-    const refuse = (code: number, reason: string, counted: string, delayMs = 0) => {
-      authStats[counted] = (authStats[counted] ?? 0) + 1;
-      // Names come from an anonymous client (up to the 8-KiB CONNECT limit): clipped, so a flood of
-      // refusals costs the log ~200 bytes a line, not 16 KiB.
-      const names = { clientId: clip(client.id), username: clip(username) };
-      const fields = { ...who(client), ...names, remoteAddress: address, reason, delayMs };
-      // A flood is counted in /metrics; only refusals a technician can act on are warnings.
-      if (counted === 'backoff' || counted === 'busy') log.debug(fields, 'connection refused');
-      else log.warn(fields, 'connection refused');
-      const send = () => done(authError(code, reason) as never, false);
-      if (delayMs > 0) setTimeout(send, delayMs);
-      else send();
-    };
+    const refuse = refuser(client, username, address, done);
+    // No password: a verified client certificate may stand in for it (mutual TLS).
+    const peer = password ? undefined : peerCertificateOf(client);
+    if (peer) {
+      const login = certificateLogin(registry.current(), client.id, username, peer);
+      if (login.allow) {
+        identities.set(client, login.identity);
+        return done(null, true);
+      }
+      const code = 'clientId' in login ? CONNACK.IDENTIFIER_REJECTED : CONNACK.NOT_AUTHORIZED;
+      return refuse(code, login.reason, 'certificate', backoff.fail(username ?? client.id, address));
+    }
     if (!username || !password)
       return refuse(CONNACK.BAD_USERNAME_OR_PASSWORD, 'username and password are required', 'missing');
     const snapshot = registry.current();

@@ -40,13 +40,20 @@ export interface WsListenerOptions {
   readonly tls?: TlsMaterial;
 }
 
+export interface WsHandlers {
+  /** A new TCP connection, before TLS or HTTP: false closes it (per-address rate). */
+  admit(socket: Socket): boolean;
+  /** An upgraded WebSocket, ready for MQTT. */
+  accept(connection: Connection): void;
+}
+
 const pathOf = (req: IncomingMessage) => (req.url ?? '').split('?')[0];
 
 function refuseUpgrade(socket: Duplex, status: string): void {
   socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
 }
 
-function createUpgrader(opts: WsListenerOptions, onConnection: (connection: Connection) => void) {
+function createUpgrader(opts: WsListenerOptions, onConnection: WsHandlers['accept']) {
   const wss = new WebSocketServer({
     noServer: true,
     maxPayload: opts.maxPayload,
@@ -86,11 +93,11 @@ function createUpgradeServer(opts: WsListenerOptions, options: ServerOptions): S
   return server;
 }
 
-/** Starts an MQTT-over-WebSocket listener; each upgraded connection goes to `onConnection`. */
+/** Starts an MQTT-over-WebSocket listener; each upgraded connection goes to `handlers.accept`. */
 export async function listenWebSocket(
   opts: WsListenerOptions,
   log: Logger,
-  onConnection: (connection: Connection) => void,
+  handlers: WsHandlers,
 ): Promise<Listener> {
   const server = createUpgradeServer(opts, {
     maxHeaderSize: MAX_UPGRADE_HEADER_BYTES,
@@ -100,7 +107,11 @@ export async function listenWebSocket(
     connectionsCheckingInterval: Math.min(1000, opts.upgradeTimeoutMs),
   });
   server.maxConnections = opts.maxConnections;
-  server.on('upgrade', createUpgrader(opts, onConnection));
+  // The rate is checked before the connection costs a key exchange or an HTTP parse.
+  server.on('connection', (socket: Socket) => {
+    if (!handlers.admit(socket)) socket.destroy();
+  });
+  server.on('upgrade', createUpgrader(opts, handlers.accept));
   // A plain request gets no MQTT: 426 on the MQTT path (a browser opened it), 404 elsewhere.
   server.on('request', (req, res) => {
     res.writeHead(pathOf(req) === MQTT_WS_PATH ? 426 : 404, { connection: 'close', 'content-length': 0 });

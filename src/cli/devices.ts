@@ -1,15 +1,18 @@
 // `livinglab devices ...` and `livinglab accounts ...`: edit the registry file. Clear secrets are
 // printed once (generated) or read from standard input, and only their hashes are written.
+import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { GatewayError } from '../errors.js';
 import { subjectAt } from '../registry/assignments.js';
+import { parseCertificateRule } from '../registry/certificate-rule.js';
 import {
   addAccount,
   addDevice,
   applyImportedCredentials,
   assignDevice,
   removeDevice,
+  setDeviceCertificate,
   setDeviceEnabled,
   setDevicePassword,
 } from '../registry/edit.js';
@@ -21,7 +24,7 @@ import {
   hashSecretSync,
   parseMosquittoPasswordFile,
 } from '../registry/passwords.js';
-import { EMPTY_REGISTRY, type RegistryData } from '../registry/types.js';
+import { type CertificateRule, EMPTY_REGISTRY, type RegistryData } from '../registry/types.js';
 import { loadSchemas } from '../schemas/load.js';
 import type { SchemaSet } from '../schemas/types.js';
 import { printTable, readStdinSecret } from './io.js';
@@ -73,6 +76,7 @@ export function registerDeviceCommands(program: Command, env: Env): void {
     },
   );
   registerPasswdCommand(devices, env);
+  registerCertificateCommand(devices, env);
   registerImportCommand(devices, env);
   registerAccountCommands(program, env);
 }
@@ -106,9 +110,11 @@ function registerAddCommand(devices: Command, env: Env): void {
       .option('--interval <duration>', 'expected reporting interval, e.g. 60s')
       .option('--schema-version <n>', 'schema version the device speaks (default: the newest)')
       .option('--schemas-dir <dir>', 'device schema folder (default: the bundled device-schemas/)')
-      .option('--password-stdin', 'read the password from standard input instead of generating one'),
+      .option('--password-stdin', 'read the password from standard input instead of generating one')
+      .option('--certificate <rule>', CERTIFICATE_HELP),
   ).action(async (opts) => {
     const config = configFromFlags(opts, env);
+    const certificate = opts.certificate ? await certificateRuleFrom(opts.certificate) : undefined;
     const version = schemaVersionFor(loadSchemas(config.schemasDir), opts.type, opts.schemaVersion);
     const { secret, hash, print } = await newSecret(opts.passwordStdin, 'the device password');
     const data = await readOrEmpty(config.registry);
@@ -121,6 +127,7 @@ function registerAddCommand(devices: Command, env: Env): void {
       ...(opts.subject ? { subject: opts.subject } : {}),
       ...(opts.interval ? { interval: opts.interval } : {}),
       passwordHash: hash,
+      ...(certificate ? { certificate } : {}),
     });
     await writeRegistryFile(config.registry, next);
     process.stderr.write(`device ${opts.id} (${opts.type}@${version}) added to ${config.registry}\n`);
@@ -186,6 +193,42 @@ function registerPasswdCommand(devices: Command, env: Env): void {
     const config = await editRegistry(opts, env, (data) => setDevicePassword(data, id, hash));
     process.stderr.write(`new password set for device ${id} in ${config.registry}\n`);
     if (print) process.stdout.write(`${secret}\n`);
+  });
+}
+
+const CERTIFICATE_HELP =
+  'client certificate that may log the device in without a password: "lab-ca" (any certificate from tls.ca whose CN or a SAN is the device id), a SHA-256 fingerprint (AB:CD:...), or a PEM certificate file to pin';
+
+/** A rule as typed: `lab-ca`, a fingerprint, `none` (undefined), or a certificate file to pin. */
+async function certificateRuleFrom(text: string): Promise<CertificateRule | undefined> {
+  if (text === 'none') return undefined;
+  const rule = parseCertificateRule(text);
+  if (rule) return rule;
+  const pem = await readFile(text, 'utf8').catch(() => {
+    throw new GatewayError(
+      'LL_INPUT_INVALID',
+      `--certificate "${text}" is not "lab-ca", "none", a SHA-256 fingerprint (AB:CD:...) or a readable certificate file`,
+    );
+  });
+  try {
+    return { fingerprint256: new X509Certificate(pem).fingerprint256 };
+  } catch (err) {
+    throw new GatewayError('LL_INPUT_INVALID', `${text} is not a PEM certificate: ${(err as Error).message}`);
+  }
+}
+
+function registerCertificateCommand(devices: Command, env: Env): void {
+  addRegistryOption(
+    devices
+      .command('certificate <id> <rule>')
+      .description(
+        `set which client certificate may log a device in without a password (a running gateway disconnects it if the rule changes); <rule>: "none" to allow the password only, or ${CERTIFICATE_HELP.replace(/^client certificate[^:]*: /, '')}`,
+      ),
+  ).action(async (id: string, text: string, opts: CommonFlags) => {
+    const rule = await certificateRuleFrom(text);
+    const config = await editRegistry(opts, env, (data) => setDeviceCertificate(data, id, rule));
+    const what = rule ? ('issuer' in rule ? 'lab-ca' : rule.fingerprint256) : 'none';
+    process.stderr.write(`certificate rule of device ${id} set to ${what} in ${config.registry}\n`);
   });
 }
 

@@ -66,6 +66,12 @@ export function recheckIdentity(
   if (after.passwordHash !== before.passwordHash) {
     return deny(`the password of ${fresh.kind} ${fresh.id} changed after it connected`);
   }
+  // A rule changed (a pinned certificate replaced after a compromise): a connection made under the
+  // old rule may hold the certificate that is no longer wanted.
+  const ruleOf = (x: typeof after) => JSON.stringify('certificate' in x ? x.certificate : undefined);
+  if (ruleOf(after) !== ruleOf(before)) {
+    return deny(`the certificate rule of ${fresh.kind} ${fresh.id} changed after it connected`);
+  }
   if (
     fresh.kind === 'device' &&
     loggedIn.kind === 'device' &&

@@ -5,7 +5,7 @@ import { GatewayError } from '../errors.js';
 import { openAssignment, parseAssignmentTime } from './assignments.js';
 import { SEGMENT_RE, SEGMENT_RULE, SUBJECT_RE } from './ids.js';
 import type { ImportedCredential } from './passwords.js';
-import type { Account, Assignment, Device, RegistryData } from './types.js';
+import type { Account, Assignment, CertificateRule, Device, RegistryData } from './types.js';
 
 function checkSegment(value: string, what: string): void {
   if (!SEGMENT_RE.test(value)) {
@@ -29,6 +29,7 @@ export interface NewDevice {
   subject?: string;
   interval?: string;
   passwordHash: string;
+  certificate?: CertificateRule;
 }
 
 export function addDevice(data: RegistryData, d: NewDevice): RegistryData {
@@ -67,6 +68,18 @@ function replaceDevice(data: RegistryData, id: string, change: (d: Device) => De
 
 export function setDeviceEnabled(data: RegistryData, id: string, enabled: boolean): RegistryData {
   return replaceDevice(data, id, (d) => ({ ...d, enabled }));
+}
+
+/** Sets (or, with undefined, removes) the client certificate that may log the device in. */
+export function setDeviceCertificate(
+  data: RegistryData,
+  id: string,
+  certificate: CertificateRule | undefined,
+): RegistryData {
+  return replaceDevice(data, id, (d) => {
+    const { certificate: _old, ...rest } = d;
+    return certificate ? { ...rest, certificate } : rest;
+  });
 }
 
 export function setDevicePassword(data: RegistryData, id: string, passwordHash: string): RegistryData {

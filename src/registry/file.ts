@@ -10,6 +10,7 @@ import { durationPattern } from '../config/duration.js';
 import { fileLine, parseYaml, validateYaml } from '../config/yaml-file.js';
 import { GatewayError } from '../errors.js';
 import { checkAssignments } from './assignments.js';
+import { FINGERPRINT_PATTERN } from './certificate-rule.js';
 import { SEGMENT_PATTERN, SUBJECT_PATTERN } from './ids.js';
 import { type Assignment, type Device, EMPTY_REGISTRY, type RegistryData } from './types.js';
 
@@ -61,6 +62,22 @@ const REGISTRY_SCHEMA = {
           interval: { type: 'string', pattern: durationPattern() },
           enabled: { type: 'boolean', default: true },
           passwordHash: hash,
+          certificate: {
+            oneOf: [
+              {
+                type: 'object',
+                additionalProperties: false,
+                required: ['fingerprint256'],
+                properties: { fingerprint256: { type: 'string', pattern: FINGERPRINT_PATTERN } },
+              },
+              {
+                type: 'object',
+                additionalProperties: false,
+                required: ['issuer'],
+                properties: { issuer: { const: 'lab-ca' } },
+              },
+            ],
+          },
         },
       },
     },
@@ -280,6 +297,7 @@ export function serialiseRegistry(data: RegistryData): string {
       ...(d.interval ? { interval: d.interval } : {}),
       enabled: d.enabled,
       passwordHash: d.passwordHash,
+      ...(d.certificate ? { certificate: d.certificate } : {}),
     })),
     accounts: data.accounts.map((a) => ({
       id: a.id,

@@ -20,7 +20,16 @@ export interface Device {
   readonly interval?: string;
   readonly enabled: boolean;
   readonly passwordHash: string;
+  /** Which client certificate may log this device in without a password (none: only its password). */
+  readonly certificate?: CertificateRule;
 }
+
+/**
+ * A device's client-certificate rule (not a secret). Either way the certificate must chain to the
+ * gateway's `tls.ca` and be valid now: `fingerprint256` pins one certificate (SHA-256, AB:CD:...);
+ * `issuer: lab-ca` takes any certificate from that CA whose CN or a SAN equals the device id.
+ */
+export type CertificateRule = { readonly fingerprint256: string } | { readonly issuer: 'lab-ca' };
 
 /**
  * A device's assignment to a resident: from `from` (inclusive; none: since the device was

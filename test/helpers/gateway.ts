@@ -11,7 +11,7 @@ import { createLogger } from '../../src/log.js';
 import { addAccount, addDevice } from '../../src/registry/edit.js';
 import { readRegistryFile, writeRegistryFile } from '../../src/registry/file.js';
 import { hashSecretSync } from '../../src/registry/passwords.js';
-import { EMPTY_REGISTRY, type RegistryData } from '../../src/registry/types.js';
+import { type CertificateRule, EMPTY_REGISTRY, type RegistryData } from '../../src/registry/types.js';
 import { type RejectLine, readRejects } from '../../src/storage/rejects-log.js';
 import type { SpoolOptions } from '../../src/storage/spool/index.js';
 
@@ -23,6 +23,7 @@ export interface TestDevice {
   site: string;
   subject?: string;
   interval?: string;
+  certificate?: CertificateRule;
 }
 
 export interface TestGateway {
