@@ -4,12 +4,14 @@
 import { once } from 'node:events';
 import type { IncomingHttpHeaders } from 'node:http';
 import { request } from 'node:https';
+import { connect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addProject, issueToken, setConsent } from '../../src/registry/research.js';
 import { createTestCerts, type TestCerts } from '../helpers/certs.js';
 import { useLab } from '../helpers/fixture.js';
 import { connectDevice, eventually } from '../helpers/mqtt.js';
+import { connectPacket } from '../helpers/raw-mqtt.js';
 import { dayFromToday, ndjson, openProject, untilTokens } from '../helpers/research.js';
 
 const OX = { id: 'ox-0401', type: 'pulse-oximeter', site: 'odense', subject: 'p-401' };
@@ -28,6 +30,7 @@ const lab = useLab(() => ({
   config: {
     tls: { cert: certs.server.cert, key: certs.server.key },
     listeners: { wss: { enabled: true, host: '127.0.0.1', port: 0 }, mqtts: { host: '127.0.0.1', port: 0 } },
+    mqtt: { port: 0, host: '127.0.0.1', connectTimeout: '1s' },
   },
 }));
 
@@ -83,6 +86,23 @@ describe('MQTT over secure WebSocket', () => {
       /self-signed|unable to verify|certificate/i,
     );
     await expect(connectDevice(`ws://127.0.0.1:${lab.gw.app.wssPort}/mqtt`, OX2.id)).rejects.toThrow();
+  });
+
+  it('closes a plain MQTT CONNECT and a handshake left half-open on the wss port, and goes on serving', async () => {
+    const port = lab.gw.app.wssPort;
+    const plain = connect({ host: '127.0.0.1', port });
+    plain.on('error', () => undefined);
+    await once(plain, 'connect');
+    plain.write(connectPacket(OX2.id, 'x'));
+    // A TLS record header announcing a client hello that never comes.
+    const halfOpen = connect({ host: '127.0.0.1', port });
+    halfOpen.on('error', () => undefined);
+    await once(halfOpen, 'connect');
+    halfOpen.write(Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01]));
+    await Promise.all([once(plain, 'close'), once(halfOpen, 'close')]);
+    const client = await connectDevice(wssUrl(), OX2.id, { ca: certs.caPem });
+    expect(client.connected).toBe(true);
+    await client.endAsync();
   });
 
   it('takes a renewed certificate without a restart while a device stays connected', async () => {

@@ -20,7 +20,7 @@ const lab = useLab({
   devices: [OX, OX2],
   config: {
     listeners: { ws: { enabled: true, host: '127.0.0.1', port: 0 } },
-    mqtt: { connectTimeout: '1s', maxPacketSize: MAX_PACKET },
+    mqtt: { port: 0, host: '127.0.0.1', connectTimeout: '1s', maxPacketSize: MAX_PACKET },
   },
 });
 
@@ -217,5 +217,29 @@ describe('MQTT over WebSocket on /mqtt', () => {
     expect(await eventually(metric, (n) => n >= 8000)).toBeLessThan(9000);
     ws.terminate();
     await eventually(metric, (n) => n === 0);
+  });
+
+  it('refuses WebSocket connections over the per-address rate before their upgrade, counted as for TCP', async () => {
+    const gw = await lab.startGateway({
+      devices: [OX],
+      config: {
+        listeners: { ws: { enabled: true, host: '127.0.0.1', port: 0 } },
+        mqtt: { port: 0, host: '127.0.0.1', connectBurst: 2, connectRate: 1 },
+      },
+    });
+    const url = `ws://127.0.0.1:${gw.app.wsPort}/mqtt`;
+    const open: WebSocket[] = [];
+    for (let i = 0; i < 2; i++) {
+      const ws = new WebSocket(url, ['mqtt']);
+      await once(ws, 'open');
+      open.push(ws);
+    }
+    const third = new WebSocket(url, ['mqtt']);
+    const [err] = (await once(third, 'error')) as [Error];
+    expect(err.message).toMatch(/socket hang up|ECONNRESET/);
+    expect(
+      await readMetric(gw.app.httpPort, 'livinglab_connections_refused_total{reason="rate-limit"}'),
+    ).toBe(1);
+    for (const ws of open) ws.terminate();
   });
 });
