@@ -90,6 +90,32 @@ function createHandshakeCounter(warnSometimes: ReturnType<typeof createOccasiona
 }
 
 /**
+ * One mqtt.maxConnections for all MQTT listeners together (TCP, TLS, WebSocket): each server's own
+ * maxConnections alone would let every listener have that many. Counted from the first byte.
+ */
+function createConnectionCap(max: number, warnSometimes: ReturnType<typeof createOccasionalWarner>) {
+  let open = 0;
+  let refused = 0;
+  return {
+    refused: () => refused,
+    admit(socket: Socket): boolean {
+      if (open >= max) {
+        refused++;
+        warnSometimes('connections over mqtt.maxConnections refused (all MQTT listeners together)', {
+          remoteAddress: socket.remoteAddress,
+          limit: max,
+          refusedSoFar: refused,
+        });
+        return false;
+      }
+      open++;
+      socket.once('close', () => open--);
+      return true;
+    },
+  };
+}
+
+/**
  * What a WebSocket adds to the gate: its wire bytes count before login (ws holds an unfinished
  * message where the frame guard cannot see it), and a message over ws's maxPayload, refused by ws
  * at its frame header, is reported as an over-size packet, as the frame guard reports one.
@@ -133,7 +159,9 @@ export function createConnectionGate(deps: GateDeps) {
   const handshakes = createHandshakeCounter(warnSometimes);
 
   /** The per-address rate: false means close this connection. */
+  const cap = createConnectionCap(config.mqtt.maxConnections, warnSometimes);
   const admit = (socket: Socket): boolean => {
+    if (!cap.admit(socket)) return false;
     if (rateLimiter.take(socket.remoteAddress ?? '')) return true;
     warnSometimes('new connections over the per-address rate refused (mqtt.connectRate)', {
       remoteAddress: socket.remoteAddress,
@@ -198,6 +226,7 @@ export function createConnectionGate(deps: GateDeps) {
       'preauth-budget': budget.closed,
       'connect-too-large': oversize.connectsRefused,
       'tls-handshake': handshakes.count(),
+      'max-connections': cap.refused(),
     }),
   };
 }

@@ -98,7 +98,13 @@ export const CONFIG_SCHEMA = Type.Object(
           flag: '--max-packet-size <bytes>',
         },
       ),
-      maxConnections: integer(20000, 'Most simultaneous MQTT connections', { minimum: 1 }),
+      maxConnections: integer(
+        20000,
+        'Most simultaneous MQTT connections, all listeners (TCP, TLS, WebSocket) together',
+        {
+          minimum: 1,
+        },
+      ),
       connectTimeout: duration('10s', 'Time a new connection has to send CONNECT'),
       keepaliveLimit: integer(1200, 'Largest keepalive (seconds) a client may ask for', { minimum: 0 }),
       maxConnectPacketSize: integer(

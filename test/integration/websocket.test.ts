@@ -242,4 +242,31 @@ describe('MQTT over WebSocket on /mqtt', () => {
     ).toBe(1);
     for (const ws of open) ws.terminate();
   });
+
+  it('holds mqtt.maxConnections for TCP and WebSocket together, counting the refusals', async () => {
+    const gw = await lab.startGateway({
+      devices: [OX, OX2],
+      config: {
+        listeners: { ws: { enabled: true, host: '127.0.0.1', port: 0 } },
+        mqtt: { port: 0, host: '127.0.0.1', maxConnections: 2 },
+      },
+    });
+    const url = `ws://127.0.0.1:${gw.app.wsPort}/mqtt`;
+    const overTcp = await connectDevice(gw.mqttUrl, OX.id);
+    const overWs = await connectDevice(url, OX2.id);
+    const third = new WebSocket(url, ['mqtt']);
+    const [err] = (await once(third, 'error')) as [Error];
+    expect(err.message).toMatch(/socket hang up|ECONNRESET/);
+    const refused = 'livinglab_connections_refused_total{reason="max-connections"}';
+    expect(await readMetric(gw.app.httpPort, refused)).toBe(1);
+    // A connection that ends makes room again.
+    await overTcp.endAsync();
+    const again = await eventually(
+      () => connectDevice(url, OX.id).catch(() => undefined),
+      (c) => c !== undefined,
+    );
+    expect(again?.connected).toBe(true);
+    await again?.endAsync();
+    await overWs.endAsync();
+  });
 });
