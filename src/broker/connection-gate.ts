@@ -90,22 +90,32 @@ function createHandshakeCounter(warnSometimes: ReturnType<typeof createOccasiona
 }
 
 /**
- * One mqtt.maxConnections for all MQTT listeners together (TCP, TLS, WebSocket): each server's own
- * maxConnections alone would let every listener have that many. Counted from the first byte.
+ * Whether a new connection may start, from its first byte: one mqtt.maxConnections for all MQTT
+ * listeners together (TCP, TLS, WebSocket; each server's own maxConnections alone would let every
+ * listener have that many), then the per-address rate. False means close this connection.
  */
-function createConnectionCap(max: number, warnSometimes: ReturnType<typeof createOccasionalWarner>) {
+function createAdmission(config: Config, warnSometimes: ReturnType<typeof createOccasionalWarner>) {
+  const max = config.mqtt.maxConnections;
+  const rateLimiter = createConnectRateLimiter({
+    ratePerSecond: config.mqtt.connectRate,
+    burst: config.mqtt.connectBurst,
+  });
   let open = 0;
-  let refused = 0;
+  let overCap = 0;
   return {
-    refused: () => refused,
+    rateRefused: () => rateLimiter.refused,
+    capRefused: () => overCap,
     admit(socket: Socket): boolean {
+      const remoteAddress = socket.remoteAddress;
       if (open >= max) {
-        refused++;
-        warnSometimes('connections over mqtt.maxConnections refused (all MQTT listeners together)', {
-          remoteAddress: socket.remoteAddress,
-          limit: max,
-          refusedSoFar: refused,
-        });
+        overCap++;
+        const fields = { remoteAddress, limit: max, refusedSoFar: overCap };
+        warnSometimes('connections over mqtt.maxConnections refused (all MQTT listeners together)', fields);
+        return false;
+      }
+      if (!rateLimiter.take(remoteAddress ?? '')) {
+        const fields = { remoteAddress, refusedSoFar: rateLimiter.refused };
+        warnSometimes('new connections over the per-address rate refused (mqtt.connectRate)', fields);
         return false;
       }
       open++;
@@ -149,26 +159,13 @@ function watchWebSocket(
  */
 export function createConnectionGate(deps: GateDeps) {
   const { config } = deps;
-  const rateLimiter = createConnectRateLimiter({
-    ratePerSecond: config.mqtt.connectRate,
-    burst: config.mqtt.connectBurst,
-  });
   const budget = createPreAuthBudget({ budgetBytes: config.mqtt.preAuthBufferBudget });
   const warnSometimes = createOccasionalWarner(deps.log);
   const oversize = createOversizeHandler(deps, warnSometimes);
   const handshakes = createHandshakeCounter(warnSometimes);
 
-  /** The per-address rate: false means close this connection. */
-  const cap = createConnectionCap(config.mqtt.maxConnections, warnSometimes);
-  const admit = (socket: Socket): boolean => {
-    if (!cap.admit(socket)) return false;
-    if (rateLimiter.take(socket.remoteAddress ?? '')) return true;
-    warnSometimes('new connections over the per-address rate refused (mqtt.connectRate)', {
-      remoteAddress: socket.remoteAddress,
-      refusedSoFar: rateLimiter.refused,
-    });
-    return false;
-  };
+  const admission = createAdmission(config, warnSometimes);
+  const { admit } = admission;
 
   // With TLS the gate sees a connection twice: the raw socket when it arrives (admit: the rate is
   // checked before the connection costs a key exchange) and the decrypted stream once the
@@ -222,11 +219,11 @@ export function createConnectionGate(deps: GateDeps) {
       return budget.bufferedBytes;
     },
     refused: () => ({
-      'rate-limit': rateLimiter.refused,
+      'rate-limit': admission.rateRefused(),
       'preauth-budget': budget.closed,
       'connect-too-large': oversize.connectsRefused,
       'tls-handshake': handshakes.count(),
-      'max-connections': cap.refused(),
+      'max-connections': admission.capRefused(),
     }),
   };
 }
