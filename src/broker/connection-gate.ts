@@ -72,6 +72,37 @@ function createOversizeHandler(deps: GateDeps, warnSometimes: ReturnType<typeof 
   };
 }
 
+/** Whether a new connection may open at all: the connection cap and the per-address rate. */
+function createAdmission(config: Config, warnSometimes: ReturnType<typeof createOccasionalWarner>) {
+  const rateLimiter = createConnectRateLimiter({
+    ratePerSecond: config.mqtt.connectRate,
+    burst: config.mqtt.connectBurst,
+  });
+  // One cap for every listener: each server's own maxConnections would let TCP, TLS and the
+  // WebSocket listeners together hold several times mqtt.maxConnections.
+  let open = 0;
+  let overCap = 0;
+  /** The connection cap and the per-address rate: false means close this connection. */
+  const admit = (socket: Socket): boolean => {
+    if (open >= config.mqtt.maxConnections) {
+      overCap++;
+      warnSometimes('new connections over mqtt.maxConnections refused', { open, refusedSoFar: overCap });
+      return false;
+    }
+    if (!rateLimiter.take(socket.remoteAddress ?? '')) {
+      warnSometimes('new connections over the per-address rate refused (mqtt.connectRate)', {
+        remoteAddress: socket.remoteAddress,
+        refusedSoFar: rateLimiter.refused,
+      });
+      return false;
+    }
+    open++;
+    socket.once('close', () => open--);
+    return true;
+  };
+  return { admit, overCap: () => overCap, rateLimited: () => rateLimiter.refused };
+}
+
 /** TLS handshakes that failed or timed out (garbage, plain MQTT on the TLS port, half-open). */
 function createHandshakeCounter(warnSometimes: ReturnType<typeof createOccasionalWarner>) {
   let failed = 0;
@@ -85,42 +116,6 @@ function createHandshakeCounter(warnSometimes: ReturnType<typeof createOccasiona
         error: err.message,
         closedSoFar: failed,
       });
-    },
-  };
-}
-
-/**
- * Whether a new connection may start, from its first byte: one mqtt.maxConnections for all MQTT
- * listeners together (TCP, TLS, WebSocket; each server's own maxConnections alone would let every
- * listener have that many), then the per-address rate. False means close this connection.
- */
-function createAdmission(config: Config, warnSometimes: ReturnType<typeof createOccasionalWarner>) {
-  const max = config.mqtt.maxConnections;
-  const rateLimiter = createConnectRateLimiter({
-    ratePerSecond: config.mqtt.connectRate,
-    burst: config.mqtt.connectBurst,
-  });
-  let open = 0;
-  let overCap = 0;
-  return {
-    rateRefused: () => rateLimiter.refused,
-    capRefused: () => overCap,
-    admit(socket: Socket): boolean {
-      const remoteAddress = socket.remoteAddress;
-      if (open >= max) {
-        overCap++;
-        const fields = { remoteAddress, limit: max, refusedSoFar: overCap };
-        warnSometimes('connections over mqtt.maxConnections refused (all MQTT listeners together)', fields);
-        return false;
-      }
-      if (!rateLimiter.take(remoteAddress ?? '')) {
-        const fields = { remoteAddress, refusedSoFar: rateLimiter.refused };
-        warnSometimes('new connections over the per-address rate refused (mqtt.connectRate)', fields);
-        return false;
-      }
-      open++;
-      socket.once('close', () => open--);
-      return true;
     },
   };
 }
@@ -219,11 +214,11 @@ export function createConnectionGate(deps: GateDeps) {
       return budget.bufferedBytes;
     },
     refused: () => ({
-      'rate-limit': admission.rateRefused(),
+      'rate-limit': admission.rateLimited(),
       'preauth-budget': budget.closed,
       'connect-too-large': oversize.connectsRefused,
       'tls-handshake': handshakes.count(),
-      'max-connections': admission.capRefused(),
+      'max-connections': admission.overCap(),
     }),
   };
 }

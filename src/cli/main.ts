@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { isGatewayError } from '../errors.js';
 import { packageRoot } from '../paths.js';
+import { registerCertsCommands } from './certs.js';
 import { registerDeviceCommands } from './devices.js';
 import { registerExportCommand } from './export.js';
 import { registerRecordingCommands } from './recording.js';
@@ -34,6 +35,7 @@ export function buildProgram(env: Record<string, string | undefined>): Command {
   registerReportCommand(program, env);
   registerResearchCommands(program, env);
   registerExportCommand(program, env);
+  registerCertsCommands(program);
   return program;
 }
 

@@ -58,7 +58,7 @@ describe('livinglab command line', () => {
       .filter((c) => c !== 'help');
     expect(commands.sort()).toEqual(
       [
-        ...['accounts', 'audit', 'devices', 'export', 'projects', 'record', 'replay'],
+        ...['accounts', 'audit', 'certs', 'devices', 'export', 'projects', 'record', 'replay'],
         ...['report', 'schemas', 'serve', 'simulate', 'status', 'tokens'],
       ].sort(),
     );

@@ -209,6 +209,24 @@ describe('certificate renewal', () => {
   });
 });
 
+describe('mqtt.maxConnections', () => {
+  it('caps TCP and TLS connections together', async () => {
+    const gw = await lab.startGateway({
+      devices: [BP1, BP2, BP3],
+      config: { ...tlsConfig(certs), mqtt: { port: 0, host: '127.0.0.1', maxConnections: 2 } },
+    });
+    const plain = await connectDevice(gw.mqttUrl, BP1.id);
+    const secure = await connectDevice(mqttsUrl(gw), BP2.id, tlsOpts());
+    onTestFinished(() => {
+      plain.end(true);
+      secure.end(true);
+    });
+    await expect(connectDevice(mqttsUrl(gw), BP3.id, tlsOpts())).rejects.toThrow();
+    expect(gw.app.broker.guardStats.connectionsRefused['max-connections']).toBe(1);
+    expect([plain.connected, secure.connected]).toEqual([true, true]);
+  });
+});
+
 describe('plain MQTT once TLS is configured', () => {
   const external = Object.values(networkInterfaces())
     .flat()
