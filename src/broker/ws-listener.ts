@@ -117,7 +117,6 @@ export async function listenWebSocket(
     res.writeHead(pathOf(req) === MQTT_WS_PATH ? 426 : 404, { connection: 'close', 'content-length': 0 });
     res.end();
   });
-  server.on('clientError', (_err, socket) => socket.destroy());
   server.listen(opts.port, opts.host);
   try {
     await Promise.race([

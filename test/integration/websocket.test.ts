@@ -204,6 +204,22 @@ describe('MQTT over WebSocket on /mqtt', () => {
     expect(Date.now() - started).toBeLessThan(8000);
   });
 
+  it('refuses an upgrade request with 12 KiB of headers (431, limit 8 KiB) without upgrading it', async () => {
+    const big = await rawConnection(lab.gw.app.wsPort);
+    big.socket.write(
+      'GET /mqtt HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n' +
+        'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n' +
+        'Sec-WebSocket-Protocol: mqtt\r\n' +
+        `Cookie: ${'a'.repeat(12 * 1024)}\r\n\r\n`,
+    );
+    await eventually(
+      async () => big.closed(),
+      (c) => c,
+      5000,
+    );
+    expect(big.text()).toMatch(/^HTTP\/1\.1 431 /);
+  });
+
   it('counts the bytes of an unfinished WebSocket message against the pre-authentication budget', async () => {
     const metric = async () =>
       (await readMetric(lab.gw.app.httpPort, 'livinglab_preauth_buffered_bytes')) ?? 0;
