@@ -2,11 +2,12 @@
 // created here after what it needs, started in that order and stopped in reverse: stop accepting,
 // let the messages under way reach the spool, give the drain the shutdown deadline, keep the rest
 // in the spool. A new listener, message source, job or page is one import and one call here.
-import { createBroker } from './broker/broker.js';
+import { type Broker, createBroker } from './broker/broker.js';
 import { resolveDataPaths } from './config/data-paths.js';
 import type { Config } from './config/schema.js';
 import { createGatewayMetrics } from './http/gateway-metrics.js';
 import { listenHttp } from './http/listen.js';
+import { httpsServingFor } from './http/secure.js';
 import { buildHttp } from './http/server.js';
 import { createStatusReports } from './http/status.js';
 import { createFeedbackBudget, MAX_FEEDBACK_BYTES } from './ingest/feedback.js';
@@ -72,6 +73,12 @@ function wireIngestion(
   return { hashPool, verifier, broker, sources, liveness, feedbackBudget, pipeline };
 }
 
+/** The bound ports for the start-up log; WebSocket ports only when those listeners are on. */
+function listenerPorts(broker: Broker, httpPort: number, https: boolean) {
+  const { port: mqttPort, tlsPort: mqttsPort, wsPort, wssPort } = broker;
+  return { mqttPort, mqttsPort, wsPort: wsPort || undefined, wssPort: wssPort || undefined, httpPort, https };
+}
+
 export function buildApp(
   config: Config,
   // openSpoolFile: the spool's file seam, for tests that inject disk faults.
@@ -105,7 +112,9 @@ export function buildApp(
     key: () => loadAuditKey(config.registry, config.secretsFile),
   });
   const research = { registry: () => registry.current().data, schemas, audit, influxUrl, db, secretsFile };
+  const https = httpsServingFor(config);
   const http = buildHttp({
+    ...(https ? { https } : {}),
     ...reports,
     metrics: metrics.registry,
     log: log.child({ module: 'http' }),
@@ -120,12 +129,13 @@ export function buildApp(
     warnDevicesWithoutSchema(registry.current().devices.values(), schemas, log);
     await storage.start();
     for (const source of sources) await source.start(pipeline);
+    if (tls) https?.use(tls);
     httpPort = await listenHttp(http, config);
     registerJobs({ config, scheduler, liveness, registry, schemas, rejects, log });
     statsTimer = setInterval(() => reports.logStats(log), 60_000);
     statsTimer.unref();
     started = true;
-    const ports = { mqttPort: broker.port, mqttsPort: broker.tlsPort, httpPort };
+    const ports = listenerPorts(broker, httpPort, https !== undefined);
     log.info({ ...ports, influx: influxUrl, api, spool: config.spool.enabled }, 'gateway started');
   };
 
@@ -153,8 +163,18 @@ export function buildApp(
     get mqttPort() {
       return broker.port;
     },
+    /** MQTT over WebSocket (path /mqtt); 0 when listeners.ws is off. */
+    get wsPort() {
+      return broker.wsPort;
+    },
+    /** MQTT over secure WebSocket (path /mqtt); 0 when listeners.wss is off. */
+    get wssPort() {
+      return broker.wssPort;
+    },
     get httpPort() {
       return httpPort;
     },
+    /** 'https' once TLS is configured (unless http.tls is 'off'). */
+    httpScheme: https ? 'https' : 'http',
   };
 }

@@ -1,13 +1,16 @@
-// The embedded MQTT broker, one MessageSource (ingest/source.ts): aedes behind a TCP listener and,
-// when TLS is configured, a TLS listener (listener.ts), both with the connection gate (connection-gate.ts: frame-size guard, per-address rate,
+// The embedded MQTT broker, one MessageSource (ingest/source.ts): aedes behind a TCP listener, a
+// TLS listener when TLS is configured (listener.ts) and WebSocket listeners when enabled
+// (ws-listener.ts), all through the connection gate (connection-gate.ts: frame-size guard, per-address rate,
 // pre-authentication budget), connect/keepalive limits (aedes defaults: none, 30 s), the aedes
 // callbacks (hooks.ts), retained online/offline status (status-publisher.ts) and registry changes
 // enforced on live connections (registry-enforcement.ts). It never acknowledges a message before
 // ingestion has answered for it.
+import type { Server as HttpServer } from 'node:http';
 import type { Server, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { Aedes, type Client } from 'aedes';
 import type { Config } from '../config/schema.js';
+import { GatewayError } from '../errors.js';
 import type { Ingestion, MessageSource } from '../ingest/source.js';
 import type { Logger } from '../log.js';
 import type { PasswordVerifier } from '../registry/passwords.js';
@@ -16,17 +19,22 @@ import type { Device } from '../registry/types.js';
 import type { TlsMaterial } from '../tls/material.js';
 import type { BackoffOptions } from './auth-backoff.js';
 import { isBackedUp } from './backlog.js';
-import { type ConnectionGate, createConnectionGate } from './connection-gate.js';
+import { type Connection, type ConnectionGate, createConnectionGate } from './connection-gate.js';
 import { type AuthStats, createHooks, type Hooks } from './hooks.js';
 import { listenTcp, listenTls, type TlsSocketHandlers } from './listener.js';
 import { enforceRegistry } from './registry-enforcement.js';
 import { createIndexedPersistence } from './retained-index.js';
 import { publishDeviceStatus } from './status-publisher.js';
+import { listenWebSocket, type WsHandlers } from './ws-listener.js';
 
 /** The embedded source: `publish` goes out as the gateway (no ACL), resolved once aedes has routed it. */
 export interface Broker extends MessageSource {
   /** The bound TCP port (useful with port 0). */
   readonly port: number;
+  /** The bound MQTT-over-WebSocket port; 0 when that listener is off. */
+  readonly wsPort: number;
+  /** The bound MQTT-over-secure-WebSocket port; 0 when that listener is off. */
+  readonly wssPort: number;
   /** The bound MQTT over TLS port; undefined when TLS is not configured. */
   readonly tlsPort: number | undefined;
   readonly connectedClients: number;
@@ -103,7 +111,9 @@ async function closeAll(
   a: Aedes | undefined,
   sockets: ReadonlySet<Socket>,
 ): Promise<void> {
-  const closed = Promise.all(servers.map((server) => new Promise<void>((r) => server.close(() => r()))));
+  const closed = Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+  // Requests still in their upgrade are not MQTT clients yet: neither aedes nor `sockets` has them.
+  for (const s of servers) if ('closeAllConnections' in s) (s as HttpServer).closeAllConnections();
   if (a) {
     for (const client of Object.values(clientsOf(a))) client.close();
     await new Promise<void>((resolve) => a.close(() => resolve()));
@@ -143,7 +153,8 @@ function createAcceptor(
   sockets: Set<Socket>,
 ) {
   let connectionSeq = 0;
-  return (a: Aedes, socket: Socket, opts: { admitted?: boolean } = {}) => {
+  return (a: Aedes, connection: Connection, opts: { admitted?: boolean } = {}) => {
+    const { socket } = connection;
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
     let client: Client | undefined;
@@ -151,12 +162,55 @@ function createAcceptor(
       clientId: client?.id,
       connectionId: client ? connectionIds.get(client) : undefined,
     });
-    const guarded = gate.accept(socket, describe, opts);
+    const guarded = gate.accept(connection, describe, opts);
     if (!guarded) return;
     client = a.handle(guarded.conn);
     gate.track(client, guarded.entry);
     connectionIds.set(client, `c${(++connectionSeq).toString(36)}`);
   };
+}
+
+/** The WebSocket listeners' limits, from the MQTT ones: one packet per message at most. */
+function wsLimits(config: Config) {
+  return {
+    maxPayload: config.mqtt.maxPacketSize,
+    upgradeTimeoutMs: config.mqtt.connectTimeoutMs,
+    maxConnections: config.mqtt.maxConnections,
+  };
+}
+
+/** The plain MQTT-over-WebSocket listener, when listeners.ws is enabled: its port, or 0. */
+async function listenWs(config: Config, log: Logger, handlers: WsHandlers, servers: Server[]) {
+  const ws = config.listeners.ws;
+  if (!ws.enabled) return 0;
+  const listener = await listenWebSocket(
+    { ...ws, name: 'ws', flag: '--ws-port', ...wsLimits(config) },
+    log,
+    handlers,
+  );
+  servers.push(listener.server);
+  return listener.port;
+}
+
+/** The MQTT-over-secure-WebSocket listener, when listeners.wss is enabled: its port, or 0. */
+async function listenWss(
+  config: Config,
+  tls: TlsMaterial | undefined,
+  log: Logger,
+  handlers: WsHandlers,
+  servers: Server[],
+) {
+  const wss = config.listeners.wss;
+  if (!wss.enabled) return 0;
+  if (!tls)
+    throw new GatewayError(
+      'LL_CONFIG_INVALID',
+      'listeners.wss.enabled needs a server certificate: set tls.cert and tls.key (--tls-cert, --tls-key)',
+    );
+  const opts = { ...wss, name: 'wss', flag: '--wss-port', tls, ...wsLimits(config) };
+  const listener = await listenWebSocket(opts, log, handlers);
+  servers.push(listener.server);
+  return listener.port;
 }
 
 const backoffOptions = (config: Config): BackoffOptions => ({
@@ -184,6 +238,39 @@ function tlsHandlers(
   };
 }
 
+interface ListenerPorts {
+  tcp: number;
+  tls: number | undefined;
+  ws: number;
+  wss: number;
+}
+
+/** Opens every configured listener; each server joins `servers` as soon as it listens. */
+async function openListeners(
+  deps: BrokerDeps,
+  gate: ConnectionGate,
+  sockets: Set<Socket>,
+  accept: (connection: Connection, opts?: { admitted?: boolean }) => void,
+  servers: Server[],
+): Promise<ListenerPorts> {
+  const { config, log } = deps;
+  const tcp = await listenTcp(config, log, (socket) => accept({ stream: socket, socket }));
+  servers.push(tcp.server);
+  const material = deps.tlsMaterial?.();
+  const handlers = tlsHandlers(gate, sockets, (s) => accept({ stream: s, socket: s }, { admitted: true }));
+  let tls: number | undefined;
+  if (material) {
+    const listener = await listenTls(config, material, log, handlers);
+    servers.push(listener.server);
+    tls = listener.port;
+  }
+  // WebSockets pass the rate at their first byte too, and the rest of the gate once upgraded.
+  const web = { admit: handlers.admit, accept: (c: Connection) => accept(c, { admitted: true }) };
+  const ws = await listenWs(config, log, web, servers);
+  const wss = await listenWss(config, material, log, web, servers);
+  return { tcp: tcp.port, tls, ws, wss };
+}
+
 export function createBroker(deps: BrokerDeps): Broker {
   const { config, registry, log } = deps;
   // Each TCP connection gets an id, so a device's reconnects can be told apart in the log.
@@ -199,8 +286,7 @@ export function createBroker(deps: BrokerDeps): Broker {
   const gate = createConnectionGate({ config, log, onOversize: (r) => ingestion?.rejectOversize(r) });
   let aedes: Aedes | undefined;
   let servers: Server[] = [];
-  let port = 0;
-  let tlsPort: number | undefined;
+  let ports: ListenerPorts = { tcp: 0, tls: undefined, ws: 0, wss: 0 };
   const publish = publishVia(() => aedes);
 
   const sockets = new Set<Socket>();
@@ -226,10 +312,16 @@ export function createBroker(deps: BrokerDeps): Broker {
     },
     connectedDevices: () => connectedDevicesOf(aedes, hooks),
     get port() {
-      return port;
+      return ports.tcp;
+    },
+    get wsPort() {
+      return ports.ws;
+    },
+    get wssPort() {
+      return ports.wss;
     },
     get tlsPort() {
-      return tlsPort;
+      return ports.tls;
     },
     get connectedClients() {
       return aedes?.connectedClients ?? 0;
@@ -239,16 +331,7 @@ export function createBroker(deps: BrokerDeps): Broker {
       const a = await createAedes(config, hooks);
       aedes = a;
       watchClients(a, { hooks, gate, publish, registry, log });
-      const listener = await listenTcp(config, log, (socket) => acceptConnection(a, socket));
-      servers.push(listener.server);
-      port = listener.port;
-      const material = deps.tlsMaterial?.();
-      if (material) {
-        const handlers = tlsHandlers(gate, sockets, (s) => acceptConnection(a, s, { admitted: true }));
-        const tls = await listenTls(config, material, log, handlers);
-        servers.push(tls.server);
-        tlsPort = tls.port;
-      }
+      ports = await openListeners(deps, gate, sockets, (c, opts) => acceptConnection(a, c, opts), servers);
     },
     async stop() {
       const open = servers;

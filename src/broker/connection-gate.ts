@@ -1,8 +1,9 @@
 // What a connection must pass before aedes reads it: the per-address connection rate, the frame
-// guard (CONNECT and packet size limits) and the pre-authentication buffer budget (preauth.ts),
-// on plain TCP and on TLS alike.
+// guard (CONNECT and packet size limits) and the pre-authentication buffer budget (preauth.ts).
+// One path for every transport: a TCP or TLS socket, or the stream of a WebSocket over one.
 // It never reads a packet itself and never blames anyone in the rejects log before login.
 import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { Client } from 'aedes';
 import type { Config } from '../config/schema.js';
 import type { OversizeReport } from '../ingest/source.js';
@@ -18,6 +19,17 @@ export interface GateDeps {
 }
 
 export type ConnectionGate = ReturnType<typeof createConnectionGate>;
+
+/** One client connection as a listener hands it over. */
+export interface Connection {
+  /** What aedes reads MQTT from: the socket itself, or a WebSocket's message stream over it. */
+  readonly stream: Duplex & { readonly remoteAddress?: string | undefined };
+  /** The transport socket: the per-address limits use its address, never a forwarded header. */
+  readonly socket: Socket;
+}
+
+// ws 8 names a message over maxPayload so; the frame never reaches the frame guard.
+const WS_MESSAGE_TOO_LARGE = 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH';
 
 // Under attack these happen thousands of times a second: one warning a minute each, counts in /metrics.
 function createOccasionalWarner(log: Logger) {
@@ -66,8 +78,8 @@ function createAdmission(config: Config, warnSometimes: ReturnType<typeof create
     ratePerSecond: config.mqtt.connectRate,
     burst: config.mqtt.connectBurst,
   });
-  // One cap for every listener: each server's own maxConnections would let TCP and TLS together
-  // hold twice mqtt.maxConnections.
+  // One cap for every listener: each server's own maxConnections would let TCP, TLS and the
+  // WebSocket listeners together hold several times mqtt.maxConnections.
   let open = 0;
   let overCap = 0;
   /** The connection cap and the per-address rate: false means close this connection. */
@@ -109,6 +121,34 @@ function createHandshakeCounter(warnSometimes: ReturnType<typeof createOccasiona
 }
 
 /**
+ * What a WebSocket adds to the gate: its wire bytes count before login (ws holds an unfinished
+ * message where the frame guard cannot see it), and a message over ws's maxPayload, refused by ws
+ * at its frame header, is reported as an over-size packet, as the frame guard reports one.
+ */
+function watchWebSocket(
+  { stream, socket }: Connection,
+  entry: PreAuthEntry,
+  limit: number,
+  onOversize: (info: OversizeInfo) => void,
+): void {
+  let loggedIn = false;
+  const release = entry.release;
+  entry.release = () => {
+    loggedIn = true;
+    release();
+  };
+  socket.on('data', (chunk: Buffer) => entry.add(chunk.length));
+  stream.once('error', (err: Error & { code?: string }) => {
+    if (err.code !== WS_MESSAGE_TOO_LARGE) return;
+    // The size is not known (ws stops at the frame header): Infinity, as for a malformed length.
+    // Before login it counts as an over-size CONNECT: nobody to tell, nobody to blame.
+    const packetType = loggedIn ? 0 : 1;
+    const remoteAddress = socket.remoteAddress;
+    onOversize({ declared: Number.POSITIVE_INFINITY, packetType, limit, remoteAddress });
+  });
+}
+
+/**
  * What a connection must pass before aedes reads it: the per-address connection rate, the frame
  * guard (CONNECT and packet size limits), and the pre-authentication buffer budget until it logs in.
  */
@@ -123,17 +163,19 @@ export function createConnectionGate(deps: GateDeps) {
   const { admit } = admission;
 
   // With TLS the gate sees a connection twice: the raw socket when it arrives (admit: the rate is
-  // checked before the connection costs a key exchange) and the decrypted TLSSocket once the
+  // checked before the connection costs a key exchange) and the decrypted stream once the
   // handshake is done (accept with `admitted`): the frame guard and the pre-authentication budget
   // must count MQTT bytes, which only exist after decryption. The handshake in between is bounded
   // by the listener's handshakeTimeout (= mqtt.connectTimeout) and OpenSSL's record size.
   const accept = (
-    socket: Socket,
+    connection: Connection,
     describe: () => { clientId?: string; connectionId?: string },
     opts: { admitted?: boolean } = {},
   ) => {
+    const { stream, socket } = connection;
     const remoteAddress = socket.remoteAddress ?? '';
     if (!opts.admitted && !admit(socket)) {
+      stream.destroy();
       socket.destroy();
       return undefined;
     }
@@ -145,13 +187,18 @@ export function createConnectionGate(deps: GateDeps) {
         budgetBytes: config.mqtt.preAuthBufferBudget,
         closedSoFar: budget.closed,
       });
+      stream.destroy();
       socket.destroy();
     });
     socket.once('close', () => entry.release());
-    const conn = guardSocket(socket, config.mqtt.maxPacketSize, (info) => oversize.handle(info, describe), {
+    const onOversize = (info: OversizeInfo) => oversize.handle(info, describe);
+    const conn = guardSocket(stream, config.mqtt.maxPacketSize, onOversize, {
       maxConnectBytes: config.mqtt.maxConnectPacketSize,
-      onBytes: (n) => entry.add(n),
+      // A WebSocket buffers a whole message before its stream has any of it: count the bytes on
+      // the wire (already flowing, ws reads them) so unfinished messages cost the budget too.
+      ...(stream === socket ? { onBytes: (n: number) => entry.add(n) } : {}),
     });
+    if (stream !== socket) watchWebSocket(connection, entry, config.mqtt.maxPacketSize, onOversize);
     return { conn, entry };
   };
 

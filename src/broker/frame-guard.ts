@@ -5,7 +5,7 @@
 // without one every anonymous socket could make mqtt-packet hold up to maxPacketSize.
 // Never buffers: it only counts the bytes aedes reads.
 
-import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 
 const CONNECT = 1;
 
@@ -80,16 +80,16 @@ export interface GuardOptions {
  * The socket itself is handed to aedes: no second stream per connection, and the PUBACK that
  * mqtt-packet writes as three corked pieces leaves as one writev.
  */
-export function guardSocket(
-  socket: Socket,
+export function guardSocket<S extends Duplex & { readonly remoteAddress?: string | undefined }>(
+  socket: S,
   maxPacketBytes: number,
   onOversize: (info: OversizeInfo) => void,
   opts: GuardOptions = {},
-): Socket {
+): S {
   const scanner = createFrameScanner(maxPacketBytes, opts.maxConnectBytes);
   const read = socket.read;
   let refused = false;
-  socket.read = function guardedRead(this: Socket, size?: number) {
+  socket.read = function guardedRead(this: S, size?: number) {
     if (refused) return null;
     const chunk = read.call(this, size) as Buffer | null;
     if (chunk === null || typeof chunk === 'string') return chunk;

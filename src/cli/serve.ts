@@ -39,9 +39,13 @@ export function registerServeCommand(program: Command, env: Record<string, strin
         throw err;
       }
     }
+    const web = [app.wsPort && `ws port ${app.wsPort}`, app.wssPort && `wss port ${app.wssPort}`];
+    const ws = web.some(Boolean)
+      ? `MQTT over WebSocket on ${web.filter(Boolean).join(' and ')} (/mqtt), `
+      : '';
     process.stderr.write(
-      `livinglab: MQTT on port ${app.mqttPort}, HTTP on http://localhost:${app.httpPort}/healthz, ` +
-        `writing to ${config.influx.url} database "${config.influx.db}"\n`,
+      `livinglab: MQTT on port ${app.mqttPort}, HTTP on ${app.httpScheme}://localhost:${app.httpPort}/healthz, ` +
+        `${ws}writing to ${config.influx.url} database "${config.influx.db}"\n`,
     );
   });
 }

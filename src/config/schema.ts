@@ -103,7 +103,13 @@ export const CONFIG_SCHEMA = Type.Object(
           flag: '--max-packet-size <bytes>',
         },
       ),
-      maxConnections: integer(20000, 'Most simultaneous MQTT connections', { minimum: 1 }),
+      maxConnections: integer(
+        20000,
+        'Most simultaneous MQTT connections, all listeners (TCP, TLS, WebSocket) together',
+        {
+          minimum: 1,
+        },
+      ),
       connectTimeout: duration('10s', 'Time a new connection has to send CONNECT'),
       keepaliveLimit: integer(1200, 'Largest keepalive (seconds) a client may ask for', { minimum: 0 }),
       maxConnectPacketSize: integer(
@@ -153,6 +159,27 @@ export const CONFIG_SCHEMA = Type.Object(
           flag: '--mqtts-port <port>',
         }),
       }),
+      ws: group({
+        enabled: boolean(
+          false,
+          'MQTT over WebSocket (path /mqtt) without TLS: passwords cross the network in clear',
+        ),
+        host: text('0.0.0.0', 'Address the MQTT-over-WebSocket listener binds to'),
+        port: integer(8083, 'MQTT-over-WebSocket port, path /mqtt (0: any free port)', {
+          minimum: 0,
+          maximum: 65535,
+          flag: '--ws-port <port>',
+        }),
+      }),
+      wss: group({
+        enabled: boolean(false, 'MQTT over secure WebSocket (path /mqtt); needs tls.cert and tls.key'),
+        host: text('0.0.0.0', 'Address the MQTT-over-secure-WebSocket listener binds to'),
+        port: integer(8084, 'MQTT-over-secure-WebSocket port, path /mqtt (0: any free port)', {
+          minimum: 0,
+          maximum: 65535,
+          flag: '--wss-port <port>',
+        }),
+      }),
     }),
     auth: group({
       maxPendingVerifications: integer(
@@ -180,6 +207,12 @@ export const CONFIG_SCHEMA = Type.Object(
         maximum: 65535,
         flag: '--http-port <port>',
       }),
+      tls: choice(
+        ['auto', 'off'],
+        'auto',
+        'HTTPS for the API: auto = HTTPS whenever tls.cert and tls.key are set; off = plain HTTP even then (only behind a TLS-terminating proxy on this host)',
+        { flag: '--http-tls <auto|off>' },
+      ),
     }),
     influx: group({
       api: choice(

@@ -1,10 +1,12 @@
 // The gateway's HTTP server (fastify): health, readiness and Prometheus metrics; the research API
-// mounts here later. buildHttp does no I/O; app.ts listens.
+// mounts here later. Over HTTPS (secure.ts) every answer carries the security headers.
+// buildHttp does no I/O; app.ts listens.
 import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../log.js';
 import { type ResearchDeps, registerResearchRoutes } from './research.js';
+import { type HttpsServing, registerSecurityHeaders } from './secure.js';
 
 export interface HttpDeps {
   /** Seconds since start, connected clients and the like: cheap facts, no I/O. */
@@ -16,6 +18,8 @@ export interface HttpDeps {
   status: () => unknown;
   log?: Logger;
   research?: ResearchDeps;
+  /** Serve over HTTPS (TLS configured); plain HTTP when absent. */
+  https?: HttpsServing;
 }
 
 export function buildHttp(deps: HttpDeps): FastifyInstance {
@@ -24,7 +28,9 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
     ...(deps.log ? { loggerInstance: deps.log as FastifyBaseLogger } : { logger: false }),
     requestIdHeader: 'x-request-id',
     genReqId: () => randomUUID(),
+    ...(deps.https ? { serverFactory: deps.https.serverFactory } : {}),
   });
+  if (deps.https) registerSecurityHeaders(app);
   app.addHook('onSend', async (req, reply) => {
     reply.header('x-request-id', req.id);
   });

@@ -84,7 +84,7 @@ export async function createGatewayProcess(opts: {
         }, opts.startTimeoutMs ?? 20_000);
         c.stderr?.on('data', (d: Buffer) => {
           out += d.toString();
-          const m = /MQTT on port (\d+), HTTP on http:\/\/localhost:(\d+)/.exec(out.slice(from));
+          const m = /MQTT on port (\d+), HTTP on https?:\/\/localhost:(\d+)/.exec(out.slice(from));
           if (m) {
             mqttPort = Number(m[1]);
             httpPort = Number(m[2]);

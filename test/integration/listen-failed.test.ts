@@ -24,6 +24,7 @@ async function occupiedPort(): Promise<number> {
 it.each([
   ['mqtt', '--mqtt-port'],
   ['http', '--http-port'],
+  ['ws', '--ws-port'],
 ] as const)(
   'refuses to start when the %s port is taken, naming %s, and stops cleanly',
   async (which, flag) => {
@@ -39,6 +40,7 @@ it.each([
         logLevel: 'silent',
         mqtt: { port: which === 'mqtt' ? taken : 0, host: '127.0.0.1' },
         http: { port: which === 'http' ? taken : 0, host: '127.0.0.1' },
+        listeners: { ws: { enabled: which === 'ws', port: taken, host: '127.0.0.1' } },
         influx: { url: await closedPortUrl() },
       },
     });
@@ -55,3 +57,29 @@ it.each([
     await expect(app.stop()).resolves.toBeUndefined();
   },
 );
+
+it('refuses to start a secure WebSocket listener without a certificate, naming the options, and stops cleanly', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'll-listen-'));
+  onTestFinished(() => rm(dir, { recursive: true, force: true }));
+  const registry = join(dir, 'lab.yaml');
+  await writeRegistryFile(registry, EMPTY_REGISTRY);
+  const config = loadConfig({
+    flags: {
+      registry,
+      dataDir: join(dir, 'data'),
+      logLevel: 'silent',
+      mqtt: { port: 0, host: '127.0.0.1' },
+      http: { port: 0, host: '127.0.0.1' },
+      listeners: { wss: { enabled: true, port: 0, host: '127.0.0.1' } },
+      influx: { url: await closedPortUrl() },
+    },
+  });
+  const app = buildApp(config);
+  const failure = await app.start().then(
+    () => undefined,
+    (err: unknown) => err,
+  );
+  expect(isGatewayError(failure) && failure.code).toBe('LL_CONFIG_INVALID');
+  expect((failure as Error).message).toContain('tls.cert and tls.key (--tls-cert, --tls-key)');
+  await expect(app.stop()).resolves.toBeUndefined();
+});
