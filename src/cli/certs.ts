@@ -6,7 +6,10 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import { GatewayError } from '../errors.js';
 import { isSegment, SEGMENT_RULE } from '../registry/ids.js';
-import { type CertAndKey, createCa, issueDeviceCert, issueServerCert } from '../tls/certs.js';
+import type { CertAndKey } from '../tls/certs.js';
+
+// Loaded when a certs command runs: the X.509 library costs every other command's start-up.
+const x509 = () => import('../tls/certs.js');
 
 const DAY_MS = 86_400_000;
 
@@ -60,6 +63,7 @@ function registerInit(certs: Command): void {
     .option('--ca-name <name>', 'common name of the CA', 'Living Lab CA')
     .action(async (opts: { out: string; host: string[]; days?: string; caName: string }) => {
       const validity = validityFrom(opts.days);
+      const { createCa, issueServerCert } = await x509();
       const ca = await createCa({ name: opts.caName });
       const server = await issueServerCert(ca, opts.host, validity);
       const written = [
@@ -86,6 +90,7 @@ function registerIssue(certs: Command): void {
       if (!isSegment(opts.device))
         throw new GatewayError('LL_INPUT_INVALID', `device id "${opts.device}" must be ${SEGMENT_RULE}`);
       const validity = validityFrom(opts.days);
+      const { issueDeviceCert } = await x509();
       const pair = await issueDeviceCert(await readCa(opts.caDir), opts.device, validity);
       const written = await savePair(opts.out, opts.device, pair);
       process.stderr.write(

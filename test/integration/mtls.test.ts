@@ -139,6 +139,8 @@ describe('client certificate instead of a password', () => {
       .logLines()
       .find((l) => l.msg === 'connection refused' && String(l.reason).includes('not accepted'));
     expect(log?.reason).toMatch(/client certificate not accepted: /);
+    // Counted like any failed login (livinglab_auth_failures_total{reason="certificate"}).
+    expect(lab.gw.app.broker.guardStats.auth.certificate).toBeGreaterThan(0);
   });
 
   it('refuses an expired certificate from the lab CA (CONNACK 5, reason CERT_HAS_EXPIRED)', async () => {
