@@ -18,6 +18,8 @@ export const ERROR_CODES = {
   LL_SPOOL_CUT_FAILED: 'A failed spool write could not be cut back out of its segment; appends are refused',
   LL_SPOOL_READ_FAILED: 'The spool could not be read; the readings stay in it and are read again',
   LL_AUTH_BUSY: 'Too many password checks are queued; the login was refused, not queued',
+  LL_OPS_TOKEN_MISSING: 'The ops listener is bound beyond loopback and no ops token is configured',
+  LL_ACCESS_DENIED: 'The gateway refused the token given to a command (401) or it lacks the right (403)',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

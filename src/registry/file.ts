@@ -131,6 +131,22 @@ const REGISTRY_SCHEMA = {
         },
       },
     },
+    staffTokens: {
+      type: 'array',
+      default: [],
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['id', 'name', 'hash', 'expires'],
+        properties: {
+          id: { type: 'string', pattern: '^[a-z0-9]{8,32}$' },
+          name: { type: 'string', minLength: 1, maxLength: 100 },
+          hash,
+          expires: { type: 'string', pattern: '^\\d{4}-\\d\\d-\\d\\dT' },
+          revoked: { type: 'boolean', default: false },
+        },
+      },
+    },
   },
 } as const;
 
@@ -183,7 +199,22 @@ export function parseRegistry(text: string, file: string): RegistryData {
       );
     }
   });
+  checkTokenIds(reg, at);
   return reg;
+}
+
+/** A token id names one token: a staff token and a researcher token sharing it would be ambiguous. */
+function checkTokenIds(reg: RegistryData, at: (path: (string | number)[]) => string): void {
+  const research = new Set(reg.tokens.map((t) => t.id));
+  const seen = new Set<string>();
+  reg.staffTokens.forEach((t, i) => {
+    if (research.has(t.id) || seen.has(t.id))
+      throw new GatewayError(
+        'LL_REGISTRY_PARSE',
+        `${at(['staffTokens', i, 'id'])}: token id "${t.id}" is used twice; revoke one and issue a new token`,
+      );
+    seen.add(t.id);
+  });
 }
 
 type LoadedDevice = Omit<Device, 'assignments'> & { subject?: string; assignments?: readonly Assignment[] };
@@ -290,6 +321,7 @@ export function serialiseRegistry(data: RegistryData): string {
     // Research sections only once there is something in them, so device-only registries stay short.
     ...(data.projects.length > 0 ? { projects: data.projects } : {}),
     ...(data.tokens.length > 0 ? { tokens: data.tokens } : {}),
+    ...(data.staffTokens.length > 0 ? { staffTokens: data.staffTokens } : {}),
   };
   return HEADER + stringify(ordered, { lineWidth: 0 });
 }

@@ -274,6 +274,8 @@ describe('livinglab command line', () => {
       '0',
       '--http-port',
       '0',
+      '--ops-port',
+      '0',
       '--influx-url',
       nowhere,
       '--data-dir',
