@@ -24,6 +24,7 @@ async function occupiedPort(): Promise<number> {
 it.each([
   ['mqtt', '--mqtt-port'],
   ['http', '--http-port'],
+  ['ops', '--ops-port'],
 ] as const)(
   'refuses to start when the %s port is taken, naming %s, and stops cleanly',
   async (which, flag) => {
@@ -39,6 +40,7 @@ it.each([
         logLevel: 'silent',
         mqtt: { port: which === 'mqtt' ? taken : 0, host: '127.0.0.1' },
         http: { port: which === 'http' ? taken : 0, host: '127.0.0.1' },
+        listeners: { ops: { port: which === 'ops' ? taken : 0 } },
         influx: { url: await closedPortUrl() },
       },
     });
