@@ -129,7 +129,7 @@ function issueFromFlags(data: RegistryData, opts: IssueFlags, expires: Date) {
 function registerTokenCommands(program: Command, env: Env): void {
   const tokens = program
     .command('tokens')
-    .description('API tokens: researcher tokens (one project each) and staff tokens (status views)');
+    .description('researcher API tokens (one project each) and staff API tokens (status views)');
   addRegistryOption(
     tokens
       .command('issue')
