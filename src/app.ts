@@ -162,6 +162,7 @@ export function buildApp(
     const wasStarted = started;
     started = false;
     await scheduler.stop();
+    guard.stop();
     await Promise.all([http.close(), ops.close()].map((closing) => closing.catch(() => undefined)));
     // Stop accepting: close the listeners and the connections; then finish the appends under way.
     for (const source of sources.toReversed()) await source.stop();

@@ -103,11 +103,28 @@ export interface TokenGuard {
     reply: FastifyReply,
     check: () => Promise<T | Denied>,
   ): Promise<T | undefined>;
+  /**
+   * Answers every held 401 now and holds no more: the HTTP servers wait for open requests when
+   * they close, and a shutdown must not wait out an attacker's backoff (up to maxMs each).
+   */
+  stop(): void;
 }
 
 export function createTokenGuard(opts: TokenGuardOptions): TokenGuard {
   const backoff = createAddressBackoff(opts);
   const failures: Record<string, number> = {};
+  const held = new Set<() => void>();
+  let stopped = false;
+  const hold = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const release = () => {
+        clearTimeout(timer);
+        held.delete(release);
+        resolve();
+      };
+      const timer = setTimeout(release, ms);
+      held.add(release);
+    });
   const count = (reason: string) => {
     failures[reason] = (failures[reason] ?? 0) + 1;
   };
@@ -146,10 +163,14 @@ export function createTokenGuard(opts: TokenGuardOptions): TokenGuard {
         delayMs,
       };
       opts.log?.warn(fields, 'HTTP credential refused');
-      if (delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs));
+      if (delayMs > 0 && !stopped) await hold(delayMs);
       if (access.status === 401) reply.header('www-authenticate', 'Bearer');
       reply.code(access.status).send({ error: access.message });
       return undefined;
+    },
+    stop() {
+      stopped = true;
+      for (const release of [...held]) release();
     },
   };
 }

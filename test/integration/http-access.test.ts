@@ -252,4 +252,19 @@ describe('bad tokens from one address', () => {
       (s) => s === 200,
     );
   });
+
+  it('do not hold up a shutdown: a held 401 is answered at once when the gateway stops', async () => {
+    // A hold of ten minutes: without the release, stop() would wait for it and the test time out.
+    const config = { auth: { tokenDelayAfter: 1, backoffBase: '10m', backoffMax: '10m' } };
+    const gw = await lab.startGateway({ devices: [], config });
+    const answer = get('127.0.0.1', gw.app.httpPort, '/api/v1/status', {
+      token: `ll_0123456789ab_${'A'.repeat(32)}`,
+    });
+    await eventually(
+      async () => gw.logLines().find((l) => l.msg === 'HTTP credential refused')?.delayMs,
+      (ms) => ms === 600_000,
+    );
+    await gw.stop();
+    expect((await answer).status).toBe(401);
+  });
 });
