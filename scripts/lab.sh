@@ -3,13 +3,14 @@
 # dependencies; InfluxDB and the Mosquitto clients from apt when root), starts a local influxd with
 # its data under .lab/, registers a demo device, and runs the gateway with the simulated demo fleet.
 # Ctrl-C stops the gateway and the influxd it started. Settings: LAB_MQTT_PORT, LAB_HTTP_PORT,
-# LAB_INFLUX_PORT, LAB_DIR.
+# LAB_OPS_PORT, LAB_INFLUX_PORT, LAB_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 LAB_DIR=${LAB_DIR:-$ROOT/.lab}
 MQTT_PORT=${LAB_MQTT_PORT:-1883}
 HTTP_PORT=${LAB_HTTP_PORT:-8080}
+OPS_PORT=${LAB_OPS_PORT:-9464}
 INFLUX_PORT=${LAB_INFLUX_PORT:-8086}
 say() { printf '\033[1mlab:\033[0m %s\n' "$*" >&2; }
 
@@ -98,13 +99,16 @@ cat >&2 <<INFO
   in real time); its first readings arrive within a minute:
     curl -sG $INFLUX_URL/query --data-urlencode db=livinglab \\
       --data-urlencode "q=SELECT count(*) FROM /.*/ WHERE time > now() - 10m GROUP BY device_type"
-  Metrics: http://localhost:$HTTP_PORT/metrics    Readiness: http://localhost:$HTTP_PORT/readyz
+  Metrics: http://127.0.0.1:$OPS_PORT/metrics    Readiness: http://127.0.0.1:$OPS_PORT/readyz
+  (the ops listener, on loopback only; /api/v1/status and \`livinglab status\` need a staff token:
+   LIVINGLAB_TOKEN=\$($LL tokens issue --staff --name me --registry $REGISTRY) \\
+     $LL status --url http://localhost:$HTTP_PORT)
 
   Stop with Ctrl-C.
 
 INFO
 $LL serve --registry "$REGISTRY" --data-dir "$LAB_DIR/data" --influx-url "$INFLUX_URL" \
-  --mqtt-port "$MQTT_PORT" --http-port "$HTTP_PORT" --fleet "$ROOT/simulators/fleets/demo.yaml" "$@" &
+  --mqtt-port "$MQTT_PORT" --http-port "$HTTP_PORT" --ops-port "$OPS_PORT" --fleet "$ROOT/simulators/fleets/demo.yaml" "$@" &
 GATEWAY_PID=$!
 trap 'kill -TERM $GATEWAY_PID 2>/dev/null; wait $GATEWAY_PID 2>/dev/null; cleanup' INT TERM
 wait $GATEWAY_PID

@@ -5,11 +5,14 @@
 import { type Broker, createBroker } from './broker/broker.js';
 import { resolveDataPaths } from './config/data-paths.js';
 import type { Config } from './config/schema.js';
+import { GatewayError } from './errors.js';
 import { createGatewayMetrics } from './http/gateway-metrics.js';
 import { listenHttp } from './http/listen.js';
+import { buildOpsHttp, isLoopback } from './http/ops.js';
 import { httpsServingFor } from './http/secure.js';
 import { buildHttp } from './http/server.js';
 import { createStatusReports } from './http/status.js';
+import { createTokenGuard } from './http/token-guard.js';
 import { createFeedbackBudget, MAX_FEEDBACK_BYTES } from './ingest/feedback.js';
 import { createPipeline, warnDevicesWithoutSchema } from './ingest/pipeline.js';
 import type { MessageSource } from './ingest/source.js';
@@ -74,18 +77,69 @@ function wireIngestion(
 }
 
 /** The bound ports for the start-up log; WebSocket ports only when those listeners are on. */
-function listenerPorts(broker: Broker, httpPort: number, https: boolean) {
+function listenerPorts(broker: Broker, httpPort: number, opsPort: number, https: boolean) {
   const { port: mqttPort, tlsPort: mqttsPort, wsPort, wssPort } = broker;
-  return { mqttPort, mqttsPort, wsPort: wsPort || undefined, wssPort: wssPort || undefined, httpPort, https };
+  const ws = { wsPort: wsPort || undefined, wssPort: wssPort || undefined };
+  return { mqttPort, mqttsPort, ...ws, httpPort, opsPort, https };
+}
+
+/** /readyz and /metrics tell anyone who can reach them the sites and the fleet's state. */
+function checkOpsExposure(config: Config, opsToken: string | undefined): void {
+  const { host } = config.listeners.ops;
+  if (isLoopback(host) || opsToken) return;
+  throw new GatewayError(
+    'LL_OPS_TOKEN_MISSING',
+    `the ops listener (/readyz, /metrics) would listen on ${host}, beyond this machine, without a token: set LIVINGLAB_OPS_TOKEN or listeners.ops.tokenFile, or bind listeners.ops.host to 127.0.0.1`,
+  );
+}
+
+/** One guard for every HTTP credential: bad tokens from one address slow that address down. */
+function createHttpGuard(config: Config, log: Logger) {
+  const { backoffBaseMs: baseMs, backoffMaxMs: maxMs, tokenDelayAfter, tokenRefuseAfter } = config.auth;
+  return createTokenGuard({
+    ...{ delayAfter: tokenDelayAfter, refuseAfter: tokenRefuseAfter, baseMs, maxMs },
+    log: log.child({ module: 'http.auth' }),
+  });
+}
+
+/** The HTTP side: the main listener (status, research API; HTTPS once TLS is configured) and the ops listener. */
+function wireHttp(
+  config: Config,
+  log: Logger,
+  parts: Pick<Parameters<typeof buildHttp>[0], 'health' | 'status' | 'registry'> &
+    Pick<Parameters<typeof buildOpsHttp>[0], 'readiness' | 'guard' | 'metrics'> & { schemas: SchemaSet },
+  opsToken: string | undefined,
+) {
+  const verifier = createPasswordVerifier();
+  const audit = createAuditLog({
+    file: resolveDataPaths(config.dataDir).auditLog,
+    headFile: auditHeadFile(config.registry),
+    key: () => loadAuditKey(config.registry, config.secretsFile),
+  });
+  const { url: influxUrl, db } = config.influx;
+  const secretsFile = secretsFileFor(config.registry, config.secretsFile);
+  const research = { schemas: parts.schemas, audit, influxUrl, db, secretsFile };
+  const https = httpsServingFor(config);
+  const http = buildHttp({
+    ...parts,
+    ...(https ? { https } : {}),
+    research,
+    verifier,
+    log: log.child({ module: 'http' }),
+  });
+  // A configured token is always asked for; off loopback checkOpsExposure has made sure there is one.
+  const ops = buildOpsHttp({ ...parts, token: opsToken, log: log.child({ module: 'http.ops' }) });
+  return { http, ops, https };
 }
 
 export function buildApp(
   config: Config,
-  // openSpoolFile: the spool's file seam, for tests that inject disk faults.
-  opts: { log?: Logger; openSpoolFile?: SpoolOptions['openFile'] } = {},
+  // openSpoolFile: the spool's file seam for disk-fault tests; opsToken: config/load.ts loadOpsToken.
+  opts: { log?: Logger; openSpoolFile?: SpoolOptions['openFile']; opsToken?: string } = {},
 ) {
   const log = opts.log ?? createLogger({ level: config.logLevel });
   checkJobSchedules(config.jobs);
+  checkOpsExposure(config, opts.opsToken);
   const schemas = loadSchemas(config.schemasDir);
   const registry = createRegistry({
     file: config.registry,
@@ -99,28 +153,18 @@ export function buildApp(
   const ingestion = wireIngestion(config, log, registry, storage, schemas, () => tls);
   const { broker, sources, liveness, pipeline } = ingestion;
   const scheduler = createScheduler({ log: log.child({ module: 'jobs' }) });
-  const metrics = createGatewayMetrics({ ...ingestion, ...storage, source: broker, registry, scheduler });
+  const guard = createHttpGuard(config, log);
+  const metricParts = { ...ingestion, ...storage, source: broker, registry, scheduler, httpGuard: guard };
+  const metrics = createGatewayMetrics(metricParts);
   drain.stats.onWriteLatency = metrics.observeWriteLatency;
   let started = false;
-  const { url: influxUrl, db, api } = config.influx;
+  const { url: influxUrl, api } = config.influx;
   const status = { registry, queue, drain, writer, influxUrl, source: broker, liveness, pipeline };
   const reports = createStatusReports({ ...status, isStarted: () => started });
-  const secretsFile = secretsFileFor(config.registry, config.secretsFile);
-  const audit = createAuditLog({
-    file: resolveDataPaths(config.dataDir).auditLog,
-    headFile: auditHeadFile(config.registry),
-    key: () => loadAuditKey(config.registry, config.secretsFile),
-  });
-  const research = { registry: () => registry.current().data, schemas, audit, influxUrl, db, secretsFile };
-  const https = httpsServingFor(config);
-  const http = buildHttp({
-    ...(https ? { https } : {}),
-    ...reports,
-    metrics: metrics.registry,
-    log: log.child({ module: 'http' }),
-    research: { ...research, verifier: createPasswordVerifier() },
-  });
+  const httpParts = { ...reports, guard, metrics: metrics.registry, registry: () => registry.current().data };
+  const { http, ops, https } = wireHttp(config, log, { ...httpParts, schemas }, opts.opsToken);
   let httpPort = 0;
+  let opsPort = 0;
   let statsTimer: NodeJS.Timeout | undefined;
 
   const start = async () => {
@@ -130,12 +174,13 @@ export function buildApp(
     await storage.start();
     for (const source of sources) await source.start(pipeline);
     if (tls) https?.use(tls);
-    httpPort = await listenHttp(http, config);
+    httpPort = await listenHttp(http, { ...config.http, name: 'HTTP', flag: '--http-port' });
+    opsPort = await listenHttp(ops, { ...config.listeners.ops, name: 'ops', flag: '--ops-port' });
     registerJobs({ config, scheduler, liveness, registry, schemas, rejects, log });
     statsTimer = setInterval(() => reports.logStats(log), 60_000);
     statsTimer.unref();
     started = true;
-    const ports = listenerPorts(broker, httpPort, https !== undefined);
+    const ports = listenerPorts(broker, httpPort, opsPort, https !== undefined);
     log.info({ ...ports, influx: influxUrl, api, spool: config.spool.enabled }, 'gateway started');
   };
 
@@ -144,7 +189,8 @@ export function buildApp(
     const wasStarted = started;
     started = false;
     await scheduler.stop();
-    await http.close().catch(() => undefined);
+    guard.stop();
+    await Promise.all([http.close(), ops.close()].map((closing) => closing.catch(() => undefined)));
     // Stop accepting: close the listeners and the connections; then finish the appends under way.
     for (const source of sources.toReversed()) await source.stop();
     await ingestion.hashPool.stop();
@@ -176,5 +222,8 @@ export function buildApp(
     },
     /** 'https' once TLS is configured (unless http.tls is 'off'). */
     httpScheme: https ? 'https' : 'http',
+    get opsPort() {
+      return opsPort;
+    },
   };
 }

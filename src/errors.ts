@@ -29,6 +29,8 @@ export const ERROR_CODES = {
   LL_AUDIT_LOCKED: 'Another process has held the audit log lock for too long; nothing was appended',
   LL_AUDIT_KEY_MISSING: 'The audit log is sealed with the audit key, but no audit key is available',
   LL_AUDIT_HEAD_INVALID: 'The audit head file (entry count and last MAC) cannot be read',
+  LL_OPS_TOKEN_MISSING: 'The ops listener is bound beyond loopback and no ops token is configured',
+  LL_ACCESS_DENIED: 'The gateway refused the token given to a command (401) or it lacks the right (403)',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -219,6 +219,7 @@ export async function startGatewaySystem(
   const ids = deviceIds(ctx.devices);
   const mqttPort = await freePort();
   const httpPort = await freePort();
+  const opsPort = await freePort();
   // BENCH_GATEWAY_NODE_OPTIONS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof", profiles the gateway.
   const nodeArgs = [
     ...(ctx.nodeArgs ?? []),
@@ -246,6 +247,8 @@ export async function startGatewaySystem(
       '127.0.0.1',
       '--http-port',
       String(httpPort),
+      '--ops-port',
+      String(opsPort),
       '--log-level',
       'warn',
       ...extraArgs,
@@ -254,7 +257,8 @@ export async function startGatewaySystem(
     ],
     { env: BENCH_GATEWAY_ENV },
   );
-  const base = `http://127.0.0.1:${httpPort}`;
+  // Readiness and metrics are on the ops listener (loopback, no token).
+  const base = `http://127.0.0.1:${opsPort}`;
   await waitUntil('the gateway', async () => (await fetch(`${base}/readyz`)).status === 200, {
     child,
     output,

@@ -32,7 +32,7 @@ export function buildProgram(env: Record<string, string | undefined>): Command {
   registerSchemaCommands(program);
   registerSimulateCommand(program, env);
   registerRecordingCommands(program, env);
-  registerStatusCommand(program);
+  registerStatusCommand(program, env);
   registerReportCommand(program, env);
   registerResearchCommands(program, env);
   registerExportCommand(program, env);

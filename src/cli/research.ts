@@ -6,10 +6,12 @@ import { parseDuration } from '../config/duration.js';
 import { GatewayError } from '../errors.js';
 import { readRegistryFile, writeRegistryFile } from '../registry/file.js';
 import { addProject, issueToken, parseToken, revokeToken, setConsent } from '../registry/research.js';
+import { issueStaffToken } from '../registry/staff-tokens.js';
 import type { RegistryData } from '../registry/types.js';
 import { loadSchemas } from '../schemas/load.js';
 import type { SchemaSet } from '../schemas/types.js';
 import { recordRegistryChange, registerAuditCommand } from './audit.js';
+import { printTable } from './io.js';
 import { addRegistryEditOptions as addRegistryOption, type CommonFlags, configFromFlags } from './options.js';
 
 type Env = Record<string, string | undefined>;
@@ -112,38 +114,82 @@ function registerConsentCommand(projects: Command, env: Env): void {
   });
 }
 
+type IssueFlags = CommonFlags & {
+  staff?: boolean;
+  name?: string;
+  project?: string;
+  researcher?: string;
+  expires: string;
+};
+
+/** Issues a researcher token, or with --staff a staff token; returns the clear token and who holds it. */
+function issueFromFlags(data: RegistryData, opts: IssueFlags, expires: Date) {
+  if (opts.staff) {
+    if (opts.project || opts.researcher)
+      throw new GatewayError(
+        'LL_INPUT_INVALID',
+        'a staff token reads no project: give --name, not --project or --researcher',
+      );
+    if (!opts.name)
+      throw new GatewayError('LL_INPUT_INVALID', '--staff needs --name (who or what holds the token)');
+    return { ...issueStaffToken(data, { name: opts.name, expires }), what: `staff token for ${opts.name}` };
+  }
+  if (!opts.project || !opts.researcher)
+    throw new GatewayError(
+      'LL_INPUT_INVALID',
+      'give --project and --researcher (or --staff --name NAME for a staff token)',
+    );
+  const r = issueToken(data, { project: opts.project, researcher: opts.researcher, expires });
+  return { ...r, what: `token for ${opts.researcher} on project ${opts.project}` };
+}
+
 function registerTokenCommands(program: Command, env: Env): void {
-  const tokens = program.command('tokens').description('researcher API tokens (one project each)');
+  const tokens = program
+    .command('tokens')
+    .description('researcher API tokens (one project each) and staff API tokens (status views)');
   addRegistryOption(
     tokens
       .command('issue')
       .description('issue a token and print it once (only its hash is stored)')
-      .requiredOption('--project <id>', 'project the token reads')
-      .requiredOption('--researcher <name>', 'who gets it (goes into the audit log)')
+      .option('--project <id>', 'project the token reads (researcher token)')
+      .option('--researcher <name>', 'who gets it (goes into the audit log)')
+      .option('--staff', 'a staff token: /api/v1/status and `livinglab status`, no research data')
+      .option('--name <name>', 'who or what holds the staff token')
       .option('--expires <duration>', 'validity, e.g. 90d', '90d'),
-  ).action(async (opts: CommonFlags & { project: string; researcher: string; expires: string }) => {
+  ).action(async (opts: IssueFlags) => {
     const ms = parseDuration(opts.expires);
     if (!ms)
       throw new GatewayError('LL_INPUT_INVALID', `--expires "${opts.expires}" is not a duration like 90d`);
-    let token = '';
+    let issued = { token: '', what: '' };
+    const expires = new Date(Date.now() + ms);
     const config = await editRegistry(opts, env, (data) => {
-      const r = issueToken(data, {
-        project: opts.project,
-        researcher: opts.researcher,
-        expires: new Date(Date.now() + ms),
-      });
-      token = r.token;
+      const r = issueFromFlags(data, opts, expires);
+      issued = r;
       return r.data;
     });
-    const issued = parseToken(token);
     await recordRegistryChange(config, 'token-issued', {
-      token: issued ? issued.id : '?',
-      project: opts.project,
-      researcher: opts.researcher,
-      expires: new Date(Date.now() + ms).toISOString(),
+      token: parseToken(issued.token)?.id ?? '?',
+      ...(opts.staff
+        ? { kind: 'staff', name: opts.name }
+        : { project: opts.project, researcher: opts.researcher }),
+      expires: expires.toISOString(),
     });
-    process.stderr.write(`token for ${opts.researcher} on project ${opts.project} (shown only now):\n`);
-    process.stdout.write(`${token}\n`);
+    process.stderr.write(`${issued.what} (shown only now):\n`);
+    process.stdout.write(`${issued.token}\n`);
+  });
+  addRegistryOption(
+    tokens.command('list').description('list tokens (ids, holders, expiry; never secrets)'),
+  ).action(async (opts: CommonFlags) => {
+    const config = configFromFlags(opts, env);
+    const data = await readRegistryFile(config.registry, config.secretsFile);
+    const now = Date.now();
+    const state = (t: { revoked: boolean; expires: string }) =>
+      t.revoked ? 'revoked' : Date.parse(t.expires) <= now ? 'expired' : 'active';
+    printTable([
+      ['ID', 'KIND', 'HOLDER', 'PROJECT', 'EXPIRES', 'STATE'],
+      ...data.staffTokens.map((t) => [t.id, 'staff', t.name, '-', t.expires, state(t)]),
+      ...data.tokens.map((t) => [t.id, 'research', t.researcher, t.project, t.expires, state(t)]),
+    ]);
   });
   addRegistryOption(tokens.command('revoke <token-or-id>').description('revoke a token')).action(
     async (id: string, opts: CommonFlags) => {

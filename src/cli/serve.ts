@@ -1,6 +1,7 @@
 // `livinglab serve`: run the gateway until SIGINT/SIGTERM, then stop in order.
 import type { Command } from 'commander';
 import { buildApp } from '../app.js';
+import { loadOpsToken } from '../config/load.js';
 import { type FleetScheduler, startFleets } from './fleet-schedule.js';
 import { addServeOptions, type CommonFlags, configFromFlags } from './options.js';
 
@@ -14,7 +15,8 @@ export function registerServeCommand(program: Command, env: Record<string, strin
       .option('--fleet <file...>', 'also run these simulated fleets (on their `schedule`, or once at start)'),
   ).action(async (opts: CommonFlags & { fleet?: string[] }) => {
     const config = configFromFlags(opts, env);
-    const app = buildApp(config);
+    const opsToken = loadOpsToken(config, env);
+    const app = buildApp(config, opsToken ? { opsToken } : {});
     let fleets: FleetScheduler | undefined;
     const stop = async (signal: string) => {
       app.log.info({ signal }, 'stopping');
@@ -45,6 +47,7 @@ export function registerServeCommand(program: Command, env: Record<string, strin
       : '';
     process.stderr.write(
       `livinglab: MQTT on port ${app.mqttPort}, HTTP on ${app.httpScheme}://localhost:${app.httpPort}/healthz, ` +
+        `ops (/readyz, /metrics) on ${config.listeners.ops.host}:${app.opsPort}, ` +
         `${ws}writing to ${config.influx.url} database "${config.influx.db}"\n`,
     );
   });

@@ -2,6 +2,7 @@
 // The only module that reads process.env (callers pass it in). Errors list every bad value at once
 // as `path: message`. What the options are, their names and their Config keys come from schema.ts;
 // nothing here names an option.
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Ajv } from 'ajv';
 import { GatewayError } from '../errors.js';
@@ -131,4 +132,32 @@ export function loadConfig(opts: LoadConfigOptions = {}): Config {
   // every leaf of a loaded Config against it, so this one cast is checked at test time.
   const config = normalise(CONFIG_ROOT, validateInput(input), []) as Config;
   return deepFreeze({ ...config, schemasDir: config.schemasDir || bundledSchemasDir() });
+}
+
+/**
+ * The ops listener's bearer token: LIVINGLAB_OPS_TOKEN, else the content of
+ * `listeners.ops.tokenFile` (a container secret), else undefined. It is never a config option, so
+ * it cannot end up in clear in a YAML file; app.ts decides whether the listener may run without it.
+ */
+export function loadOpsToken(config: Config, env: Record<string, string | undefined>): string | undefined {
+  const fromEnv = env.LIVINGLAB_OPS_TOKEN?.trim();
+  if (fromEnv) return fromEnv;
+  const file = config.listeners.ops.tokenFile;
+  if (!file) return undefined;
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8').trim();
+  } catch (err) {
+    throw new GatewayError(
+      'LL_CONFIG_INVALID',
+      `listeners.ops.tokenFile: cannot read ${file}: ${(err as Error).message}`,
+      { cause: err },
+    );
+  }
+  if (text.length < 16)
+    throw new GatewayError(
+      'LL_CONFIG_INVALID',
+      `listeners.ops.tokenFile: ${file} holds ${text.length === 0 ? 'no token' : 'a token shorter than 16 characters'}; put a long random token in it (openssl rand -hex 32)`,
+    );
+  return text;
 }

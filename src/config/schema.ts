@@ -180,6 +180,21 @@ export const CONFIG_SCHEMA = Type.Object(
           flag: '--wss-port <port>',
         }),
       }),
+      ops: group({
+        host: text(
+          '127.0.0.1',
+          'Address of the ops listener (/healthz, /readyz, /metrics); anywhere but loopback it needs the ops token',
+        ),
+        port: integer(9464, 'Ops listener port (0: any free port)', {
+          minimum: 0,
+          maximum: 65535,
+          flag: '--ops-port <port>',
+        }),
+        tokenFile: text(
+          '',
+          'File holding the bearer token /readyz and /metrics require (or set LIVINGLAB_OPS_TOKEN); never the token itself',
+        ),
+      }),
     }),
     auth: group({
       maxPendingVerifications: integer(
@@ -199,6 +214,16 @@ export const CONFIG_SCHEMA = Type.Object(
       ),
       backoffBase: duration('1s', 'First backoff delay; it doubles with each further failure'),
       backoffMax: duration('30s', 'Longest backoff delay'),
+      tokenDelayAfter: integer(
+        5,
+        'Bad HTTP tokens from one address before its 401 answers are held for a growing delay',
+        { minimum: 1 },
+      ),
+      tokenRefuseAfter: integer(
+        10,
+        'Bad HTTP tokens from one address before it is refused unchecked (429, Retry-After) for a growing delay',
+        { minimum: 1 },
+      ),
     }),
     http: group({
       host: text('0.0.0.0', 'Address the HTTP server binds to', { flag: '--http-host <address>' }),

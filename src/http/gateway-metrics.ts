@@ -27,6 +27,7 @@ export interface MetricParts {
     readonly batteryLow: ReadonlySet<string>;
     readonly transitions: { readonly offline: number; readonly online: number };
   };
+  httpGuard: { readonly failures: Read<'httpAuthFailures'> };
 }
 
 export function createGatewayMetrics(p: MetricParts): Metrics {
@@ -48,5 +49,6 @@ export function createGatewayMetrics(p: MetricParts): Metrics {
       batteryLow: liveness.batteryLow.size,
       ...liveness.transitions,
     }),
+    httpAuthFailures: () => p.httpGuard.failures,
   });
 }

@@ -36,6 +36,8 @@ export interface MetricsSources {
   connectedDevices: () => { site: string; type: string }[];
   jobs: () => ReadonlyMap<string, { runs: number; failures: number }>;
   liveness: () => { silent: number; batteryLow: number; offline: number; online: number };
+  /** Refused HTTP credentials by reason (http/token-guard.ts). */
+  httpAuthFailures: () => Readonly<Record<string, number>>;
 }
 
 export interface Metrics {
@@ -131,7 +133,8 @@ function addDropCounters(registry: Registry, src: MetricsSources): void {
   );
 }
 
-function registerGuardMetrics(registry: Registry, guard: MetricsSources['guard']): void {
+function registerGuardMetrics(registry: Registry, src: MetricsSources): void {
+  const { guard } = src;
   gauge(
     registry,
     'livinglab_preauth_buffered_bytes',
@@ -151,6 +154,13 @@ function registerGuardMetrics(registry: Registry, guard: MetricsSources['guard']
     'MQTT logins refused, by reason',
     'reason',
     () => guard().auth,
+  );
+  labelled(
+    registry,
+    'livinglab_http_auth_failures_total',
+    'HTTP requests refused for their token, by reason (missing, malformed, unknown, wrong-secret, revoked, expired, forbidden; refused: 429 after too many bad tokens)',
+    'reason',
+    () => src.httpAuthFailures(),
   );
   labelled(
     registry,
@@ -308,7 +318,7 @@ export function createMetrics(src: MetricsSources): Metrics {
   counter(registry, 'livinglab_registry_reloads_total', 'Registry file reloads', () => src.registryReloads());
   registerSpoolSizeMetrics(registry, src.queue);
   gauge(registry, 'livinglab_connected_clients', 'Connected MQTT clients', src.connectedClients);
-  registerGuardMetrics(registry, src.guard);
+  registerGuardMetrics(registry, src);
   registerFleetMetrics(registry, src);
   registerLivenessMetrics(registry, src.liveness);
   const latency = new Histogram({

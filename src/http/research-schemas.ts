@@ -14,7 +14,11 @@ const PROJECT_ID = Type.Object({ id: Type.String({ description: 'The project id'
 
 const DENIED = {
   401: { ...ERROR, description: 'Missing, unknown, expired or revoked token' },
-  403: { ...ERROR, description: 'Token of another project' },
+  403: { ...ERROR, description: 'Token of another project, or a staff token' },
+  429: {
+    ...ERROR,
+    description: 'Too many bad tokens from this address: refused unchecked for the seconds in Retry-After',
+  },
   503: {
     ...ERROR,
     description:

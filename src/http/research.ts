@@ -30,6 +30,7 @@ import type { SchemaSet } from '../schemas/types.js';
 import { registerApiDescription } from './openapi.js';
 import type * as RouteSchemas from './research-schemas.js';
 import type { DevicesBody, SubjectsBody } from './research-schemas.js';
+import type { TokenGuard } from './token-guard.js';
 
 export interface ResearchDeps {
   registry: () => RegistryData;
@@ -38,16 +39,24 @@ export interface ResearchDeps {
   audit: AuditLog;
   influxUrl: string;
   db: string;
+  /** Slows down and counts bad tokens per address (token-guard.ts). */
+  guard: TokenGuard;
   /** Named when a project's key or a token's hash is missing from it (HTTP 503). */
   secretsFile?: string;
 }
 
-/** The caller's access to the project in the path, from the registry as it is now. */
-const authoriseRequest = (
-  deps: ResearchDeps,
-  data: RegistryData,
-  req: { headers: { authorization?: string | undefined }; params: { id: string } },
-) => authorise(data, deps.verifier, req.headers.authorization, req.params.id, Date.now(), deps.secretsFile);
+/** The project a request's token opens, or undefined when the guard has answered already. */
+const grantProject = (deps: ResearchDeps, req: FastifyRequest, reply: FastifyReply, projectId: string) =>
+  deps.guard.guard(req, reply, () =>
+    authorise(
+      deps.registry(),
+      deps.verifier,
+      req.headers.authorization,
+      projectId,
+      Date.now(),
+      deps.secretsFile,
+    ),
+  );
 
 /**
  * One validator for the research routes, set here rather than on the whole server: every error
@@ -107,9 +116,9 @@ export function registerResearchRoutes(app: FastifyInstance, deps: ResearchDeps)
 /** Subjects and devices of a project: pseudonyms and device types only, never ids. */
 function registerProjectRoutes(scope: TypedApp, deps: ResearchDeps, schemas: Schemas): void {
   scope.get('/api/v1/projects/:id/subjects', { schema: schemas.SUBJECTS_ROUTE }, async (req, reply) => {
-    const access = await authoriseRequest(deps, deps.registry(), req);
-    if (!access.ok) return reply.code(access.status).send({ error: access.message });
-    const p = access.project;
+    const granted = await grantProject(deps, req, reply, req.params.id);
+    if (!granted) return reply;
+    const p = granted.project;
     const body: SubjectsBody = {
       project: p.id,
       subjects: p.consents
@@ -120,10 +129,10 @@ function registerProjectRoutes(scope: TypedApp, deps: ResearchDeps, schemas: Sch
     return body;
   });
   scope.get('/api/v1/projects/:id/devices', { schema: schemas.DEVICES_ROUTE }, async (req, reply) => {
+    const granted = await grantProject(deps, req, reply, req.params.id);
+    if (!granted) return reply;
     const data = deps.registry();
-    const access = await authoriseRequest(deps, data, req);
-    if (!access.ok) return reply.code(access.status).send({ error: access.message });
-    const p = access.project;
+    const p = granted.project;
     const consented = new Set(p.consents.filter((c) => !c.withdrawn).map((c) => c.subject));
     const now = Date.now();
     const body: DevicesBody = {
@@ -158,8 +167,8 @@ function registerReadingsRoute(scope: TypedApp, deps: ResearchDeps, schemas: Sch
     '/api/v1/projects/:id/readings',
     { schema: schemas.READINGS_ROUTE, attachValidation: true, preValidation: dropEmptyParams },
     async (req, reply) => {
-      const access = await authoriseRequest(deps, deps.registry(), req);
-      if (!access.ok) return reply.code(access.status).send({ error: access.message });
+      const access = await grantProject(deps, req, reply, req.params.id);
+      if (!access) return reply;
       const invalid = req.validationError?.validation?.[0] as ParamError | undefined;
       if (invalid)
         return reply.code(400).send({ error: schemas.describeParamError(invalid, access.project) });

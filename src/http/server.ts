@@ -1,50 +1,64 @@
-// The gateway's HTTP server (fastify): health, readiness and Prometheus metrics; the research API
-// mounts here later. Over HTTPS (secure.ts) every answer carries the security headers.
-// buildHttp does no I/O; app.ts listens.
+// The gateway's HTTP servers (fastify): the main one (open /healthz, the staff status view, the
+// research API) and the ops one (/healthz, /readyz, /metrics; ops.ts). buildHttp does no I/O;
+// app.ts listens. Every route that names devices, sites or times of activity asks for a staff
+// token here; readiness and metrics are never served on the main listener. Over HTTPS (secure.ts)
+// every answer carries the security headers.
 import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
-import type { Registry } from 'prom-client';
 import type { Logger } from '../log.js';
+import { authoriseStaff } from '../query/access.js';
+import type { PasswordVerifier } from '../registry/passwords.js';
+import type { RegistryData } from '../registry/types.js';
 import { type ResearchDeps, registerResearchRoutes } from './research.js';
 import { type HttpsServing, registerSecurityHeaders } from './secure.js';
+import type { TokenGuard } from './token-guard.js';
 
 export interface HttpDeps {
   /** Seconds since start, connected clients and the like: cheap facts, no I/O. */
   health: () => Record<string, unknown>;
-  /** Reasons the gateway is not ready to take readings; empty when it is. */
-  readiness: () => Promise<string[]>;
-  metrics: Registry;
-  /** The fleet at a glance, for `livinglab status`. */
+  /** The fleet at a glance, for `livinglab status`: staff only (it names devices and when they were seen). */
   status: () => unknown;
+  /** The registry and verifier the staff and research tokens are checked against. */
+  registry: () => RegistryData;
+  verifier: PasswordVerifier;
+  /** Slows down and counts bad tokens per address (token-guard.ts). */
+  guard: TokenGuard;
   log?: Logger;
-  research?: ResearchDeps;
+  research?: Omit<ResearchDeps, 'registry' | 'verifier' | 'guard'>;
   /** Serve over HTTPS (TLS configured); plain HTTP when absent. */
   https?: HttpsServing;
 }
 
-export function buildHttp(deps: HttpDeps): FastifyInstance {
-  // Each request gets an id (or keeps the caller's X-Request-Id), carried by its log lines.
+/** A fastify instance with request ids (the caller's X-Request-Id, or a new one) on every log line. */
+export function createFastify(log: Logger | undefined, https?: HttpsServing): FastifyInstance {
   const app = Fastify({
-    ...(deps.log ? { loggerInstance: deps.log as FastifyBaseLogger } : { logger: false }),
+    ...(log ? { loggerInstance: log as FastifyBaseLogger } : { logger: false }),
     requestIdHeader: 'x-request-id',
     genReqId: () => randomUUID(),
-    ...(deps.https ? { serverFactory: deps.https.serverFactory } : {}),
+    ...(https ? { serverFactory: https.serverFactory } : {}),
   });
-  if (deps.https) registerSecurityHeaders(app);
+  if (https) registerSecurityHeaders(app);
   app.addHook('onSend', async (req, reply) => {
     reply.header('x-request-id', req.id);
   });
-  app.get('/api/v1/status', async () => deps.status());
-  if (deps.research) registerResearchRoutes(app, deps.research);
+  return app;
+}
+
+export function buildHttp(deps: HttpDeps): FastifyInstance {
+  const app = createFastify(deps.log, deps.https);
+  app.get('/api/v1/status', async (req, reply) => {
+    const access = await deps.guard.guard(req, reply, () =>
+      authoriseStaff(deps.registry(), deps.verifier, req.headers.authorization),
+    );
+    return access ? deps.status() : reply;
+  });
+  if (deps.research)
+    registerResearchRoutes(app, {
+      ...deps.research,
+      registry: deps.registry,
+      verifier: deps.verifier,
+      guard: deps.guard,
+    });
   app.get('/healthz', async () => ({ status: 'ok', ...deps.health() }));
-  app.get('/readyz', async (_req, reply) => {
-    const reasons = await deps.readiness();
-    reply.code(reasons.length === 0 ? 200 : 503);
-    return reasons.length === 0 ? { status: 'ready' } : { status: 'not ready', reasons };
-  });
-  app.get('/metrics', async (_req, reply) => {
-    reply.header('content-type', deps.metrics.contentType);
-    return deps.metrics.metrics();
-  });
   return app;
 }

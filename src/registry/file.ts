@@ -163,6 +163,22 @@ const REGISTRY_SCHEMA = {
         },
       },
     },
+    staffTokens: {
+      type: 'array',
+      default: [],
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['id', 'name', 'hash', 'expires'],
+        properties: {
+          id: { type: 'string', pattern: '^[a-z0-9]{8,32}$' },
+          name: { type: 'string', minLength: 1, maxLength: 100 },
+          hash,
+          expires: { type: 'string', pattern: '^\\d{4}-\\d\\d-\\d\\dT' },
+          revoked: { type: 'boolean', default: false },
+        },
+      },
+    },
   },
 } as const;
 
@@ -224,6 +240,7 @@ export function parseRegistry(text: string, file: string, source?: SecretsSource
       );
     }
   });
+  checkTokenIds(reg, at);
   return reg;
 }
 
@@ -232,7 +249,7 @@ type Loaded = Omit<RegistryData, 'devices'> & { devices: readonly LoadedDevice[]
 /** '' for each secret the files did not have, so the in-memory shape stays the same. */
 function withSecretDefaults(valid: unknown): Loaded {
   type Partial = { passwordHash?: string; secret?: string; hash?: string };
-  const raw = valid as Record<'devices' | 'accounts' | 'projects' | 'tokens', Partial[]>;
+  const raw = valid as Record<'devices' | 'accounts' | 'projects' | 'tokens' | 'staffTokens', Partial[]>;
   const fill = (list: Partial[], field: keyof Partial) =>
     list.map((x) => ({ ...x, [field]: x[field] ?? '' }));
   return {
@@ -241,6 +258,7 @@ function withSecretDefaults(valid: unknown): Loaded {
     accounts: fill(raw.accounts, 'passwordHash') as unknown as Loaded['accounts'],
     projects: fill(raw.projects, 'secret') as unknown as Loaded['projects'],
     tokens: fill(raw.tokens, 'hash') as unknown as Loaded['tokens'],
+    staffTokens: fill(raw.staffTokens ?? [], 'hash') as unknown as Loaded['staffTokens'],
   };
 }
 
@@ -250,13 +268,29 @@ export function missingSecrets(data: RegistryData): {
   accounts: string[];
   projects: string[];
   tokens: string[];
+  staffTokens: string[];
 } {
   return {
     devices: data.devices.filter((d) => !d.passwordHash).map((d) => d.id),
     accounts: data.accounts.filter((a) => !a.passwordHash).map((a) => a.id),
     projects: data.projects.filter((p) => !p.secret).map((p) => p.id),
     tokens: data.tokens.filter((t) => !t.hash).map((t) => t.id),
+    staffTokens: data.staffTokens.filter((t) => !t.hash).map((t) => t.id),
   };
+}
+
+/** A token id names one token: a staff token and a researcher token sharing it would be ambiguous. */
+function checkTokenIds(reg: RegistryData, at: (path: (string | number)[]) => string): void {
+  const research = new Set(reg.tokens.map((t) => t.id));
+  const seen = new Set<string>();
+  reg.staffTokens.forEach((t, i) => {
+    if (research.has(t.id) || seen.has(t.id))
+      throw new GatewayError(
+        'LL_REGISTRY_PARSE',
+        `${at(['staffTokens', i, 'id'])}: token id "${t.id}" is used twice; revoke one and issue a new token`,
+      );
+    seen.add(t.id);
+  });
 }
 
 type LoadedDevice = Omit<Device, 'assignments'> & { subject?: string; assignments?: readonly Assignment[] };
@@ -376,6 +410,9 @@ function toDocument(data: RegistryData): Record<string, unknown> {
       : {}),
     ...(data.tokens.length > 0
       ? { tokens: data.tokens.map(({ hash: h, ...t }) => ({ ...t, ...secret('hash', h) })) }
+      : {}),
+    ...(data.staffTokens.length > 0
+      ? { staffTokens: data.staffTokens.map(({ hash: h, ...t }) => ({ ...t, ...secret('hash', h) })) }
       : {}),
   };
 }

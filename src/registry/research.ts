@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { GatewayError } from '../errors.js';
 import { SEGMENT_RE, SUBJECT_RE } from './ids.js';
 import { GENERATED_SECRET_ITERATIONS, hashSecretSync } from './passwords.js';
+import { revokeStaffToken } from './staff-tokens.js';
 import type { Consent, Project, RegistryData } from './types.js';
 
 const DATE = /^\d{4}-\d\d-\d\d$/;
@@ -79,7 +80,9 @@ export function issueToken(
   t: { project: string; researcher: string; expires: Date },
 ): { data: RegistryData; token: string } {
   findProject(data, t.project);
-  const id = randomBytes(6).toString('hex');
+  const taken = new Set(data.staffTokens.map((x) => x.id));
+  let id = randomBytes(6).toString('hex');
+  while (taken.has(id)) id = randomBytes(6).toString('hex');
   const secret = randomBytes(24).toString('base64url');
   const token = `ll_${id}_${secret}`;
   return {
@@ -101,8 +104,11 @@ export function issueToken(
   };
 }
 
+/** Revokes a researcher or staff token, given by its id or as the whole token. */
 export function revokeToken(data: RegistryData, id: string): RegistryData {
   const bare = id.replace(/^ll_([a-z0-9]+)_.*$/, '$1');
+  const staff = revokeStaffToken(data, bare);
+  if (staff) return staff;
   if (!data.tokens.some((t) => t.id === bare))
     throw new GatewayError('LL_REGISTRY_NOT_FOUND', `token ${bare} is not in the registry`);
   return { ...data, tokens: data.tokens.map((t) => (t.id === bare ? { ...t, revoked: true } : t)) };

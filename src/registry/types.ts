@@ -83,6 +83,21 @@ export interface ResearchToken {
   readonly revoked: boolean;
 }
 
+/**
+ * A staff API token (`livinglab tokens issue --staff`): reads what names devices, sites and times
+ * of activity (/api/v1/status), never a project's research API. Same `ll_<id>_<secret>` form and
+ * `$7$` hash as a researcher token; only the hash is stored, in the `hash` field of this list, which
+ * the file layer keeps wherever it keeps the researcher tokens' hashes.
+ */
+export interface StaffToken {
+  readonly id: string;
+  /** Who or what holds it (a person, "prometheus", "status-cli"), for lists and logs. */
+  readonly name: string;
+  readonly hash: string;
+  readonly expires: string;
+  readonly revoked: boolean;
+}
+
 export interface RegistryData {
   readonly version: 1;
   readonly sites: readonly Site[];
@@ -90,6 +105,7 @@ export interface RegistryData {
   readonly accounts: readonly Account[];
   readonly projects: readonly Project[];
   readonly tokens: readonly ResearchToken[];
+  readonly staffTokens: readonly StaffToken[];
 }
 
 export const EMPTY_REGISTRY: RegistryData = {
@@ -99,4 +115,5 @@ export const EMPTY_REGISTRY: RegistryData = {
   accounts: [],
   projects: [],
   tokens: [],
+  staffTokens: [],
 };

@@ -14,6 +14,8 @@ export interface GatewayProcess {
   readonly dataDir: string;
   mqttUrl(): string;
   readonly httpPort: number;
+  /** The ops listener (/readyz, /metrics), on loopback. */
+  readonly opsPort: number;
   output(): string;
   start(extraArgs?: string[]): Promise<void>;
   /** Sends a signal and resolves the exit code. */
@@ -37,6 +39,7 @@ export async function createGatewayProcess(opts: {
   let child: ChildProcess | undefined;
   let mqttPort = 0;
   let httpPort = 0;
+  let opsPort = 0;
   let out = '';
   return {
     dir,
@@ -44,6 +47,9 @@ export async function createGatewayProcess(opts: {
     mqttUrl: () => `mqtt://127.0.0.1:${mqttPort}`,
     get httpPort() {
       return httpPort;
+    },
+    get opsPort() {
+      return opsPort;
     },
     output: () => out,
     async start(extraArgs = []) {
@@ -68,6 +74,8 @@ export async function createGatewayProcess(opts: {
         '127.0.0.1',
         '--http-port',
         '0',
+        '--ops-port',
+        '0',
         '--flush-interval',
         '100ms',
         ...(opts.args ?? []),
@@ -84,10 +92,14 @@ export async function createGatewayProcess(opts: {
         }, opts.startTimeoutMs ?? 20_000);
         c.stderr?.on('data', (d: Buffer) => {
           out += d.toString();
-          const m = /MQTT on port (\d+), HTTP on https?:\/\/localhost:(\d+)/.exec(out.slice(from));
+          const m =
+            /MQTT on port (\d+), HTTP on https?:\/\/localhost:(\d+)\S*, ops \(\/readyz, \/metrics\) on \S*:(\d+),/.exec(
+              out.slice(from),
+            );
           if (m) {
             mqttPort = Number(m[1]);
             httpPort = Number(m[2]);
+            opsPort = Number(m[3]);
             clearTimeout(timer);
             resolve();
           }

@@ -59,6 +59,8 @@ export interface GatewayOptions {
   devices: TestDevice[];
   staff?: string[];
   config?: ConfigInput;
+  /** The ops listener's bearer token (what LIVINGLAB_OPS_TOKEN gives `livinglab serve`). */
+  opsToken?: string;
   /** The spool's file seam (test/helpers/disk-faults.ts). */
   openSpoolFile?: SpoolOptions['openFile'];
 }
@@ -78,6 +80,7 @@ export async function startGateway(opts: GatewayOptions): Promise<TestGateway> {
       registryPoll: '100ms',
       mqtt: { port: 0, host: '127.0.0.1' },
       http: { port: 0, host: '127.0.0.1' },
+      listeners: { ops: { port: 0 } },
       ...opts.config,
       influx: { url: opts.influxUrl, db, ...(opts.config?.influx as ConfigInput | undefined) },
       writer: { flushInterval: '50ms', ...(opts.config?.writer as ConfigInput | undefined) },
@@ -92,7 +95,11 @@ export async function startGateway(opts: GatewayOptions): Promise<TestGateway> {
     },
   });
   const log = createLogger({ level: 'debug', destination: sink });
-  const app = buildApp(config, { log, ...(opts.openSpoolFile ? { openSpoolFile: opts.openSpoolFile } : {}) });
+  const app = buildApp(config, {
+    log,
+    ...(opts.openSpoolFile ? { openSpoolFile: opts.openSpoolFile } : {}),
+    ...(opts.opsToken ? { opsToken: opts.opsToken } : {}),
+  });
   await app.start();
   let stopped: Promise<void> | undefined;
   return {

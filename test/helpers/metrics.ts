@@ -1,9 +1,9 @@
 // Reading a gateway's Prometheus /metrics from tests and benchmarks. It owns finding one series in
 // the text format; it never decides what a missing series means (callers choose 0, NaN or undefined).
 
-/** The /metrics text of the gateway whose HTTP server listens on `httpPort` on loopback. */
-export async function scrapeMetrics(httpPort: number): Promise<string> {
-  return (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
+/** The /metrics text of the gateway whose ops listener listens on `opsPort` on loopback. */
+export async function scrapeMetrics(opsPort: number): Promise<string> {
+  return (await fetch(`http://127.0.0.1:${opsPort}/metrics`)).text();
 }
 
 /** A series' value in a /metrics text (`name` or `name{labels}` exactly as printed); undefined when absent. */
@@ -13,6 +13,6 @@ export function metricIn(text: string, series: string): number | undefined {
 }
 
 /** One series read from the gateway's /metrics now; undefined when absent. */
-export async function readMetric(httpPort: number, series: string): Promise<number | undefined> {
-  return metricIn(await scrapeMetrics(httpPort), series);
+export async function readMetric(opsPort: number, series: string): Promise<number | undefined> {
+  return metricIn(await scrapeMetrics(opsPort), series);
 }

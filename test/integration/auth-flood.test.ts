@@ -45,7 +45,7 @@ beforeAll(async () => {
 });
 
 /** A metric's value, or undefined when /metrics does not have it. */
-const metric = (series: string) => readMetric(lab.gw.app.httpPort, series);
+const metric = (series: string) => readMetric(lab.gw.app.opsPort, series);
 
 /** One login attempt over a raw socket from `localAddress`; resolves the CONNACK code, or -1 if closed without one. */
 const rawLogin = (username: string, password: string, localAddress: string) =>

@@ -51,7 +51,7 @@ afterAll(async () => {
 });
 
 async function metric(series: string): Promise<number | undefined> {
-  const text = await (await fetch(`http://127.0.0.1:${gw.app.httpPort}/metrics`)).text();
+  const text = await (await fetch(`http://127.0.0.1:${gw.app.opsPort}/metrics`)).text();
   const line = text.split('\n').find((l) => l.startsWith(`${series} `));
   return line === undefined ? undefined : Number(line.slice(series.length + 1));
 }

@@ -282,6 +282,8 @@ describe('livinglab command line', { timeout: 120_000 }, () => {
       '0',
       '--http-port',
       '0',
+      '--ops-port',
+      '0',
       '--influx-url',
       nowhere,
       '--data-dir',

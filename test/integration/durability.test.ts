@@ -180,7 +180,7 @@ describe('an acknowledged reading is never lost', () => {
     expect(
       gw.logLines().some((l) => l.msg === 'spool full: acknowledgements paused until InfluxDB catches up'),
     ).toBe(true);
-    const ready = await fetch(`http://127.0.0.1:${gw.app.httpPort}/readyz`);
+    const ready = await fetch(`http://127.0.0.1:${gw.app.opsPort}/readyz`);
     expect(ready.status).toBe(503);
     expect(JSON.stringify(await ready.json())).toMatch(
       /spool full .*not acknowledging.*InfluxDB at .* is not reachable/,
@@ -192,7 +192,7 @@ describe('an acknowledged reading is never lost', () => {
     report('full spool', { ...result, ackedWhenFull });
     expect(result).toMatchObject({ lost: 0, wrongValues: 0 });
     expect(gw.logLines().some((l) => l.msg === 'spool has room again: acknowledging')).toBe(true);
-    expect((await fetch(`http://127.0.0.1:${gw.app.httpPort}/readyz`)).status).toBe(200);
+    expect((await fetch(`http://127.0.0.1:${gw.app.opsPort}/readyz`)).status).toBe(200);
     await gw.stop();
   });
 });
@@ -229,7 +229,7 @@ describe('an acknowledged reading is never lost on a failing disk', () => {
       drainWorkers: gw.app.drain.stats.workers,
     });
     expect(await gw.app.drain.idle(20_000)).toBe(true);
-    const metric = await scrape(gw.app.httpPort);
+    const metric = await scrape(gw.app.opsPort);
     expect(result).toMatchObject({ sent: 600, acked: 600, stored: 600, lost: 0, wrongValues: 0 });
     // Written exactly once: no batch was written twice or skipped.
     expect(gw.app.drain.stats.pointsWritten).toBe(gw.app.pipeline.stats.readingsAccepted);
@@ -272,7 +272,7 @@ describe('an acknowledged reading is never lost on a failing disk', () => {
       drainWorkers: gw.app.drain.stats.workers,
     });
     expect(await gw.app.drain.idle(20_000)).toBe(true);
-    const metric = await scrape(gw.app.httpPort);
+    const metric = await scrape(gw.app.opsPort);
     expect(faults.injected.writes).toBe(3);
     expect(result).toMatchObject({ lost: 0, wrongValues: 0 });
     // Readings that got no PUBACK were not stored either (the device sends them again).
@@ -290,7 +290,7 @@ describe('an acknowledged reading is never lost on a failing disk', () => {
             'spool write failed; segment cut back to its last complete record, readings not acknowledged',
         ),
     ).toBe(true);
-    expect((await fetch(`http://127.0.0.1:${gw.app.httpPort}/readyz`)).status).toBe(200);
+    expect((await fetch(`http://127.0.0.1:${gw.app.opsPort}/readyz`)).status).toBe(200);
     await gw.stop();
   });
 });
@@ -369,7 +369,7 @@ describe('metrics of the write path', () => {
       config: { writer: { maxRetryDelay: '200ms' } },
     });
     const scrape = async () => {
-      const text = await scrapeMetrics(gw.app.httpPort);
+      const text = await scrapeMetrics(gw.app.opsPort);
       const value = (name: string) => metricIn(text, name) ?? Number.NaN;
       return { text, value };
     };

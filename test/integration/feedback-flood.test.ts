@@ -40,7 +40,7 @@ afterAll(async () => {
   await influx?.stop();
 });
 
-const metrics = () => scrapeMetrics(gw.httpPort);
+const metrics = () => scrapeMetrics(gw.opsPort);
 const metric = (text: string, name: string, labels = '') => metricIn(text, `${name}${labels}`) ?? 0;
 
 const invalidBatch = () =>

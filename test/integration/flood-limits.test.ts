@@ -23,7 +23,7 @@ const lab = useLab({
 });
 
 async function metric(name: string, labels = ''): Promise<number> {
-  return (await readMetric(lab.gw.app.httpPort, `${name}${labels}`)) ?? 0;
+  return (await readMetric(lab.gw.app.opsPort, `${name}${labels}`)) ?? 0;
 }
 
 const telemetry = (d: { id: string }) => `lab/odense/pulse-oximeter/${d.id}/telemetry`;

@@ -25,6 +25,7 @@ it.each([
   ['mqtt', '--mqtt-port'],
   ['http', '--http-port'],
   ['ws', '--ws-port'],
+  ['ops', '--ops-port'],
 ] as const)(
   'refuses to start when the %s port is taken, naming %s, and stops cleanly',
   async (which, flag) => {
@@ -40,7 +41,10 @@ it.each([
         logLevel: 'silent',
         mqtt: { port: which === 'mqtt' ? taken : 0, host: '127.0.0.1' },
         http: { port: which === 'http' ? taken : 0, host: '127.0.0.1' },
-        listeners: { ws: { enabled: which === 'ws', port: taken, host: '127.0.0.1' } },
+        listeners: {
+          ws: { enabled: which === 'ws', port: which === 'ws' ? taken : 0, host: '127.0.0.1' },
+          ops: { port: which === 'ops' ? taken : 0 },
+        },
         influx: { url: await closedPortUrl() },
       },
     });

@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { useLab } from '../helpers/fixture.js';
+import { issueStaff } from '../helpers/http-auth.js';
 import { readMetric } from '../helpers/metrics.js';
 import { collect, connectDevice, eventually } from '../helpers/mqtt.js';
 
@@ -43,7 +44,7 @@ const lab = useLab(() => ({
 }));
 
 const reading = () => JSON.stringify({ ts: new Date().toISOString(), temperature: 21.5, humidity: 40 });
-const metric = async (name: string) => (await readMetric(lab.gw.app.httpPort, name)) ?? Number.NaN;
+const metric = async (name: string) => (await readMetric(lab.gw.app.opsPort, name)) ?? Number.NaN;
 
 it('marks a device silent for 3 intervals offline, and online again when it reports', {
   timeout: 30_000,
@@ -106,8 +107,9 @@ it('livinglab status shows connected and silent devices, spool, last write and r
   await device.publishAsync('lab/live/room-climate/quiet-1/telemetry', reading(), { qos: 1 });
   await device.publishAsync('lab/live/room-climate/quiet-1/telemetry', '{"bad":', { qos: 1 });
   await lab.gw.app.drain.idle(5000);
+  const token = await issueStaff(lab.gw, 'liveness-test');
   const res = await fetch(`http://127.0.0.1:${lab.gw.app.httpPort}/api/v1/status`, {
-    headers: { 'x-request-id': 'req-42' },
+    headers: { 'x-request-id': 'req-42', authorization: `Bearer ${token}` },
   });
   expect(res.headers.get('x-request-id')).toBe('req-42');
   const status = (await res.json()) as { spool: { limitBytes: number; full: boolean } };
@@ -125,7 +127,7 @@ it('livinglab status shows connected and silent devices, spool, last write and r
       '--url',
       `http://127.0.0.1:${lab.gw.app.httpPort}`,
     ],
-    { cwd: root },
+    { cwd: root, env: { ...process.env, LIVINGLAB_TOKEN: token } },
   );
   expect(stdout).toMatch(/^devices connected\s+1 of 1 enabled$/m);
   // quiet-1 reports every second, so on a loaded machine it may have gone silent by the time the

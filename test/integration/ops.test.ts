@@ -7,7 +7,7 @@ const lab = useLab({
   devices: [{ id: 'ops-1', type: 'thermometer', site: 'ops' }],
 });
 
-const url = (path: string) => `http://127.0.0.1:${lab.gw.app.httpPort}${path}`;
+const url = (path: string) => `http://127.0.0.1:${lab.gw.app.opsPort}${path}`;
 
 it('/readyz turns 503 with the reason when influxd stops, and 200 when it is back', {
   timeout: 30_000,

@@ -15,7 +15,7 @@ const A = { id: 'bp-0101', type: 'blood-pressure', site: 'aarhus' };
 const lab = useLab();
 
 /** A metric's value, or undefined when /metrics does not have it. */
-const metric = (gw: TestGateway, series: string) => readMetric(gw.app.httpPort, series);
+const metric = (gw: TestGateway, series: string) => readMetric(gw.app.opsPort, series);
 
 interface RawClient {
   socket: Socket;

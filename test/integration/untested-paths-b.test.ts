@@ -114,19 +114,18 @@ describe('the running gateway', () => {
     });
     gw.app.scheduler.add('always-works', '* * * * * *', async () => {});
     const failures = await eventually(
-      async () =>
-        (await readMetric(gw.app.httpPort, 'livinglab_job_failures_total{job="always-fails"}')) ?? 0,
+      async () => (await readMetric(gw.app.opsPort, 'livinglab_job_failures_total{job="always-fails"}')) ?? 0,
       (n) => n >= 1,
       10_000,
     );
-    const runs = await readMetric(gw.app.httpPort, 'livinglab_job_runs_total{job="always-fails"}');
+    const runs = await readMetric(gw.app.opsPort, 'livinglab_job_runs_total{job="always-fails"}');
     expect(runs).toBeGreaterThanOrEqual(failures);
     const works = `{job="always-works"}`;
     await eventually(
-      async () => (await readMetric(gw.app.httpPort, `livinglab_job_runs_total${works}`)) ?? 0,
+      async () => (await readMetric(gw.app.opsPort, `livinglab_job_runs_total${works}`)) ?? 0,
       (n) => n >= 1,
     );
-    expect(await readMetric(gw.app.httpPort, `livinglab_job_failures_total${works}`)).toBe(0);
+    expect(await readMetric(gw.app.opsPort, `livinglab_job_failures_total${works}`)).toBe(0);
     expect(gw.logLines().find((l) => l.msg === 'scheduled job failed')).toMatchObject({
       job: 'always-fails',
     });
@@ -134,7 +133,7 @@ describe('the running gateway', () => {
 
   it('is not ready while it has no registry, and ready with one', async () => {
     const gw = await lab.startGateway({});
-    const res = await fetch(`http://127.0.0.1:${gw.app.httpPort}/readyz`);
+    const res = await fetch(`http://127.0.0.1:${gw.app.opsPort}/readyz`);
     expect([res.status, await res.json()]).toEqual([200, { status: 'ready' }]);
     const { app } = gw;
     const noRegistry = createStatusReports({

@@ -29,6 +29,8 @@ describe('authorise', () => {
       ok: false,
       status: 403,
       message: 'project gone does not exist any more',
+      reason: 'forbidden',
+      tokenId: token.split('_')[1],
     });
   });
 });

@@ -41,6 +41,25 @@ describe('docker-compose.yml and Dockerfile', () => {
     expect(compose.services.gateway?.build).toBe('.');
   });
 
+  it('has Prometheus scrape the ops listener with the ops token the gateway reads, unpublished', () => {
+    const gateway = compose.services.gateway as { environment: Record<string, string>; ports?: string[] };
+    const secretFile = '/run/secrets/ops_token';
+    expect(gateway.environment.LIVINGLAB_LISTENERS_OPS_TOKEN_FILE).toBe(secretFile);
+    expect(gateway.ports ?? []).not.toContainEqual(expect.stringContaining('9464'));
+    const prometheus = parse(readFileSync(`${ROOT}deploy/prometheus/prometheus.yml`, 'utf8')) as {
+      scrape_configs: {
+        authorization?: { type: string; credentials_file: string };
+        static_configs: { targets: string[] }[];
+      }[];
+    };
+    const job = prometheus.scrape_configs[0];
+    expect(job?.authorization).toEqual({ type: 'Bearer', credentials_file: secretFile });
+    expect(job?.static_configs[0]?.targets).toEqual(['gateway:9464']);
+    const secrets = (svc: string) => (compose.services[svc] as { secrets?: string[] }).secrets;
+    expect(secrets('gateway')).toContain('ops_token');
+    expect(secrets('prometheus')).toContain('ops_token');
+  });
+
   it('copies only files that exist, runs as a non-root user and has a health check', () => {
     for (const m of dockerfile.matchAll(/^COPY (?!--from)(.+) \S+$/gm)) {
       for (const src of (m[1] as string).split(' ')) expect(existsSync(`${ROOT}${src}`), src).toBe(true);
