@@ -78,10 +78,17 @@ export async function startGateway(opts: GatewayOptions): Promise<TestGateway> {
       dataDir: join(dir, 'data'),
       logLevel: 'info',
       registryPoll: '100ms',
-      mqtt: { port: 0, host: '127.0.0.1' },
-      http: { port: 0, host: '127.0.0.1' },
-      listeners: { ops: { port: 0 } },
       ...opts.config,
+      // A test that sets some mqtt, http or listener options still never binds a fixed port.
+      mqtt: { port: 0, host: '127.0.0.1', ...(opts.config?.mqtt as ConfigInput | undefined) },
+      http: { port: 0, host: '127.0.0.1', ...(opts.config?.http as ConfigInput | undefined) },
+      listeners: {
+        ...(opts.config?.listeners as ConfigInput | undefined),
+        ops: {
+          port: 0,
+          ...((opts.config?.listeners as ConfigInput | undefined)?.ops as ConfigInput | undefined),
+        },
+      },
       influx: { url: opts.influxUrl, db, ...(opts.config?.influx as ConfigInput | undefined) },
       writer: { flushInterval: '50ms', ...(opts.config?.writer as ConfigInput | undefined) },
     },

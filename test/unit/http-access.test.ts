@@ -9,9 +9,10 @@ import { loadConfig, loadOpsToken } from '../../src/config/load.js';
 import { isLoopback } from '../../src/http/ops.js';
 import { createAddressBackoff } from '../../src/http/token-guard.js';
 import { authorise, authoriseStaff } from '../../src/query/access.js';
-import { parseRegistry, serialiseRegistry } from '../../src/registry/file.js';
+import { parseRegistry, planRegistryWrite } from '../../src/registry/file.js';
 import { createPasswordVerifier } from '../../src/registry/passwords.js';
 import { addProject, issueToken, parseToken, revokeToken } from '../../src/registry/research.js';
+import type { Secrets } from '../../src/registry/secrets-file.js';
 import { issueStaffToken } from '../../src/registry/staff-tokens.js';
 import { EMPTY_REGISTRY } from '../../src/registry/types.js';
 
@@ -132,10 +133,15 @@ describe('staff tokens', () => {
   });
 
   it('are stored as a hash, survive the file round trip, and are revoked by id', async () => {
-    const text = serialiseRegistry(data);
+    // lab.yaml names the token; its hash goes to the secrets file, like every other secret.
+    const steps = planRegistryWrite(undefined, data);
+    const text = (steps.find((w) => w.to === 'registry') as { text: string }).text;
+    const secrets = (steps.findLast((w) => w.to === 'secrets') as { secrets: Secrets }).secrets;
     expect(text).not.toContain((parseToken(staff.token) as { secret: string }).secret);
-    expect(text).toMatch(/staffTokens:\n {2}- id: [a-z0-9]+\n {4}name: ops\n {4}hash: \$7\$/);
-    const back = parseRegistry(text, 'lab.yaml');
+    expect(text).toMatch(/staffTokens:\n {2}- id: [a-z0-9]+\n {4}name: ops\n/);
+    expect(text).not.toContain('$7$');
+    expect(JSON.stringify(secrets)).toContain('$7$');
+    const back = parseRegistry(text, 'lab.yaml', { secrets, file: 'lab.secrets.yaml' });
     expect(back.staffTokens).toEqual(data.staffTokens);
     const id = (data.staffTokens[0] as { id: string }).id;
     const revoked = revokeToken(back, id);

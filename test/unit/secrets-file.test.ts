@@ -73,7 +73,13 @@ describe('planRegistryWrite', () => {
     let secrets: Secrets = old;
     const check = () => {
       const data = parseRegistry(registryText, 'lab.yaml', { secrets, file: 'lab.secrets.yaml' });
-      expect(missingSecrets(data)).toEqual({ devices: [], accounts: [], projects: [], tokens: [] });
+      expect(missingSecrets(data)).toEqual({
+        devices: [],
+        accounts: [],
+        projects: [],
+        tokens: [],
+        staffTokens: [],
+      });
       return data;
     };
     check();
