@@ -3,7 +3,6 @@
 // let the messages under way reach the spool, give the drain the shutdown deadline, keep the rest
 // in the spool. A new listener, message source, job or page is one import and one call here.
 import { createBroker } from './broker/broker.js';
-import { resolveDataPaths } from './config/data-paths.js';
 import type { Config } from './config/schema.js';
 import { createGatewayMetrics } from './http/gateway-metrics.js';
 import { listenHttp } from './http/listen.js';
@@ -16,11 +15,11 @@ import { createLiveness } from './jobs/liveness.js';
 import { checkJobSchedules, registerJobs } from './jobs/register.js';
 import { createScheduler } from './jobs/scheduler.js';
 import { createLogger, type Logger } from './log.js';
-import { auditHeadFile, createAuditLog } from './query/audit.js';
+import { auditLogOptions, createAuditLog } from './query/audit.js';
 import { createHashPool } from './registry/hash-pool.js';
 import { createPasswordVerifier } from './registry/passwords.js';
 import { createRegistry, type Registry } from './registry/registry.js';
-import { loadAuditKey, secretsFileFor } from './registry/secrets-file.js';
+import { secretsFileFor } from './registry/secrets-file.js';
 import { statusTopic } from './registry/topics.js';
 import { loadSchemas } from './schemas/load.js';
 import type { SchemaSet } from './schemas/types.js';
@@ -96,11 +95,7 @@ export function buildApp(
   const status = { registry, queue, drain, writer, influxUrl, source: broker, liveness, pipeline };
   const reports = createStatusReports({ ...status, isStarted: () => started });
   const secretsFile = secretsFileFor(config.registry, config.secretsFile);
-  const audit = createAuditLog({
-    file: resolveDataPaths(config.dataDir).auditLog,
-    headFile: auditHeadFile(config.registry),
-    key: () => loadAuditKey(config.registry, config.secretsFile),
-  });
+  const audit = createAuditLog(auditLogOptions(config));
   const research = { registry: () => registry.current().data, schemas, audit, influxUrl, db, secretsFile };
   const http = buildHttp({
     ...reports,

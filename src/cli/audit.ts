@@ -6,29 +6,12 @@
 import { hostname, userInfo } from 'node:os';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { resolveDataPaths } from '../config/data-paths.js';
 import type { Config } from '../config/schema.js';
 import { GatewayError } from '../errors.js';
-import {
-  type AuditLogOptions,
-  auditHeadFile,
-  createAuditLog,
-  type RegistryChange,
-  verifyAuditLog,
-} from '../query/audit.js';
-import { loadAuditKey } from '../registry/secrets-file.js';
+import { auditLogOptions, createAuditLog, type RegistryChange, verifyAuditLog } from '../query/audit.js';
 import { configFromFlags } from './options.js';
 
 type Env = Record<string, string | undefined>;
-
-/** Where this configuration's audit log and head are, and the key that seals it (secrets file). */
-export function auditLogOf(config: Config): AuditLogOptions & { key: () => Promise<Buffer> } {
-  return {
-    file: resolveDataPaths(config.dataDir).auditLog,
-    headFile: auditHeadFile(config.registry),
-    key: () => loadAuditKey(config.registry, config.secretsFile),
-  };
-}
 
 /** Who ran the command: the account and host, as far as the system knows them. */
 function whoRuns(): string {
@@ -51,7 +34,7 @@ export async function recordRegistryChange(
   event: RegistryChange['event'],
   details: Record<string, unknown>,
 ): Promise<void> {
-  const options = auditLogOf(config);
+  const options = auditLogOptions(config);
   const entry: RegistryChange = {
     at: new Date().toISOString(),
     event,
@@ -85,7 +68,7 @@ export function registerAuditCommand(program: Command, env: Env): void {
     .option('--file <file>', 'the audit log (default: DATA_DIR/audit.ndjson)')
     .action(async (opts: { dataDir?: string; registry?: string; config?: string; file?: string }) => {
       const { file: _f, ...flags } = opts;
-      const options = auditLogOf(configFromFlags(flags, env));
+      const options = auditLogOptions(configFromFlags(flags, env));
       const file = opts.file ?? options.file;
       // A log written before the audit key existed verifies without it; a sealed one needs it.
       let missing: Error | undefined;
