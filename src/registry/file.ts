@@ -15,6 +15,7 @@ import { checkAssignments } from './assignments.js';
 import { writeFileAtomic } from './atomic-write.js';
 import { SEGMENT_PATTERN, SUBJECT_PATTERN } from './ids.js';
 import {
+  isUnwritable,
   mergeSecrets,
   overlaySecrets,
   readSecretsFile,
@@ -401,7 +402,15 @@ export function planRegistryWrite(old: Secrets | undefined, data: RegistryData):
 export async function writeRegistryFile(file: string, data: RegistryData, secretsFile = ''): Promise<void> {
   const secretsPath = secretsFileFor(file, secretsFile);
   for (const step of planRegistryWrite(await readSecretsFile(secretsPath), data)) {
-    if (step.to === 'secrets') await writeSecretsFile(secretsPath, step.secrets);
-    else await writeFileAtomic(file, step.text);
+    if (step.to === 'registry') await writeFileAtomic(file, step.text);
+    else
+      await writeSecretsFile(secretsPath, step.secrets).catch((err: unknown) => {
+        if (!isUnwritable(err)) throw err;
+        throw new GatewayError(
+          'LL_SECRETS_READ_ONLY',
+          `cannot write the secrets file ${secretsPath} (${(err as Error).message}); registry edits write hashes and keys there: edit the registry where its secrets file is writable, then install both files`,
+          { cause: err },
+        );
+      });
   }
 }

@@ -100,6 +100,10 @@ export function serialiseSecrets(secrets: Secrets): string {
   return HEADER + stringify({ version: 1, auditKey: secrets.auditKey, ...sections }, { lineWidth: 0 });
 }
 
+/** A write refused by the file system (read-only mount, permissions), not a failure of the disk. */
+export const isUnwritable = (err: unknown): boolean =>
+  ['EROFS', 'EACCES', 'EPERM'].includes((err as NodeJS.ErrnoException).code ?? '');
+
 /** Writes the secrets file atomically, mode 0600, with an audit key (a new one when it has none). */
 export async function writeSecretsFile(file: string, secrets: Secrets): Promise<void> {
   const auditKey = secrets.auditKey ?? randomBytes(32).toString('hex');

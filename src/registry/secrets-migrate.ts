@@ -11,6 +11,7 @@ import { GatewayError } from '../errors.js';
 import { writeFileAtomic } from './atomic-write.js';
 import { missingSecrets, parseRegistry } from './file.js';
 import {
+  isUnwritable,
   overlaySecrets,
   readSecretsFile,
   type Secrets,
@@ -35,9 +36,6 @@ const NEW_HEADER =
   ' It holds no secret: password and token hashes and project keys are in the secrets file beside it\n' +
   ' (lab.secrets.yaml), which must never be committed.';
 
-const unwritable = (err: unknown) =>
-  ['EROFS', 'EACCES', 'EPERM'].includes((err as NodeJS.ErrnoException).code ?? '');
-
 export async function migrateRegistrySecrets(
   registryFile: string,
   secretsFile = '',
@@ -54,7 +52,7 @@ export async function migrateRegistrySecrets(
       try {
         await writeSecretsFile(secretsPath, { sections: {} });
       } catch (err) {
-        if (!unwritable(err)) throw err;
+        if (!isUnwritable(err)) throw err;
         return { secretsFile: secretsPath, moved: 0, created: false };
       }
     }
@@ -69,7 +67,7 @@ export async function migrateRegistrySecrets(
   try {
     await writeFileAtomic(registryFile, doc.toString({ lineWidth: 0 }));
   } catch (err) {
-    if (!unwritable(err)) throw err;
+    if (!isUnwritable(err)) throw err;
     throw new GatewayError(
       'LL_SECRETS_READ_ONLY',
       `the secrets of ${registryFile} are now in ${secretsPath}, but ${registryFile} cannot be rewritten without them (${(err as Error).message}); it still works, but holds secrets: run \`livinglab registry migrate\` where ${registryFile} is writable`,
@@ -113,7 +111,7 @@ async function writeMovedSecrets(
       sections: overlaySecrets(existing?.sections ?? {}, inline),
     });
   } catch (err) {
-    if (!unwritable(err)) throw err;
+    if (!isUnwritable(err)) throw err;
     throw new GatewayError(
       'LL_SECRETS_READ_ONLY',
       `${registryFile} still holds secrets (password hashes, project keys) that must move to the secrets file ${secretsPath}, which cannot be written (${(err as Error).message}); on a machine where both are writable run \`livinglab registry migrate --registry ${registryFile} --secrets-file <new file>\`, then install the migrated ${registryFile} and the new secrets file (mode 0400 as a container secret) in their place`,

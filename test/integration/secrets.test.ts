@@ -86,6 +86,24 @@ function researchRegistry(): { data: RegistryData; token: string } {
   return { data: issued.data, token: issued.token };
 }
 
+/** Three hourly readings from each bed sensor, acknowledged (QoS 1). */
+async function publishBeds(mqttUrl: string): Promise<void> {
+  const start = Date.now() - 3 * 3_600_000;
+  for (const [i, bed] of TWO_BEDS.entries()) {
+    const c = await connectDevice(mqttUrl, bed.id);
+    const readings = Array.from({ length: 3 }, (_, h) => ({
+      ts: new Date(start + h * 3_600_000 + i * 1000).toISOString(),
+      occupied: true,
+      heartRate: 50 + h + i,
+      respirationRate: 12,
+    }));
+    await c.publishAsync(`lab/${bed.site}/bed-sensor/${bed.id}/telemetry`, JSON.stringify({ readings }), {
+      qos: 1,
+    });
+    await c.endAsync();
+  }
+}
+
 const exportRows = async (http: string, token: string) => {
   const res = await fetch(`${http}/api/v1/projects/sleep/readings?type=bed-sensor&format=ndjson`, {
     headers: { authorization: `Bearer ${token}` },
@@ -160,6 +178,23 @@ describe('lab.yaml holds no secret', () => {
   }, 120_000);
 });
 
+describe('the secrets file given by path', () => {
+  it('is where LIVINGLAB_SECRETS_FILE says (a mounted container secret), not beside lab.yaml', async () => {
+    const { dir, reg, secrets } = await labDir();
+    const elsewhere = join(dir, 'run-secrets', 'livinglab');
+    const args = ['devices', 'add', '--registry', reg, '--id', 'ox-1', '--type', 'pulse-oximeter'];
+    const add = await runCli([...args, '--site', 'home-1', '--vendor', 'acme'], {
+      env: { LIVINGLAB_SECRETS_FILE: elsewhere },
+    });
+    expect(add.code, add.stderr).toBe(0);
+    expect(existsSync(secrets)).toBe(false);
+    expect(statSync(elsewhere).mode & 0o777).toBe(0o600);
+    const data = await readRegistryFile(reg, elsewhere);
+    expect(await readFile(elsewhere, 'utf8')).toContain(data.devices[0]?.passwordHash);
+    expect(await readFile(reg, 'utf8')).not.toContain('$7$');
+  });
+});
+
 describe('a secrets file that group or others can read', () => {
   it('is refused by the CLI and by the gateway, naming the file and the chmod 600 fix', async () => {
     const { dir, reg, secrets } = await labDir();
@@ -173,40 +208,31 @@ describe('a secrets file that group or others can read', () => {
   });
 });
 
+/** A lab with readings and a project, exported once, then its lab.yaml put back in the old format. */
+async function legacyLab() {
+  const { dir, reg, secrets } = await labDir();
+  const db = `secrets_${Math.random().toString(36).slice(2, 10)}`;
+  const { data, token } = researchRegistry();
+  await writeRegistryFile(reg, data);
+  const first = await startOn(dir, db);
+  await publishBeds(first.mqtt);
+  await first.app.drain.idle(10_000);
+  const before = await exportRows(first.http, token);
+  expect(before).toHaveLength(6);
+  expect(new Set(before.map((row) => row.subject)).size).toBe(2);
+  await first.app.stop();
+  // The old format: every secret inline, no secrets file.
+  const legacy = serialiseRegistry(data);
+  const projectSecret = data.projects[0]?.secret as string;
+  expect(legacy).toContain(projectSecret);
+  await writeFile(reg, legacy, { mode: 0o600 });
+  await rm(secrets);
+  return { dir, reg, secrets, db, data, token, before, legacy, projectSecret };
+}
+
 describe('migration of a lab.yaml with secrets inside', () => {
-  it('moves them out on start and by `registry migrate`; exports before and after are identical', async () => {
-    const { dir, reg, secrets } = await labDir();
-    const db = `secrets_${Math.random().toString(36).slice(2, 10)}`;
-    const { data, token } = researchRegistry();
-    await writeRegistryFile(reg, data);
-    const first = await startOn(dir, db);
-    const start = Date.now() - 3 * 3_600_000;
-    for (const [i, bed] of TWO_BEDS.entries()) {
-      const c = await connectDevice(first.mqtt, bed.id);
-      const readings = Array.from({ length: 3 }, (_, h) => ({
-        ts: new Date(start + h * 3_600_000 + i * 1000).toISOString(),
-        occupied: true,
-        heartRate: 50 + h + i,
-        respirationRate: 12,
-      }));
-      await c.publishAsync(`lab/${bed.site}/bed-sensor/${bed.id}/telemetry`, JSON.stringify({ readings }), {
-        qos: 1,
-      });
-      await c.endAsync();
-    }
-    await first.app.drain.idle(10_000);
-    const before = await exportRows(first.http, token);
-    expect(before).toHaveLength(6);
-    expect(new Set(before.map((row) => row.subject)).size).toBe(2);
-    await first.app.stop();
-
-    // The old format: every secret inline, no secrets file.
-    const legacy = serialiseRegistry(data);
-    const projectSecret = data.projects[0]?.secret as string;
-    expect(legacy).toContain(projectSecret);
-    await writeFile(reg, legacy, { mode: 0o600 });
-    await rm(secrets);
-
+  it('moves them out on the first start; the export after is identical, the device still logs in', async () => {
+    const { dir, reg, secrets, db, data, token, before, projectSecret } = await legacyLab();
     const second = await startOn(dir, db);
     expect(second.lines).toContainEqual(
       expect.objectContaining({ msg: expect.stringContaining('moved the secrets out'), moved: 4 }),
@@ -216,26 +242,27 @@ describe('migration of a lab.yaml with secrets inside', () => {
     expect(await readFile(secrets, 'utf8')).toContain(projectSecret);
     expect(await exportRows(second.http, token)).toEqual(before);
     // The password hash came along: the device logs in with its old password.
-    expect(await connackCode(second.mqtt, { clientId: 'bed-1', username: 'bed-1', password: PASSWORD })).toBe(
-      0,
-    );
-    await second.app.stop();
+    const login = { clientId: 'bed-1', username: 'bed-1', password: PASSWORD };
+    expect(await connackCode(second.mqtt, login)).toBe(0);
+  });
 
-    // A crash midway through an earlier migration: lab.yaml still has its secrets, and the secrets
-    // file has the same ones already. Then the same by `livinglab registry migrate`, twice.
-    await writeFile(reg, legacy, { mode: 0o600 });
+  it('moves them out by `registry migrate`, also after a crash midway, and again is a no-op', async () => {
+    const { dir, reg, secrets, db, token, before, legacy, projectSecret } = await legacyLab();
     const migrate = await runCli(['registry', 'migrate', '--registry', reg]);
     expect(migrate.code, migrate.stderr).toBe(0);
     expect(migrate.stderr).toContain(`moved 4 secret(s) from ${reg} to ${secrets}`);
+    const migrated = await readFile(reg, 'utf8');
+    expect(migrated).not.toContain(projectSecret);
     const again = await runCli(['registry', 'migrate', '--registry', reg]);
     expect(again.stderr).toContain('holds no secret');
     expect(await readFile(reg, 'utf8')).toBe(migrated);
-    await rm(secrets);
+    // A crash midway through a migration: lab.yaml still has its secrets, the secrets file has them too.
     await writeFile(reg, legacy, { mode: 0o600 });
-    expect((await runCli(['registry', 'migrate', '--registry', reg])).code).toBe(0);
-    expect(await readFile(reg, 'utf8')).not.toContain(projectSecret);
-    const third = await startOn(dir, db);
-    expect(await exportRows(third.http, token)).toEqual(before);
+    const resumed = await runCli(['registry', 'migrate', '--registry', reg]);
+    expect(resumed.stderr).toContain('moved 4 secret(s)');
+    expect(await readFile(reg, 'utf8')).toBe(migrated);
+    const after = await startOn(dir, db);
+    expect(await exportRows(after.http, token)).toEqual(before);
   });
 
   it('refuses two different values for one secret, changing neither file', async () => {
@@ -267,6 +294,19 @@ describe('migration of a lab.yaml with secrets inside', () => {
     await expect(startOn(dir, 'unused', { secretsFile: readOnly })).rejects.toThrow(
       'run `livinglab registry migrate',
     );
+    // An edit that must write a hash there is refused the same way, with exit 2 and what to do.
+    const add = await runCli([
+      'accounts',
+      'add',
+      '--id',
+      'staff-1',
+      '--registry',
+      reg,
+      '--secrets-file',
+      readOnly,
+    ]);
+    expect(add.code).toBe(2);
+    expect(add.stderr).toContain(`cannot write the secrets file ${readOnly}`);
   });
 });
 
