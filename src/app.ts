@@ -3,7 +3,6 @@
 // let the messages under way reach the spool, give the drain the shutdown deadline, keep the rest
 // in the spool. A new listener, message source, job or page is one import and one call here.
 import { type Broker, createBroker } from './broker/broker.js';
-import { resolveDataPaths } from './config/data-paths.js';
 import type { Config } from './config/schema.js';
 import { GatewayError } from './errors.js';
 import { createGatewayMetrics } from './http/gateway-metrics.js';
@@ -20,11 +19,11 @@ import { createLiveness } from './jobs/liveness.js';
 import { checkJobSchedules, registerJobs } from './jobs/register.js';
 import { createScheduler } from './jobs/scheduler.js';
 import { createLogger, type Logger } from './log.js';
-import { auditHeadFile, createAuditLog } from './query/audit.js';
+import { auditLogOptions, createAuditLog } from './query/audit.js';
 import { createHashPool } from './registry/hash-pool.js';
 import { createPasswordVerifier } from './registry/passwords.js';
 import { createRegistry, type Registry } from './registry/registry.js';
-import { loadAuditKey, secretsFileFor } from './registry/secrets-file.js';
+import { secretsFileFor } from './registry/secrets-file.js';
 import { statusTopic } from './registry/topics.js';
 import { loadSchemas } from './schemas/load.js';
 import type { SchemaSet } from './schemas/types.js';
@@ -111,11 +110,7 @@ function wireHttp(
   opsToken: string | undefined,
 ) {
   const verifier = createPasswordVerifier();
-  const audit = createAuditLog({
-    file: resolveDataPaths(config.dataDir).auditLog,
-    headFile: auditHeadFile(config.registry),
-    key: () => loadAuditKey(config.registry, config.secretsFile),
-  });
+  const audit = createAuditLog(auditLogOptions(config));
   const { url: influxUrl, db } = config.influx;
   const secretsFile = secretsFileFor(config.registry, config.secretsFile);
   const research = { schemas: parts.schemas, audit, influxUrl, db, secretsFile };

@@ -6,29 +6,12 @@
 import { hostname, userInfo } from 'node:os';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { resolveDataPaths } from '../config/data-paths.js';
 import type { Config } from '../config/schema.js';
 import { GatewayError } from '../errors.js';
-import {
-  type AuditLogOptions,
-  auditHeadFile,
-  createAuditLog,
-  type RegistryChange,
-  verifyAuditLog,
-} from '../query/audit.js';
-import { loadAuditKey } from '../registry/secrets-file.js';
-import { configFromFlags } from './options.js';
+import { auditLogOptions, createAuditLog, type RegistryChange, verifyAuditLog } from '../query/audit.js';
+import { addRegistryEditOptions, type CommonFlags, configFromFlags } from './options.js';
 
 type Env = Record<string, string | undefined>;
-
-/** Where this configuration's audit log and head are, and the key that seals it (secrets file). */
-export function auditLogOf(config: Config): AuditLogOptions & { key: () => Promise<Buffer> } {
-  return {
-    file: resolveDataPaths(config.dataDir).auditLog,
-    headFile: auditHeadFile(config.registry),
-    key: () => loadAuditKey(config.registry, config.secretsFile),
-  };
-}
 
 /** Who ran the command: the account and host, as far as the system knows them. */
 function whoRuns(): string {
@@ -51,7 +34,7 @@ export async function recordRegistryChange(
   event: RegistryChange['event'],
   details: Record<string, unknown>,
 ): Promise<void> {
-  const options = auditLogOf(config);
+  const options = auditLogOptions(config);
   const entry: RegistryChange = {
     at: new Date().toISOString(),
     event,
@@ -72,46 +55,44 @@ export async function recordRegistryChange(
 }
 
 export function registerAuditCommand(program: Command, env: Env): void {
-  program
+  const verify = program
     .command('audit')
     .description('the audit log: exports and registry changes')
     .command('verify')
     .description(
       'check the audit log: MACs, entry numbers and its end against the head; exit 1 if an entry was changed, inserted, deleted or cut off',
     )
-    .option('--data-dir <dir>', "the gateway's data folder")
-    .option('--registry <file>', 'the registry (the audit head is kept beside it)')
-    .option('--config <file>', 'YAML configuration file')
-    .option('--file <file>', 'the audit log (default: DATA_DIR/audit.ndjson)')
-    .action(async (opts: { dataDir?: string; registry?: string; config?: string; file?: string }) => {
-      const { file: _f, ...flags } = opts;
-      const options = auditLogOf(configFromFlags(flags, env));
-      const file = opts.file ?? options.file;
-      // A log written before the audit key existed verifies without it; a sealed one needs it.
-      let missing: Error | undefined;
-      const key = await options.key().catch((err: Error) => {
-        missing = err;
-        return undefined;
-      });
-      const r = await verifyAuditLog(file, { headFile: options.headFile, ...(key ? { key } : {}) }).catch(
-        (err: Error) => {
-          if (err instanceof GatewayError) throw err;
-          throw new GatewayError('LL_INPUT_INVALID', `cannot read ${file}: ${err.message}`);
-        },
-      );
-      for (const note of r.notes) process.stderr.write(`${file}: note: ${note}\n`);
-      if (r.needsKey)
-        throw new GatewayError(
-          'LL_AUDIT_KEY_MISSING',
-          `${file}: entries from line ${r.sealedFrom} on are sealed with the audit key, which is missing: ${missing?.message}`,
-        );
-      if (r.brokenAt) {
-        process.stdout.write(`${file}:${r.brokenAt}: ${r.reason}\n`);
-        process.exitCode = 1;
-        return;
-      }
-      process.stdout.write(`${file}: ${r.entries} entries, chain intact (${describeChain(r)})\n`);
+    .option('--file <file>', 'the audit log (default: DATA_DIR/audit.ndjson)');
+  // The gateway's registry (the head is beside it), secrets file (the key) and data folder (the log).
+  addRegistryEditOptions(verify).action(async (opts: CommonFlags & { file?: string }) => {
+    const { file: _f, ...flags } = opts;
+    const options = auditLogOptions(configFromFlags(flags, env));
+    const file = opts.file ?? options.file;
+    // A log written before the audit key existed verifies without it; a sealed one needs it.
+    let missing: Error | undefined;
+    const key = await options.key().catch((err: Error) => {
+      missing = err;
+      return undefined;
     });
+    const r = await verifyAuditLog(file, { headFile: options.headFile, ...(key ? { key } : {}) }).catch(
+      (err: Error) => {
+        if (err instanceof GatewayError) throw err;
+        throw new GatewayError('LL_INPUT_INVALID', `cannot read ${file}: ${err.message}`);
+      },
+    );
+    for (const note of r.notes) process.stderr.write(`${file}: note: ${note}\n`);
+    if (r.needsKey)
+      throw new GatewayError(
+        'LL_AUDIT_KEY_MISSING',
+        `${file}: entries from line ${r.sealedFrom} on are sealed with the audit key, which is missing: ${missing?.message}`,
+      );
+    if (r.brokenAt) {
+      process.stdout.write(`${file}:${r.brokenAt}: ${r.reason}\n`);
+      process.exitCode = 1;
+      return;
+    }
+    process.stdout.write(`${file}: ${r.entries} entries, chain intact (${describeChain(r)})\n`);
+  });
 }
 
 function describeChain(r: { entries: number; legacy: number; sealedFrom?: number }): string {

@@ -17,7 +17,7 @@ export interface DataPaths {
   readonly rejectsLog: string;
   /** Liveness and battery events (jobs/liveness.ts). */
   readonly eventsLog: string;
-  /** The hash-chained export audit log (query/audit.ts). */
+  /** The audit log of exports and registry changes, sealed with the audit key (query/audit.ts). */
   readonly auditLog: string;
   /** The spool's segment files (storage/spool). */
   readonly spool: string;

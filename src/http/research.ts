@@ -204,7 +204,7 @@ function registerReadingsRoute(scope: TypedApp, deps: ResearchDeps, schemas: Sch
         req.log.error({ err }, 'audit log append failed');
         return reply.code(503).send({
           error:
-            'the export audit log cannot be written, so no export is given out; lab staff: check the data folder (disk space, permissions)',
+            'the export audit log cannot be written, so no export is given out; lab staff: check the data folder (disk space, permissions) and the secrets file (audit key), the gateway log names the cause',
         });
       }
       const sent = { rows: 0 };

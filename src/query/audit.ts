@@ -9,7 +9,10 @@
 // the chain is never extended from a torn line. Never writes a secret, a token or a password hash.
 import { mkdir, open, readFile, rename } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { resolveDataPaths } from '../config/data-paths.js';
+import type { Config } from '../config/schema.js';
 import { GatewayError } from '../errors.js';
+import { loadAuditKey } from '../registry/secrets-file.js';
 import {
   type AuditHead,
   type ChainEnd,
@@ -111,6 +114,19 @@ export interface AuditLogOptions {
 export interface AuditLog {
   /** Resolves once the entry is on disk (fsync) and the head records it; appends run one at a time. */
   append(entry: AuditEntry): Promise<void>;
+}
+
+/**
+ * The audit log of a configuration, for the gateway and the commands alike: the log in the data
+ * folder, the head beside the registry, the key from the registry's secrets file. The head is not
+ * put beside a secrets file given by path: that may be a read-only container secret.
+ */
+export function auditLogOptions(config: Config): AuditLogOptions & { key: () => Promise<Buffer> } {
+  return {
+    file: resolveDataPaths(config.dataDir).auditLog,
+    headFile: auditHeadFile(config.registry),
+    key: () => loadAuditKey(config.registry, config.secretsFile),
+  };
 }
 
 /** The head file of the registry at `registryFile`: beside it (and its secrets file), not in the data folder. */

@@ -1,9 +1,10 @@
 // The audit log shared by a running gateway (exports) and `livinglab` commands beside it (registry
 // changes): one sealed chain that verifies, and an export's `via` that no client header can change.
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { addProject, issueToken } from '../../src/registry/research.js';
+import { secretsFileFor } from '../../src/registry/secrets-file.js';
 import { runCli } from '../helpers/cli.js';
 import { useLab } from '../helpers/fixture.js';
 import { eventually } from '../helpers/mqtt.js';
@@ -97,10 +98,37 @@ describe('the audit log of a running gateway', () => {
     });
     // A cut-off end of that same log is caught against the head beside the registry.
     const text = await readFile(auditFile(), 'utf8');
-    const { writeFile } = await import('node:fs/promises');
     await writeFile(auditFile(), `${text.trim().split('\n').slice(0, -1).join('\n')}\n`);
     const cut = await runCli(['audit', 'verify', ...flags]);
     expect(cut.code).toBe(1);
     expect(cut.stdout).toContain(`the last 1 entries were cut off`);
+  });
+
+  it('refuses exports (503) when the audit key is gone from the secrets file, never starting a new chain', async () => {
+    const gw = await lab.startGateway();
+    let token2 = '';
+    await gw.editRegistry((d0) => {
+      const r = issueToken(addProject(d0, openProject('keyless', ['pulse-oximeter'])), {
+        project: 'keyless',
+        researcher: 'Dr. Holm',
+        expires: new Date(Date.now() + 86_400_000),
+      });
+      token2 = r.token;
+      return r.data;
+    });
+    await untilTokens(gw, 1);
+    const secrets = secretsFileFor(gw.registryFile);
+    const text = await readFile(secrets, 'utf8');
+    expect(text).toMatch(/^auditKey: [0-9a-f]{64}$/m);
+    await writeFile(secrets, text.replace(/^auditKey: .*\n/m, ''), { mode: 0o600 });
+    const res = await fetch(
+      `http://127.0.0.1:${gw.app.httpPort}/api/v1/projects/keyless/readings?type=pulse-oximeter`,
+      { headers: { authorization: `Bearer ${token2}` } },
+    );
+    expect(res.status).toBe(503);
+    expect(((await res.json()) as { error: string }).error).toContain('the secrets file (audit key)');
+    expect(await readFile(join(gw.dir, 'data', 'audit.ndjson'), 'utf8').catch(() => 'none')).toBe('none');
+    const logged = gw.logLines().find((l) => l.msg === 'audit log append failed');
+    expect(JSON.stringify(logged)).toContain('has no auditKey');
   });
 });

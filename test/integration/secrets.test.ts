@@ -184,7 +184,8 @@ describe('the secrets file given by path', () => {
     const elsewhere = join(dir, 'run-secrets', 'livinglab');
     const args = ['devices', 'add', '--registry', reg, '--id', 'ox-1', '--type', 'pulse-oximeter'];
     const add = await runCli([...args, '--site', 'home-1', '--vendor', 'acme'], {
-      env: { LIVINGLAB_SECRETS_FILE: elsewhere },
+      // The audit log of the lab's own data folder, never the repository's.
+      env: { LIVINGLAB_SECRETS_FILE: elsewhere, LIVINGLAB_DATA_DIR: join(dir, 'data') },
     });
     expect(add.code, add.stderr).toBe(0);
     expect(existsSync(secrets)).toBe(false);

@@ -1,11 +1,12 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { type AuditFile, createAuditLog, type ExportEnded, verifyAuditLog } from '../../src/query/audit.js';
 import { sha256 } from '../../src/query/audit-chain.js';
+import { withLock } from '../../src/query/audit-lock.js';
 
 const KEY = randomBytes(32).toString('hex');
 const entry = (rows: number): ExportEnded => ({
@@ -189,4 +190,30 @@ describe('an append that fails half-way (ENOSPC)', () => {
       expect(await verifyAuditLog(t.opts.file, opts)).toEqual({ entries: 3, notes: [], ...intact });
     },
   );
+});
+
+describe('the audit lock', () => {
+  it('takes over a lock left by a crashed process, and gives up on a live one with LL_AUDIT_LOCKED', async () => {
+    const t = setUp();
+    mkdirSync(dirname(t.opts.file), { recursive: true });
+    const lock = `${t.opts.file}.lock`;
+    writeFileSync(lock, '999999\n');
+    const old = new Date(Date.now() - 60_000);
+    utimesSync(lock, old, old);
+    await createAuditLog({ ...t.opts, key: KEY }).append(entry(1));
+    expect(existsSync(lock)).toBe(false);
+    expect(await t.verify()).toEqual({ entries: 1, legacy: 0, sealedFrom: 1, notes: [] });
+    writeFileSync(lock, '999999\n');
+    let ran = false;
+    await expect(
+      withLock(
+        lock,
+        async () => {
+          ran = true;
+        },
+        { timeoutMs: 100 },
+      ),
+    ).rejects.toMatchObject({ code: 'LL_AUDIT_LOCKED' });
+    expect(ran).toBe(false);
+  });
 });
