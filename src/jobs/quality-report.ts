@@ -4,7 +4,7 @@
 // by device) to DATA_DIR/reports/. Reads InfluxDB through the 1.x /query API.
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { REJECTS_LOG_NAME, resolveDataPaths } from '../config/data-paths.js';
+import { REJECTS_LOG_NAME, reportFiles, resolveDataPaths } from '../config/data-paths.js';
 import { parseDuration } from '../config/duration.js';
 import type { Device } from '../registry/types.js';
 import type { SchemaSet } from '../schemas/types.js';
@@ -181,11 +181,7 @@ export function renderMarkdown(report: QualityReport): string {
 export async function writeQualityReport(report: QualityReport, dataDir: string): Promise<string[]> {
   const dir = resolveDataPaths(dataDir).reports;
   await mkdir(dir, { recursive: true });
-  const files = [
-    join(dir, `${report.date}.json`),
-    join(dir, `${report.date}.md`),
-    join(dir, `${report.date}-completeness.svg`),
-  ];
+  const files = reportFiles(report.date).map((name) => join(dir, name));
   await writeFile(files[0] as string, `${JSON.stringify(report, null, 2)}\n`);
   await writeFile(files[1] as string, renderMarkdown(report));
   await writeFile(files[2] as string, renderCompletenessSvg(report));

@@ -1,6 +1,6 @@
 // The data-quality report for a day with known gaps and rejects, and housekeeping.
 import { execFile } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -154,9 +154,13 @@ describe('housekeeping', () => {
     mkdirSync(join(dataDir, 'reports'), { recursive: true });
     const oldReport = join(dataDir, 'reports', '2020-01-01.md');
     writeFileSync(oldReport, '# old\n');
+    // Operators' own files, old by their mtime and with dates in their names: never deleted.
+    const notes = join(dataDir, 'reports', '2020-01-01-notes.md');
+    const saved = join(dataDir, 'events-2020-01-01T00-00-00-000Z.ndjson.bak');
+    writeFileSync(notes, '# what happened that day\n');
+    writeFileSync(saved, '{}\n');
     const longAgo = new Date('2020-01-02T00:00:00Z');
-    utimesSync(old, longAgo, longAgo);
-    utimesSync(oldReport, longAgo, longAgo);
+    for (const f of [old, oldReport, notes, saved]) utimesSync(f, longAgo, longAgo);
     const before = readFileSync(join(dataDir, 'rejects.ndjson'), 'utf8');
     const result = await runHousekeeping({
       dataDir,
@@ -168,10 +172,50 @@ describe('housekeeping', () => {
     expect(readFileSync(result.rotated[0] as string, 'utf8')).toBe(before);
     expect(result.deleted.sort()).toEqual([old, oldReport].sort());
     expect(readdirSync(join(dataDir, 'reports'))).toContain(`${day}.md`);
+    expect(readFileSync(notes, 'utf8')).toBe('# what happened that day\n');
+    expect(readFileSync(saved, 'utf8')).toBe('{}\n');
     // The gateway keeps logging rejects into a fresh file.
     const client = await connectDevice(lab.gw.mqttUrl, 'clim-1');
     await client.publishAsync('lab/home-a/room-climate/clim-1/telemetry', '{"x":', { qos: 1 });
     await client.endAsync();
     expect(readFileSync(join(dataDir, 'rejects.ndjson'), 'utf8').trim().split('\n')).toHaveLength(1);
+  });
+
+  it('keeps acknowledging, logging and answering invalid messages after the rejects log was removed by hand and rotated', async () => {
+    const dataDir = join(lab.gw.dir, 'data');
+    const client = await connectDevice(lab.gw.mqttUrl, 'clim-1');
+    let closed = false;
+    client.on('close', () => {
+      closed = true;
+    });
+    const feedback = await collect(client, 'lab/home-a/room-climate/clim-1/rejected');
+    await client.publishAsync('lab/home-a/room-climate/clim-1/telemetry', '{"first":', { qos: 1 });
+    await feedback.next(1);
+    rmSync(join(dataDir, 'rejects.ndjson'));
+    // The nightly run after the removal: nothing to rotate, and no step fails.
+    const result = await runHousekeeping({
+      dataDir,
+      rejects: lab.gw.app.rejects,
+      retentionMs: 90 * 86_400_000,
+      log: lab.gw.app.log,
+    });
+    expect(result.rotated).toEqual([]);
+    // PUBACK, feedback and a line in a rejects log that exists: the device is not disconnected.
+    await client.publishAsync('lab/home-a/room-climate/clim-1/telemetry', '{"second":', { qos: 1 });
+    const [, second] = await feedback.next(2);
+    expect(JSON.parse(String(second?.payload))).toMatchObject({ reason: 'json' });
+    expect((await lab.gw.rejectsLog()).map((e) => e.payload)).toEqual(['{"second":']);
+    expect(closed).toBe(false);
+    expect(client.connected).toBe(true);
+    // And the next run rotates that file as usual.
+    const next = await runHousekeeping({
+      dataDir,
+      rejects: lab.gw.app.rejects,
+      retentionMs: 90 * 86_400_000,
+      log: lab.gw.app.log,
+    });
+    expect(next.rotated).toHaveLength(1);
+    expect(readFileSync(next.rotated[0] as string, 'utf8')).toContain('{\\"second\\":');
+    await client.endAsync();
   });
 });
