@@ -161,7 +161,7 @@ describe('liveness judgement', () => {
   });
 
   it('warns of a low battery once, and again only after it recovered above the threshold', async () => {
-    const { liveness, events } = await livenessFor([device('b1', '1m')]);
+    const { liveness, events, lines } = await livenessFor([device('b1', '1m')]);
     liveness.observeBattery('b1', 10);
     liveness.observeBattery('b1', 12); // still low: no new warning
     liveness.observeBattery('b1', 25); // above 15 but not recovered (<= 30): not re-armed
@@ -173,6 +173,12 @@ describe('liveness judgement', () => {
     await eventually(events, (e) => e.some((x) => x.battery === 9), 5_000);
     const low = (await events()).filter((e) => e.event === 'battery-low');
     expect(low.map((e) => e.battery).sort()).toEqual([10, 9].sort());
+    // Logged as what it is, never as "device reporting again".
+    const logged = lines.filter((l) => l.deviceId === 'b1').map((l) => [l.event, l.msg]);
+    expect(logged).toEqual([
+      ['battery-low', 'battery low'],
+      ['battery-low', 'battery low'],
+    ]);
   });
 });
 
