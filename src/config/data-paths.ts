@@ -53,6 +53,8 @@ export interface DataPaths {
   readonly reports: string;
   /** Ground truth of simulated fleet runs (cli/simulate.ts). */
   readonly simulations: string;
+  /** The last successful run of each daily job, so missed runs are caught up (jobs/scheduler.ts). */
+  readonly jobsState: string;
   /** Where a log rotated at `at` goes; the time is in the name, with ":" and "." made file-safe. */
   rotatedLog(log: RotatedLog, at: Date): string;
 }
@@ -65,6 +67,7 @@ export function resolveDataPaths(dataDir: string): DataPaths {
     spool: join(dataDir, 'spool'),
     reports: join(dataDir, 'reports'),
     simulations: join(dataDir, 'simulations'),
+    jobsState: join(dataDir, 'jobs.json'),
     rotatedLog: (log, at) => join(dataDir, `${log}-${at.toISOString().replace(/[:.]/g, '-')}.ndjson`),
   };
 }

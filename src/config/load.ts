@@ -77,7 +77,17 @@ function deepFreeze<T>(value: T): T {
   return value;
 }
 
-const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false });
+const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false, verbose: true });
+// An IANA name Intl knows, or empty for the system's own zone.
+ajv.addFormat('time-zone', (name: string) => {
+  if (name === '') return true;
+  try {
+    new Intl.DateTimeFormat('en', { timeZone: name });
+    return true;
+  } catch {
+    return false;
+  }
+});
 const validateConfig = ajv.compile(CONFIG_SCHEMA);
 
 function valueAt(input: ConfigInput, path: readonly string[]): unknown {
@@ -119,7 +129,11 @@ function validateInput(input: ConfigInput): Record<string, unknown> {
     .filter((e) => !durations.has(dottedPath(e)))
     .map((e) => {
       const extra = e.keyword === 'additionalProperties' ? ` "${String(e.params.additionalProperty)}"` : '';
-      return `  ${dottedPath(e)}: ${e.message}${extra}`;
+      const message =
+        e.keyword === 'format' && e.params.format === 'time-zone'
+          ? `"${String(e.data)}" is not an IANA time zone name (for example Europe/Copenhagen or UTC)`
+          : e.message;
+      return `  ${dottedPath(e)}: ${message}${extra}`;
     });
   for (const [path, message] of durations) lines.push(`  ${path}: ${message}`);
   throw new GatewayError('LL_CONFIG_INVALID', `invalid configuration:\n${lines.join('\n')}`);

@@ -26,6 +26,7 @@ export interface OptionMeta {
 
 type Keywords = OptionMeta & {
   readonly pattern?: string;
+  readonly format?: string;
   readonly minimum?: number;
   readonly maximum?: number;
 };
@@ -86,6 +87,11 @@ export const CONFIG_SCHEMA = Type.Object(
       'info',
       'Log level; payloads are only logged at debug and below',
       { flag: '--log-level <level>' },
+    ),
+    timezone: text(
+      '',
+      "The lab's IANA time zone (for example Europe/Copenhagen): the day a daily report covers and the clock job schedules follow (empty: the system's)",
+      { format: 'time-zone' },
     ),
     mqtt: group({
       host: text('0.0.0.0', 'Address the MQTT listener binds to', { flag: '--mqtt-host <address>' }),
@@ -251,7 +257,10 @@ export const CONFIG_SCHEMA = Type.Object(
       }),
       report: group({
         enabled: boolean(true, "Write yesterday's data-quality report every day"),
-        schedule: text('30 0 * * *', 'When the daily report is written (cron, UTC day before)'),
+        schedule: text(
+          '30 0 * * *',
+          "When the daily report of the day before is written (cron, lab's time zone)",
+        ),
       }),
       housekeeping: group({
         enabled: boolean(true, 'Rotate the rejects and event logs and delete old ones'),

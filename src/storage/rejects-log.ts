@@ -82,11 +82,22 @@ export function encodePayload(payload: Buffer): { payload: string; payloadEncodi
     : { payload: payload.toString('base64'), payloadEncoding: 'base64' };
 }
 
+const isRejectLine = (v: unknown): v is RejectLine =>
+  typeof v === 'object' &&
+  v !== null &&
+  typeof (v as RejectLine).receivedAt === 'string' &&
+  Array.isArray((v as RejectLine).rejections);
+
 /**
  * The entries of one rejects log (current or rotated), in order; none when the file cannot be
- * read. Lines are streamed, so a large log is never held in memory at once.
+ * read. Lines are streamed, so a large log is never held in memory at once. A line that is not an
+ * entry (torn by a crash or a full disk, edited by hand) is skipped and reported to `onUnreadable`
+ * by its line number: one bad line never hides the rest of the file.
  */
-export async function* readRejects(file: string): AsyncGenerator<RejectLine> {
+export async function* readRejects(
+  file: string,
+  onUnreadable?: (line: number) => void,
+): AsyncGenerator<RejectLine> {
   const handle = await open(file, 'r').catch(() => undefined);
   if (!handle) return;
   const lines = createInterface({
@@ -94,7 +105,19 @@ export async function* readRejects(file: string): AsyncGenerator<RejectLine> {
     crlfDelay: Infinity,
   });
   try {
-    for await (const line of lines) if (line) yield JSON.parse(line) as RejectLine;
+    let n = 0;
+    for await (const line of lines) {
+      n++;
+      if (!line) continue;
+      let entry: unknown;
+      try {
+        entry = JSON.parse(line);
+      } catch {
+        entry = undefined;
+      }
+      if (isRejectLine(entry)) yield entry;
+      else onUnreadable?.(n);
+    }
   } finally {
     lines.close();
     await handle.close().catch(() => undefined);
