@@ -1,7 +1,7 @@
 // Untested paths 6 and 7 of issue 15: the liveness webhook's retry, backoff and give-up, devices
 // without an interval, the battery warning re-arming; and scheduled jobs as configured (switched
 // off, rescheduled), a failing job counted, and housekeeping rotating the events log.
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -243,6 +243,34 @@ describe('scheduled jobs as configured', () => {
 });
 
 describe('housekeeping', () => {
+  it('goes on with the other steps when one fails, then fails the run naming that step', async () => {
+    const dataDir = await tempDir();
+    const paths = resolveDataPaths(dataDir);
+    const rejects = createRejectsLog({ dataDir });
+    await rejects.start();
+    onTestFinished(() => rejects.stop());
+    const log = createLogger({ level: 'silent' });
+    const now = Date.parse('2026-03-04T05:06:07.089Z');
+    await writeFile(paths.eventsLog, '{"event":"device-offline"}\n');
+    // The events log cannot be renamed: a non-empty folder holds its rotated name.
+    await mkdir(join(paths.rotatedLog('events', new Date(now)), 'x'), { recursive: true });
+    const old = join(dataDir, 'rejects-2020-01-01T00-00-00-000Z.ndjson');
+    await writeFile(old, '{}\n');
+    await expect(runHousekeeping({ dataDir, rejects, retentionMs: 86_400_000, log, now })).rejects.toThrow(
+      /^housekeeping incomplete: rotate events log: E/,
+    );
+    // The old rotated log was still deleted, and the rejects log still takes lines.
+    expect(await stat(old).catch(() => undefined)).toBeUndefined();
+    await rejects.append({
+      receivedAt: '2026-03-04T05:06:08.000Z',
+      clientId: 'd1',
+      topic: 'lab/a/b/d1/telemetry',
+      rejections: [{ reason: 'json', errors: [] }],
+      payload: Buffer.from('x'),
+    });
+    expect(await readFile(paths.rejectsLog, 'utf8')).toContain('"clientId":"d1"');
+  });
+
   it('rotates a non-empty events log to a dated file and leaves an empty one alone', async () => {
     const dataDir = await tempDir();
     const paths = resolveDataPaths(dataDir);
