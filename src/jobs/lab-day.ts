@@ -51,6 +51,10 @@ export function resolveTimeZone(configured: string): string {
 export const dayOf = (ms: number, timeZone: string): string =>
   new Date(wallClock(ms, timeZone)).toISOString().slice(0, 10);
 
+/** The lab's wall-clock time (HH:MM) of an ISO instant. */
+export const clockOf = (iso: string, timeZone: string): string =>
+  new Date(wallClock(Date.parse(iso), timeZone)).toISOString().slice(11, 16);
+
 /** `date` moved by `days` calendar days. */
 export const addDays = (date: string, days: number): string =>
   new Date(Date.parse(`${date}T00:00:00Z`) + days * DAY_MS).toISOString().slice(0, 10);

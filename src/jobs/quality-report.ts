@@ -12,7 +12,7 @@ import type { Device } from '../registry/types.js';
 import type { SchemaSet } from '../schemas/types.js';
 import { queryRows, quoteIdent, quoteString } from '../storage/influxql.js';
 import { readRejects } from '../storage/rejects-log.js';
-import { dayBounds } from './lab-day.js';
+import { clockOf, dayBounds } from './lab-day.js';
 
 export const GAP_INTERVALS = 3;
 
@@ -205,7 +205,7 @@ export function renderMarkdown(report: QualityReport): string {
   const lines = [
     `# Data quality, ${report.date} (${report.timeZone})`,
     '',
-    `Generated ${report.generatedAt}. Completeness = readings received / expected (the day's hours ÷ interval); a gap is a silence longer than ${GAP_INTERVALS} intervals (times in UTC).`,
+    `Generated ${report.generatedAt}. Completeness = readings received / expected (the day's hours ÷ interval); a gap is a silence longer than ${GAP_INTERVALS} intervals (times in ${report.timeZone}).`,
     '',
     ...(report.unreadableRejectLines > 0
       ? [
@@ -222,7 +222,11 @@ export function renderMarkdown(report: QualityReport): string {
         .map(([k, v]) => `${k} ${v}`)
         .join(', ') || '0';
     const gaps =
-      d.gaps.map((g) => `${g.from.slice(11, 16)}–${g.to.slice(11, 16)} (${g.minutes} min)`).join('; ') || '—';
+      d.gaps
+        .map(
+          (g) => `${clockOf(g.from, report.timeZone)}–${clockOf(g.to, report.timeZone)} (${g.minutes} min)`,
+        )
+        .join('; ') || '—';
     lines.push(
       `| ${d.deviceId} | ${d.site} | ${d.type} | ${d.expected ?? '—'} | ${d.received} | ${d.completeness === null ? '—' : `${(d.completeness * 100).toFixed(1)} %`} | ${gaps} | ${rejects} | ${d.clockSkewRejects} | ${d.battery ? `${d.battery.first} → ${d.battery.last} %` : '—'} |`,
     );

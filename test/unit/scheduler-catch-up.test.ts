@@ -4,7 +4,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { addDays, dayBounds, dayOf } from '../../src/jobs/lab-day.js';
+import { addDays, clockOf, dayBounds, dayOf } from '../../src/jobs/lab-day.js';
 import { createScheduler, type JobRun } from '../../src/jobs/scheduler.js';
 import { createLogger } from '../../src/log.js';
 
@@ -95,5 +95,7 @@ describe("the lab's day", () => {
     expect((spring.to - spring.from) / 3_600_000).toBe(23);
     // The 00:30 run in Copenhagen is 23:30 UTC the evening before: its "yesterday" is the lab's.
     expect(addDays(dayOf(Date.parse('2026-11-27T23:30:00Z'), TZ), -1)).toBe('2026-11-27');
+    // Gaps in the report are shown on the lab's clock.
+    expect(clockOf('2026-11-27T04:30:00.000Z', TZ)).toBe('05:30');
   });
 });
