@@ -12,10 +12,8 @@ import { createStatusReports } from './http/status.js';
 import { createFeedbackBudget, MAX_FEEDBACK_BYTES } from './ingest/feedback.js';
 import { createPipeline, warnDevicesWithoutSchema } from './ingest/pipeline.js';
 import type { MessageSource } from './ingest/source.js';
-import { resolveTimeZone } from './jobs/lab-day.js';
 import { createLiveness } from './jobs/liveness.js';
-import { checkJobSchedules, registerJobs } from './jobs/register.js';
-import { createScheduler } from './jobs/scheduler.js';
+import { checkJobSchedules, createJobScheduler, registerJobs } from './jobs/register.js';
 import { createLogger, type Logger } from './log.js';
 import { createAuditLog } from './query/audit.js';
 import { createHashPool } from './registry/hash-pool.js';
@@ -87,11 +85,7 @@ export function buildApp(
   const { writer, queue, rejects, drain } = storage;
   const ingestion = wireIngestion(config, log, registry, storage, schemas);
   const { broker, sources, liveness, pipeline } = ingestion;
-  const scheduler = createScheduler({
-    log: log.child({ module: 'jobs' }),
-    timeZone: resolveTimeZone(config.timezone),
-    stateFile: resolveDataPaths(config.dataDir).jobsState,
-  });
+  const scheduler = createJobScheduler(config, log.child({ module: 'jobs' }));
   const metrics = createGatewayMetrics({ ...ingestion, ...storage, source: broker, registry, scheduler });
   drain.stats.onWriteLatency = metrics.observeWriteLatency;
   let started = false;

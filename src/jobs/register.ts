@@ -3,6 +3,7 @@
 // stops the gateway at start-up naming its option; nothing here runs a job itself. The daily ones
 // are caught up when missed (scheduler.ts), so each works from the time it was scheduled for.
 import { validate } from 'node-cron';
+import { resolveDataPaths } from '../config/data-paths.js';
 import type { Config } from '../config/schema.js';
 import { GatewayError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -13,7 +14,7 @@ import { runHousekeeping } from './housekeeping.js';
 import { addDays, dayOf, resolveTimeZone } from './lab-day.js';
 import type { Liveness } from './liveness.js';
 import { buildQualityReport, writeQualityReport } from './quality-report.js';
-import type { Scheduler } from './scheduler.js';
+import { createScheduler, type Scheduler } from './scheduler.js';
 
 export interface JobDeps {
   config: Config;
@@ -61,6 +62,15 @@ async function runQualityReport(deps: JobDeps, at: Date): Promise<void> {
     dataDir: config.dataDir,
   });
   await writeQualityReport(report, config.dataDir);
+}
+
+/** The gateway's scheduler: cron read in the lab's time zone, missed daily runs kept in the data folder. */
+export function createJobScheduler(config: Config, log: Logger): Scheduler {
+  return createScheduler({
+    log,
+    timeZone: resolveTimeZone(config.timezone),
+    stateFile: resolveDataPaths(config.dataDir).jobsState,
+  });
 }
 
 export function registerJobs(deps: JobDeps): void {
