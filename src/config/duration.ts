@@ -9,12 +9,17 @@ const DURATION = new RegExp(`^(\\d+(?:\\.\\d+)?)(${DURATION_UNITS})$`);
 
 /**
  * A JSON Schema pattern for a duration. The formats differ in what they admit (a fraction, a
- * leading minus for a clock skew); each states that here rather than spelling the units again.
+ * leading minus for a clock skew, no zero for an interval); each states that here rather than
+ * spelling the units again.
  * Every format requires the unit: a bare `90` once meant 90 ms, and a retention written that way
  * deleted every rotated log and report on the next housekeeping run.
  */
-export function durationPattern(opts: { fraction?: boolean; signed?: boolean } = {}): string {
-  return `^${opts.signed ? '-?' : ''}\\d+${opts.fraction ? '(\\.\\d+)?' : ''}(${DURATION_UNITS})$`;
+export function durationPattern(
+  opts: { fraction?: boolean; signed?: boolean; positive?: boolean } = {},
+): string {
+  // `positive`: some digit is not 0, for an interval (a device reporting every 0 s is a mistake).
+  const nonZero = opts.positive ? '(?=[-.0-9]*[1-9])' : '';
+  return `^${nonZero}${opts.signed ? '-?' : ''}\\d+${opts.fraction ? '(\\.\\d+)?' : ''}(${DURATION_UNITS})$`;
 }
 
 /** Parses a duration with its unit. Returns undefined when it is not one (a bare number included). */

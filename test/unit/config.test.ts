@@ -243,6 +243,7 @@ describe('duration syntax', () => {
     [{}, ['5m', '250ms'], ['1.5h', '5', '-5m', '5 m']],
     [{ fraction: true }, ['1.5h', '7d'], ['5', '-5m']],
     [{ signed: true }, ['-5m', '30s'], ['1.5h', '5']],
+    [{ fraction: true, positive: true }, ['0.5s', '10s', '1h'], ['0s', '0.0m', '00ms', '5']],
   ])(
     'durationPattern(%j) admits %j, refuses %j, and parseDuration reads what it admits',
     (opts, good, bad) => {
