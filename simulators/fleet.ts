@@ -15,7 +15,7 @@ const deviceSpec = {
   required: ['type'],
   properties: {
     type: segment,
-    interval: durationText,
+    interval: { type: 'string', pattern: durationPattern({ fraction: true, positive: true }) },
     room: segment,
     door: segment,
   },

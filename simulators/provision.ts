@@ -1,7 +1,10 @@
 // Puts a fleet's devices in the registry (or reuses them) and keeps their generated passwords in a
 // credentials file beside the registry (mode 0600), so later runs, `replay` and lab staff can
-// connect as them. Writes the registry once, atomically.
-import { readFile, rename, writeFile } from 'node:fs/promises';
+// connect as them. Writes the registry once, atomically, and the credentials after it: a password
+// is never kept for a device whose registry write failed (a later run would reuse it, and fail to
+// log in). The credentials go through a temporary file of their own, so two runs never share one.
+import { randomBytes } from 'node:crypto';
+import { readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { addDevice, setDevicePassword } from '../src/registry/edit.js';
 import { readRegistryFile, writeRegistryFile } from '../src/registry/file.js';
 import { GENERATED_SECRET_ITERATIONS, generateSecret, hashSecretSync } from '../src/registry/passwords.js';
@@ -72,10 +75,15 @@ export async function provisionFleet(opts: {
     }
   }
   if (changed) {
-    const tmp = `${credFile}.tmp`;
-    await writeFile(tmp, JSON.stringify(credentials, null, 1), { mode: 0o600 });
-    await rename(tmp, credFile);
     await writeRegistryFile(opts.registry, data, opts.secretsFile);
+    const tmp = `${credFile}.${randomBytes(6).toString('hex')}.tmp`;
+    try {
+      await writeFile(tmp, JSON.stringify(credentials, null, 1), { mode: 0o600, flag: 'wx' });
+      await rename(tmp, credFile);
+    } catch (err) {
+      await rm(tmp, { force: true });
+      throw err;
+    }
   }
   return { credentials, added, reused };
 }

@@ -16,8 +16,7 @@ import { createFeedbackBudget, MAX_FEEDBACK_BYTES } from './ingest/feedback.js';
 import { createPipeline, warnDevicesWithoutSchema } from './ingest/pipeline.js';
 import type { MessageSource } from './ingest/source.js';
 import { createLiveness } from './jobs/liveness.js';
-import { checkJobSchedules, registerJobs } from './jobs/register.js';
-import { createScheduler } from './jobs/scheduler.js';
+import { checkJobSchedules, createJobScheduler, registerJobs } from './jobs/register.js';
 import { createLogger, type Logger } from './log.js';
 import { auditLogOptions, createAuditLog } from './query/audit.js';
 import { createHashPool } from './registry/hash-pool.js';
@@ -147,7 +146,7 @@ export function buildApp(
   let tls: TlsMaterial | undefined; // read in start(), shared by every TLS listener
   const ingestion = wireIngestion(config, log, registry, storage, schemas, () => tls);
   const { broker, sources, liveness, pipeline } = ingestion;
-  const scheduler = createScheduler({ log: log.child({ module: 'jobs' }) });
+  const scheduler = createJobScheduler(config, log.child({ module: 'jobs' }));
   const guard = createHttpGuard(config, log);
   const metricParts = { ...ingestion, ...storage, source: broker, registry, scheduler, httpGuard: guard };
   const metrics = createGatewayMetrics(metricParts);

@@ -1,6 +1,8 @@
-// `livinglab report --date D`: the data-quality report of one day, on demand.
+// `livinglab report --date D`: the data-quality report of one day, on demand. Refuses a date that
+// is not on the calendar or lies in the future; says which rejects log lines it had to skip.
 import type { Command } from 'commander';
 import { GatewayError } from '../errors.js';
+import { addDays, dayOf, reportDateProblem, resolveTimeZone } from '../jobs/lab-day.js';
 import { buildQualityReport, writeQualityReport } from '../jobs/quality-report.js';
 import { readRegistryFile } from '../registry/file.js';
 import { loadSchemas } from '../schemas/load.js';
@@ -11,35 +13,37 @@ export function registerReportCommand(program: Command, env: Record<string, stri
     program
       .command('report')
       .description(
-        'write the data-quality report of one day (UTC) to DATA_DIR/reports: Markdown, JSON and a chart',
+        "write the data-quality report of one day (the lab's time zone) to DATA_DIR/reports: Markdown, JSON and a chart",
       )
       .option('--date <YYYY-MM-DD>', 'the day (default: yesterday)')
       .option('--influx-url <url>', 'InfluxDB 1.x URL')
       .option('--influx-db <name>', 'InfluxDB database')
       .option('--data-dir <dir>', "the gateway's data folder (rejects log; reports are written under it)"),
   ).action(async (opts: CommonFlags & { date?: string }) => {
-    const date = opts.date ?? new Date(Date.now() - 86_400_000).toISOString().slice(0, 10);
-    if (!/^\d{4}-\d\d-\d\d$/.test(date) || Number.isNaN(Date.parse(date))) {
-      throw new GatewayError('LL_INPUT_INVALID', `--date "${date}" is not a date like 2026-11-21`);
-    }
     const config = configFromFlags(opts, env);
+    const timeZone = resolveTimeZone(config.timezone);
+    const today = dayOf(Date.now(), timeZone);
+    const date = opts.date ?? addDays(today, -1);
+    const problem = reportDateProblem(date, today);
+    if (problem) throw new GatewayError('LL_INPUT_INVALID', `--date: ${problem}`);
     const registry = await readRegistryFile(config.registry, config.secretsFile);
-    let report: Awaited<ReturnType<typeof buildQualityReport>>;
-    try {
-      report = await buildQualityReport({
-        date,
-        devices: registry.devices,
-        schemas: loadSchemas(config.schemasDir),
-        influxUrl: config.influx.url,
-        db: config.influx.db,
-        dataDir: config.dataDir,
-      });
-    } catch (err) {
-      throw new GatewayError(
-        'LL_INFLUX_UNAVAILABLE',
-        `InfluxDB at ${config.influx.url}: ${(err as Error).message}`,
-      );
-    }
+    const report = await buildQualityReport({
+      date,
+      timeZone,
+      devices: registry.devices,
+      schemas: loadSchemas(config.schemasDir),
+      influxUrl: config.influx.url,
+      db: config.influx.db,
+      dataDir: config.dataDir,
+      onUnreadable: (lines) => {
+        for (const { file, line } of lines.slice(0, 10))
+          process.stderr.write(
+            `warning: ${file}:${line}: not a rejects log entry (torn or edited); skipped\n`,
+          );
+        if (lines.length > 10)
+          process.stderr.write(`warning: ${lines.length - 10} more unreadable lines skipped\n`);
+      },
+    });
     for (const file of await writeQualityReport(report, config.dataDir)) process.stdout.write(`${file}\n`);
   });
 }

@@ -11,7 +11,7 @@ export function renderExampleConfig(): string {
   const out: string[] = [
     '# Living Lab Gateway configuration: every option with its default, commented out.',
     '# Precedence, lowest first: defaults, this file (--config FILE), LIVINGLAB_* environment, flags.',
-    '# Durations take ms, s, m, h or d (for example 250ms, 60s, 7d).',
+    '# Durations always take a unit: ms, s, m, h or d (for example 250ms, 60s, 7d); a bare number is refused.',
     '',
   ];
   const walk = (node: OptionNode, path: string[], indent: string) => {

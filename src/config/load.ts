@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { Ajv } from 'ajv';
 import { GatewayError } from '../errors.js';
 import { packageRoot } from '../paths.js';
-import { parseDuration, parseSize } from './duration.js';
+import { durationProblem, formatDuration, parseDuration, parseSize } from './duration.js';
 import {
   CONFIG_ROOT,
   CONFIG_SCHEMA,
@@ -78,24 +78,71 @@ function deepFreeze<T>(value: T): T {
   return value;
 }
 
-const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false });
+const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false, verbose: true });
+// An IANA name Intl knows, or empty for the system's own zone.
+ajv.addFormat('time-zone', (name: string) => {
+  if (name === '') return true;
+  try {
+    new Intl.DateTimeFormat('en', { timeZone: name });
+    return true;
+  } catch {
+    return false;
+  }
+});
 const validateConfig = ajv.compile(CONFIG_SCHEMA);
+
+function valueAt(input: ConfigInput, path: readonly string[]): unknown {
+  let node: unknown = input;
+  for (const key of path)
+    node = typeof node === 'object' && node !== null ? (node as ConfigInput)[key] : undefined;
+  return node;
+}
+
+/**
+ * Problems with the durations given (path → message): a missing unit (a bare `90` once meant
+ * 90 ms and made housekeeping delete every rotated log), or less than the option's least value.
+ */
+function durationProblems(input: ConfigInput): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const opt of listOptions()) {
+    if (opt.type !== 'duration') continue;
+    const value = valueAt(input, opt.path);
+    if (value === undefined) continue;
+    const name = opt.path.join('.');
+    const problem = durationProblem(value, String(opt.node.default));
+    const least = parseDuration(opt.node.least ?? '1ms') as number;
+    if (problem) out.set(name, problem);
+    else if ((parseDuration(value as string) as number) < least)
+      out.set(
+        name,
+        `"${String(value)}" is too short: it must be at least ${least === 0 ? '0s' : formatDuration(least)}`,
+      );
+  }
+  return out;
+}
 
 /** Checks the merged input (filling defaults in a copy); throws every problem at once. */
 function validateInput(input: ConfigInput): Record<string, unknown> {
   const raw = structuredClone(input) as Record<string, unknown>;
-  if (validateConfig(raw)) return raw;
-  const lines = (validateConfig.errors ?? []).map((e) => {
-    const extra = e.keyword === 'additionalProperties' ? ` "${String(e.params.additionalProperty)}"` : '';
-    return `  ${dottedPath(e)}: ${e.message}${extra}`;
-  });
+  const durations = durationProblems(input);
+  if (validateConfig(raw) && durations.size === 0) return raw;
+  const lines = (validateConfig.errors ?? [])
+    .filter((e) => !durations.has(dottedPath(e)))
+    .map((e) => {
+      const extra = e.keyword === 'additionalProperties' ? ` "${String(e.params.additionalProperty)}"` : '';
+      const message =
+        e.keyword === 'format' && e.params.format === 'time-zone'
+          ? `"${String(e.data)}" is not an IANA time zone name (for example Europe/Copenhagen or UTC)`
+          : e.message;
+      return `  ${dottedPath(e)}: ${message}${extra}`;
+    });
+  for (const [path, message] of durations) lines.push(`  ${path}: ${message}`);
   throw new GatewayError('LL_CONFIG_INVALID', `invalid configuration:\n${lines.join('\n')}`);
 }
 
 function toConfigValue(leaf: OptionNode, value: unknown, name: string): unknown {
   if (leaf.unit === undefined) return value;
-  const parsed =
-    leaf.unit === 'ms' ? parseDuration(value as string | number) : parseSize(value as string | number);
+  const parsed = leaf.unit === 'ms' ? parseDuration(String(value)) : parseSize(value as string | number);
   if (parsed === undefined) {
     const what = leaf.unit === 'ms' ? 'a duration' : 'a size';
     throw new GatewayError('LL_CONFIG_INVALID', `${name}: not ${what}: ${String(value)}`);

@@ -20,10 +20,13 @@ export interface OptionMeta {
   readonly unit?: 'ms' | 'bytes';
   /** The key in Config when it differs from the key in the file (a size named for what it holds). */
   readonly configKey?: string;
+  /** For a duration: the shortest value that makes sense (load.ts refuses less); "1ms" when absent, so 0 is refused. */
+  readonly least?: string;
 }
 
 type Keywords = OptionMeta & {
   readonly pattern?: string;
+  readonly format?: string;
   readonly minimum?: number;
   readonly maximum?: number;
 };
@@ -53,9 +56,15 @@ const choice = <const V extends string[], const E extends Keywords = NoKeywords>
 const withUnit = (pattern: string, def: string, description: string) =>
   Type.Unsafe<string | number>({ type: ['string', 'integer'], pattern, default: def, description });
 
+// Always with its unit: a bare number is refused by load.ts with the unit it most likely lacked.
 const duration = <const E extends Keywords = NoKeywords>(def: string, description: string, extra?: E) =>
   Object.assign(
-    withUnit(durationPattern({ fraction: true, bare: true }), def, description),
+    Type.Unsafe<string>({
+      type: 'string',
+      pattern: durationPattern({ fraction: true }),
+      default: def,
+      description,
+    }),
     { unit: 'ms' } as const,
     extra,
   );
@@ -83,6 +92,11 @@ export const CONFIG_SCHEMA = Type.Object(
       'info',
       'Log level; payloads are only logged at debug and below',
       { flag: '--log-level <level>' },
+    ),
+    timezone: text(
+      '',
+      "The lab's IANA time zone (for example Europe/Copenhagen): the day a daily report covers and the clock job schedules follow (empty: the system's)",
+      { format: 'time-zone' },
     ),
     mqtt: group({
       host: text(
@@ -282,6 +296,7 @@ export const CONFIG_SCHEMA = Type.Object(
     time: group({
       maxFuture: duration('5m', 'Readings stamped further ahead of the receive time are rejected ("time")', {
         flag: '--max-future <duration>',
+        least: '0s',
       }),
       maxAge: duration('7d', 'Readings older than this are rejected ("time")', {
         flag: '--max-age <duration>',
@@ -337,20 +352,27 @@ export const CONFIG_SCHEMA = Type.Object(
       }),
       report: group({
         enabled: boolean(true, "Write yesterday's data-quality report every day"),
-        schedule: text('30 0 * * *', 'When the daily report is written (cron, UTC day before)'),
+        schedule: text(
+          '30 0 * * *',
+          "When the daily report of the day before is written (cron, lab's time zone)",
+        ),
       }),
       housekeeping: group({
         enabled: boolean(true, 'Rotate the rejects and event logs and delete old ones'),
         schedule: text('15 3 * * *', 'When housekeeping runs (cron)'),
-        retention: duration('90d', 'Rotated logs and reports older than this are deleted'),
+        retention: duration('90d', 'Rotated logs and reports older than this are deleted (at least 1d)', {
+          least: '1d',
+        }),
       }),
     }),
     shutdownTimeout: duration(
       '10s',
       'On SIGTERM/SIGINT, how long to keep writing to InfluxDB before exiting (the rest stays in the spool)',
-      { flag: '--shutdown-timeout <duration>' },
+      { flag: '--shutdown-timeout <duration>', least: '0s' },
     ),
-    registryPoll: duration('1s', 'How often the registry file is checked for changes'),
+    registryPoll: duration('1s', 'How often the registry file is checked for changes (at least 10ms)', {
+      least: '10ms',
+    }),
   },
   { additionalProperties: false },
 );

@@ -25,6 +25,13 @@ export interface LivenessEvent {
 export const BATTERY_LOW = 15;
 const BATTERY_OK = 30;
 
+/** What each event says in the gateway's log. */
+const EVENT_MESSAGES: Record<LivenessEvent['event'], string> = {
+  'device-offline': 'device silent: marked offline',
+  'device-online': 'device reporting again: online',
+  'battery-low': 'battery low',
+};
+
 export interface Liveness {
   /** A message from the device arrived (called on the ingest path: cheap). */
   observe(deviceId: string): void;
@@ -90,10 +97,7 @@ export function createLiveness(deps: LivenessDeps): Liveness {
       ...(silentSeconds !== undefined ? { silentSeconds } : {}),
       ...(battery !== undefined ? { battery } : {}),
     };
-    deps.log.info(
-      { deviceId: device.id, event },
-      event === 'device-offline' ? 'device silent: marked offline' : 'device reporting again: online',
-    );
+    deps.log.info({ deviceId: device.id, event }, EVENT_MESSAGES[event]);
     await mkdir(deps.dataDir, { recursive: true });
     await appendFile(eventsFile, `${JSON.stringify(e)}\n`, { mode: 0o600 });
     if (event !== 'battery-low')

@@ -1,18 +1,20 @@
-// The data-quality report of one day (UTC), per device: readings expected (24 h / interval) and
+// The data-quality report of one day (the lab's, midnight to midnight in its time zone), per device: readings expected (24 h / interval) and
 // received, completeness, gaps longer than 3 intervals, rejects by reason, clock-skew rejections
 // (reason "time"), battery trend. Written as Markdown, JSON and an SVG chart per site (completeness
-// by device) to DATA_DIR/reports/. Reads InfluxDB through the 1.x /query API.
+// by device) to DATA_DIR/reports/. Reads InfluxDB through the 1.x /query API; an unreadable line in
+// a rejects log is skipped and counted, never a reason to fail the whole report.
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { REJECTS_LOG_NAME, resolveDataPaths } from '../config/data-paths.js';
+import { REJECTS_LOG_NAME, reportFiles, resolveDataPaths } from '../config/data-paths.js';
 import { parseDuration } from '../config/duration.js';
+import { GatewayError } from '../errors.js';
 import type { Device } from '../registry/types.js';
 import type { SchemaSet } from '../schemas/types.js';
 import { queryRows, quoteIdent, quoteString } from '../storage/influxql.js';
 import { readRejects } from '../storage/rejects-log.js';
+import { clockOf, dayBounds } from './lab-day.js';
 
 export const GAP_INTERVALS = 3;
-const DAY = 86_400_000;
 
 export interface DeviceQuality {
   deviceId: string;
@@ -30,8 +32,18 @@ export interface DeviceQuality {
 
 export interface QualityReport {
   date: string;
+  /** The IANA time zone whose midnight-to-midnight `date` covers. */
+  timeZone: string;
   generatedAt: string;
+  /** Lines of the rejects logs that could not be read (torn by a crash, edited by hand): skipped. */
+  unreadableRejectLines: number;
   devices: DeviceQuality[];
+}
+
+/** A rejects log line that could not be read: which file and line. */
+export interface UnreadableLine {
+  file: string;
+  line: number;
 }
 
 /** Rejections per device and reason on that day, from the current and rotated rejects logs. */
@@ -39,11 +51,13 @@ async function rejectsOfDay(
   dataDir: string,
   from: number,
   to: number,
+  unreadable: UnreadableLine[],
 ): Promise<Map<string, Record<string, number>>> {
   const out = new Map<string, Record<string, number>>();
   const files = (await readdir(dataDir).catch(() => [] as string[])).filter((n) => REJECTS_LOG_NAME.test(n));
   for (const name of files) {
-    for await (const e of readRejects(join(dataDir, name))) {
+    const file = join(dataDir, name);
+    for await (const e of readRejects(file, (line) => unreadable.push({ file, line }))) {
       const t = Date.parse(e.receivedAt);
       if (t < from || t >= to || !e.clientId) continue;
       const counts = out.get(e.clientId) ?? {};
@@ -58,27 +72,53 @@ async function rejectsOfDay(
   return out;
 }
 
+/** The readings of one device on the day; an InfluxDB failure is named as one (and only it). */
+async function readingsOf(
+  opts: { influxUrl: string; db: string },
+  measurement: string,
+  deviceId: string,
+  from: number,
+  to: number,
+): Promise<Record<string, unknown>[]> {
+  try {
+    return await queryRows(
+      { url: opts.influxUrl, db: opts.db },
+      `SELECT * FROM ${quoteIdent(measurement)} WHERE device_id = ${quoteString(deviceId)} AND time >= ${from}ms AND time < ${to}ms`,
+    );
+  } catch (err) {
+    throw new GatewayError(
+      'LL_INFLUX_UNAVAILABLE',
+      `InfluxDB at ${opts.influxUrl}: ${(err as Error).message}`,
+      {
+        cause: err,
+      },
+    );
+  }
+}
+
 export async function buildQualityReport(opts: {
   date: string;
+  /** The lab's IANA time zone; UTC when absent. */
+  timeZone?: string;
   devices: Iterable<Device>;
   schemas: SchemaSet;
   influxUrl: string;
   db: string;
   dataDir: string;
+  /** Told of each rejects log line that could not be read (it is skipped and counted). */
+  onUnreadable?: (lines: readonly UnreadableLine[]) => void;
 }): Promise<QualityReport> {
-  const from = Date.parse(`${opts.date}T00:00:00Z`);
-  if (Number.isNaN(from)) throw new Error(`not a date: ${opts.date} (use YYYY-MM-DD)`);
-  const to = from + DAY;
-  const rejects = await rejectsOfDay(opts.dataDir, from, to);
+  const timeZone = opts.timeZone ?? 'UTC';
+  const { from, to } = dayBounds(opts.date, timeZone);
+  if (Number.isNaN(from))
+    throw new GatewayError('LL_INPUT_INVALID', `not a date: ${opts.date} (use YYYY-MM-DD)`);
+  const unreadable: UnreadableLine[] = [];
+  const rejects = await rejectsOfDay(opts.dataDir, from, to, unreadable);
+  if (unreadable.length > 0) opts.onUnreadable?.(unreadable);
   const devices: DeviceQuality[] = [];
   for (const d of opts.devices) {
     const schema = opts.schemas.get(d.type, d.schemaVersion);
-    const rows = schema
-      ? await queryRows(
-          { url: opts.influxUrl, db: opts.db },
-          `SELECT * FROM ${quoteIdent(schema.timeseries.measurement)} WHERE device_id = ${quoteString(d.id)} AND time >= ${from}ms AND time < ${to}ms`,
-        )
-      : [];
+    const rows = schema ? await readingsOf(opts, schema.timeseries.measurement, d.id, from, to) : [];
     const times = rows.map((r) => r.time as number).sort((a, b) => a - b);
     const intervalMs = d.interval ? parseDuration(d.interval) : undefined;
     const gaps: DeviceQuality['gaps'] = [];
@@ -97,7 +137,7 @@ export async function buildQualityReport(opts: {
       }
     }
     const batteries = rows.filter((r) => typeof r.battery === 'number').map((r) => r.battery as number);
-    const expected = intervalMs ? Math.floor(DAY / intervalMs) : null;
+    const expected = intervalMs ? Math.floor((to - from) / intervalMs) : null;
     const r = rejects.get(d.id) ?? {};
     devices.push({
       deviceId: d.id,
@@ -116,7 +156,13 @@ export async function buildQualityReport(opts: {
           : null,
     });
   }
-  return { date: opts.date, generatedAt: new Date().toISOString(), devices };
+  return {
+    date: opts.date,
+    timeZone,
+    generatedAt: new Date().toISOString(),
+    unreadableRejectLines: unreadable.length,
+    devices,
+  };
 }
 
 const esc = (s: string) =>
@@ -149,7 +195,7 @@ export function renderCompletenessSvg(report: QualityReport): string {
     y += 16;
   }
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${y}" font-family="sans-serif">
-<text x="10" y="20" font-size="15">Completeness by device, ${esc(report.date)} (UTC)</text>
+<text x="10" y="20" font-size="15">Completeness by device, ${esc(report.date)} (${esc(report.timeZone)})</text>
 ${parts.join('\n')}
 </svg>
 `;
@@ -157,10 +203,16 @@ ${parts.join('\n')}
 
 export function renderMarkdown(report: QualityReport): string {
   const lines = [
-    `# Data quality, ${report.date} (UTC)`,
+    `# Data quality, ${report.date} (${report.timeZone})`,
     '',
-    `Generated ${report.generatedAt}. Completeness = readings received / expected (24 h ÷ interval); a gap is a silence longer than ${GAP_INTERVALS} intervals.`,
+    `Generated ${report.generatedAt}. Completeness = readings received / expected (the day's hours ÷ interval); a gap is a silence longer than ${GAP_INTERVALS} intervals (times in ${report.timeZone}).`,
     '',
+    ...(report.unreadableRejectLines > 0
+      ? [
+          `${report.unreadableRejectLines} unreadable line(s) in the rejects logs were skipped; the rejects counts may be short.`,
+          '',
+        ]
+      : []),
     '| device | site | type | expected | received | completeness | gaps | rejects | clock skew | battery |',
     '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
   ];
@@ -170,7 +222,11 @@ export function renderMarkdown(report: QualityReport): string {
         .map(([k, v]) => `${k} ${v}`)
         .join(', ') || '0';
     const gaps =
-      d.gaps.map((g) => `${g.from.slice(11, 16)}–${g.to.slice(11, 16)} (${g.minutes} min)`).join('; ') || '—';
+      d.gaps
+        .map(
+          (g) => `${clockOf(g.from, report.timeZone)}–${clockOf(g.to, report.timeZone)} (${g.minutes} min)`,
+        )
+        .join('; ') || '—';
     lines.push(
       `| ${d.deviceId} | ${d.site} | ${d.type} | ${d.expected ?? '—'} | ${d.received} | ${d.completeness === null ? '—' : `${(d.completeness * 100).toFixed(1)} %`} | ${gaps} | ${rejects} | ${d.clockSkewRejects} | ${d.battery ? `${d.battery.first} → ${d.battery.last} %` : '—'} |`,
     );
@@ -181,11 +237,7 @@ export function renderMarkdown(report: QualityReport): string {
 export async function writeQualityReport(report: QualityReport, dataDir: string): Promise<string[]> {
   const dir = resolveDataPaths(dataDir).reports;
   await mkdir(dir, { recursive: true });
-  const files = [
-    join(dir, `${report.date}.json`),
-    join(dir, `${report.date}.md`),
-    join(dir, `${report.date}-completeness.svg`),
-  ];
+  const files = reportFiles(report.date).map((name) => join(dir, name));
   await writeFile(files[0] as string, `${JSON.stringify(report, null, 2)}\n`);
   await writeFile(files[1] as string, renderMarkdown(report));
   await writeFile(files[2] as string, renderCompletenessSvg(report));

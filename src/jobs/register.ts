@@ -1,7 +1,9 @@
 // The gateway's scheduled jobs, by name and config option: liveness, the daily quality report and
 // housekeeping. Every enabled schedule is checked before any job is added, so a bad cron string
-// stops the gateway at start-up naming its option; nothing here runs a job itself.
+// stops the gateway at start-up naming its option; nothing here runs a job itself. The daily ones
+// are caught up when missed (scheduler.ts), so each works from the time it was scheduled for.
 import { validate } from 'node-cron';
+import { resolveDataPaths } from '../config/data-paths.js';
 import type { Config } from '../config/schema.js';
 import { GatewayError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -9,9 +11,10 @@ import type { Registry } from '../registry/registry.js';
 import type { SchemaSet } from '../schemas/types.js';
 import type { RejectsLog } from '../storage/rejects-log.js';
 import { runHousekeeping } from './housekeeping.js';
+import { addDays, dayOf, resolveTimeZone } from './lab-day.js';
 import type { Liveness } from './liveness.js';
 import { buildQualityReport, writeQualityReport } from './quality-report.js';
-import type { Scheduler } from './scheduler.js';
+import { createScheduler, type Scheduler } from './scheduler.js';
 
 export interface JobDeps {
   config: Config;
@@ -37,13 +40,21 @@ export function checkJobSchedules(jobs: Config['jobs']): void {
   }
 }
 
-async function runQualityReport(deps: JobDeps): Promise<void> {
+/** The report of the lab's day before `at` (the scheduled time, which a catch-up run keeps). */
+async function runQualityReport(deps: JobDeps, at: Date): Promise<void> {
   const { config } = deps;
   // The report reads through the InfluxDB 1.x query API.
   if (config.influx.api !== 'v1') return;
-  const date = new Date(Date.now() - 86_400_000).toISOString().slice(0, 10);
+  const timeZone = resolveTimeZone(config.timezone);
+  const log = deps.log.child({ module: 'jobs.report' });
   const report = await buildQualityReport({
-    date,
+    date: addDays(dayOf(at.getTime(), timeZone), -1),
+    timeZone,
+    onUnreadable: (lines) =>
+      log.warn(
+        { lines: lines.length, first: lines[0] },
+        'unreadable lines in the rejects logs skipped; the report counts the rest',
+      ),
     devices: deps.registry.current().devices.values(),
     schemas: deps.schemas,
     influxUrl: config.influx.url,
@@ -53,21 +64,33 @@ async function runQualityReport(deps: JobDeps): Promise<void> {
   await writeQualityReport(report, config.dataDir);
 }
 
+/** The gateway's scheduler: cron read in the lab's time zone, missed daily runs kept in the data folder. */
+export function createJobScheduler(config: Config, log: Logger): Scheduler {
+  return createScheduler({
+    log,
+    timeZone: resolveTimeZone(config.timezone),
+    stateFile: resolveDataPaths(config.dataDir).jobsState,
+  });
+}
+
 export function registerJobs(deps: JobDeps): void {
   const { jobs, dataDir } = deps.config;
   checkJobSchedules(jobs);
   if (jobs.liveness.enabled)
     deps.scheduler.add('liveness', jobs.liveness.schedule, () => deps.liveness.check());
   if (jobs.report.enabled)
-    deps.scheduler.add('quality-report', jobs.report.schedule, () => runQualityReport(deps));
+    deps.scheduler.add('quality-report', jobs.report.schedule, (at) => runQualityReport(deps, at), {
+      catchUp: true,
+    });
   if (jobs.housekeeping.enabled) {
-    deps.scheduler.add('housekeeping', jobs.housekeeping.schedule, async () => {
+    const run = async () => {
       await runHousekeeping({
         dataDir,
         rejects: deps.rejects,
         retentionMs: jobs.housekeeping.retentionMs,
         log: deps.log.child({ module: 'jobs.housekeeping' }),
       });
-    });
+    };
+    deps.scheduler.add('housekeeping', jobs.housekeeping.schedule, run, { catchUp: true });
   }
 }

@@ -44,8 +44,11 @@ export function addDevice(data: RegistryData, d: NewDevice): RegistryData {
       `subject "${d.subject}" must be a participant code (letters, digits, - and _)`,
     );
   }
-  if (d.interval !== undefined && !new RegExp(durationPattern()).test(d.interval)) {
-    throw new GatewayError('LL_INPUT_INVALID', `interval "${d.interval}" must look like 30s, 5m or 1h`);
+  if (d.interval !== undefined && !new RegExp(durationPattern({ positive: true })).test(d.interval)) {
+    throw new GatewayError(
+      'LL_INPUT_INVALID',
+      `interval "${d.interval}" must look like 30s, 5m or 1h (not 0)`,
+    );
   }
   const { subject, ...rest } = d;
   const device: Device = { ...rest, assignments: subject === undefined ? [] : [{ subject }], enabled: true };

@@ -74,7 +74,7 @@ const REGISTRY_SCHEMA = {
               properties: { subject: SUBJECT, from: { type: 'string' }, to: { type: 'string' } },
             },
           },
-          interval: { type: 'string', pattern: durationPattern() },
+          interval: { type: 'string', pattern: durationPattern({ positive: true }) },
           enabled: { type: 'boolean', default: true },
           passwordHash: hash,
           certificate: {

@@ -2,7 +2,7 @@
 // show a vendor exactly what was sent and why it was refused. Append-only, mode 0600 (payloads are
 // health data). Written by the pipeline (bad input) and, later, the drain (InfluxDB 4xx). One device
 // cannot fill the disk: each gets a byte budget per day, after which its rejections are counted only.
-import { type FileHandle, mkdir, open, rename } from 'node:fs/promises';
+import { type FileHandle, mkdir, open, rename, stat } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { resolveDataPaths } from '../config/data-paths.js';
 import type { Logger } from '../log.js';
@@ -82,11 +82,22 @@ export function encodePayload(payload: Buffer): { payload: string; payloadEncodi
     : { payload: payload.toString('base64'), payloadEncoding: 'base64' };
 }
 
+const isRejectLine = (v: unknown): v is RejectLine =>
+  typeof v === 'object' &&
+  v !== null &&
+  typeof (v as RejectLine).receivedAt === 'string' &&
+  Array.isArray((v as RejectLine).rejections);
+
 /**
  * The entries of one rejects log (current or rotated), in order; none when the file cannot be
- * read. Lines are streamed, so a large log is never held in memory at once.
+ * read. Lines are streamed, so a large log is never held in memory at once. A line that is not an
+ * entry (torn by a crash or a full disk, edited by hand) is skipped and reported to `onUnreadable`
+ * by its line number: one bad line never hides the rest of the file.
  */
-export async function* readRejects(file: string): AsyncGenerator<RejectLine> {
+export async function* readRejects(
+  file: string,
+  onUnreadable?: (line: number) => void,
+): AsyncGenerator<RejectLine> {
   const handle = await open(file, 'r').catch(() => undefined);
   if (!handle) return;
   const lines = createInterface({
@@ -94,7 +105,19 @@ export async function* readRejects(file: string): AsyncGenerator<RejectLine> {
     crlfDelay: Infinity,
   });
   try {
-    for await (const line of lines) if (line) yield JSON.parse(line) as RejectLine;
+    let n = 0;
+    for await (const line of lines) {
+      n++;
+      if (!line) continue;
+      let entry: unknown;
+      try {
+        entry = JSON.parse(line);
+      } catch {
+        entry = undefined;
+      }
+      if (isRejectLine(entry)) yield entry;
+      else onUnreadable?.(n);
+    }
   } finally {
     lines.close();
     await handle.close().catch(() => undefined);
@@ -147,9 +170,75 @@ function createDailyBudget(deps: RejectsLogDeps) {
   };
 }
 
+interface HeldFile {
+  readonly handle: FileHandle;
+  /** The inode opened: when the name points elsewhere (removed, moved), the log is reopened. */
+  readonly ino: number;
+}
+
+/**
+ * The log's file handle, never left closed: each use checks that the name still points at the file
+ * held and reopens it when not (removed or moved by hand, a rotation that failed halfway), so one
+ * bad moment on disk cannot turn every later rejection into an error that disconnects a device.
+ */
+function createLogFile(dataDir: string, file: string, log: Logger | undefined) {
+  let held: HeldFile | undefined;
+  const drop = async () => {
+    const old = held;
+    held = undefined;
+    await old?.handle.close().catch(() => undefined);
+  };
+  const openHeld = async () => {
+    await mkdir(dataDir, { recursive: true, mode: 0o700 });
+    const handle = await open(file, 'a', 0o600);
+    const ino = await handle.stat().then(
+      (s) => s.ino,
+      async (err: unknown) => {
+        await handle.close().catch(() => undefined);
+        throw err;
+      },
+    );
+    held = { handle, ino };
+    return handle;
+  };
+  /** The handle of the file now at the log's name, (re)opened as needed. */
+  const current = async (): Promise<FileHandle> => {
+    const onDisk = await stat(file).catch(() => undefined);
+    if (held && onDisk?.ino === held.ino) return held.handle;
+    if (held) log?.warn({ file }, 'rejects log was moved or removed outside the gateway: reopened');
+    await drop();
+    return openHeld();
+  };
+  return {
+    drop,
+    current,
+    /** Syncs and closes what is held, without reopening anything. */
+    async close() {
+      await held?.handle.sync().catch(() => undefined);
+      await drop();
+    },
+    /** Appends, and once more on a freshly opened file if the held one failed. */
+    async append(line: string, durable: boolean | undefined): Promise<void> {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          const handle = await current();
+          await handle.appendFile(line, 'utf8');
+          if (durable) await handle.datasync();
+          return;
+        } catch (err) {
+          await drop();
+          if (attempt === 2) throw err;
+        }
+      }
+    },
+  };
+}
+
 export function createRejectsLog(deps: RejectsLogDeps): RejectsLog {
   const file = resolveDataPaths(deps.dataDir).rejectsLog;
-  let handle: FileHandle | undefined;
+  const logFile = createLogFile(deps.dataDir, file, deps.log);
+  const now = deps.now ?? (() => new Date());
+  let running = false;
   let chain: Promise<void> = Promise.resolve();
   let count = 0;
   let notLogged = 0;
@@ -163,8 +252,8 @@ export function createRejectsLog(deps: RejectsLogDeps): RejectsLog {
       return notLogged;
     },
     async start() {
-      await mkdir(deps.dataDir, { recursive: true, mode: 0o700 });
-      handle = await open(file, 'a', 0o600);
+      await logFile.current();
+      running = true;
     },
     append(entry) {
       const line = `${JSON.stringify({
@@ -176,7 +265,7 @@ export function createRejectsLog(deps: RejectsLogDeps): RejectsLog {
         ...(entry.reasons ? { reasons: entry.reasons } : {}),
         ...encodePayload(entry.payload),
       })}\n`;
-      if (!handle) return Promise.reject(new Error('rejects log used before start()'));
+      if (!running) return Promise.reject(new Error('rejects log used before start() or after stop()'));
       // Once spent, the budget stays spent for the day: no small line slips in after a big one.
       if (!budget.admit(entry.clientId, Buffer.byteLength(line))) {
         notLogged++;
@@ -184,24 +273,24 @@ export function createRejectsLog(deps: RejectsLogDeps): RejectsLog {
       }
       // Serialise appends (and rotations) so lines never interleave or land in a closed file.
       const appended = chain.then(async () => {
-        if (!handle) throw new Error('rejects log is stopped');
-        await handle.appendFile(line, 'utf8');
-        if (entry.durable) await handle.datasync();
+        await logFile.append(line, entry.durable);
         count++;
       });
       chain = appended.catch(() => undefined);
       return appended;
     },
     rotate() {
+      // Rename while the file is still open, then reopen under the name: appends queued behind
+      // the rotation go to the new file, and a failed rename leaves the log open where it was.
       const rotated = chain.then(async () => {
-        if (!handle) return undefined;
-        const size = (await handle.stat()).size;
-        if (size === 0) return undefined;
+        if (!running) return undefined;
+        const handle = await logFile.current();
+        if ((await handle.stat()).size === 0) return undefined;
         await handle.sync();
-        await handle.close();
-        const target = resolveDataPaths(deps.dataDir).rotatedLog('rejects', new Date());
+        const target = resolveDataPaths(deps.dataDir).rotatedLog('rejects', now());
         await rename(file, target);
-        handle = await open(file, 'a', 0o600);
+        await logFile.drop();
+        await logFile.current();
         return target;
       });
       chain = rotated.then(
@@ -211,10 +300,9 @@ export function createRejectsLog(deps: RejectsLogDeps): RejectsLog {
       return rotated;
     },
     async stop() {
+      running = false;
       await chain.catch(() => undefined);
-      await handle?.sync().catch(() => undefined);
-      await handle?.close();
-      handle = undefined;
+      await logFile.close();
     },
   };
 }

@@ -60,7 +60,8 @@ describe('config', () => {
     ['60s', 60_000],
     ['5m', 300_000],
     ['7d', 604_800_000],
-    ['1500', 1500],
+    ['1500', undefined],
+    ['1.5 h', undefined],
     ['soon', undefined],
   ])('parseDuration(%s) = %s', (text, ms) => {
     expect(parseDuration(text)).toBe(ms);
@@ -178,12 +179,71 @@ describe('one definition of every option', () => {
   });
 });
 
+describe('durations in the configuration', () => {
+  const problemOf = (load: () => unknown): string => {
+    try {
+      load();
+    } catch (err) {
+      expect(err).toMatchObject({ code: 'LL_CONFIG_INVALID' });
+      return (err as Error).message;
+    }
+    return '';
+  };
+  const file = (text: string) => {
+    const f = join(mkdtempSync(join(tmpdir(), 'll-dur-')), 'gw.yaml');
+    writeFileSync(f, text);
+    return f;
+  };
+
+  it('refuses a retention without a unit from the file, the environment and a flag, showing it with one', () => {
+    const expected = 'jobs.housekeeping.retention: 90 has no unit: write "90d" (units: ms, s, m, h, d)';
+    expect(
+      problemOf(() => loadConfig({ file: file('jobs:\n  housekeeping:\n    retention: 90\n') })),
+    ).toContain(expected);
+    expect(problemOf(() => loadConfig({ env: { LIVINGLAB_JOBS_HOUSEKEEPING_RETENTION: '90' } }))).toContain(
+      expected,
+    );
+    const cmd = addServeOptions(new Command().exitOverride());
+    cmd.parse(['--flush-interval', '50'], { from: 'user' });
+    expect(problemOf(() => configFromFlags(cmd.opts(), {}))).toContain(
+      'writer.flushInterval: 50 has no unit: write "50s"',
+    );
+  });
+
+  it('refuses 0 where it makes no sense and a retention under a day, and says the least value', () => {
+    const message = problemOf(() =>
+      loadConfig({
+        flags: {
+          jobs: { housekeeping: { retention: '12h' } },
+          writer: { maxRetryDelay: '0s' },
+          registryPoll: 'soon',
+        },
+      }),
+    );
+    expect(message).toContain('jobs.housekeeping.retention: "12h" is too short: it must be at least 1d');
+    expect(message).toContain('writer.maxRetryDelay: "0s" is too short: it must be at least 1ms');
+    expect(message).toContain(
+      'registryPoll: "soon" is not a duration: write a number and a unit, for example "1s"',
+    );
+    // One line per option: ajv's own "must match pattern" is not repeated beside ours.
+    expect(message).not.toContain('must match pattern');
+    // Where 0 means something (no wait on shutdown, nothing from the future), it is taken.
+    expect(loadConfig({ flags: { shutdownTimeout: '0s', time: { maxFuture: '0s' } } })).toMatchObject({
+      shutdownTimeoutMs: 0,
+      time: { maxFutureMs: 0 },
+    });
+    expect(
+      loadConfig({ flags: { jobs: { housekeeping: { retention: '1d' } } } }).jobs.housekeeping.retentionMs,
+    ).toBe(86_400_000);
+  });
+});
+
 describe('duration syntax', () => {
   it.each([
     [{}, ['5m', '250ms'], ['1.5h', '5', '-5m', '5 m']],
     [{ fraction: true }, ['1.5h', '7d'], ['5', '-5m']],
     [{ signed: true }, ['-5m', '30s'], ['1.5h', '5']],
-    [{ fraction: true, bare: true }, ['1500', '1.5 h', '250ms'], ['-5m', 'soon']],
+    [{ fraction: true, positive: true }, ['0.5s', '10s', '1h'], ['0s', '0.0m', '00ms', '5']],
   ])(
     'durationPattern(%j) admits %j, refuses %j, and parseDuration reads what it admits',
     (opts, good, bad) => {

@@ -1,7 +1,7 @@
 // Untested paths 6 and 7 of issue 15: the liveness webhook's retry, backoff and give-up, devices
 // without an interval, the battery warning re-arming; and scheduled jobs as configured (switched
 // off, rescheduled), a failing job counted, and housekeeping rotating the events log.
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -161,7 +161,7 @@ describe('liveness judgement', () => {
   });
 
   it('warns of a low battery once, and again only after it recovered above the threshold', async () => {
-    const { liveness, events } = await livenessFor([device('b1', '1m')]);
+    const { liveness, events, lines } = await livenessFor([device('b1', '1m')]);
     liveness.observeBattery('b1', 10);
     liveness.observeBattery('b1', 12); // still low: no new warning
     liveness.observeBattery('b1', 25); // above 15 but not recovered (<= 30): not re-armed
@@ -173,6 +173,12 @@ describe('liveness judgement', () => {
     await eventually(events, (e) => e.some((x) => x.battery === 9), 5_000);
     const low = (await events()).filter((e) => e.event === 'battery-low');
     expect(low.map((e) => e.battery).sort()).toEqual([10, 9].sort());
+    // Logged as what it is, never as "device reporting again".
+    const logged = lines.filter((l) => l.deviceId === 'b1').map((l) => [l.event, l.msg]);
+    expect(logged).toEqual([
+      ['battery-low', 'battery low'],
+      ['battery-low', 'battery low'],
+    ]);
   });
 });
 
@@ -237,6 +243,34 @@ describe('scheduled jobs as configured', () => {
 });
 
 describe('housekeeping', () => {
+  it('goes on with the other steps when one fails, then fails the run naming that step', async () => {
+    const dataDir = await tempDir();
+    const paths = resolveDataPaths(dataDir);
+    const rejects = createRejectsLog({ dataDir });
+    await rejects.start();
+    onTestFinished(() => rejects.stop());
+    const log = createLogger({ level: 'silent' });
+    const now = Date.parse('2026-03-04T05:06:07.089Z');
+    await writeFile(paths.eventsLog, '{"event":"device-offline"}\n');
+    // The events log cannot be renamed: a non-empty folder holds its rotated name.
+    await mkdir(join(paths.rotatedLog('events', new Date(now)), 'x'), { recursive: true });
+    const old = join(dataDir, 'rejects-2020-01-01T00-00-00-000Z.ndjson');
+    await writeFile(old, '{}\n');
+    await expect(runHousekeeping({ dataDir, rejects, retentionMs: 86_400_000, log, now })).rejects.toThrow(
+      /^housekeeping incomplete: rotate events log: E/,
+    );
+    // The old rotated log was still deleted, and the rejects log still takes lines.
+    expect(await stat(old).catch(() => undefined)).toBeUndefined();
+    await rejects.append({
+      receivedAt: '2026-03-04T05:06:08.000Z',
+      clientId: 'd1',
+      topic: 'lab/a/b/d1/telemetry',
+      rejections: [{ reason: 'json', errors: [] }],
+      payload: Buffer.from('x'),
+    });
+    expect(await readFile(paths.rejectsLog, 'utf8')).toContain('"clientId":"d1"');
+  });
+
   it('rotates a non-empty events log to a dated file and leaves an empty one alone', async () => {
     const dataDir = await tempDir();
     const paths = resolveDataPaths(dataDir);

@@ -1,8 +1,8 @@
-import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readFile, rename, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { afterEach, expect, it, vi } from 'vitest';
+import { afterEach, expect, it, onTestFinished, vi } from 'vitest';
 import { createLogger } from '../../src/log.js';
 import { createRejectsLog, type RejectEntry, readRejects } from '../../src/storage/rejects-log.js';
 
@@ -124,4 +124,61 @@ it('reads back what it wrote, typed: device rejections and database refusals, bi
   const none = [];
   for await (const line of readRejects(join(dir, 'missing.ndjson'))) none.push(line);
   expect(none).toEqual([]);
+});
+
+it('keeps logging after a rotation whose rename failed, and rotates on the next run', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'll-rejects-'));
+  dirs.push(dir);
+  const at = new Date('2026-11-22T03:15:00.000Z');
+  // Only Date is faked, so the rotated name is known (whether or not the clock is injected).
+  vi.useFakeTimers({ toFake: ['Date'] });
+  vi.setSystemTime(at);
+  onTestFinished(() => {
+    vi.useRealTimers();
+  });
+  const rejects = createRejectsLog({ dataDir: dir, now: () => at });
+  await rejects.start();
+  await rejects.append(entry('ox-1'));
+  // A non-empty folder where the rotated file should go: the rename fails (ENOTEMPTY/EISDIR).
+  const target = join(dir, 'rejects-2026-11-22T03-15-00-000Z.ndjson');
+  await mkdir(join(target, 'blocker'), { recursive: true });
+  await expect(rejects.rotate()).rejects.toMatchObject({ syscall: 'rename' });
+  await rejects.append(entry('ox-2'));
+  const ids = async (file: string) => {
+    const out: string[] = [];
+    for await (const l of readRejects(file)) out.push(l.clientId);
+    return out;
+  };
+  expect(await ids(rejects.file)).toEqual(['ox-1', 'ox-2']);
+  await rm(target, { recursive: true });
+  expect(await rejects.rotate()).toBe(target);
+  await rejects.append(entry('ox-3'));
+  expect(await ids(target)).toEqual(['ox-1', 'ox-2']);
+  expect(await ids(rejects.file)).toEqual(['ox-3']);
+  await rejects.stop();
+});
+
+it('reopens the log when it was removed or moved by hand: no line goes into a file nobody can see', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'll-rejects-'));
+  dirs.push(dir);
+  const rejects = createRejectsLog({ dataDir: dir });
+  await rejects.start();
+  await rejects.append(entry('ox-1'));
+  await rm(rejects.file);
+  await rejects.append(entry('ox-2'));
+  await rename(rejects.file, join(dir, 'saved.ndjson'));
+  await rejects.append(entry('ox-3'));
+  // A rotation right after a removal by hand has nothing to move and no error.
+  await rm(rejects.file);
+  expect(await rejects.rotate()).toBeUndefined();
+  await rejects.append(entry('ox-4'));
+  await rejects.stop();
+  const ids = async (file: string) => {
+    const out: string[] = [];
+    for await (const l of readRejects(file)) out.push(l.clientId);
+    return out;
+  };
+  expect(await ids(join(dir, 'saved.ndjson'))).toEqual(['ox-2']);
+  expect(await ids(rejects.file)).toEqual(['ox-4']);
+  expect(rejects.count).toBe(4);
 });

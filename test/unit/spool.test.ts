@@ -8,6 +8,7 @@ import {
   statSync,
   truncateSync,
 } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -15,7 +16,7 @@ import { pino } from 'pino';
 import { describe, expect, it, vi } from 'vitest';
 import { backoffDelay, parseRetryAfter } from '../../src/storage/backoff.js';
 import { toLine } from '../../src/storage/line-protocol.js';
-import type { QueuedRecord } from '../../src/storage/queue.js';
+import type { Position, QueuedRecord } from '../../src/storage/queue.js';
 import { createSpool, decodeRecords, encodeRecord, SpoolFullError } from '../../src/storage/spool/index.js';
 import { classifyWriteResponse } from '../../src/storage/write-response.js';
 import { createDiskFaults } from '../helpers/disk-faults.js';
@@ -290,6 +291,38 @@ describe('spool on a failing disk', () => {
     expect(await again.start()).toMatchObject({ records: 2, cutBytes: 0 });
     expect(texts(await again.read(1 << 20))).toEqual(['acked-1', 'acked-2']);
     await again.stop();
+  });
+
+  it('syncs the checkpoint file before its rename and the spool folder after it', async () => {
+    const d = dir();
+    // Every fsync through the spool's file seam, by path, in order.
+    const synced: string[] = [];
+    const openFile: NonNullable<Parameters<typeof createSpool>[0]['openFile']> = async (
+      path,
+      flags,
+      mode,
+    ) => {
+      const file = await open(path, flags, mode);
+      return {
+        write: (b, o, l) => file.write(b, o, l),
+        read: (b, o, l, pos) => file.read(b, o, l, pos),
+        truncate: (l) => file.truncate(l),
+        sync: async () => {
+          await file.sync();
+          synced.push(path);
+        },
+        close: () => file.close(),
+      };
+    };
+    const s = createSpool({ dir: d, maxBytes: 1 << 20, log, openFile });
+    await s.start();
+    await s.append([p('a')]);
+    const [a] = await s.read(1 << 20);
+    synced.length = 0;
+    await s.confirm(a?.position as Position);
+    expect(synced).toEqual([join(d, 'checkpoint.json.tmp'), d]);
+    expect(JSON.parse(readFileSync(join(d, 'checkpoint.json'), 'utf8'))).toEqual(a?.position);
+    await s.stop();
   });
 
   it('a new segment takes no record before its directory entry is synced', async () => {

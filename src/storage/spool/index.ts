@@ -155,7 +155,7 @@ export function createSpool(opts: SpoolOptions): Spool {
   const limits = { maxBytes, maxWaitingBytes: opts.maxWaitingBytes ?? 64 * 1024 * 1024 };
   const backPressure = createBackPressure(ledger, commit, limits, log);
   const checkpointFile = join(dir, 'checkpoint.json');
-  const checkpointer = createCheckpointer(checkpointFile);
+  const checkpointer = createCheckpointer(checkpointFile, openFile);
   let confirmedAt: Position = { segment: 0, offset: 0 };
   let stopped = false;
 
