@@ -74,7 +74,7 @@ export function buildApp(
   // openSpoolFile: the spool's file seam, for tests that inject disk faults.
   opts: { log?: Logger; openSpoolFile?: SpoolOptions['openFile'] } = {},
 ) {
-  const log = opts.log ?? createLogger({ level: config.logLevel });
+  const log = opts.log ?? createLogger({ level: config.logLevel, format: config.logFormat });
   checkJobSchedules(config.jobs);
   const schemas = loadSchemas(config.schemasDir);
   const registry = createRegistry({

@@ -1,8 +1,17 @@
-// `livinglab serve`: run the gateway until SIGINT/SIGTERM, then stop in order.
+// `livinglab serve`: take the data folder, run the gateway until SIGINT/SIGTERM, then stop in order.
+// A signal stops the process in every state, start-up included: a start stuck on a slow disk or an
+// InfluxDB that accepts connections but never answers gets a moment to finish, then the gateway
+// stops what it started, and a hard deadline ends the process if even that hangs.
 import type { Command } from 'commander';
-import { buildApp } from '../app.js';
+import { type App, buildApp } from '../app.js';
+import { lockDataDir } from '../storage/data-lock.js';
 import { type FleetScheduler, startFleets } from './fleet-schedule.js';
 import { addServeOptions, type CommonFlags, configFromFlags } from './options.js';
+
+/** How long a signal waits for a start under way before stopping what it has started. */
+const START_GRACE_MS = 1000;
+/** Beyond the drain's shutdown deadline, how long stopping may take before the process just exits. */
+const STOP_MARGIN_MS = 10_000;
 
 export function registerServeCommand(program: Command, env: Record<string, string | undefined>): void {
   addServeOptions(
@@ -14,28 +23,58 @@ export function registerServeCommand(program: Command, env: Record<string, strin
       .option('--fleet <file...>', 'also run these simulated fleets (on their `schedule`, or once at start)'),
   ).action(async (opts: CommonFlags & { fleet?: string[] }) => {
     const config = configFromFlags(opts, env);
-    const app = buildApp(config);
+    // The lock first, before anything reads the spool: a second gateway on this folder stops here.
+    const lock = await lockDataDir(config.dataDir);
+    let app: App;
+    try {
+      app = buildApp(config);
+    } catch (err) {
+      await lock.release();
+      throw err;
+    }
     let fleets: FleetScheduler | undefined;
+    let starting: Promise<unknown> = Promise.resolve();
+    let stopping = false;
     const stop = async (signal: string) => {
+      if (stopping) return;
+      stopping = true;
       app.log.info({ signal }, 'stopping');
+      setTimeout(
+        () => {
+          app.log.error({ signal }, 'could not stop within the shutdown deadline; exiting');
+          app.log.flush();
+          process.exit(1);
+        },
+        config.shutdownTimeoutMs + START_GRACE_MS + STOP_MARGIN_MS,
+      ).unref();
+      await Promise.race([
+        starting.catch(() => undefined),
+        new Promise((r) => setTimeout(r, START_GRACE_MS).unref()),
+      ]);
       await fleets?.stop();
       await app.stop();
+      await lock.release();
       app.log.flush();
       process.exit(0);
     };
     process.once('SIGINT', () => void stop('SIGINT'));
     process.once('SIGTERM', () => void stop('SIGTERM'));
+    starting = app.start();
     try {
-      await app.start();
+      await starting;
     } catch (err) {
       await app.stop().catch(() => undefined);
+      await lock.release();
       throw err;
     }
+    // A signal during start-up: stop() owns the rest.
+    if (stopping) return;
     if (opts.fleet?.length) {
       try {
         fleets = startFleets(app, opts.fleet, env);
       } catch (err) {
         await app.stop().catch(() => undefined);
+        await lock.release();
         throw err;
       }
     }

@@ -25,6 +25,8 @@ export interface DataPaths {
   readonly reports: string;
   /** Ground truth of simulated fleet runs (cli/simulate.ts). */
   readonly simulations: string;
+  /** The running gateway's lock socket (storage/data-lock.ts). */
+  readonly lock: string;
   /** Where a log rotated at `at` goes; the time is in the name, with ":" and "." made file-safe. */
   rotatedLog(log: RotatedLog, at: Date): string;
 }
@@ -37,6 +39,7 @@ export function resolveDataPaths(dataDir: string): DataPaths {
     spool: join(dataDir, 'spool'),
     reports: join(dataDir, 'reports'),
     simulations: join(dataDir, 'simulations'),
+    lock: join(dataDir, 'lock'),
     rotatedLog: (log, at) => join(dataDir, `${log}-${at.toISOString().replace(/[:.]/g, '-')}.ndjson`),
   };
 }

@@ -79,6 +79,12 @@ export const CONFIG_SCHEMA = Type.Object(
       'Log level; payloads are only logged at debug and below',
       { flag: '--log-level <level>' },
     ),
+    logFormat: choice(
+      ['auto', 'json', 'pretty'],
+      'auto',
+      'Log format on stderr: json (one JSON object a line), pretty (readable lines), auto (pretty on a terminal, json otherwise)',
+      { flag: '--log-format <format>' },
+    ),
     mqtt: group({
       host: text('0.0.0.0', 'Address the MQTT listener binds to', { flag: '--mqtt-host <address>' }),
       port: integer(1883, 'MQTT TCP port (0: any free port)', {
