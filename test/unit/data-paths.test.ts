@@ -24,6 +24,7 @@ describe('data folder paths', () => {
       spool: '/var/lib/livinglab/spool',
       reports: '/var/lib/livinglab/reports',
       simulations: '/var/lib/livinglab/simulations',
+      lock: '/var/lib/livinglab/lock',
       rotatedLog: '/var/lib/livinglab/events-2026-11-22T10-00-00-123Z.ndjson',
     });
   });
