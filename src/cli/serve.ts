@@ -1,15 +1,14 @@
 // `livinglab serve`: take the data folder, run the gateway until SIGINT/SIGTERM, then stop in order.
 // A signal stops the process in every state, start-up included: a start stuck on a slow disk or an
-// InfluxDB that accepts connections but never answers gets a moment to finish, then the gateway
-// stops what it started, and a hard deadline ends the process if even that hangs.
+// InfluxDB that accepts connections but never answers is not waited for (what it has opened is
+// stopped; the spool is safe on disk as after a crash), and a hard deadline ends the process if
+// even stopping hangs.
 import type { Command } from 'commander';
 import { type App, buildApp } from '../app.js';
 import { lockDataDir } from '../storage/data-lock.js';
 import { type FleetScheduler, startFleets } from './fleet-schedule.js';
 import { addServeOptions, type CommonFlags, configFromFlags } from './options.js';
 
-/** How long a signal waits for a start under way before stopping what it has started. */
-const START_GRACE_MS = 1000;
 /** Beyond the drain's shutdown deadline, how long stopping may take before the process just exits. */
 const STOP_MARGIN_MS = 10_000;
 
@@ -33,24 +32,16 @@ export function registerServeCommand(program: Command, env: Record<string, strin
       throw err;
     }
     let fleets: FleetScheduler | undefined;
-    let starting: Promise<unknown> = Promise.resolve();
     let stopping = false;
     const stop = async (signal: string) => {
       if (stopping) return;
       stopping = true;
       app.log.info({ signal }, 'stopping');
-      setTimeout(
-        () => {
-          app.log.error({ signal }, 'could not stop within the shutdown deadline; exiting');
-          app.log.flush();
-          process.exit(1);
-        },
-        config.shutdownTimeoutMs + START_GRACE_MS + STOP_MARGIN_MS,
-      ).unref();
-      await Promise.race([
-        starting.catch(() => undefined),
-        new Promise((r) => setTimeout(r, START_GRACE_MS).unref()),
-      ]);
+      setTimeout(() => {
+        app.log.error({ signal }, 'could not stop within the shutdown deadline; exiting');
+        app.log.flush();
+        process.exit(1);
+      }, config.shutdownTimeoutMs + STOP_MARGIN_MS).unref();
       await fleets?.stop();
       await app.stop();
       await lock.release();
@@ -59,10 +50,11 @@ export function registerServeCommand(program: Command, env: Record<string, strin
     };
     process.once('SIGINT', () => void stop('SIGINT'));
     process.once('SIGTERM', () => void stop('SIGTERM'));
-    starting = app.start();
     try {
-      await starting;
+      await app.start();
     } catch (err) {
+      // Stopped by a signal half-way: what failed then is the stop's doing, and stop() exits.
+      if (stopping) return;
       await app.stop().catch(() => undefined);
       await lock.release();
       throw err;

@@ -183,6 +183,17 @@ describe('start-up failures exit at once, naming the cause', () => {
     },
   );
 
+  it('a data folder that cannot be created: exit 2 naming the folder and the fix', async () => {
+    const file = join(dir, 'a-file');
+    await writeFile(file, '');
+    const gw = serve(join(file, 'data'), await closedPortUrl());
+    const exit = await gw.exited;
+    expect(exit.code).toBe(2);
+    expect(gw.output()).toMatch(
+      /^livinglab: data folder .*a-file\/data: cannot create its lock folder: .*--data-dir/m,
+    );
+  });
+
   it.each(['SIGTERM', 'SIGINT'] as const)(
     '%s while start-up waits on an InfluxDB that never answers: exits 0 within 5 s',
     async (signal) => {
