@@ -75,6 +75,23 @@ async function silentServerUrl(): Promise<string> {
   return `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
 }
 
+/** One pulse oximeter for ten simulated minutes, in one real second. */
+const TINY_FLEET = [
+  'name: tiny',
+  'seed: 1',
+  'start: now-10m',
+  'duration: 10m',
+  'speed: 600',
+  'vendor: simulator',
+  'sites:',
+  '  - id: tiny-01',
+  '    residents:',
+  '      - id: p-tiny-01',
+  '        devices:',
+  '          - { type: pulse-oximeter, interval: 1m }',
+  '',
+].join('\n');
+
 const reading = (spo2: number) => JSON.stringify({ ts: new Date().toISOString(), spo2, pulse: 70 });
 
 describe('one gateway per data folder', () => {
@@ -129,24 +146,7 @@ describe('one gateway per data folder', () => {
     const gw = serve(dataDir, lab.influx.url);
     const mqttPort = Number((await gw.waitFor(BANNER))[1]);
     const fleet = join(dir, 'tiny.yaml');
-    await writeFile(
-      fleet,
-      [
-        'name: tiny',
-        'seed: 1',
-        'start: now-10m',
-        'duration: 10m',
-        'speed: 600',
-        'vendor: simulator',
-        'sites:',
-        '  - id: tiny-01',
-        '    residents:',
-        '      - id: p-tiny-01',
-        '        devices:',
-        '          - { type: pulse-oximeter, interval: 1m }',
-        '',
-      ].join('\n'),
-    );
+    await writeFile(fleet, TINY_FLEET);
     const common = ['--registry', registry, '--data-dir', dataDir, '--influx-url', lab.influx.url];
     const sim = await runCli([
       ...['simulate', '--fleet', fleet, '--mqtt-url', `mqtt://127.0.0.1:${mqttPort}`, '--verify'],
