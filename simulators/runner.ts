@@ -67,22 +67,35 @@ export interface RunOptions {
 /** The gateway's default limit for readings ahead of its clock (`--max-future`). */
 const MAX_FUTURE_MS = 5 * 60_000;
 
-const sleep = (ms: number, signal?: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    if (ms <= 0 || signal?.aborted) return resolve();
-    const timer = setTimeout(resolve, ms);
-    signal?.addEventListener(
-      'abort',
-      () => {
+/**
+ * Sleeps that end early when the run's signal aborts, with one listener on the signal for all of
+ * them: every device sleeps at once, and a listener per sleep passed Node's limit of 10
+ * (MaxListenersExceededWarning in `npm run lab`). `dispose` takes that listener off again, as a
+ * scheduled fleet runs many times on one signal.
+ */
+function createSleeper(signal: AbortSignal | undefined) {
+  const waking = new Set<() => void>();
+  const onAbort = () => {
+    for (const wake of waking) wake();
+  };
+  signal?.addEventListener('abort', onAbort, { once: true });
+  const sleep = (ms: number) =>
+    new Promise<void>((resolve) => {
+      if (ms <= 0 || signal?.aborted) return resolve();
+      const wake = () => {
         clearTimeout(timer);
+        waking.delete(wake);
         resolve();
-      },
-      { once: true },
-    );
-  });
+      };
+      const timer = setTimeout(wake, ms);
+      waking.add(wake);
+    });
+  return { sleep, dispose: () => signal?.removeEventListener('abort', onAbort) };
+}
 
 export async function runFleet(opts: RunOptions): Promise<{ counters: RunCounters; record: RunRecord }> {
   const { plan } = opts;
+  const { sleep, dispose } = createSleeper(opts.signal);
   const counters = emptyCounters(plan.devices.length);
   const record: RunRecord = { acked: new Map(), invalid: [], feedback: new Map() };
   const realStart = Date.now();
@@ -139,12 +152,12 @@ export async function runFleet(opts: RunOptions): Promise<{ counters: RunCounter
                 () => false,
               ),
             new Promise<boolean>((r) => client.once('close', () => r(false))),
-            sleep(30_000, opts.signal).then(() => false),
+            sleep(30_000).then(() => false),
           ]);
           if (ready) return client;
         }
         client.end(true);
-        await sleep(Math.min(5000, 200 * 2 ** attempt), opts.signal);
+        await sleep(Math.min(5000, 200 * 2 ** attempt));
       }
       return undefined;
     } finally {
@@ -178,7 +191,7 @@ export async function runFleet(opts: RunOptions): Promise<{ counters: RunCounter
     if (client) counters.connected++;
     for (const msg of pd.stream()) {
       if (opts.signal?.aborted) break;
-      await sleep(realTimeOf(msg.t) - Date.now(), opts.signal);
+      await sleep(realTimeOf(msg.t) - Date.now());
       if (opts.signal?.aborted) break;
       if (msg.disconnectBefore) {
         // Offline: the connection dies without DISCONNECT, so the broker sends the last will.
@@ -243,7 +256,7 @@ export async function runFleet(opts: RunOptions): Promise<{ counters: RunCounter
     }
     // Stay connected until the simulated period is over, as a quiet device would, then give
     // feedback for the last messages a moment to arrive and leave cleanly.
-    await sleep(realTimeOf(plan.fleet.start + plan.fleet.durationMs) - Date.now(), opts.signal);
+    await sleep(realTimeOf(plan.fleet.start + plan.fleet.durationMs) - Date.now());
     if (client) {
       await sleep(opts.remember ? 500 : 0);
       await client.endAsync().catch(() => undefined);
@@ -256,6 +269,7 @@ export async function runFleet(opts: RunOptions): Promise<{ counters: RunCounter
     await Promise.all(plan.devices.map((pd) => runDevice(pd)));
   } finally {
     clearInterval(timer);
+    dispose();
   }
   opts.onProgress?.(counters);
   return { counters, record };

@@ -131,7 +131,7 @@ export function buildApp(
   // openSpoolFile: the spool's file seam for disk-fault tests; opsToken: config/load.ts loadOpsToken.
   opts: { log?: Logger; openSpoolFile?: SpoolOptions['openFile']; opsToken?: string } = {},
 ) {
-  const log = opts.log ?? createLogger({ level: config.logLevel });
+  const log = opts.log ?? createLogger({ level: config.logLevel, format: config.logFormat });
   checkJobSchedules(config.jobs);
   checkOpsExposure(config, opts.opsToken);
   const schemas = loadSchemas(config.schemasDir);

@@ -12,6 +12,8 @@ export const ERROR_CODES = {
   LL_SCHEMA_UNKNOWN: 'No schema is loaded for the requested device type or version',
   LL_INFLUX_UNAVAILABLE: 'InfluxDB could not be reached or refused the request',
   LL_LISTEN_FAILED: 'A network listener could not be started',
+  LL_DATA_DIR_LOCKED: 'Another gateway is running on the same data folder',
+  LL_DATA_DIR_UNUSABLE: 'The data folder cannot be created or written',
   LL_INPUT_INVALID: 'A file or value given on the command line is invalid',
   LL_EXPORT_INCOMPLETE: 'An export stopped before its last row; what was written is incomplete',
   LL_SPOOL_WRITE_FAILED: 'A spool write failed (full disk, I/O error); the readings were not acknowledged',

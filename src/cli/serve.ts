@@ -1,9 +1,17 @@
-// `livinglab serve`: run the gateway until SIGINT/SIGTERM, then stop in order.
+// `livinglab serve`: take the data folder, run the gateway until SIGINT/SIGTERM, then stop in order.
+// A signal stops the process in every state, start-up included: a start stuck on a slow disk or an
+// InfluxDB that accepts connections but never answers is not waited for (what it has opened is
+// stopped; the spool is safe on disk as after a crash), and a hard deadline ends the process if
+// even stopping hangs.
 import type { Command } from 'commander';
-import { buildApp } from '../app.js';
+import { type App, buildApp } from '../app.js';
 import { loadOpsToken } from '../config/load.js';
+import { lockDataDir } from '../storage/data-lock.js';
 import { type FleetScheduler, startFleets } from './fleet-schedule.js';
 import { addServeOptions, type CommonFlags, configFromFlags } from './options.js';
+
+/** Beyond the drain's shutdown deadline, how long stopping may take before the process just exits. */
+const STOP_MARGIN_MS = 10_000;
 
 export function registerServeCommand(program: Command, env: Record<string, string | undefined>): void {
   addServeOptions(
@@ -15,13 +23,30 @@ export function registerServeCommand(program: Command, env: Record<string, strin
       .option('--fleet <file...>', 'also run these simulated fleets (on their `schedule`, or once at start)'),
   ).action(async (opts: CommonFlags & { fleet?: string[] }) => {
     const config = configFromFlags(opts, env);
-    const opsToken = loadOpsToken(config, env);
-    const app = buildApp(config, opsToken ? { opsToken } : {});
+    // The lock first, before anything reads the spool: a second gateway on this folder stops here.
+    const lock = await lockDataDir(config.dataDir);
+    let app: App;
+    try {
+      const opsToken = loadOpsToken(config, env);
+      app = buildApp(config, opsToken ? { opsToken } : {});
+    } catch (err) {
+      await lock.release();
+      throw err;
+    }
     let fleets: FleetScheduler | undefined;
+    let stopping = false;
     const stop = async (signal: string) => {
+      if (stopping) return;
+      stopping = true;
       app.log.info({ signal }, 'stopping');
+      setTimeout(() => {
+        app.log.error({ signal }, 'could not stop within the shutdown deadline; exiting');
+        app.log.flush();
+        process.exit(1);
+      }, config.shutdownTimeoutMs + STOP_MARGIN_MS).unref();
       await fleets?.stop();
       await app.stop();
+      await lock.release();
       app.log.flush();
       process.exit(0);
     };
@@ -30,14 +55,20 @@ export function registerServeCommand(program: Command, env: Record<string, strin
     try {
       await app.start();
     } catch (err) {
+      // Stopped by a signal half-way: what failed then is the stop's doing, and stop() exits.
+      if (stopping) return;
       await app.stop().catch(() => undefined);
+      await lock.release();
       throw err;
     }
+    // A signal during start-up: stop() owns the rest.
+    if (stopping) return;
     if (opts.fleet?.length) {
       try {
         fleets = startFleets(app, opts.fleet, env);
       } catch (err) {
         await app.stop().catch(() => undefined);
+        await lock.release();
         throw err;
       }
     }

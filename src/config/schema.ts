@@ -98,6 +98,12 @@ export const CONFIG_SCHEMA = Type.Object(
       "The lab's IANA time zone (for example Europe/Copenhagen): the day a daily report covers and the clock job schedules follow (empty: the system's)",
       { format: 'time-zone' },
     ),
+    logFormat: choice(
+      ['auto', 'json', 'pretty'],
+      'auto',
+      'Log format on stderr: json (one JSON object a line), pretty (readable lines), auto (pretty on a terminal, json otherwise)',
+      { flag: '--log-format <format>' },
+    ),
     mqtt: group({
       host: text(
         '',

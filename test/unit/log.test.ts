@@ -3,7 +3,7 @@
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { GatewayError } from '../../src/errors.js';
-import { createLogger } from '../../src/log.js';
+import { createLogger, formatLogLine } from '../../src/log.js';
 
 function sink(): { lines: Record<string, unknown>[]; stream: Writable } {
   const lines: Record<string, unknown>[] = [];
@@ -42,5 +42,43 @@ describe('createLogger', () => {
       options: { password: '[redacted]', token: '[redacted]' },
       payload: '[redacted]',
     });
+  });
+});
+
+describe('formatLogLine (--log-format pretty)', () => {
+  it('prints time, level, module, message and the other fields as key=value', () => {
+    const line = JSON.stringify({
+      level: 30,
+      time: '2026-11-29T14:52:28.554Z',
+      service: 'livinglab',
+      module: 'broker',
+      port: 1883,
+      host: '0.0.0.0',
+      msg: 'MQTT listener started',
+    });
+    expect(formatLogLine(line)).toBe(
+      '14:52:28.554 INFO  [broker] MQTT listener started port=1883 host=0.0.0.0\n',
+    );
+  });
+
+  it('shows an error as type, code and message, with its stack at error level', () => {
+    const line = JSON.stringify({
+      level: 50,
+      time: '2026-11-29T14:52:28.554Z',
+      err: {
+        type: 'Error',
+        code: 'ENOSPC',
+        message: 'no space left',
+        stack: 'Error: no space left\n    at f (x.js:1:1)',
+      },
+      msg: 'spool write failed',
+    });
+    expect(formatLogLine(line)).toBe(
+      '14:52:28.554 ERROR spool write failed err="Error ENOSPC: no space left"\n    at f (x.js:1:1)\n',
+    );
+  });
+
+  it('passes a line that is not JSON through unchanged', () => {
+    expect(formatLogLine('not json')).toBe('not json\n');
   });
 });
