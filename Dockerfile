@@ -21,8 +21,11 @@ COPY simulators/scenarios ./simulators/scenarios
 RUN mkdir -p /lab /data && chown node:node /lab /data
 USER node
 VOLUME ["/lab", "/data"]
-EXPOSE 1883 8080
+# 8883 MQTT over TLS, 8080 the API (HTTPS once TLS is configured), 1883 plain MQTT (loopback once
+# TLS is configured), 8084 MQTT over secure WebSocket when enabled, 9464 the ops listener.
+EXPOSE 8883 8080 1883 8084 9464
+# The ops listener's /healthz: plain HTTP on loopback whether or not the API is served over HTTPS.
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s \
-  CMD node -e "fetch('http://127.0.0.1:8080/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
+  CMD node -e "fetch('http://127.0.0.1:9464/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
 ENTRYPOINT ["node", "bin/livinglab.js"]
 CMD ["serve", "--registry", "/lab/lab.yaml", "--data-dir", "/data", "--influx-url", "http://influxdb:8086"]

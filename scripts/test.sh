@@ -8,6 +8,8 @@ bash scripts/ensure-system.sh influxdb:influxd mosquitto:mosquitto mosquitto-cli
 [ -d node_modules ] || npm ci
 npm run --silent typecheck
 npm run --silent lint
+# Tests that start `livinglab` as a user would run the built CLI (bin/ → dist/): never a stale one.
+npm run --silent build
 mkdir -p .tmp
 status=0
 npx vitest run --reporter=default --reporter=json --outputFile.json=.tmp/vitest.json "$@" || status=$?

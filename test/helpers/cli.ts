@@ -1,9 +1,22 @@
 // Runs the `livinglab` command line from source in a child process, as a user would run it, and
 // collects what it printed and its exit code. It never runs a command in the test's own process.
 import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
+
+let scratch: string | undefined;
+/** One temporary data folder per test process, for commands run without a data folder of their own. */
+function scratchDataDir(): string {
+  if (!scratch) {
+    const dir = mkdtempSync(join(tmpdir(), 'll-cli-scratch-'));
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+    scratch = dir;
+  }
+  return scratch;
+}
 
 export interface CliResult {
   code: number;
@@ -26,7 +39,9 @@ export async function runCli(
       // A command that hangs is killed rather than left running after its test.
       timeout: timeoutMs,
       killSignal: 'SIGKILL',
-      ...(env ? { env: { ...process.env, ...env } } : {}),
+      // A command that edits the registry appends to the audit log of its data folder: never the
+      // repository's data/ (a test that means a data folder names it with --data-dir or env).
+      env: { ...process.env, LIVINGLAB_DATA_DIR: scratchDataDir(), ...env },
     });
     let stdout = '';
     let stderr = '';

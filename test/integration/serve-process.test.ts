@@ -20,7 +20,7 @@ vi.setConfig({ testTimeout: 90_000 });
 
 const lab = useLab();
 const DEVICE = { id: 'lock-ox-1', type: 'pulse-oximeter', site: 'lock' };
-const BANNER = /MQTT on port (\d+), HTTP on http:\/\/localhost:(\d+)/;
+const BANNER = /MQTT on port (\d+), HTTP on https?:\/\/localhost:(\d+)\S*, ops \(\/readyz, \/metrics\) on \S+:(\d+)/;
 const figure = (name: string, f: object) => console.log(`[serve] ${name}: ${JSON.stringify(f)}`);
 
 let dir = '';
@@ -45,6 +45,7 @@ function serve(dataDir: string, influxUrl: string, extra: string[] = []): ServeP
       'serve_proc',
     ],
     ...['--mqtt-host', '127.0.0.1', '--mqtt-port', '0', '--http-host', '127.0.0.1', '--http-port', '0'],
+    ...['--ops-port', '0'],
     ...['--flush-interval', '100ms', ...extra],
   ]);
   onTestFinished(() => p.kill());
@@ -214,10 +215,10 @@ describe('the lab demo (`npm run lab`: serve with the demo fleet)', () => {
   it('prints readable log lines with --log-format pretty and no Node warning while the fleet connects', async () => {
     const demo = new URL('../../simulators/fleets/demo.yaml', import.meta.url).pathname;
     const gw = serve(join(dir, 'demo'), await closedPortUrl(), ['--fleet', demo, '--log-format', 'pretty']);
-    const httpPort = Number((await gw.waitFor(BANNER))[2]);
+    const opsPort = Number((await gw.waitFor(BANNER))[3]);
     // Every demo device connected: each one has slept on the fleet's abort signal by then.
     const connected = async () =>
-      (await scrapeMetrics(httpPort))
+      (await scrapeMetrics(opsPort))
         .split('\n')
         .filter((l) => l.startsWith('livinglab_connected_devices{'))
         .reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);

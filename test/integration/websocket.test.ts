@@ -222,7 +222,7 @@ describe('MQTT over WebSocket on /mqtt', () => {
 
   it('counts the bytes of an unfinished WebSocket message against the pre-authentication budget', async () => {
     const metric = async () =>
-      (await readMetric(lab.gw.app.httpPort, 'livinglab_preauth_buffered_bytes')) ?? 0;
+      (await readMetric(lab.gw.app.opsPort, 'livinglab_preauth_buffered_bytes')) ?? 0;
     const ws = new WebSocket(wsUrl(), ['mqtt']);
     await once(ws, 'open');
     // A masked binary frame announcing 12,000 bytes, of which 8,000 are sent: ws holds them, waiting
@@ -254,7 +254,7 @@ describe('MQTT over WebSocket on /mqtt', () => {
     const [err] = (await once(third, 'error')) as [Error];
     expect(err.message).toMatch(/socket hang up|ECONNRESET/);
     expect(
-      await readMetric(gw.app.httpPort, 'livinglab_connections_refused_total{reason="rate-limit"}'),
+      await readMetric(gw.app.opsPort, 'livinglab_connections_refused_total{reason="rate-limit"}'),
     ).toBe(1);
     for (const ws of open) ws.terminate();
   });
@@ -274,7 +274,7 @@ describe('MQTT over WebSocket on /mqtt', () => {
     const [err] = (await once(third, 'error')) as [Error];
     expect(err.message).toMatch(/socket hang up|ECONNRESET/);
     const refused = 'livinglab_connections_refused_total{reason="max-connections"}';
-    expect(await readMetric(gw.app.httpPort, refused)).toBe(1);
+    expect(await readMetric(gw.app.opsPort, refused)).toBe(1);
     // A connection that ends makes room again.
     await overTcp.endAsync();
     const again = await eventually(

@@ -126,7 +126,7 @@ describe('the certificate rule in the registry', () => {
     expect((await readRegistryFile(file)).devices[0]).not.toHaveProperty('certificate');
     writeFileSync(
       file,
-      `version: 1\nsites: [{id: odense}]\ndevices:\n  - {id: ox-0001, type: pulse-oximeter, schemaVersion: 1, site: odense, vendor: acme, passwordHash: "$7$1$a$b", certificate: {fingerprint256: "AB:CD"}}\n`,
+      `version: 1\nsites: [{id: odense}]\ndevices:\n  - {id: ox-0001, type: pulse-oximeter, schemaVersion: 1, site: odense, vendor: acme, certificate: {fingerprint256: "AB:CD"}}\n`,
     );
     await expect(readRegistryFile(file)).rejects.toMatchObject({
       code: 'LL_REGISTRY_PARSE',

@@ -60,12 +60,39 @@ describe('docker-compose.yml and Dockerfile', () => {
     expect(secrets('prometheus')).toContain('ops_token');
   });
 
+  it('publishes only MQTT over TLS and the HTTPS API beyond this machine, with TLS configured', () => {
+    const published = Object.entries(compose.services).flatMap(([name, svc]) =>
+      ((svc as { ports?: string[] }).ports ?? []).map((p) => ({ name, p: String(p) })),
+    );
+    expect(published.length).toBeGreaterThan(0);
+    for (const { name, p } of published) {
+      // "127.0.0.1:3000:3000" is this machine only; "8883:8883" is every interface.
+      if (p.startsWith('127.0.0.1:')) continue;
+      expect(`${name} ${p}`).toMatch(/^gateway (8883:8883|8080:8080|8084:8084)$/);
+    }
+    expect(published).toContainEqual({ name: 'grafana', p: '127.0.0.1:3000:3000' });
+    expect(published).toContainEqual({ name: 'influxdb', p: '127.0.0.1:8086:8086' });
+    const env = compose.services.gateway?.environment ?? {};
+    for (const file of ['LIVINGLAB_TLS_CERT', 'LIVINGLAB_TLS_KEY'])
+      expect(env[file]).toMatch(/^\/lab\/tls\//);
+  });
+
+  it('starts Grafana only with an admin password from the environment, anonymous access off', () => {
+    const env = compose.services.grafana?.environment ?? {};
+    // ${VAR:?message}: compose refuses to start while the variable is unset or empty.
+    expect(env.GF_SECURITY_ADMIN_PASSWORD).toMatch(/^\$\{GRAFANA_ADMIN_PASSWORD:\?.+\}$/);
+    expect(env.GF_AUTH_ANONYMOUS_ENABLED).toBe('false');
+    expect(readFileSync(`${ROOT}docker-compose.yml`, 'utf8')).not.toMatch(/admin\s*\/\s*admin/);
+  });
+
   it('copies only files that exist, runs as a non-root user and has a health check', () => {
     for (const m of dockerfile.matchAll(/^COPY (?!--from)(.+) \S+$/gm)) {
       for (const src of (m[1] as string).split(' ')) expect(existsSync(`${ROOT}${src}`), src).toBe(true);
     }
     expect(dockerfile).toMatch(/^USER node$/m);
-    expect(dockerfile).toMatch(/^HEALTHCHECK .*\n.*\/healthz/m);
+    // On the ops listener: plain HTTP on loopback, whether or not the API is served over HTTPS.
+    expect(dockerfile).toMatch(/^HEALTHCHECK .*\n.*http:\/\/127\.0\.0\.1:9464\/healthz/m);
+    expect(dockerfile).toMatch(/^FROM node:24-/m);
   });
 });
 
