@@ -183,8 +183,12 @@ describe('readiness and metrics are on the ops listener', () => {
     expect((failure as Error).message).toContain('LIVINGLAB_OPS_TOKEN');
     // The same through `livinglab serve`: exit 2 with that message, nothing started.
     const serve = await runCli(
-      ['serve', '--registry', lab.gw.registryFile, '--data-dir', join(lab.gw.dir, 'serve-data')]
-        .concat(['--mqtt-port', '0', '--http-port', '0']),
+      ['serve', '--registry', lab.gw.registryFile, '--data-dir', join(lab.gw.dir, 'serve-data')].concat([
+        '--mqtt-port',
+        '0',
+        '--http-port',
+        '0',
+      ]),
       {
         env: { LIVINGLAB_LISTENERS_OPS_HOST: '0.0.0.0', LIVINGLAB_OPS_TOKEN: '' },
       },

@@ -20,7 +20,8 @@ vi.setConfig({ testTimeout: 90_000 });
 
 const lab = useLab();
 const DEVICE = { id: 'lock-ox-1', type: 'pulse-oximeter', site: 'lock' };
-const BANNER = /MQTT on port (\d+), HTTP on https?:\/\/localhost:(\d+)\S*, ops \(\/readyz, \/metrics\) on \S+:(\d+)/;
+const BANNER =
+  /MQTT on port (\d+), HTTP on https?:\/\/localhost:(\d+)\S*, ops \(\/readyz, \/metrics\) on \S+:(\d+)/;
 const figure = (name: string, f: object) => console.log(`[serve] ${name}: ${JSON.stringify(f)}`);
 
 let dir = '';

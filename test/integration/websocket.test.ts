@@ -253,9 +253,9 @@ describe('MQTT over WebSocket on /mqtt', () => {
     const third = new WebSocket(url, ['mqtt']);
     const [err] = (await once(third, 'error')) as [Error];
     expect(err.message).toMatch(/socket hang up|ECONNRESET/);
-    expect(
-      await readMetric(gw.app.opsPort, 'livinglab_connections_refused_total{reason="rate-limit"}'),
-    ).toBe(1);
+    expect(await readMetric(gw.app.opsPort, 'livinglab_connections_refused_total{reason="rate-limit"}')).toBe(
+      1,
+    );
     for (const ws of open) ws.terminate();
   });
 
