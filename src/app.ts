@@ -47,7 +47,12 @@ function wireIngestion(
   // Logins hash on their own thread, off the spool's libuv pool (docs/architecture.md, Pitfalls).
   const hashPool = createHashPool({ maxPending: config.auth.maxPendingVerifications });
   const verifier = createPasswordVerifier({ hash: hashPool.hash });
-  const broker = createBroker({ config, registry, verifier, log: child('broker'), tlsMaterial });
+  // Liveness decides every device's retained status; created below, called only once the broker runs.
+  const broker = createBroker({
+    ...{ config, registry, verifier, log: child('broker'), tlsMaterial },
+    onSession: (device, event) => liveness.session(device, event),
+    beforeListening: () => liveness.restoreStatuses(),
+  });
   const sources: MessageSource[] = [broker];
   const liveness = createLiveness({
     registry,
@@ -166,6 +171,7 @@ export function buildApp(
     await registry.start();
     warnDevicesWithoutSchema(registry.current().devices.values(), schemas, log);
     await storage.start();
+    await liveness.start();
     for (const source of sources) await source.start(pipeline);
     if (tls) https?.use(tls);
     httpPort = await listenHttp(http, { ...config.http, name: 'HTTP', flag: '--http-port' });
@@ -189,6 +195,7 @@ export function buildApp(
     for (const source of sources.toReversed()) await source.stop();
     await ingestion.hashPool.stop();
     await pipeline.settle();
+    await liveness.stop();
     await storage.stop(wasStarted ? config.shutdownTimeoutMs : undefined);
     await registry.stop();
     tls?.stop();

@@ -24,7 +24,7 @@ import { type AuthStats, createHooks, type Hooks } from './hooks.js';
 import { listenTcp, listenTls, type TlsSocketHandlers } from './listener.js';
 import { enforceRegistry } from './registry-enforcement.js';
 import { createIndexedPersistence } from './retained-index.js';
-import { publishDeviceStatus } from './status-publisher.js';
+import { publishDeviceStatus, type SessionListener } from './status-publisher.js';
 import { listenWebSocket, type WsHandlers } from './ws-listener.js';
 
 /** The embedded source: `publish` goes out as the gateway (no ACL), resolved once aedes has routed it. */
@@ -61,6 +61,13 @@ export interface BrokerDeps {
   log: Logger;
   /** The server's TLS material, read when the broker starts; none: no TLS listener. */
   tlsMaterial?: () => TlsMaterial | undefined;
+  /** Decides device status from session starts and ends (jobs/liveness.ts); none: online while connected. */
+  onSession?: SessionListener;
+  /**
+   * Runs once aedes is up and before any listener opens: where retained messages are put back,
+   * since aedes' persistence keeps them in memory only and no client may see the broker without them.
+   */
+  beforeListening?: () => Promise<void>;
 }
 
 const clientsOf = (a: Aedes) => (a as unknown as { clients: Record<string, Client> }).clients;
@@ -131,11 +138,18 @@ function isClientBackedUp(a: Aedes | undefined, clientId: string, bytes: number)
 /** The broker's own reactions to clients: login, status, errors, and registry changes. */
 function watchClients(
   a: Aedes,
-  deps: { hooks: Hooks; gate: ConnectionGate; publish: Broker['publish']; registry: Registry; log: Logger },
+  deps: {
+    hooks: Hooks;
+    gate: ConnectionGate;
+    publish: Broker['publish'];
+    registry: Registry;
+    log: Logger;
+    onSession: SessionListener | undefined;
+  },
 ): void {
-  const { hooks, log } = deps;
+  const { hooks, log, onSession } = deps;
   a.on('client', (client) => deps.gate.loggedIn(client));
-  publishDeviceStatus(a, { hooks, publish: deps.publish, clients: () => clientsOf(a), log });
+  publishDeviceStatus(a, { hooks, publish: deps.publish, clients: () => clientsOf(a), log, onSession });
   a.on('clientError', (client, err) => log.debug({ clientId: client.id, err }, 'client error'));
   a.on('connectionError', (client, err) => log.debug({ clientId: client.id, err }, 'connection error'));
   deps.registry.on('changed', (next) => enforceRegistry(Object.values(clientsOf(a)), next, hooks, log));
@@ -330,7 +344,8 @@ export function createBroker(deps: BrokerDeps): Broker {
       ingestion = consumer;
       const a = await createAedes(config, hooks);
       aedes = a;
-      watchClients(a, { hooks, gate, publish, registry, log });
+      watchClients(a, { hooks, gate, publish, registry, log, onSession: deps.onSession });
+      await deps.beforeListening?.();
       ports = await openListeners(deps, gate, sockets, (c, opts) => acceptConnection(a, c, opts), servers);
     },
     async stop() {

@@ -55,6 +55,8 @@ export interface DataPaths {
   readonly simulations: string;
   /** The last successful run of each daily job, so missed runs are caught up (jobs/scheduler.ts). */
   readonly jobsState: string;
+  /** Each device's last seen time, silence, battery warning and retained status (jobs/liveness-state.ts). */
+  readonly livenessState: string;
   /** The running gateway's lock socket (storage/data-lock.ts). */
   readonly lock: string;
   /** Where a log rotated at `at` goes; the time is in the name, with ":" and "." made file-safe. */
@@ -70,6 +72,7 @@ export function resolveDataPaths(dataDir: string): DataPaths {
     reports: join(dataDir, 'reports'),
     simulations: join(dataDir, 'simulations'),
     jobsState: join(dataDir, 'jobs.json'),
+    livenessState: join(dataDir, 'liveness.json'),
     lock: join(dataDir, 'lock'),
     rotatedLog: (log, at) => join(dataDir, `${log}-${at.toISOString().replace(/[:.]/g, '-')}.ndjson`),
   };

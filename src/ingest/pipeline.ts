@@ -23,6 +23,9 @@ import { parseTopic } from './route.js';
 import type { Ingestion, OversizeReport } from './source.js';
 import { validatePayload } from './validate.js';
 
+/** A device's own status topic ends so (`lab/{site}/{type}/{id}/status`). */
+const STATUS_SUFFIX = '/status';
+
 export interface PipelineStats {
   messages: number;
   readingsAccepted: number;
@@ -48,7 +51,11 @@ export interface PipelineDeps {
   feedbackBudget?: Pick<FeedbackBudget, 'take'>;
   window: TimeWindow;
   maxBatchReadings: number;
-  /** Told of each message a device sends, before it is read (side notifications only). */
+  /**
+   * Told of each message a device sends, before it is read (side notifications only); not of its
+   * `status` messages: a birth message or a last will says the connection changed, not that the
+   * device reports (jobs/liveness.ts).
+   */
   onReceived?: (deviceId: string) => void;
   /** Told of the battery level (an integer field `battery`) in a device's last accepted reading. */
   onBattery?: (deviceId: string, level: number) => void;
@@ -198,7 +205,8 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     rejectedLastHour: () => recent.lastHour(),
     accept,
     async handle(message) {
-      if (message.identity.kind === 'device') deps.onReceived?.(message.identity.id);
+      if (message.identity.kind === 'device' && !message.topic.endsWith(STATUS_SUFFIX))
+        deps.onReceived?.(message.identity.id);
       const accepting = accept(message);
       inFlight.add(accepting);
       try {

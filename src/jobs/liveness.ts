@@ -2,14 +2,32 @@
 // offline (retained `status`, a line in the event log, a metric, an optional webhook), and online
 // again as soon as it reports; and a device whose battery runs low is reported once (event log,
 // metric, webhook). Devices without an interval in the registry are not judged silent.
+// One rule for the retained status and the metrics: a device is `online` while it is connected and
+// not judged silent. A connection alone is not reporting: a silent device that connects stays
+// `offline` (and counted silent) until a message of data arrives; its own `status` messages (a
+// birth message, its last will) are not data. Liveness is the one publisher of the gateway's
+// status messages, and its state survives a restart (liveness-state.ts): a silent device stays
+// silent, a battery warning is not given twice, and every device's retained status is put back.
 import { appendFile, mkdir } from 'node:fs/promises';
 import { resolveDataPaths } from '../config/data-paths.js';
 import { parseDuration } from '../config/duration.js';
 import type { Logger } from '../log.js';
 import type { Registry } from '../registry/registry.js';
 import type { Device } from '../registry/types.js';
+import {
+  createThrottledWriter,
+  type DeviceLiveness,
+  type DeviceStatus,
+  readLivenessState,
+  serialiseLivenessState,
+  type WriterClock,
+  writeStateFile,
+} from './liveness-state.js';
 
 export const SILENT_INTERVALS = 3;
+
+/** The state file is written at most this often (and at stop): not once per reading. */
+export const STATE_WRITE_INTERVAL_MS = 5_000;
 
 export interface LivenessEvent {
   readonly at: string;
@@ -33,10 +51,19 @@ const EVENT_MESSAGES: Record<LivenessEvent['event'], string> = {
 };
 
 export interface Liveness {
+  /** Reads the state the last run left; before it nothing is written. Call before the broker starts. */
+  start(): Promise<void>;
+  /** Puts back every known device's retained status (aedes forgets them on restart): `offline`,
+   * since no device is connected yet. Called by the broker before its listeners open. */
+  restoreStatuses(): Promise<void>;
+  /** Writes the state; after the message sources have stopped. Idempotent. */
+  stop(): Promise<void>;
   /** A message from the device arrived (called on the ingest path: cheap). */
   observe(deviceId: string): void;
   /** The device's latest battery level (from its readings). */
   observeBattery(deviceId: string, level: number): void;
+  /** A device's MQTT session began or ended (a takeover by its own new connection is neither). */
+  session(device: Device, event: 'connected' | 'disconnected'): void;
   readonly batteryLow: ReadonlySet<string>;
   /** Marks devices silent for too long offline; run by the scheduler. */
   check(): Promise<void>;
@@ -49,9 +76,12 @@ export interface LivenessDeps {
   registry: Registry;
   dataDir: string;
   log: Logger;
-  publishStatus: (device: Device, status: 'online' | 'offline') => Promise<void>;
+  publishStatus: (device: Device, status: DeviceStatus) => Promise<void>;
   webhook?: string;
   now?: () => number;
+  /** The state file writer's timers (tests); its `now` is this clock's too. */
+  writerClock?: WriterClock;
+  stateWriteIntervalMs?: number;
 }
 
 async function postWebhook(url: string, event: LivenessEvent, log: Logger): Promise<void> {
@@ -73,14 +103,74 @@ async function postWebhook(url: string, event: LivenessEvent, log: Logger): Prom
   log.warn({ event: event.event, deviceId: event.deviceId }, 'webhook not delivered after retries');
 }
 
-export function createLiveness(deps: LivenessDeps): Liveness {
-  const now = deps.now ?? Date.now;
-  const startedAt = now();
+/** What liveness holds in memory; `snapshot()` is what the state file gets. */
+function createLivenessMemory() {
   const seen = new Map<string, number>();
   const silent = new Set<string>();
-  const transitions = { offline: 0, online: 0 };
   const batteryLow = new Set<string>();
-  const eventsFile = resolveDataPaths(deps.dataDir).eventsLog;
+  const statuses = new Map<string, DeviceStatus>();
+  return {
+    seen,
+    silent,
+    batteryLow,
+    statuses,
+    snapshot(): Map<string, DeviceLiveness> {
+      const out = new Map<string, DeviceLiveness>();
+      for (const id of new Set([...seen.keys(), ...silent, ...batteryLow, ...statuses.keys()])) {
+        const lastSeen = seen.get(id);
+        const status = statuses.get(id);
+        out.set(id, {
+          ...(lastSeen !== undefined ? { lastSeen } : {}),
+          silent: silent.has(id),
+          batteryLow: batteryLow.has(id),
+          ...(status ? { status } : {}),
+        });
+      }
+      return out;
+    },
+    /** Takes back the devices of a saved state that are still registered. */
+    restore(saved: ReadonlyMap<string, DeviceLiveness>, registered: (id: string) => boolean): void {
+      for (const [id, d] of saved) {
+        if (!registered(id)) continue;
+        if (d.lastSeen !== undefined) seen.set(id, d.lastSeen);
+        if (d.silent) silent.add(id);
+        if (d.batteryLow) batteryLow.add(id);
+        if (d.status) statuses.set(id, d.status);
+      }
+    },
+  };
+}
+
+export function createLiveness(deps: LivenessDeps): Liveness {
+  const now = deps.now ?? Date.now;
+  // Until start(): the grace a device gets before it can be judged silent begins at start, so the
+  // time the gateway was down never counts against a device.
+  let startedAt = now();
+  const transitions = { offline: 0, online: 0 };
+  const memory = createLivenessMemory();
+  const { seen, silent, batteryLow, statuses } = memory;
+  const paths = resolveDataPaths(deps.dataDir);
+  const eventsFile = paths.eventsLog;
+  const writer = createThrottledWriter({
+    snapshot: () => serialiseLivenessState(memory.snapshot(), now()),
+    write: writeStateFile(paths.livenessState),
+    intervalMs: deps.stateWriteIntervalMs ?? STATE_WRITE_INTERVAL_MS,
+    log: deps.log,
+    ...(deps.writerClock ? { clock: deps.writerClock } : {}),
+  });
+  // Nothing is written before the saved state is read: a start never overwrites what it has not read.
+  let started = false;
+  const changed = () => {
+    if (started) writer.changed();
+  };
+  const deviceOf = (id: string) => deps.registry.current().devices.get(id);
+  const logFailure = (err: Error) => deps.log.error({ err }, 'liveness event failed');
+
+  const publish = async (device: Device, status: DeviceStatus) => {
+    statuses.set(device.id, status);
+    changed();
+    await deps.publishStatus(device, status);
+  };
 
   const emit = async (
     device: Device,
@@ -100,8 +190,7 @@ export function createLiveness(deps: LivenessDeps): Liveness {
     deps.log.info({ deviceId: device.id, event }, EVENT_MESSAGES[event]);
     await mkdir(deps.dataDir, { recursive: true });
     await appendFile(eventsFile, `${JSON.stringify(e)}\n`, { mode: 0o600 });
-    if (event !== 'battery-low')
-      await deps.publishStatus(device, event === 'device-offline' ? 'offline' : 'online');
+    if (event !== 'battery-low') await publish(device, event === 'device-offline' ? 'offline' : 'online');
     if (deps.webhook) void postWebhook(deps.webhook, e, deps.log);
   };
 
@@ -109,25 +198,47 @@ export function createLiveness(deps: LivenessDeps): Liveness {
     silent,
     transitions,
     batteryLow,
+    async start() {
+      const saved = await readLivenessState(paths.livenessState, deps.log);
+      memory.restore(saved, (id) => deviceOf(id) !== undefined);
+      startedAt = now();
+      started = true;
+      if (saved.size > 0)
+        deps.log.info({ devices: saved.size, silent: silent.size }, 'liveness state restored');
+    },
+    async restoreStatuses() {
+      for (const id of statuses.keys()) {
+        const device = deviceOf(id);
+        if (device) await publish(device, 'offline');
+      }
+    },
+    async stop() {
+      if (started) await writer.stop();
+    },
+    session(device, event) {
+      // Connected but judged silent: stays offline until it reports (see the header).
+      if (event === 'connected' && silent.has(device.id)) return;
+      publish(device, event === 'connected' ? 'online' : 'offline').catch((err: Error) =>
+        deps.log.warn({ deviceId: device.id, err }, 'could not publish status'),
+      );
+    },
     observeBattery(deviceId, level) {
-      if (level > BATTERY_OK) batteryLow.delete(deviceId);
+      if (level > BATTERY_OK && batteryLow.delete(deviceId)) changed();
       if (level > BATTERY_LOW || batteryLow.has(deviceId)) return;
       batteryLow.add(deviceId);
-      const device = deps.registry.current().devices.get(deviceId);
-      if (device)
-        emit(device, 'battery-low', undefined, level).catch((err: Error) =>
-          deps.log.error({ err }, 'liveness event failed'),
-        );
+      changed();
+      const device = deviceOf(deviceId);
+      if (device) emit(device, 'battery-low', undefined, level).catch(logFailure);
     },
     lastSeen: (id) => seen.get(id),
     observe(deviceId) {
       seen.set(deviceId, now());
+      changed();
       if (!silent.has(deviceId)) return;
       silent.delete(deviceId);
       transitions.online++;
-      const device = deps.registry.current().devices.get(deviceId);
-      if (device)
-        emit(device, 'device-online').catch((err: Error) => deps.log.error({ err }, 'liveness event failed'));
+      const device = deviceOf(deviceId);
+      if (device) emit(device, 'device-online').catch(logFailure);
     },
     async check() {
       const t = now();
@@ -136,8 +247,9 @@ export function createLiveness(deps: LivenessDeps): Liveness {
         const interval = parseDuration(device.interval);
         if (!interval) continue;
         const last = seen.get(device.id) ?? startedAt;
-        if (t - last > SILENT_INTERVALS * interval) {
+        if (t - Math.max(last, startedAt) > SILENT_INTERVALS * interval) {
           silent.add(device.id);
+          changed();
           transitions.offline++;
           await emit(device, 'device-offline', Math.round((t - last) / 1000));
         }

@@ -25,6 +25,7 @@ describe('data folder paths', () => {
       reports: '/var/lib/livinglab/reports',
       simulations: '/var/lib/livinglab/simulations',
       jobsState: '/var/lib/livinglab/jobs.json',
+      livenessState: '/var/lib/livinglab/liveness.json',
       lock: '/var/lib/livinglab/lock',
       rotatedLog: '/var/lib/livinglab/events-2026-11-22T10-00-00-123Z.ndjson',
     });
