@@ -103,33 +103,50 @@ async function postWebhook(url: string, event: LivenessEvent, log: Logger): Prom
   log.warn({ event: event.event, deviceId: event.deviceId }, 'webhook not delivered after retries');
 }
 
-/** What liveness holds in memory; `snapshot()` is what the state file gets. */
-function createLivenessMemory() {
+/**
+ * What liveness holds in memory and its state file: `changed()` after each change schedules a
+ * write; nothing is written before `load()` has read the saved state, so a start never overwrites
+ * what it has not read.
+ */
+function createLivenessMemory(deps: LivenessDeps, now: () => number) {
   const seen = new Map<string, number>();
   const silent = new Set<string>();
   const batteryLow = new Set<string>();
   const statuses = new Map<string, DeviceStatus>();
+  const file = resolveDataPaths(deps.dataDir).livenessState;
+  const snapshot = () => {
+    const out = new Map<string, DeviceLiveness>();
+    for (const id of new Set([...seen.keys(), ...silent, ...batteryLow, ...statuses.keys()])) {
+      const lastSeen = seen.get(id);
+      const status = statuses.get(id);
+      out.set(id, {
+        ...(lastSeen !== undefined ? { lastSeen } : {}),
+        silent: silent.has(id),
+        batteryLow: batteryLow.has(id),
+        ...(status ? { status } : {}),
+      });
+    }
+    return out;
+  };
+  const writer = createThrottledWriter({
+    snapshot: () => serialiseLivenessState(snapshot(), now()),
+    write: writeStateFile(file),
+    intervalMs: deps.stateWriteIntervalMs ?? STATE_WRITE_INTERVAL_MS,
+    log: deps.log,
+    ...(deps.writerClock ? { clock: deps.writerClock } : {}),
+  });
+  let loaded = false;
   return {
     seen,
     silent,
     batteryLow,
     statuses,
-    snapshot(): Map<string, DeviceLiveness> {
-      const out = new Map<string, DeviceLiveness>();
-      for (const id of new Set([...seen.keys(), ...silent, ...batteryLow, ...statuses.keys()])) {
-        const lastSeen = seen.get(id);
-        const status = statuses.get(id);
-        out.set(id, {
-          ...(lastSeen !== undefined ? { lastSeen } : {}),
-          silent: silent.has(id),
-          batteryLow: batteryLow.has(id),
-          ...(status ? { status } : {}),
-        });
-      }
-      return out;
+    changed() {
+      if (loaded) writer.changed();
     },
-    /** Takes back the devices of a saved state that are still registered. */
-    restore(saved: ReadonlyMap<string, DeviceLiveness>, registered: (id: string) => boolean): void {
+    /** Takes back the devices of the saved state that are still registered. */
+    async load(registered: (id: string) => boolean): Promise<number> {
+      const saved = await readLivenessState(file, deps.log);
       for (const [id, d] of saved) {
         if (!registered(id)) continue;
         if (d.lastSeen !== undefined) seen.set(id, d.lastSeen);
@@ -137,47 +154,30 @@ function createLivenessMemory() {
         if (d.batteryLow) batteryLow.add(id);
         if (d.status) statuses.set(id, d.status);
       }
+      loaded = true;
+      return saved.size;
+    },
+    async save() {
+      if (loaded) await writer.stop();
     },
   };
 }
 
-export function createLiveness(deps: LivenessDeps): Liveness {
-  const now = deps.now ?? Date.now;
-  // Until start(): the grace a device gets before it can be judged silent begins at start, so the
-  // time the gateway was down never counts against a device.
-  let startedAt = now();
-  const transitions = { offline: 0, online: 0 };
-  const memory = createLivenessMemory();
-  const { seen, silent, batteryLow, statuses } = memory;
-  const paths = resolveDataPaths(deps.dataDir);
-  const eventsFile = paths.eventsLog;
-  const writer = createThrottledWriter({
-    snapshot: () => serialiseLivenessState(memory.snapshot(), now()),
-    write: writeStateFile(paths.livenessState),
-    intervalMs: deps.stateWriteIntervalMs ?? STATE_WRITE_INTERVAL_MS,
-    log: deps.log,
-    ...(deps.writerClock ? { clock: deps.writerClock } : {}),
-  });
-  // Nothing is written before the saved state is read: a start never overwrites what it has not read.
-  let started = false;
-  const changed = () => {
-    if (started) writer.changed();
-  };
-  const deviceOf = (id: string) => deps.registry.current().devices.get(id);
-  const logFailure = (err: Error) => deps.log.error({ err }, 'liveness event failed');
+type Emit = (
+  device: Device,
+  event: LivenessEvent['event'],
+  silentSeconds?: number,
+  battery?: number,
+) => Promise<void>;
 
-  const publish = async (device: Device, status: DeviceStatus) => {
-    statuses.set(device.id, status);
-    changed();
-    await deps.publishStatus(device, status);
-  };
-
-  const emit = async (
-    device: Device,
-    event: LivenessEvent['event'],
-    silentSeconds?: number,
-    battery?: number,
-  ) => {
+/** One event: the gateway's log, the events log, the retained status and the webhook. */
+function createEmitter(
+  deps: LivenessDeps,
+  now: () => number,
+  publish: (device: Device, status: DeviceStatus) => Promise<void>,
+): Emit {
+  const eventsFile = resolveDataPaths(deps.dataDir).eventsLog;
+  return async (device, event, silentSeconds, battery) => {
     const e: LivenessEvent = {
       at: new Date(now()).toISOString(),
       event,
@@ -193,18 +193,33 @@ export function createLiveness(deps: LivenessDeps): Liveness {
     if (event !== 'battery-low') await publish(device, event === 'device-offline' ? 'offline' : 'online');
     if (deps.webhook) void postWebhook(deps.webhook, e, deps.log);
   };
+}
+
+export function createLiveness(deps: LivenessDeps): Liveness {
+  const now = deps.now ?? Date.now;
+  // Reset by start(): a device's grace before it can be judged silent begins when the gateway
+  // starts, so the time the gateway was down never counts against a device.
+  let startedAt = now();
+  const transitions = { offline: 0, online: 0 };
+  const memory = createLivenessMemory(deps, now);
+  const { seen, silent, batteryLow, statuses, changed } = memory;
+  const deviceOf = (id: string) => deps.registry.current().devices.get(id);
+  const logFailure = (err: Error) => deps.log.error({ err }, 'liveness event failed');
+  const publish = async (device: Device, status: DeviceStatus) => {
+    statuses.set(device.id, status);
+    changed();
+    await deps.publishStatus(device, status);
+  };
+  const emit = createEmitter(deps, now, publish);
 
   return {
     silent,
     transitions,
     batteryLow,
     async start() {
-      const saved = await readLivenessState(paths.livenessState, deps.log);
-      memory.restore(saved, (id) => deviceOf(id) !== undefined);
+      const saved = await memory.load((id) => deviceOf(id) !== undefined);
       startedAt = now();
-      started = true;
-      if (saved.size > 0)
-        deps.log.info({ devices: saved.size, silent: silent.size }, 'liveness state restored');
+      if (saved > 0) deps.log.info({ devices: saved, silent: silent.size }, 'liveness state restored');
     },
     async restoreStatuses() {
       for (const id of statuses.keys()) {
@@ -212,9 +227,7 @@ export function createLiveness(deps: LivenessDeps): Liveness {
         if (device) await publish(device, 'offline');
       }
     },
-    async stop() {
-      if (started) await writer.stop();
-    },
+    stop: () => memory.save(),
     session(device, event) {
       // Connected but judged silent: stays offline until it reports (see the header).
       if (event === 'connected' && silent.has(device.id)) return;

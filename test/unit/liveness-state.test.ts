@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { describe, expect, it, onTestFinished } from 'vitest';
+import { createLiveness } from '../../src/jobs/liveness.js';
 import {
   createThrottledWriter,
   type DeviceLiveness,
@@ -16,6 +17,8 @@ import {
   writeStateFile,
 } from '../../src/jobs/liveness-state.js';
 import { createLogger } from '../../src/log.js';
+import type { Registry } from '../../src/registry/registry.js';
+import type { Device } from '../../src/registry/types.js';
 
 function capturingLog() {
   const lines: Record<string, unknown>[] = [];
@@ -205,5 +208,51 @@ describe('liveness state file', () => {
     expect(await readLivenessState(join(dir, 'liveness.json'), log)).toEqual(new Map());
     expect(lines).toEqual([]);
     expect(await readdir(dir)).toEqual(['liveness-notes.txt']);
+  });
+});
+
+describe('liveness restarted on its state file', () => {
+  const device = (id: string, interval?: string): Device =>
+    ({ id, type: 'room-climate', site: 'lab', enabled: true, ...(interval ? { interval } : {}) }) as Device;
+  const registryOf = (devices: Device[]) =>
+    ({ current: () => ({ devices: new Map(devices.map((d) => [d.id, d])) }) }) as unknown as Registry;
+
+  async function livenessIn(dataDir: string, devices: Device[], clock: { t: number }) {
+    const statuses: string[] = [];
+    const liveness = createLiveness({
+      registry: registryOf(devices),
+      dataDir,
+      log: createLogger({ level: 'silent' }),
+      publishStatus: async (d, s) => void statuses.push(`${d.id}:${s}`),
+      now: () => clock.t,
+      writerClock: manualClock().clock,
+    });
+    await liveness.start();
+    return { liveness, statuses };
+  }
+
+  it('does not count the time the gateway was down against a device, and puts back its status as offline', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'll-liveness-'));
+    onTestFinished(() => rm(dataDir, { recursive: true, force: true }));
+    const devices = [device('d1', '1m'), device('gone', '1m')];
+    const clock = { t: Date.parse('2026-11-29T10:00:00Z') };
+    const before = await livenessIn(dataDir, devices, clock);
+    before.liveness.observe('d1');
+    before.liveness.session(devices[0] as Device, 'connected');
+    before.liveness.observeBattery('d1', 10);
+    await before.liveness.stop();
+
+    clock.t += 3_600_000; // an hour down
+    const after = await livenessIn(dataDir, [devices[0] as Device], clock);
+    expect(after.liveness.lastSeen('d1')).toBe(Date.parse('2026-11-29T10:00:00Z'));
+    expect(after.liveness.batteryLow.has('d1')).toBe(true);
+    await after.liveness.restoreStatuses();
+    expect(after.statuses).toEqual(['d1:offline']); // not connected yet, whatever it was before
+    clock.t += 170_000;
+    await after.liveness.check();
+    expect(after.liveness.silent.size).toBe(0);
+    clock.t += 20_000;
+    await after.liveness.check();
+    expect([...after.liveness.silent]).toEqual(['d1']);
   });
 });
