@@ -2,8 +2,8 @@
 // TLS listener when TLS is configured (listener.ts) and WebSocket listeners when enabled
 // (ws-listener.ts), all through the connection gate (connection-gate.ts: frame-size guard, per-address rate,
 // pre-authentication budget), connect/keepalive limits (aedes defaults: none, 30 s), the aedes
-// callbacks (hooks.ts), retained online/offline status (status-publisher.ts) and registry changes
-// enforced on live connections (registry-enforcement.ts). It never acknowledges a message before
+// callbacks (hooks.ts), device sessions for the retained online/offline status (status-publisher.ts)
+// and registry changes enforced on live connections (registry-enforcement.ts). It never acknowledges a message before
 // ingestion has answered for it.
 import type { Server as HttpServer } from 'node:http';
 import type { Server, Socket } from 'node:net';
