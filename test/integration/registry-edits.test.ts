@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import { lstatSync, mkdirSync, mkdtempSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { beforeEach, describe, expect, it, onTestFinished } from 'vitest';
+import { afterAll, beforeEach, describe, expect, it, onTestFinished } from 'vitest';
 import { registryLockFile } from '../../src/registry/edit-lock.js';
 import { readRegistryFile, writeRegistryFile } from '../../src/registry/file.js';
 import { processStartTime } from '../../src/registry/lock-file.js';
@@ -15,25 +15,26 @@ import { runCli } from '../helpers/cli.js';
 import { withDevices } from '../helpers/gateway.js';
 
 const DATA_DIR = mkdtempSync(join(tmpdir(), 'll-edits-data-'));
+afterAll(() => rmSync(DATA_DIR, { recursive: true, force: true }));
 const cli = (args: string[]) => runCli(args, { env: { LIVINGLAB_DATA_DIR: DATA_DIR }, timeoutMs: 170_000 });
+
+let dir = '';
+let reg = '';
+beforeEach(() => {
+  const own = mkdtempSync(join(tmpdir(), 'll-edits-'));
+  dir = own;
+  reg = join(own, 'lab.yaml');
+  onTestFinished(() => rmSync(own, { recursive: true, force: true }));
+});
+const add = (id: string, registry = reg) =>
+  cli([
+    ...['devices', 'add', '--registry', registry, '--id', id, '--type', 'weight-scale'],
+    ...['--site', 'odense', '--vendor', 'acme'],
+  ]);
 
 // Eight CLI processes at once on a loaded two-core machine take tens of seconds: the timeout only
 // guards against a hang.
-describe('registry edits', { timeout: 180_000 }, () => {
-  let dir = '';
-  let reg = '';
-  beforeEach(() => {
-    const own = mkdtempSync(join(tmpdir(), 'll-edits-'));
-    dir = own;
-    reg = join(own, 'lab.yaml');
-    onTestFinished(() => rmSync(own, { recursive: true, force: true }));
-  });
-  const add = (id: string, registry = reg) =>
-    cli([
-      ...['devices', 'add', '--registry', registry, '--id', id, '--type', 'weight-scale'],
-      ...['--site', 'odense', '--vendor', 'acme'],
-    ]);
-
+describe('registry edits at the same time', { timeout: 180_000 }, () => {
   it('eight parallel `devices add` leave eight devices, and each printed password logs its device in', async () => {
     const ids = Array.from({ length: 8 }, (_, i) => `scale-${i + 1}`);
     const results = await Promise.all(ids.map((id) => add(id)));
@@ -67,7 +68,9 @@ describe('registry edits', { timeout: 180_000 }, () => {
     expect(data.devices.find((d) => d.id === 'scale-1')?.enabled).toBe(false);
     expect(data.devices.find((d) => d.id === 'scale-new')?.enabled).toBe(true);
   });
+});
 
+describe('registry edits on symlinks and after a holder died', { timeout: 180_000 }, () => {
   it('a symlinked lab.yaml and secrets file stay symlinks after `devices add`, and their targets hold the device', async () => {
     const repo = join(dir, 'repo');
     mkdirSync(repo);
