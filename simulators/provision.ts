@@ -3,9 +3,12 @@
 // connect as them. Writes the registry once, atomically, and the credentials after it: a password
 // is never kept for a device whose registry write failed (a later run would reuse it, and fail to
 // log in). The credentials go through a temporary file of their own, so two runs never share one.
+// All of it runs under the registry's edit lock: a `livinglab devices` edit (or another run) beside
+// it is neither lost nor loses this run's devices, and the credentials file follows the same order.
 import { randomBytes } from 'node:crypto';
 import { readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { addDevice, setDevicePassword } from '../src/registry/edit.js';
+import { withRegistryLock } from '../src/registry/edit-lock.js';
 import { readRegistryFile, writeRegistryFile } from '../src/registry/file.js';
 import { GENERATED_SECRET_ITERATIONS, generateSecret, hashSecretSync } from '../src/registry/passwords.js';
 import { EMPTY_REGISTRY, type RegistryData } from '../src/registry/types.js';
@@ -32,6 +35,10 @@ export async function provisionFleet(opts: {
   fleet: Fleet;
   schemas: SchemaSet;
 }): Promise<{ credentials: Credentials; added: number; reused: number }> {
+  return withRegistryLock(opts.registry, () => provisionLocked(opts));
+}
+
+async function provisionLocked(opts: Parameters<typeof provisionFleet>[0]) {
   const credFile = credentialsFileFor(opts.registry);
   const credentials = await readCredentials(credFile);
   let data: RegistryData;

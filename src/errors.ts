@@ -6,6 +6,7 @@ export const ERROR_CODES = {
   LL_CONFIG_INVALID: 'A configuration value (file, environment or flag) is invalid',
   LL_REGISTRY_PARSE: 'The registry file is not valid YAML or does not match the registry format',
   LL_REGISTRY_CONFLICT: 'A registry change conflicts with what is already registered',
+  LL_REGISTRY_LOCKED: 'Another process held the registry edit lock for too long; nothing was changed',
   LL_REGISTRY_NOT_FOUND: 'The named device, account or site is not in the registry',
   LL_PASSWORD_FORMAT: 'A password hash is in a format the gateway cannot verify',
   LL_SCHEMA_INVALID: 'A device schema file is invalid or inconsistent with its time-series mapping',

@@ -17,6 +17,7 @@ import {
   setDeviceEnabled,
   setDevicePassword,
 } from '../registry/edit.js';
+import { withRegistryLock } from '../registry/edit-lock.js';
 import { readRegistryFile, writeRegistryFile } from '../registry/file.js';
 import {
   GENERATED_SECRET_ITERATIONS,
@@ -57,11 +58,16 @@ async function newSecret(
 
 type Change = (data: RegistryData, file: string) => Promise<RegistryData> | RegistryData;
 
-/** Reads the registry file (none yet: empty), applies `change` and writes it back atomically. */
+/**
+ * Reads the registry file (none yet: empty), applies `change` and writes it back atomically, all
+ * under the registry's edit lock, so an edit running beside this one is never lost.
+ */
 async function editRegistry(flags: CommonFlags, env: Env, change: Change) {
   const config = configFromFlags(flags, env);
-  const data = await readOrEmpty(config.registry, config.secretsFile);
-  await writeRegistryFile(config.registry, await change(data, config.registry), config.secretsFile);
+  await withRegistryLock(config.registry, async () => {
+    const data = await readOrEmpty(config.registry, config.secretsFile);
+    await writeRegistryFile(config.registry, await change(data, config.registry), config.secretsFile);
+  });
   return config;
 }
 
@@ -120,19 +126,19 @@ function registerAddCommand(devices: Command, env: Env): void {
     const certificate = opts.certificate ? await certificateRuleFrom(opts.certificate) : undefined;
     const version = schemaVersionFor(loadSchemas(config.schemasDir), opts.type, opts.schemaVersion);
     const { secret, hash, print } = await newSecret(opts.passwordStdin, 'the device password');
-    const data = await readOrEmpty(config.registry, config.secretsFile);
-    const next = addDevice(data, {
-      id: opts.id,
-      type: opts.type,
-      schemaVersion: version,
-      site: opts.site,
-      vendor: opts.vendor,
-      ...(opts.subject ? { subject: opts.subject } : {}),
-      ...(opts.interval ? { interval: opts.interval } : {}),
-      passwordHash: hash,
-      ...(certificate ? { certificate } : {}),
-    });
-    await writeRegistryFile(config.registry, next, config.secretsFile);
+    await editRegistry(opts, env, (data) =>
+      addDevice(data, {
+        id: opts.id,
+        type: opts.type,
+        schemaVersion: version,
+        site: opts.site,
+        vendor: opts.vendor,
+        ...(opts.subject ? { subject: opts.subject } : {}),
+        ...(opts.interval ? { interval: opts.interval } : {}),
+        passwordHash: hash,
+        ...(certificate ? { certificate } : {}),
+      }),
+    );
     await recordRegistryChange(config, 'device-added', {
       device: opts.id,
       type: opts.type,
@@ -345,10 +351,8 @@ function registerAssignCommand(devices: Command, env: Env): void {
   ).action(async (id: string, opts: CommonFlags & { subject?: string; none?: boolean; from?: string }) => {
     if (Boolean(opts.subject) === Boolean(opts.none))
       throw new GatewayError('LL_INPUT_INVALID', 'give either --subject CODE or --none');
-    const config = configFromFlags(opts, env);
     const from = opts.from ?? new Date().toISOString();
-    const data = await readRegistryFile(config.registry, config.secretsFile);
-    await writeRegistryFile(config.registry, assignDevice(data, id, opts.subject, from), config.secretsFile);
+    const config = await editRegistry(opts, env, (data) => assignDevice(data, id, opts.subject, from));
     await recordRegistryChange(config, 'device-assigned', {
       device: id,
       subject: opts.subject ?? null,

@@ -4,6 +4,7 @@
 import type { Command } from 'commander';
 import { parseDuration } from '../config/duration.js';
 import { GatewayError } from '../errors.js';
+import { withRegistryLock } from '../registry/edit-lock.js';
 import { readRegistryFile, writeRegistryFile } from '../registry/file.js';
 import { addProject, issueToken, parseToken, revokeToken, setConsent } from '../registry/research.js';
 import { issueStaffToken } from '../registry/staff-tokens.js';
@@ -24,13 +25,16 @@ const list = (v: string | undefined) =>
     : [];
 const today = () => new Date().toISOString().slice(0, 10);
 
+/** Read, change, write, under the registry's edit lock (a concurrent edit is never lost). */
 async function editRegistry(flags: CommonFlags, env: Env, change: (data: RegistryData) => RegistryData) {
   const config = configFromFlags(flags, env);
-  await writeRegistryFile(
-    config.registry,
-    change(await readRegistryFile(config.registry, config.secretsFile)),
-    config.secretsFile,
-  );
+  await withRegistryLock(config.registry, async () => {
+    await writeRegistryFile(
+      config.registry,
+      change(await readRegistryFile(config.registry, config.secretsFile)),
+      config.secretsFile,
+    );
+  });
   return config;
 }
 

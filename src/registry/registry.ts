@@ -5,8 +5,10 @@
 // secret is in neither file are named in a warning at every load (they cannot log in or export).
 import { EventEmitter } from 'node:events';
 import { unwatchFile, watchFile } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { GatewayError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { withRegistryLock } from './edit-lock.js';
 import { missingSecrets, writeRegistryFile } from './file.js';
 import { readRegistryFileOffThread } from './read-off-thread.js';
 import { secretsFileFor } from './secrets-file.js';
@@ -66,7 +68,19 @@ async function readAtStart(file: string, secretsFile: string, log: Logger): Prom
     return read.data;
   } catch (err) {
     if (!(err instanceof GatewayError && err.code === 'LL_REGISTRY_NOT_FOUND')) throw err;
-    await writeRegistryFile(file, EMPTY_REGISTRY, secretsFile);
+    // Under the edit lock, and only if still missing: a `devices add` may have created it meanwhile.
+    const created = await withRegistryLock(file, async () => {
+      if (
+        await stat(file).then(
+          () => true,
+          () => false,
+        )
+      )
+        return false;
+      await writeRegistryFile(file, EMPTY_REGISTRY, secretsFile);
+      return true;
+    });
+    if (!created) return readAtStart(file, secretsFile, log);
     log.warn(
       { file },
       'registry file did not exist: created an empty one; add devices with `livinglab devices add`',
@@ -90,12 +104,42 @@ function watchFiles(files: string[], pollMs: number, log: Logger, changed: () =>
   }
 }
 
+/**
+ * One version of each file: an atomic replace gives a new inode, an edit in place a new size,
+ * mtime or ctime (nanoseconds). Stat follows a symlinked file to the file it names.
+ */
+async function fingerprint(files: string[]): Promise<string> {
+  const one = (f: string) =>
+    stat(f, { bigint: true }).then(
+      (s) => `${s.dev}:${s.ino}:${s.size}:${s.mtimeNs}:${s.ctimeNs}`,
+      (err: NodeJS.ErrnoException) => err.code ?? 'unreadable',
+    );
+  return (await Promise.all(files.map(one))).join('|');
+}
+
+const RELOAD_FAILED = 'registry reload failed; keeping the previous registry';
+
+/**
+ * Reads until what was read is what the files hold: a write that lands while a large registry is
+ * being read (seconds) is read by the next round, whether or not the file watcher saw it.
+ */
+async function readUntilLatest(files: string[], readOnce: () => Promise<boolean>, log: Logger) {
+  for (;;) {
+    const before = await fingerprint(files);
+    const ok = await readOnce();
+    if ((await fingerprint(files)) === before) return ok;
+    log.info({ file: files[0] }, 'registry changed while it was read; reading it again');
+  }
+}
+
 export function createRegistry(deps: {
   file: string;
   /** The configured secrets file ('' or absent: beside `file`). */
   secretsFile?: string;
   pollMs: number;
   log: Logger;
+  /** Reads both files (default: in a worker thread); a test seam to make a reload slow. */
+  readFiles?: typeof readRegistryFileOffThread;
 }): Registry {
   const { file, pollMs, log } = deps;
   const secretsFile = secretsFileFor(file, deps.secretsFile);
@@ -105,9 +149,9 @@ export function createRegistry(deps: {
   let reloads = 0;
   let reloading: Promise<boolean> | undefined;
 
-  const reload = async (): Promise<boolean> => {
+  const readOnce = async (): Promise<boolean> => {
     try {
-      const { data } = await readRegistryFileOffThread(file, { secretsFile });
+      const { data } = await (deps.readFiles ?? readRegistryFileOffThread)(file, { secretsFile });
       const next = toSnapshot(data);
       const previous = snapshot;
       snapshot = next;
@@ -117,13 +161,12 @@ export function createRegistry(deps: {
       if (previous) events.emit('changed', next, previous);
       return true;
     } catch (err) {
-      log.error(
-        { file, err: (err as Error).message },
-        'registry reload failed; keeping the previous registry',
-      );
+      log.error({ file, err: (err as Error).message }, RELOAD_FAILED);
       return false;
     }
   };
+
+  const reload = () => readUntilLatest([file, secretsFile], readOnce, log);
 
   // A change of both files (a CLI write) while a reload runs is read by one more reload after it.
   let again = false;

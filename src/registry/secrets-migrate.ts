@@ -3,12 +3,15 @@
 // carried over byte for byte, so no pseudonym changes. Crash-safe and idempotent: the secrets file is
 // written first, and a lab.yaml that still holds secrets the secrets file also holds, with the same
 // values, is a valid registry that the next run finishes migrating. Two different values for one
-// secret are refused, never guessed between. It never creates a project key.
+// secret are refused, never guessed between. It never creates a project key. A migration that
+// writes runs under the registry's edit lock (edit-lock.ts), reading the files again inside it, so
+// it never undoes a `livinglab` edit made at the same time.
 import { readFile } from 'node:fs/promises';
 import { type Document, isMap, isScalar, parseDocument } from 'yaml';
 import { parseYaml } from '../config/yaml-file.js';
 import { GatewayError } from '../errors.js';
 import { writeFileAtomic } from './atomic-write.js';
+import { withRegistryLock } from './edit-lock.js';
 import { missingSecrets, parseRegistry } from './file.js';
 import {
   isUnwritable,
@@ -41,6 +44,25 @@ export async function migrateRegistrySecrets(
   secretsFile = '',
 ): Promise<MigrationResult> {
   const secretsPath = secretsFileFor(registryFile, secretsFile);
+  // A first look without the lock: most starts have nothing to move, and a read-only registry
+  // folder (a container's mounted configuration) could not even hold the lock file.
+  const text = await readRegistryText(registryFile);
+  const { paths } = splitSecrets(parseYaml(text, registryFile, 'LL_REGISTRY_PARSE').data);
+  const existing = await readSecretsFile(secretsPath);
+  // Validates the whole registry (and refuses conflicting values) before anything else.
+  parseRegistry(text, registryFile, { secrets: existing, file: secretsPath });
+  if (paths.length === 0 && existing) return { secretsFile: secretsPath, moved: 0, created: false };
+  try {
+    return await withRegistryLock(registryFile, () => migrateLocked(registryFile, secretsPath));
+  } catch (err) {
+    // Only creating an empty secrets file is optional; moving secrets is not (LL_SECRETS_READ_ONLY).
+    if (paths.length === 0 && isUnwritable(err))
+      return { secretsFile: secretsPath, moved: 0, created: false };
+    throw err;
+  }
+}
+
+async function migrateLocked(registryFile: string, secretsPath: string): Promise<MigrationResult> {
   const text = await readRegistryText(registryFile);
   const { secrets: inline, paths } = splitSecrets(parseYaml(text, registryFile, 'LL_REGISTRY_PARSE').data);
   const existing = await readSecretsFile(secretsPath);

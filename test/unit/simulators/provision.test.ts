@@ -8,6 +8,8 @@ import { parseFleet } from '../../../simulators/fleet.js';
 import { credentialsFileFor, provisionFleet, readCredentials } from '../../../simulators/provision.js';
 import { bundledSchemasDir } from '../../../src/config/load.js';
 import { addDevice } from '../../../src/registry/edit.js';
+import { readRegistryFile } from '../../../src/registry/file.js';
+import { createPasswordVerifier } from '../../../src/registry/passwords.js';
 import { EMPTY_REGISTRY } from '../../../src/registry/types.js';
 import { loadSchemas } from '../../../src/schemas/load.js';
 
@@ -44,6 +46,22 @@ it('lets runs provision side by side without one losing its credentials file to 
   // The file left is whole JSON from one of the runs (lost registry updates between parallel
   // runs are the registry lock's to prevent, not this file's).
   expect(Object.keys(await readCredentials(credentialsFileFor(registry))).length).toBeGreaterThan(0);
+});
+
+it('keeps every device and every password of runs that provision side by side (the registry edit lock)', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'll-provision-'));
+  onTestFinished(() => rm(dir, { recursive: true, force: true }));
+  const registry = join(dir, 'lab.yaml');
+  const schemas = loadSchemas(bundledSchemasDir());
+  await Promise.all(
+    Array.from({ length: 8 }, (_, i) => provisionFleet({ registry, fleet: fleet(`site-${i}`), schemas })),
+  );
+  const data = await readRegistryFile(registry);
+  expect(data.devices.map((d) => d.site).sort()).toEqual(Array.from({ length: 8 }, (_, i) => `site-${i}`));
+  const credentials = await readCredentials(credentialsFileFor(registry));
+  const verifier = createPasswordVerifier();
+  for (const d of data.devices)
+    expect(await verifier.verify(d.passwordHash, credentials[d.id] ?? ''), d.id).toBe(true);
 });
 
 it('refuses an interval of 0 in a fleet file (naming file and line) and in a registry device', () => {
