@@ -30,6 +30,8 @@ lab.secrets.yaml
 *.password
 # The audit log's head: not secret, but rewritten with every audit entry.
 *.audit-head.json
+# A registry edit's lock, present only while a command edits.
+*.lock
 IGNORE
 
 # InfluxDB: use one already answering on the port, or start our own with data under .lab/influxdb.
