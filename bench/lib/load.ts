@@ -38,7 +38,8 @@ export interface RunningLoad {
   pids(): number[];
 }
 
-function waitFor<T>(child: ChildProcess, type: string): Promise<T> {
+/** The next IPC message of a type from a bench child process; rejects on its error or exit. */
+export function waitFor<T>(child: ChildProcess, type: string): Promise<T> {
   return new Promise((resolve, reject) => {
     const onMessage = (m: { type: string; message?: string }) => {
       if (m.type === type) {

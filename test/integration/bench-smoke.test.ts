@@ -124,6 +124,7 @@ describe('bench scripts (smoke)', () => {
         perSecond: expect.any(Number),
         gatewayCpuMs: expect.any(Number),
         clientCpuMs: expect.any(Number),
+        gatewayCpuPercent: expect.any(Number),
       });
     expect(handshakes.stdout).toMatch(/TLS \/ plain TCP handshakes per second \(cached credentials\): \d/);
   }, 60_000);
