@@ -3,7 +3,9 @@
 // the #7 target of 300 MiB at 10,000 devices. Heap figures come from the gateway's /metrics.
 //
 //   npx tsx bench/connections.ts [--devices 10000] [--duration 60s] [--runs 3] [--processes 4]
-//                                [--heap-snapshot DIR]
+//                                [--heap-snapshot DIR] [--tls]
+//
+// --tls connects the devices over MQTT over TLS (system gateway-tls, issue 16): the same figures.
 //
 // --heap-snapshot writes a heap snapshot of the gateway into DIR 2 s before the end of each run,
 // with the devices connected, right after the figures are taken (CPU and peak RSS then end there);
@@ -18,7 +20,7 @@ import { startLoad } from './lib/load.js';
 import { type ProcessUsage, rssMiB, watchProcess } from './lib/proc.js';
 import { fmt, fmtSummary, say, table, writeResult } from './lib/report.js';
 import { summarize } from './lib/stats.js';
-import { MEASUREMENT, metricValue, startGatewaySystem } from './lib/systems.js';
+import { MEASUREMENT, metricValue, startGatewaySystem, startGatewayTlsSystem } from './lib/systems.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -27,9 +29,12 @@ const { values: args } = parseArgs({
     runs: { type: 'string', default: '3' },
     processes: { type: 'string', default: '4' },
     'heap-snapshot': { type: 'string' },
+    tls: { type: 'boolean', default: false },
   },
 });
 const devices = Number(args.devices);
+const startSystem = args.tls ? startGatewayTlsSystem : startGatewaySystem;
+const over = args.tls ? 'MQTT over TLS' : 'plain TCP';
 const snapshotDir = args['heap-snapshot'] ? resolve(args['heap-snapshot']) : undefined;
 if (snapshotDir) mkdirSync(snapshotDir, { recursive: true });
 const durationMs = parseDuration(args.duration ?? '60s') ?? 60_000;
@@ -55,7 +60,7 @@ try {
   for (let run = 1; run <= Number(args.runs); run++) {
     const db = `bench_connections_${run}`;
     await influxQuery(influx.url, undefined, `CREATE DATABASE ${db}`);
-    const sys = await startGatewaySystem({
+    const sys = await startSystem({
       influxUrl: influx.url,
       db,
       devices,
@@ -67,6 +72,7 @@ try {
       const t0 = performance.now();
       const load = startLoad({
         url: sys.mqttUrl,
+        ...(sys.ca ? { ca: sys.ca } : {}),
         devices: sys.devices,
         batch: 1,
         messagesPerSecond: devices / 60,
@@ -136,7 +142,7 @@ try {
 const col = (f: (r: Run) => number, d = 0) => fmtSummary(summarize(runs.map(f)), d);
 console.log(
   [
-    `## Memory with ${fmt(devices)} connected devices (${durationMs / 1000} s at one reading per device per minute, ${runs.length} runs)`,
+    `## Memory with ${fmt(devices)} devices connected over ${over} (${durationMs / 1000} s at one reading per device per minute, ${runs.length} runs)`,
     '',
     table(
       [
@@ -165,7 +171,7 @@ console.log(
       ],
     ),
     '',
-    `raw: ${writeResult('connections', { args, runs })}`,
+    `raw: ${writeResult(args.tls ? 'connections-tls' : 'connections', { args, runs })}`,
   ].join('\n'),
 );
 process.exit(0);

@@ -6,6 +6,7 @@
 //
 //   npx tsx bench/e2e.ts --mode single --systems gateway,node-red,plain
 //   npx tsx bench/e2e.ts --mode batch --rates 50000,100000,150000 --duration 60s --runs 3
+//   npx tsx bench/e2e.ts --mode single --systems gateway,gateway-tls   (TLS against plain TCP, issue 16)
 import { parseArgs } from 'node:util';
 import { parseDuration } from '../src/config/duration.js';
 import { startInfluxd } from '../test/helpers/influxd.js';
@@ -21,7 +22,7 @@ import { lastThird, rungFailures } from './lib/verdict.js';
 
 const HELP = `Usage: npx tsx bench/e2e.ts [options]
   --mode single|batch       single-reading messages, or 50-reading batches (default single)
-  --systems a,b             gateway, node-red, plain (default gateway)
+  --systems a,b             gateway, gateway-tls, node-red, plain (default gateway)
   --rates r1,r2,...         ladder, readings per second (default depends on mode)
   --duration 60s            length of each rung (measured part)
   --warmup 10s              load at the rung's rate before the measured part starts
@@ -101,6 +102,7 @@ async function runRung(system: SystemName, run: number, readingsPerSecond: numbe
   try {
     const load = startLoad({
       url: sys.mqttUrl,
+      ...(sys.ca ? { ca: sys.ca } : {}),
       devices: sys.devices,
       batch,
       messagesPerSecond: readingsPerSecond / batch,
@@ -124,7 +126,13 @@ async function runRung(system: SystemName, run: number, readingsPerSecond: numbe
         .then((s) => backlog.push({ t: (performance.now() - t0) / 1000, ...s }))
         .catch(() => undefined);
     }, 1000);
-    const probe = await startProbe({ mqttUrl: sys.mqttUrl, device: sys.probe, influxUrl: influx.url, db });
+    const probe = await startProbe({
+      mqttUrl: sys.mqttUrl,
+      ...(sys.ca ? { ca: sys.ca } : {}),
+      device: sys.probe,
+      influxUrl: influx.url,
+      db,
+    });
     const result = await running;
     const probed = await probe.stop();
     clearInterval(sampler);
@@ -270,7 +278,7 @@ const rows = systems.map((s) => {
   const best = sustained.get(s) ?? [];
   const half = atHalf.get(s) ?? [];
   const cpu = (role: string) => summarize(best.map((r) => r.usage[role]?.cpuPercent ?? Number.NaN));
-  const mainRole = s === 'gateway' ? 'gateway' : s === 'node-red' ? 'node-red' : 'subscriber';
+  const mainRole = s.startsWith('gateway') ? 'gateway' : s === 'node-red' ? 'node-red' : 'subscriber';
   return [
     s,
     fmtSummary(summarize(best.map((r) => r.readingsPerSecond))),
@@ -301,13 +309,27 @@ const out = [
 ];
 if (sustained.has('gateway')) {
   const ours = sustained.get('gateway') ?? [];
-  for (const peer of systems.filter((s) => s !== 'gateway')) {
+  for (const peer of systems.filter((s) => s !== 'gateway' && s !== 'gateway-tls')) {
     const theirs = sustained.get(peer) ?? [];
     const ratios = ours.map(
       (o) => o.readingsPerSecond / (theirs.find((t) => t.run === o.run)?.readingsPerSecond ?? Number.NaN),
     );
     out.push('', `gateway / ${peer}, sustained rate per run: ${fmtSummary(summarize(ratios), 1)}`);
   }
+}
+// Issue 16's target: TLS costs at most 25 % of the plain-TCP sustained rate (ratio at least 0.75).
+if (sustained.has('gateway') && sustained.has('gateway-tls')) {
+  const tls = sustained.get('gateway-tls') ?? [];
+  const tcp = sustained.get('gateway') ?? [];
+  const ratios = tls.map(
+    (t) => t.readingsPerSecond / (tcp.find((p) => p.run === t.run)?.readingsPerSecond ?? Number.NaN),
+  );
+  const median = summarize(ratios).median;
+  out.push(
+    '',
+    `gateway-tls / gateway (TLS / plain TCP), sustained rate per run: ${fmtSummary(summarize(ratios), 2)}` +
+      ` (target ≥ 0.75: ${median >= 0.75 ? 'met' : 'not met'}; the ladder's rung spacing bounds its precision)`,
+  );
 }
 // A run without a sustained rate has no figure in the medians above: say so, or the table reads
 // better than the runs were.

@@ -28,6 +28,10 @@ run bench/broker.ts
 run bench/connections.ts
 run bench/e2e.ts --mode single --systems gateway,node-red,plain --rates 500,1000,2000,2500,5000,7500,10000,12500,15000,20000,25000,30000 --duration "$rung" --warmup "$warmup" --half-for gateway
 run bench/e2e.ts --mode batch --systems gateway,plain --rates 25000,50000,75000,100000,125000,150000,200000 --duration "$rung" --warmup "$warmup" --half-for gateway
+# TLS against plain TCP (issue 16): the ratio of sustained rates, set-up cost, memory over TLS.
+run bench/e2e.ts --mode single --systems gateway,gateway-tls --rates 4000,8000,10000,12000,14000,16000,18000,20000 --duration "$rung" --warmup "$warmup" --no-half
+run bench/tls.ts
+run bench/connections.ts --tls
 # The minute-long InfluxDB outage under load (the test suite runs a 5-s one by default).
 echo "\$ LIVINGLAB_SOAK=1 npx vitest run test/integration/outage.test.ts" | tee -a "$out" >&2
 LIVINGLAB_SOAK=1 npx vitest run test/integration/outage.test.ts 2>&1 | grep -E '\[fault\]|Tests ' | tee -a "$out"

@@ -9,6 +9,8 @@ const PUBLISHER = new URL('./publisher.ts', import.meta.url).pathname;
 
 export interface LoadOptions {
   readonly url: string;
+  /** CA certificate (PEM) the publishers trust when url is mqtts://. */
+  readonly ca?: string;
   readonly devices: readonly PublisherDevice[];
   readonly batch: number;
   readonly messagesPerSecond: number;
@@ -36,7 +38,8 @@ export interface RunningLoad {
   pids(): number[];
 }
 
-function waitFor<T>(child: ChildProcess, type: string): Promise<T> {
+/** The next IPC message of a type from a bench child process; rejects on its error or exit. */
+export function waitFor<T>(child: ChildProcess, type: string): Promise<T> {
   return new Promise((resolve, reject) => {
     const onMessage = (m: { type: string; message?: string }) => {
       if (m.type === type) {
@@ -56,6 +59,7 @@ export function startLoad(opts: LoadOptions): RunningLoad {
     const devices = opts.devices.filter((_, i) => i % n === p);
     const job: PublisherJob = {
       url: opts.url,
+      ...(opts.ca ? { ca: opts.ca } : {}),
       devices,
       batch: opts.batch,
       messagesPerSecond: opts.messagesPerSecond / n,

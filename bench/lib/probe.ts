@@ -17,6 +17,8 @@ export interface ProbeResult {
 
 export async function startProbe(opts: {
   mqttUrl: string;
+  /** CA certificate (PEM) to trust when mqttUrl is mqtts://. */
+  ca?: string;
   device: PublisherDevice;
   influxUrl: string;
   db: string;
@@ -29,6 +31,7 @@ export async function startProbe(opts: {
     clientId: device.id,
     username: device.id,
     ...(device.password ? { password: device.password } : {}),
+    ...(opts.ca ? { ca: opts.ca } : {}),
     reconnectPeriod: 0,
   });
   // A saturated gateway can miss the probe's keep-alive; MQTT.js then closes the connection and, with

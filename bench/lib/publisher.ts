@@ -13,6 +13,8 @@ export interface PublisherDevice {
 
 export interface PublisherJob {
   readonly url: string;
+  /** CA certificate (PEM) to trust when url is mqtts://. */
+  readonly ca?: string;
   readonly devices: readonly PublisherDevice[];
   /** Readings per message: 1 sends a bare reading, more send {"readings": [...]}. */
   readonly batch: number;
@@ -65,6 +67,7 @@ async function connectAll(job: PublisherJob): Promise<{ clients: MqttClient[]; d
           clientId: d.id,
           username: d.id,
           ...(d.password ? { password: d.password } : {}),
+          ...(job.ca ? { ca: job.ca } : {}),
           reconnectPeriod: 0,
           connectTimeout: 60_000,
           keepalive: 120,

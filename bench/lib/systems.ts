@@ -11,6 +11,7 @@ import { addAccount, addDevice } from '../../src/registry/edit.js';
 import { writeRegistryFile } from '../../src/registry/file.js';
 import { hashSecretSync } from '../../src/registry/passwords.js';
 import { EMPTY_REGISTRY } from '../../src/registry/types.js';
+import { createCa, issueServerCert } from '../../src/tls/certs.js';
 import { freePort } from '../../test/helpers/ports.js';
 import { TSX_LOADER } from './proc.js';
 import type { PublisherDevice } from './publisher.js';
@@ -24,6 +25,10 @@ export const TOPIC_FILTER = 'lab/+/pulse-oximeter/+/telemetry';
 export interface SystemUnderTest {
   readonly name: string;
   readonly mqttUrl: string;
+  /** The CA certificate (PEM) devices trust when mqttUrl is mqtts:// (gateway-tls only). */
+  readonly ca?: string;
+  /** The same gateway's plain-TCP listener, beside mqttUrl over TLS (gateway-tls only). */
+  readonly tcpUrl?: string;
   readonly devices: readonly PublisherDevice[];
   /** A device of its own for publish-to-queryable probes. */
   readonly probe: PublisherDevice;
@@ -51,7 +56,7 @@ export interface SystemContext {
 export const BENCH_STAFF = 'staff-bench';
 export const BENCH_STAFF_PASSWORD = 'a staff passphrase';
 
-export type SystemName = 'gateway' | 'node-red' | 'plain' | 'mosquitto' | 'aedes';
+export type SystemName = 'gateway' | 'gateway-tls' | 'node-red' | 'plain' | 'mosquitto' | 'aedes';
 
 export const deviceIds = (n: number): string[] =>
   Array.from({ length: n }, (_, i) => `ox-${String(i).padStart(5, '0')}`);
@@ -153,7 +158,12 @@ export function metricValue(text: string, name: string): number {
  * in connections.ts), far over the per-address default (mqtt.connectRate 100/s, burst 1,000) that
  * protects a lab from one address's flood. The bench lifts it; everything else stays the default.
  */
-const BENCH_GATEWAY_ENV = { LIVINGLAB_MQTT_CONNECT_RATE: '1000000', LIVINGLAB_MQTT_CONNECT_BURST: '1000000' };
+const BENCH_GATEWAY_ENV = {
+  LIVINGLAB_MQTT_CONNECT_RATE: '1000000',
+  LIVINGLAB_MQTT_CONNECT_BURST: '1000000',
+  // The TLS listener (gateway-tls only) defaults to all interfaces; a bench has no business there.
+  LIVINGLAB_LISTENERS_MQTTS_HOST: '127.0.0.1',
+};
 
 async function benchRegistry(n: number, staffIterations?: number) {
   const dir = await mkdtemp(join(tmpdir(), 'll-bench-gw-'));
@@ -283,6 +293,40 @@ export async function startGatewaySystem(
       await stopProcess(child);
       if (crashed || (child.exitCode !== 0 && child.exitCode !== null))
         process.stderr.write(`gateway exited early or with an error:\n${output().slice(-3000)}\n`);
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * The same gateway process as `gateway`, with a lab CA and a server certificate for 127.0.0.1 made
+ * by src/tls/certs.ts: its devices connect over MQTT over TLS and trust that CA; the plain-TCP
+ * listener stays on beside it (tcpUrl), so that one process can be measured over both.
+ */
+export async function startGatewayTlsSystem(ctx: SystemContext): Promise<SystemUnderTest> {
+  const dir = await mkdtemp(join(tmpdir(), 'll-bench-tls-'));
+  const ca = await createCa({ name: 'Bench Lab CA' });
+  const server = await issueServerCert(ca, ['127.0.0.1']);
+  const cert = join(dir, 'server.crt');
+  const key = join(dir, 'server.key');
+  await writeFile(cert, server.cert, { mode: 0o600 });
+  await writeFile(key, server.key, { mode: 0o600 });
+  const port = await freePort();
+  let sys: SystemUnderTest;
+  try {
+    sys = await startGatewaySystem(ctx, ['--tls-cert', cert, '--tls-key', key, '--mqtts-port', String(port)]);
+  } catch (err) {
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
+  return {
+    ...sys,
+    name: 'gateway-tls',
+    mqttUrl: `mqtts://127.0.0.1:${port}`,
+    ca: ca.cert,
+    tcpUrl: sys.mqttUrl,
+    async stop() {
+      await sys.stop();
       await rm(dir, { recursive: true, force: true });
     },
   };
@@ -443,6 +487,8 @@ export function startSystem(name: SystemName, ctx: SystemContext): Promise<Syste
   switch (name) {
     case 'gateway':
       return startGatewaySystem(ctx);
+    case 'gateway-tls':
+      return startGatewayTlsSystem(ctx);
     case 'node-red':
       return startNodeRedSystem(ctx);
     case 'plain':

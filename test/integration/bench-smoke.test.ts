@@ -98,6 +98,39 @@ describe('bench scripts (smoke)', () => {
     expect(stages.stdout).toContain('spool appends (group commit, O_DSYNC)');
   }, 180_000);
 
+  it('TLS (issue 16): e2e over mqtts:// stores every acknowledged reading; the handshake bench reports each phase', async () => {
+    const e2e = await bench('e2e.ts', [
+      ...['--systems', 'gateway-tls', '--rates', '100', '--duration', '2s', '--warmup', '1s'],
+      ...TINY,
+      '--no-half',
+    ]);
+    const [r] = e2e.result.rungs as {
+      system: string;
+      sent: number;
+      acked: number;
+      readingsAcked: number;
+      probeAcked: number;
+      stored: number;
+    }[];
+    expect(r).toMatchObject({ system: 'gateway-tls', sent: 300, acked: 300 });
+    expect(r?.stored).toBe((r?.readingsAcked ?? 0) + (r?.probeAcked ?? 0));
+    const handshakes = await bench('tls.ts', ['--connections', '20', '--concurrency', '5', '--runs', '1']);
+    const [phases] = handshakes.result.runs as Record<string, { connections: number; failed: number }>[];
+    expect(Object.keys(phases ?? {}).sort()).toEqual(['tcp', 'tcp-first-login', 'tls']);
+    for (const [name, p] of Object.entries(phases ?? {}))
+      expect(p, name).toMatchObject({
+        connections: 20,
+        failed: 0,
+        perSecond: expect.any(Number),
+        gatewayCpuMs: expect.any(Number),
+        clientCpuMs: expect.any(Number),
+        gatewayCpuPercent: expect.any(Number),
+      });
+    expect(handshakes.stdout).toMatch(
+      /TLS \/ plain TCP connections per second \(cached credentials\): measured \d/,
+    );
+  }, 60_000);
+
   it('connections: memory figures, every acknowledged reading stored, a heap snapshot taken with the devices connected', async () => {
     const snapshots = join(RESULTS, 'heap');
     const { result } = await bench('connections.ts', [
