@@ -76,9 +76,16 @@ export function createBackupWriter(out: string) {
       await writeNew(join(out, path), data, mode);
       files.push({ path, size: data.length, sha256: sha256(data), mode });
     },
+    /** Lists a file another program (influxd backup) wrote into the backup folder. */
+    async note(path: string): Promise<void> {
+      const [data, s] = await Promise.all([readFile(join(out, path)), stat(join(out, path))]);
+      files.push({ path, size: data.length, sha256: sha256(data), mode: s.mode & 0o777 });
+    },
   };
 }
 export type BackupWriter = ReturnType<typeof createBackupWriter>;
+
+type Read = { data: Buffer; mode: number } | undefined;
 
 /** Reads a file and its mode; undefined when it does not exist. */
 async function readWithMode(file: string): Promise<Read> {
@@ -91,7 +98,6 @@ async function readWithMode(file: string): Promise<Read> {
   }
 }
 
-type Read = { data: Buffer; mode: number } | undefined;
 const sameRead = (a: Read, b: Read) => (a && b ? a.data.equals(b.data) : a === b);
 
 /**

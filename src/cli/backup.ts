@@ -4,9 +4,9 @@
 // With --influx, InfluxDB 1.x's own portable backup and restore run too, through influxd's RPC
 // address (`bind-address`, 127.0.0.1:8088 by default), which is not its HTTP port.
 import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
-import { join, relative, sep } from 'node:path';
+import { connect } from 'node:net';
+import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import type { Command } from 'commander';
 import { GatewayError } from '../errors.js';
 import { packageRoot } from '../paths.js';
@@ -41,22 +41,61 @@ function runInfluxd(influxd: string, args: string[], code: 'LL_BACKUP_FAILED' | 
         ),
       );
     child.on('error', (err) => fail(err.message));
-    child.on('exit', (status) => (status === 0 ? resolve() : fail(out.trim() || `exit ${status}`)));
+    // influxd logs every retry: its last line says why it gave up.
+    const last = () => out.trim().split('\n').at(-1) ?? '';
+    child.on('exit', (status) => (status === 0 ? resolve() : fail(last() || `exit ${status}`)));
   });
 }
 
-async function addFilesUnder(out: string, sub: string, w: BackupWriter): Promise<void> {
-  for (const e of await readdir(join(out, sub), { withFileTypes: true, recursive: true })) {
-    if (!e.isFile()) continue;
-    const path = relative(out, join(e.parentPath, e.name)).split(sep).join('/');
-    const data = await readFile(join(out, path));
-    w.files.push({
-      path,
-      size: data.length,
-      sha256: createHash('sha256').update(data).digest('hex'),
-      mode: (await stat(join(out, path))).mode & 0o777,
+/**
+ * influxd backup retries an unreachable address for minutes, saying little: try a connection first
+ * and say at once which address does not answer.
+ */
+function probeRpc(address: string, code: 'LL_BACKUP_FAILED' | 'LL_RESTORE_FAILED'): Promise<void> {
+  const at = address.lastIndexOf(':');
+  const [host, port] = [address.slice(0, at), Number(address.slice(at + 1))];
+  return new Promise((resolveProbe, reject) => {
+    const socket = connect({ host, port, timeout: 3000 });
+    const fail = (why: string) => {
+      socket.destroy();
+      reject(
+        new GatewayError(
+          code,
+          `influxd's RPC address ${address} does not answer (${why}): give its bind-address from influxdb.conf (default 127.0.0.1:8088, not the HTTP port 8086) in --influx-rpc, and check that influxd runs`,
+        ),
+      );
+    };
+    socket.once('connect', () => {
+      socket.destroy();
+      resolveProbe();
     });
-  }
+    socket.once('timeout', () => fail('no answer within 3 s'));
+    socket.once('error', (err: NodeJS.ErrnoException) => fail(err.code ?? err.message));
+  });
+}
+
+async function noteFilesUnder(out: string, sub: string, w: BackupWriter): Promise<void> {
+  for (const e of await readdir(join(out, sub), { withFileTypes: true, recursive: true }))
+    if (e.isFile()) await w.note(relative(out, join(e.parentPath, e.name)).split(sep).join('/'));
+}
+
+/** The data folder must exist, and the backup must not land inside it (it would copy itself). */
+async function checkPlaces(dataDir: string, out: string): Promise<void> {
+  const isDir = await stat(dataDir).then(
+    (s) => s.isDirectory(),
+    () => false,
+  );
+  if (!isDir)
+    throw new GatewayError(
+      'LL_BACKUP_FAILED',
+      `the data folder ${dataDir} does not exist: give the gateway's --data-dir (or --config)`,
+    );
+  const inside = relative(resolve(dataDir), resolve(out));
+  if (!inside.startsWith('..') && !isAbsolute(inside))
+    throw new GatewayError(
+      'LL_BACKUP_FAILED',
+      `--out ${out} is inside the data folder ${dataDir}: choose a folder outside it`,
+    );
 }
 
 async function emptyOutDir(out: string): Promise<void> {
@@ -80,6 +119,8 @@ function registerBackup(program: Command, env: Env): void {
   ).action(async (opts: CommonFlags & InfluxFlags & { out: string }) => {
     const { out, influx, influxRpc, influxd, ...flags } = opts;
     const config = configFromFlags(flags, env);
+    await checkPlaces(config.dataDir, out);
+    if (influx) await probeRpc(influxRpc, 'LL_BACKUP_FAILED');
     await emptyOutDir(out);
     const w = createBackupWriter(out);
     const createdAt = new Date().toISOString();
@@ -95,7 +136,7 @@ function registerBackup(program: Command, env: Env): void {
         ['backup', '-portable', '-host', influxRpc, join(out, 'influx')],
         'LL_BACKUP_FAILED',
       );
-      await addFilesUnder(out, 'influx', w);
+      await noteFilesUnder(out, 'influx', w);
     }
     const manifest: Manifest = {
       format: 1,
@@ -130,6 +171,7 @@ function registerRestore(program: Command, env: Env): void {
           'LL_BACKUP_INVALID',
           `backup ${dir} has no InfluxDB backup: restore without --influx`,
         );
+      await probeRpc(influxRpc, 'LL_RESTORE_FAILED');
       await runInfluxd(
         influxd,
         ['restore', '-portable', '-host', influxRpc, join(dir, 'influx')],
