@@ -153,7 +153,11 @@ export function buildApp(
   const { broker, sources, liveness, pipeline } = ingestion;
   const scheduler = createJobScheduler(config, log.child({ module: 'jobs' }));
   const guard = createHttpGuard(config, log);
-  const metricParts = { ...ingestion, ...storage, source: broker, registry, scheduler, httpGuard: guard };
+  const metricParts = {
+    ...{ ...ingestion, ...storage, source: broker, registry, scheduler, httpGuard: guard },
+    tls: () => tls,
+    tlsCertFile: config.tls.cert,
+  };
   const metrics = createGatewayMetrics(metricParts);
   drain.stats.onWriteLatency = metrics.observeWriteLatency;
   let started = false;

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { isGatewayError } from '../errors.js';
 import { packageRoot } from '../paths.js';
+import { registerBackupCommands } from './backup.js';
 import { registerCertsCommands } from './certs.js';
 import { registerDeviceCommands } from './devices.js';
 import { registerExportCommand } from './export.js';
@@ -38,6 +39,7 @@ export function buildProgram(env: Record<string, string | undefined>): Command {
   registerExportCommand(program, env);
   registerRegistryCommands(program, env);
   registerCertsCommands(program);
+  registerBackupCommands(program, env);
   return program;
 }
 

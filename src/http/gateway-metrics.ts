@@ -28,6 +28,10 @@ export interface MetricParts {
     readonly transitions: { readonly offline: number; readonly online: number };
   };
   httpGuard: { readonly failures: Read<'httpAuthFailures'> };
+  /** The TLS material once start() read it; undefined before, and without TLS. */
+  tls: () => { expiresAt(): number } | undefined;
+  /** The configured certificate file (tls.cert), the metric's label. */
+  tlsCertFile: string;
 }
 
 export function createGatewayMetrics(p: MetricParts): Metrics {
@@ -50,5 +54,9 @@ export function createGatewayMetrics(p: MetricParts): Metrics {
       ...liveness.transitions,
     }),
     httpAuthFailures: () => p.httpGuard.failures,
+    tlsCertificate: () => {
+      const tls = p.tls();
+      return tls ? { file: p.tlsCertFile, expiresAt: tls.expiresAt() } : undefined;
+    },
   });
 }

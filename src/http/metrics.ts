@@ -38,6 +38,8 @@ export interface MetricsSources {
   liveness: () => { silent: number; batteryLow: number; offline: number; online: number };
   /** Refused HTTP credentials by reason (http/token-guard.ts). */
   httpAuthFailures: () => Readonly<Record<string, number>>;
+  /** The served TLS certificate: its file and end of validity (Unix s); undefined without TLS. */
+  tlsCertificate: () => { file: string; expiresAt: number } | undefined;
 }
 
 export interface Metrics {
@@ -307,6 +309,21 @@ function registerLivenessMetrics(registry: Registry, liveness: MetricsSources['l
   );
 }
 
+/** No series at all without TLS: a 0 would read as "expired in 1970" and fire the expiry alert. */
+function registerTlsMetrics(registry: Registry, tls: MetricsSources['tlsCertificate']): void {
+  new Gauge({
+    name: 'livinglab_tls_certificate_expiry_timestamp_seconds',
+    help: 'When the served TLS server certificate expires (Unix time; follows renewals)',
+    labelNames: ['file'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      const c = tls();
+      if (c) this.set({ file: c.file }, c.expiresAt);
+    },
+  });
+}
+
 // Registration order is the order of the scrape output; kept as it was before the split.
 export function createMetrics(src: MetricsSources): Metrics {
   const registry = new Registry();
@@ -321,6 +338,7 @@ export function createMetrics(src: MetricsSources): Metrics {
   registerGuardMetrics(registry, src);
   registerFleetMetrics(registry, src);
   registerLivenessMetrics(registry, src.liveness);
+  registerTlsMetrics(registry, src.tlsCertificate);
   const latency = new Histogram({
     name: 'livinglab_write_duration_seconds',
     help: 'Duration of successful InfluxDB writes',

@@ -3,6 +3,7 @@
 // usable whole the listeners are told, so each TLS server can swap its secure context without a
 // restart or a dropped connection. It never replaces good material with bad: a renewal caught
 // half-written (certificate new, key old) keeps the old material and logs a warning.
+import { X509Certificate } from 'node:crypto';
 import { unwatchFile, watchFile } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createSecureContext, type SecureContextOptions } from 'node:tls';
@@ -15,6 +16,8 @@ export interface TlsMaterial {
   options(): SecureContextOptions;
   /** Called after the files changed and were read back successfully. */
   onReload(listener: () => void): void;
+  /** When the served (first) certificate of the current chain expires, in Unix seconds. */
+  expiresAt(): number;
   /** Stops watching the files. Idempotent. */
   stop(): void;
 }
@@ -83,6 +86,11 @@ export async function loadTlsMaterial(
   if (!isTlsConfigured(config)) return undefined;
   const files: Files = { cert, key, ...(ca ? { ca } : {}) };
   let current = await readMaterial(files, config.tls.minVersion);
+  // The first certificate of the chain is the one served; its end is what an alert watches, so it
+  // is read again with every reload (a renewal moves it).
+  const expiryOf = (m: SecureContextOptions) =>
+    Math.floor(Date.parse(new X509Certificate(String(m.cert)).validTo) / 1000);
+  let expiresAt = expiryOf(current);
   const listeners: (() => void)[] = [];
   let reading: Promise<void> = Promise.resolve();
   // Renewals replace cert and key one after the other; each change re-reads all of them, in order,
@@ -93,6 +101,7 @@ export async function loadTlsMaterial(
         const next = await readMaterial(files, config.tls.minVersion);
         if (next.cert === current.cert && next.key === current.key && next.ca === current.ca) return;
         current = next;
+        expiresAt = expiryOf(next);
         log.info({ cert: files.cert }, 'TLS certificate reloaded');
         for (const l of listeners) l();
       } catch (err) {
@@ -108,6 +117,7 @@ export async function loadTlsMaterial(
   let stopped = false;
   return {
     options: () => current,
+    expiresAt: () => expiresAt,
     onReload: (listener) => {
       listeners.push(listener);
     },

@@ -10,6 +10,8 @@ import { freePort } from './ports.js';
 export interface Influxd {
   readonly url: string;
   readonly port: number;
+  /** influxd's RPC bind-address (host:port), which `influxd backup/restore -portable -host` take. */
+  readonly rpcAddress: string;
   /** The running influxd's process id (for CPU and memory figures in bench/). */
   pid(): number | undefined;
   readonly client: (db: string) => InfluxDB;
@@ -70,7 +72,8 @@ export async function startInfluxd(opts: { port?: number; startTimeoutMs?: numbe
   const dir = await mkdtemp(join(tmpdir(), 'll-influxd-'));
   let port = opts.port ?? (await freePort());
   const configFile = join(dir, 'influxdb.conf');
-  await writeFile(configFile, influxConfig(dir, port, await freePort()));
+  let rpcPort = await freePort();
+  await writeFile(configFile, influxConfig(dir, port, rpcPort));
   let url = `http://127.0.0.1:${port}`;
   let child: ChildProcess | undefined;
   let stderr = '';
@@ -115,13 +118,15 @@ export async function startInfluxd(opts: { port?: number; startTimeoutMs?: numbe
       }
       port = await freePort();
       url = `http://127.0.0.1:${port}`;
-      await writeFile(configFile, influxConfig(dir, port, await freePort()));
+      rpcPort = await freePort();
+      await writeFile(configFile, influxConfig(dir, port, rpcPort));
     }
   }
   const client = (db: string) => new InfluxDB({ host: '127.0.0.1', port, database: db });
   return {
     url,
     port,
+    rpcAddress: `127.0.0.1:${rpcPort}`,
     pid: () => child?.pid,
     client,
     async query<T>(db: string, q: string) {

@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vites
 import { createTestCerts, type TestCerts } from '../helpers/certs.js';
 import { useLab } from '../helpers/fixture.js';
 import { PASSWORD, type TestGateway } from '../helpers/gateway.js';
+import { readMetric, scrapeMetrics } from '../helpers/metrics.js';
 import { connectDevice, eventually, mosquittoPub } from '../helpers/mqtt.js';
 import { connectPacket, fixedHeader } from '../helpers/raw-mqtt.js';
 
@@ -216,6 +217,42 @@ describe('certificate renewal', () => {
     await staying.publishAsync(topicOf(BP1), reading(142), { qos: 1 });
     await landed(gw, 142, BP1.id);
     expect(gw.logLines().some((l) => l.msg === 'TLS certificate reloaded')).toBe(true);
+  });
+});
+
+describe('certificate expiry metric', () => {
+  const SERIES = 'livinglab_tls_certificate_expiry_timestamp_seconds';
+  const expiryOf = (file: string) =>
+    Math.floor(Date.parse(new X509Certificate(readFileSync(file)).validTo) / 1000);
+
+  it("exports the served certificate's end of validity, and the renewed one's after a renewal", async () => {
+    const own = await createTestCerts();
+    onTestFinished(() => own.remove());
+    const gw = await lab.startGateway({ devices: [BP1], config: tlsConfig(own) });
+    const series = `${SERIES}{file="${own.server.cert}"}`;
+    expect(await readMetric(gw.app.opsPort, series)).toBe(expiryOf(own.server.cert));
+    // Certificates are valid from an hour before issue for 730 days, to the second: a renewal at
+    // least a second after the first issue ends later.
+    const before = expiryOf(own.server.cert);
+    const issuedMs = before * 1000 - 730 * 86_400_000 + 3_600_000;
+    await eventually(
+      async () => Date.now(),
+      (now) => now >= issuedMs + 1000,
+    );
+    await own.renewServer();
+    const after = expiryOf(own.server.cert);
+    expect(after).toBeGreaterThan(before);
+    await eventually(
+      () => readMetric(gw.app.opsPort, series),
+      (v) => v === after,
+    );
+  });
+
+  it('exports no expiry without TLS (a 0 would fire the expiry alert)', async () => {
+    const gw = await lab.startGateway({ devices: [BP1], config: {} });
+    const text = await scrapeMetrics(gw.app.opsPort);
+    expect(text).toContain(`# TYPE ${SERIES} gauge`);
+    expect(text.split('\n').filter((l) => l.startsWith(`${SERIES}{`))).toEqual([]);
   });
 });
 

@@ -6,6 +6,16 @@ import { listOptions } from '../../src/config/load.js';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 
+/** The metric names the gateway registers (src/http/metrics.ts), each quoted once there. */
+function exportedMetrics(): Set<string> {
+  const source = readFileSync(`${ROOT}src/http/metrics.ts`, 'utf8');
+  return new Set([...source.matchAll(/'(livinglab_[a-z_]+)'/g)].map((m) => m[1] as string));
+}
+
+/** The gateway metrics an expression names (a histogram's series by its own name). */
+const metricsIn = (expr: string) =>
+  [...expr.matchAll(/livinglab_[a-z_]+/g)].map((m) => m[0].replace(/_(bucket|sum|count)$/, ''));
+
 describe('docker-compose.yml and Dockerfile', () => {
   const compose = parse(readFileSync(`${ROOT}docker-compose.yml`, 'utf8')) as {
     services: Record<
@@ -147,16 +157,63 @@ describe('Grafana dashboards', () => {
   });
 
   it('chart only metrics that the gateway exports', () => {
-    const source = readFileSync(`${ROOT}src/http/metrics.ts`, 'utf8');
-    const exported = new Set([...source.matchAll(/'(livinglab_[a-z_]+)'/g)].map((m) => m[1]));
+    const exported = exportedMetrics();
     for (const d of dashboards) {
       for (const p of d.panels) {
         for (const t of p.targets) {
-          for (const m of t.expr?.matchAll(/livinglab_[a-z_]+/g) ?? []) {
-            expect(exported, t.expr).toContain(m[0].replace(/_bucket$/, ''));
-          }
+          for (const m of metricsIn(t.expr ?? '')) expect(exported, t.expr).toContain(m);
         }
       }
     }
+  });
+});
+
+describe('Prometheus alert rules (deploy/prometheus/alerts.yml)', () => {
+  type Rule = { alert: string; expr: string; for?: string; annotations: { summary: string } };
+  const rules = (
+    parse(readFileSync(`${ROOT}deploy/prometheus/alerts.yml`, 'utf8')) as { groups: { rules: Rule[] }[] }
+  ).groups.flatMap((g) => g.rules);
+  const exprOf = (alert: string) => rules.find((r) => r.alert === alert)?.expr ?? '';
+
+  it('name only metrics that the gateway exports', () => {
+    const exported = exportedMetrics();
+    let named = 0;
+    for (const r of rules) {
+      for (const m of metricsIn(r.expr)) {
+        expect(exported, `${r.alert}: ${r.expr}`).toContain(m);
+        named++;
+      }
+      expect(r.annotations.summary, r.alert).not.toBe('');
+    }
+    expect(named).toBeGreaterThanOrEqual(rules.length - 1);
+  });
+
+  it('cover the failures issue 17 lists, with the thresholds it names', () => {
+    expect(exprOf('LivingLabGatewayDown')).toMatch(/up\{job="livinglab"\} == 0/);
+    expect(exprOf('LivingLabInfluxWritesFailing')).toContain('livinglab_write_retries_total');
+    expect(exprOf('LivingLabSpoolHalfFull')).toMatch(
+      /livinglab_spool_bytes \/ livinglab_spool_limit_bytes > 0\.5/,
+    );
+    expect(exprOf('LivingLabSpoolBacklogOld')).toMatch(/livinglab_spool_oldest_unwritten_seconds > 300/);
+    expect(exprOf('LivingLabDevicesSilent')).toContain('livinglab_devices_silent');
+    expect(exprOf('LivingLabRejectsJump')).toContain('livinglab_readings_rejected_total');
+    expect(exprOf('LivingLabTlsCertificateExpiring')).toMatch(
+      /livinglab_tls_certificate_expiry_timestamp_seconds - time\(\) < 14 \* 86400/,
+    );
+  });
+
+  it('are loaded by the compose Prometheus, for the job that scrapes the gateway', () => {
+    const prometheus = parse(readFileSync(`${ROOT}deploy/prometheus/prometheus.yml`, 'utf8')) as {
+      rule_files: string[];
+      scrape_configs: { job_name: string }[];
+    };
+    expect(prometheus.rule_files).toEqual(['/etc/prometheus/alerts.yml']);
+    expect(prometheus.scrape_configs.map((j) => j.job_name)).toContain('livinglab');
+    const compose = parse(readFileSync(`${ROOT}docker-compose.yml`, 'utf8')) as {
+      services: { prometheus: { volumes: string[] } };
+    };
+    expect(compose.services.prometheus.volumes).toContain(
+      './deploy/prometheus/alerts.yml:/etc/prometheus/alerts.yml:ro',
+    );
   });
 });
