@@ -131,12 +131,12 @@ function wireHttp(
   return { http, ops, https };
 }
 
-export function buildApp(
+/** Every part, created in the order each needs the others; nothing is started here. */
+function wireParts(
   config: Config,
-  // openSpoolFile: the spool's file seam for disk-fault tests; opsToken: config/load.ts loadOpsToken.
-  opts: { log?: Logger; openSpoolFile?: SpoolOptions['openFile']; opsToken?: string } = {},
+  log: Logger,
+  opts: { openSpoolFile?: SpoolOptions['openFile']; opsToken?: string },
 ) {
-  const log = opts.log ?? createLogger({ level: config.logLevel, format: config.logFormat });
   checkJobSchedules(config.jobs);
   checkOpsExposure(config, opts.opsToken);
   const schemas = loadSchemas(config.schemasDir);
@@ -147,19 +147,30 @@ export function buildApp(
     log: log.child({ module: 'registry' }),
   });
   const storage = createStorage(config, log, opts.openSpoolFile);
-  const { writer, queue, rejects, drain } = storage;
-  let tls: TlsMaterial | undefined; // read in start(), shared by every TLS listener
-  const ingestion = wireIngestion(config, log, registry, storage, schemas, () => tls);
-  const { broker, sources, liveness, pipeline } = ingestion;
+  // Read in start(), shared by every TLS listener and the certificate-expiry metric.
+  const tls: { current?: TlsMaterial } = {};
+  const ingestion = wireIngestion(config, log, registry, storage, schemas, () => tls.current);
   const scheduler = createJobScheduler(config, log.child({ module: 'jobs' }));
   const guard = createHttpGuard(config, log);
-  const metricParts = {
-    ...{ ...ingestion, ...storage, source: broker, registry, scheduler, httpGuard: guard },
-    tls: () => tls,
+  const metrics = createGatewayMetrics({
+    ...{ ...ingestion, ...storage, source: ingestion.broker, registry, scheduler, httpGuard: guard },
+    tls: () => tls.current,
     tlsCertFile: config.tls.cert,
-  };
-  const metrics = createGatewayMetrics(metricParts);
-  drain.stats.onWriteLatency = metrics.observeWriteLatency;
+  });
+  storage.drain.stats.onWriteLatency = metrics.observeWriteLatency;
+  return { schemas, registry, storage, tls, ingestion, scheduler, guard, metrics };
+}
+
+export function buildApp(
+  config: Config,
+  // openSpoolFile: the spool's file seam for disk-fault tests; opsToken: config/load.ts loadOpsToken.
+  opts: { log?: Logger; openSpoolFile?: SpoolOptions['openFile']; opsToken?: string } = {},
+) {
+  const log = opts.log ?? createLogger({ level: config.logLevel, format: config.logFormat });
+  const parts = wireParts(config, log, opts);
+  const { schemas, registry, storage, tls, ingestion, scheduler, guard, metrics } = parts;
+  const { writer, queue, rejects, drain } = storage;
+  const { broker, sources, liveness, pipeline } = ingestion;
   let started = false;
   const { url: influxUrl, api } = config.influx;
   const status = { registry, queue, drain, writer, influxUrl, source: broker, liveness, pipeline };
@@ -171,18 +182,17 @@ export function buildApp(
   let statsTimer: NodeJS.Timeout | undefined;
 
   const start = async () => {
-    tls = await loadTlsMaterial(config, log.child({ module: 'tls' }));
+    tls.current = await loadTlsMaterial(config, log.child({ module: 'tls' }));
     await registry.start();
     warnDevicesWithoutSchema(registry.current().devices.values(), schemas, log);
     await storage.start();
     await liveness.start();
     for (const source of sources) await source.start(pipeline);
-    if (tls) https?.use(tls);
+    if (tls.current) https?.use(tls.current);
     httpPort = await listenHttp(http, { ...config.http, name: 'HTTP', flag: '--http-port' });
     opsPort = await listenHttp(ops, { ...config.listeners.ops, name: 'ops', flag: '--ops-port' });
     registerJobs({ config, scheduler, liveness, registry, schemas, rejects, log });
-    statsTimer = setInterval(() => reports.logStats(log), 60_000);
-    statsTimer.unref();
+    statsTimer = setInterval(() => reports.logStats(log), 60_000).unref();
     started = true;
     const ports = listenerPorts(broker, httpPort, opsPort, https !== undefined);
     log.info({ ...ports, influx: influxUrl, api, spool: config.spool.enabled }, 'gateway started');
@@ -202,23 +212,22 @@ export function buildApp(
     await liveness.stop();
     await storage.stop(wasStarted ? config.shutdownTimeoutMs : undefined);
     await registry.stop();
-    tls?.stop();
+    tls.current?.stop();
     const left = queue.stats.unconfirmedRecords;
     if (wasStarted)
       log.info({ pointsWritten: drain.stats.pointsWritten, recordsLeftInSpool: left }, 'gateway stopped');
   };
 
-  const parts = { config, log, broker, registry, schemas, pipeline, queue, drain, writer, rejects };
+  const exposed = { config, log, broker, registry, schemas, pipeline, queue, drain, writer, rejects };
   return {
-    ...{ ...parts, liveness, scheduler, start, stop },
+    ...{ ...exposed, liveness, scheduler, start, stop },
     get mqttPort() {
       return broker.port;
     },
-    /** MQTT over WebSocket (path /mqtt); 0 when listeners.ws is off. */
+    /** MQTT over WebSocket and secure WebSocket (path /mqtt); 0 when that listener is off. */
     get wsPort() {
       return broker.wsPort;
     },
-    /** MQTT over secure WebSocket (path /mqtt); 0 when listeners.wss is off. */
     get wssPort() {
       return broker.wssPort;
     },
