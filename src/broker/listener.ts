@@ -24,15 +24,15 @@ export function plainMqttHost(config: Config): string {
   return isTlsConfigured(config) ? '127.0.0.1' : '0.0.0.0';
 }
 
-export async function listenTcp(
-  config: Config,
-  log: Logger,
-  onSocket: (socket: Socket) => void,
-): Promise<Listener> {
-  const server = createServer(onSocket);
-  server.maxConnections = config.mqtt.maxConnections;
-  const host = plainMqttHost(config);
-  server.listen(config.mqtt.port, host);
+/**
+ * Binds `server` to host:port and resolves the bound port (useful with port 0); a failed bind is
+ * LL_LISTEN_FAILED naming the listener and the flag that moves it.
+ */
+export async function bindListener(
+  server: Pick<Server, 'listen' | 'address'> & NodeJS.EventEmitter,
+  where: { name: string; host: string; port: number; flag: string },
+): Promise<number> {
+  server.listen(where.port, where.host);
   try {
     await Promise.race([
       once(server, 'listening'),
@@ -43,12 +43,28 @@ export async function listenTcp(
   } catch (err) {
     throw new GatewayError(
       'LL_LISTEN_FAILED',
-      `MQTT listener on ${host}:${config.mqtt.port}: ${(err as Error).message} (--mqtt-port)`,
+      `${where.name} listener on ${where.host}:${where.port}: ${(err as Error).message} (${where.flag})`,
       { cause: err },
     );
   }
   const address = server.address();
-  const port = typeof address === 'object' && address ? address.port : config.mqtt.port;
+  return typeof address === 'object' && address ? address.port : where.port;
+}
+
+export async function listenTcp(
+  config: Config,
+  log: Logger,
+  onSocket: (socket: Socket) => void,
+): Promise<Listener> {
+  const server = createServer(onSocket);
+  server.maxConnections = config.mqtt.maxConnections;
+  const host = plainMqttHost(config);
+  const port = await bindListener(server, {
+    name: 'MQTT',
+    host,
+    port: config.mqtt.port,
+    flag: '--mqtt-port',
+  });
   log.info({ port, host }, 'MQTT listener started');
   return { server, port };
 }
@@ -101,23 +117,12 @@ export async function listenTls(
     handlers.onHandshakeFailed(err, socket);
   });
   material.onReload(() => server.setSecureContext(material.options()));
-  server.listen(wanted, host);
-  try {
-    await Promise.race([
-      once(server, 'listening'),
-      once(server, 'error').then(([err]) => {
-        throw err;
-      }),
-    ]);
-  } catch (err) {
-    throw new GatewayError(
-      'LL_LISTEN_FAILED',
-      `MQTT over TLS listener on ${host}:${wanted}: ${(err as Error).message} (--mqtts-port)`,
-      { cause: err },
-    );
-  }
-  const address = server.address();
-  const port = typeof address === 'object' && address ? address.port : wanted;
+  const port = await bindListener(server, {
+    name: 'MQTT over TLS',
+    host,
+    port: wanted,
+    flag: '--mqtts-port',
+  });
   log.info({ port, host, clientCertificates: config.tls.ca !== '' }, 'MQTT over TLS listener started');
   return { server, port };
 }

@@ -3,7 +3,6 @@
 // MQTT. It bounds what a client may cost before the upgrade (header size, a timeout for slow
 // headers) and the size of one WebSocket message; the connection gate does the rest, as for TCP.
 // It never reads MQTT and never trusts X-Forwarded-For: the address is the TCP peer's.
-import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerOptions } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
@@ -13,7 +12,7 @@ import { GatewayError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { TlsMaterial } from '../tls/material.js';
 import type { Connection } from './connection-gate.js';
-import type { Listener } from './listener.js';
+import { bindListener, type Listener } from './listener.js';
 
 /** The one path MQTT is served on over WebSocket (the path MQTT.js and most clients use). */
 export const MQTT_WS_PATH = '/mqtt';
@@ -117,23 +116,7 @@ export async function listenWebSocket(
     res.writeHead(pathOf(req) === MQTT_WS_PATH ? 426 : 404, { connection: 'close', 'content-length': 0 });
     res.end();
   });
-  server.listen(opts.port, opts.host);
-  try {
-    await Promise.race([
-      once(server, 'listening'),
-      once(server, 'error').then(([err]) => {
-        throw err;
-      }),
-    ]);
-  } catch (err) {
-    throw new GatewayError(
-      'LL_LISTEN_FAILED',
-      `MQTT ${opts.name} listener on ${opts.host}:${opts.port}: ${(err as Error).message} (${opts.flag})`,
-      { cause: err },
-    );
-  }
-  const address = server.address();
-  const port = typeof address === 'object' && address ? address.port : opts.port;
+  const port = await bindListener(server, { ...opts, name: `MQTT ${opts.name}` });
   log.info({ port, host: opts.host, path: MQTT_WS_PATH }, `MQTT ${opts.name} listener started`);
   return { server, port };
 }
