@@ -8,7 +8,6 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { createWebSocketStream, WebSocketServer } from 'ws';
-import { GatewayError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { TlsMaterial } from '../tls/material.js';
 import type { Connection } from './connection-gate.js';
