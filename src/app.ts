@@ -4,6 +4,7 @@
 // in the spool. A new listener, message source, job or page is one import and one call here.
 import { type Broker, createBroker } from './broker/broker.js';
 import type { Config } from './config/schema.js';
+import { resolveTimeZone } from './config/time-zone.js';
 import { GatewayError } from './errors.js';
 import { createGatewayMetrics } from './http/gateway-metrics.js';
 import { listenHttp } from './http/listen.js';
@@ -117,7 +118,8 @@ function wireHttp(
   const audit = createAuditLog(auditLogOptions(config));
   const { url: influxUrl, db } = config.influx;
   const secretsFile = secretsFileFor(config.registry, config.secretsFile);
-  const research = { schemas: parts.schemas, audit, influxUrl, db, secretsFile };
+  const timeZone = resolveTimeZone(config.timezone);
+  const research = { schemas: parts.schemas, audit, influxUrl, db, secretsFile, timeZone };
   const https = httpsServingFor(config);
   const http = buildHttp({
     ...parts,

@@ -3,6 +3,7 @@
 // printed; tokens are printed once.
 import type { Command } from 'commander';
 import { parseDuration } from '../config/duration.js';
+import { dayOf, resolveTimeZone } from '../config/time-zone.js';
 import { GatewayError } from '../errors.js';
 import { withRegistryLock } from '../registry/edit-lock.js';
 import { readRegistryFile, writeRegistryFile } from '../registry/file.js';
@@ -23,7 +24,6 @@ const list = (v: string | undefined) =>
         .map((s) => s.trim())
         .filter(Boolean)
     : [];
-const today = () => new Date().toISOString().slice(0, 10);
 
 /** Read, change, write, under the registry's edit lock (a concurrent edit is never lost). */
 async function editRegistry(flags: CommonFlags, env: Env, change: (data: RegistryData) => RegistryData) {
@@ -103,9 +103,10 @@ function registerConsentCommand(projects: Command, env: Env): void {
       .description("record a subject's consent to a project, or its withdrawal")
       .requiredOption('--subject <code>', 'participant code')
       .option('--withdraw', 'the subject withdraws: removed from every later export')
-      .option('--date <date>', 'when (default: today)'),
+      .option('--date <date>', "when (default: today, the lab's date in its time zone)"),
   ).action(async (id: string, opts: CommonFlags & { subject: string; withdraw?: boolean; date?: string }) => {
-    const on = opts.date ?? today();
+    // Today is the lab's date: just after its midnight, the UTC date is still yesterday's.
+    const on = opts.date ?? dayOf(Date.now(), resolveTimeZone(configFromFlags(opts, env).timezone));
     const config = await editRegistry(opts, env, (data) =>
       setConsent(data, id, opts.subject, { withdraw: Boolean(opts.withdraw), on }),
     );

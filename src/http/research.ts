@@ -39,6 +39,8 @@ export interface ResearchDeps {
   audit: AuditLog;
   influxUrl: string;
   db: string;
+  /** The lab's time zone: project periods, consent dates and aggregation windows are its days. */
+  timeZone: string;
   /** Slows down and counts bad tokens per address (token-guard.ts). */
   guard: TokenGuard;
   /** Named when a project's key or a token's hash is missing from it (HTTP 503). */
@@ -174,7 +176,7 @@ function registerReadingsRoute(scope: TypedApp, deps: ResearchDeps, schemas: Sch
         return reply.code(400).send({ error: schemas.describeParamError(invalid, access.project) });
       let query: ReadingsQuery;
       try {
-        query = parseReadingsQuery(access.project, deps.schemas, req.query);
+        query = parseReadingsQuery(access.project, deps.schemas, req.query, deps.timeZone);
       } catch (err) {
         if (err instanceof QueryError) return reply.code(400).send({ error: err.message });
         throw err;

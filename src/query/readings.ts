@@ -1,8 +1,10 @@
 // Readings of one project, as researchers may see them: only the project's device types and
 // released fields, only its period, only consenting subjects from their consent date (a withdrawn
-// subject is left out entirely), each subject as its project pseudonym. Queries are built from
+// subject is left out entirely), each subject as its project pseudonym. Dates (period, consents)
+// are days in the lab's time zone, and so are aggregation windows. Queries are built from
 // validated values only: names come from the schemas, subjects from the registry, times are numbers.
 // The shape of each parameter is checked before, by READINGS_PARAMS (readings-params.ts).
+import { addDays, startOfDay } from '../config/time-zone.js';
 import type { Project } from '../registry/types.js';
 import type { SchemaSet } from '../schemas/types.js';
 import { type InfluxQLTarget, querySeries, quoteIdent, quoteString } from '../storage/influxql.js';
@@ -20,9 +22,12 @@ export interface ReadingsQuery {
   readonly toMs: number;
   readonly every?: string;
   readonly fn?: Aggregate;
+  /** The lab's time zone: dates are its days, and windows start at its midnights. */
+  readonly timeZone: string;
 }
 
-const DAY = 86_400_000;
+// What buildStatement writes into tz(): an IANA name (Europe/Copenhagen, Etc/GMT+1, UTC).
+const ZONE_NAME = /^[A-Za-z][A-Za-z0-9_+-]*(\/[A-Za-z0-9_+-]+)*$/;
 
 /**
  * Checks parameters that already passed READINGS_PARAMS (each given once, well-formed) against the
@@ -32,6 +37,7 @@ export function parseReadingsQuery(
   project: Project,
   schemas: SchemaSet,
   params: ReadingsParams,
+  timeZone: string,
 ): ReadingsQuery {
   const { type, every, fn } = params;
   if (!project.types.includes(type))
@@ -50,8 +56,9 @@ export function parseReadingsQuery(
   }
   const fields = asked ?? available;
   if (fields.length === 0) throw new QueryError(`no field of ${type} is released to this project`);
-  const periodFrom = Date.parse(`${project.from}T00:00:00Z`);
-  const periodTo = Date.parse(`${project.to}T00:00:00Z`) + DAY;
+  // The period runs from the lab's midnight starting `from` to the one ending `to`.
+  const periodFrom = startOfDay(project.from, timeZone);
+  const periodTo = startOfDay(addDays(project.to, 1), timeZone);
   const time = (name: 'from' | 'to', fallback: number) => {
     const v = params[name];
     if (v === undefined) return fallback;
@@ -86,6 +93,7 @@ export function parseReadingsQuery(
     toMs,
     ...(every ? { every } : {}),
     ...(fn ? { fn } : {}),
+    timeZone,
   };
 }
 
@@ -97,7 +105,7 @@ export function consentedWindows(
   const out: { subject: string; fromMs: number; toMs: number }[] = [];
   for (const c of project.consents) {
     if (c.withdrawn) continue;
-    const from = Math.max(q.fromMs, Date.parse(`${c.from}T00:00:00Z`));
+    const from = Math.max(q.fromMs, startOfDay(c.from, q.timeZone));
     if (from < q.toMs) out.push({ subject: c.subject, fromMs: from, toMs: q.toMs });
   }
   return out.sort((a, b) => a.subject.localeCompare(b.subject));
@@ -112,7 +120,13 @@ export function buildStatement(
     ? q.fields.map((f) => `${q.fn}(${quoteIdent(f)}) AS ${quoteIdent(f)}`).join(', ')
     : q.fields.map(quoteIdent).join(', ');
   const where = `"subject" = ${quoteString(w.subject)} AND "device_type" = ${quoteString(q.type)} AND time >= ${w.fromMs}ms AND time < ${w.toMs}ms`;
-  const group = q.every ? ` GROUP BY time(${q.every}) fill(none)` : '';
+  let group = '';
+  if (q.every) {
+    // tz() moves the windows' boundaries to the lab's midnights (1d = a local day, 23 or 25 hours
+    // across a daylight-saving change); the name is checked, not only quoted.
+    if (!ZONE_NAME.test(q.timeZone)) throw new QueryError(`"${q.timeZone}" is not a time zone name`);
+    group = ` GROUP BY time(${q.every}) fill(none) tz(${quoteString(q.timeZone)})`;
+  }
   return `SELECT ${select} FROM ${quoteIdent(q.measurement)} WHERE ${where}${group}`;
 }
 
@@ -143,22 +157,29 @@ export function streamReadings(opts: {
           buildStatement(opts.query, w),
           chunkSize,
           pseudonym(opts.project.secret, w.subject),
+          w.fromMs,
         ),
       ),
     ),
   );
 }
 
-/** The rows of one subject's statement, in InfluxDB's order (by time), as they arrive. */
+/**
+ * The rows of one subject's statement, in InfluxDB's order (by time), as they arrive. `fromMs` is
+ * where the subject's data range starts: InfluxDB labels a window with its start even when the
+ * range begins inside it (every=5h before the consent, every=9999d years back), so a label is
+ * never earlier than that start: max(window start, range start).
+ */
 async function* streamSubject(
   target: InfluxQLTarget,
   statement: string,
   chunkSize: number,
   subject: string,
+  fromMs: number,
 ): AsyncGenerator<ReadingRow> {
   for await (const s of querySeries(target, statement, chunkSize)) {
     for (const v of s.values) {
-      const row: ReadingRow = { time: new Date(v[0] as number).toISOString(), subject };
+      const row: ReadingRow = { time: new Date(Math.max(v[0] as number, fromMs)).toISOString(), subject };
       for (let i = 1; i < s.columns.length; i++)
         row[s.columns[i] as string] = (v[i] ?? null) as ReadingRow[string];
       yield row;

@@ -27,6 +27,7 @@ it('keeps the export statement as before for valid names, quoting through the cl
       fields: ['spo2', 'pulse'],
       fromMs: 0,
       toMs: 0,
+      timeZone: 'UTC',
     } as Parameters<typeof buildStatement>[0],
     { subject: 'P-001', fromMs: 1000, toMs: 2000 },
   );

@@ -119,7 +119,7 @@ describe('parseReadingsQuery', () => {
     ['fn', { every: '1h', fn: 'sum("x")) --' as 'mean' }, /fn must be one of/],
   ])('refuses an InfluxQL fragment in %s even when a caller skips the route schema', (_n, extra, message) => {
     expect(() =>
-      parseReadingsQuery(project, schemas, { type: 'pulse-oximeter', format: 'csv', ...extra }),
+      parseReadingsQuery(project, schemas, { type: 'pulse-oximeter', format: 'csv', ...extra }, 'UTC'),
     ).toThrow(message);
   });
 });
