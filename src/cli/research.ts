@@ -70,8 +70,8 @@ function registerProjectAddCommand(projects: Command, env: Env): void {
     projects
       .command('add <id>')
       .description('add a project (its pseudonymisation secret is generated and never shown)')
-      .requiredOption('--from <date>', 'first day of the period (YYYY-MM-DD)')
-      .requiredOption('--to <date>', 'last day of the period (YYYY-MM-DD)')
+      .requiredOption('--from <date>', "first day of the period (YYYY-MM-DD, the lab's local date)")
+      .requiredOption('--to <date>', 'last day of the period (YYYY-MM-DD, included)')
       .requiredOption('--types <list>', 'device types released, comma-separated')
       .option('--fields <list>', 'fields released, comma-separated (default: all fields of those types)')
       .option('--schemas-dir <dir>', 'device schema folder'),

@@ -95,7 +95,7 @@ export const CONFIG_SCHEMA = Type.Object(
     ),
     timezone: text(
       '',
-      "The lab's IANA time zone (for example Europe/Copenhagen): the day a daily report covers and the clock job schedules follow (empty: the system's)",
+      "The lab's IANA time zone (for example Europe/Copenhagen; UTC is allowed): dates are its days (project periods, consent dates and the default of today, every=1d export windows, the day a daily report covers) and the clock job schedules follow it (empty: the system's)",
       { format: 'time-zone' },
     ),
     logFormat: choice(

@@ -27,7 +27,13 @@ export const READINGS_PARAMS = Type.Object(
     to: Type.Optional(
       Type.String({ pattern: TIME, description: 'End, exclusive, RFC 3339 (clipped to the project period)' }),
     ),
-    every: Type.Optional(Type.String({ pattern: EVERY, description: 'Aggregation window, with fn' })),
+    every: Type.Optional(
+      Type.String({
+        pattern: EVERY,
+        description:
+          "Aggregation window, with fn; windows follow the lab's time zone (1d = a local day). A row's time is the start of the data it covers: the window's start, or the start of the range (consent, period, from) when later",
+      }),
+    ),
     fn: Type.Optional(Type.Enum([...AGGREGATES], { type: 'string', description: 'Aggregate, with every' })),
     format: Type.Optional(
       Type.Enum(Object.keys(FORMATS) as (keyof typeof FORMATS)[], {
