@@ -32,6 +32,8 @@ run bench/e2e.ts --mode batch --systems gateway,plain --rates 25000,50000,75000,
 run bench/e2e.ts --mode single --systems gateway,gateway-tls --rates 4000,8000,10000,12000,14000,16000,18000,20000 --duration "$rung" --warmup "$warmup" --no-half
 run bench/tls.ts
 run bench/connections.ts --tls
+# Research exports (issue 18): rows/s per format and the gateway's peak RSS at two export sizes.
+run bench/export.ts
 # The minute-long InfluxDB outage under load (the test suite runs a 5-s one by default).
 echo "\$ LIVINGLAB_SOAK=1 npx vitest run test/integration/outage.test.ts" | tee -a "$out" >&2
 LIVINGLAB_SOAK=1 npx vitest run test/integration/outage.test.ts 2>&1 | grep -E '\[fault\]|Tests ' | tee -a "$out"

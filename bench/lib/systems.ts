@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { addAccount, addDevice } from '../../src/registry/edit.js';
 import { writeRegistryFile } from '../../src/registry/file.js';
 import { hashSecretSync } from '../../src/registry/passwords.js';
-import { EMPTY_REGISTRY } from '../../src/registry/types.js';
+import { EMPTY_REGISTRY, type RegistryData } from '../../src/registry/types.js';
 import { createCa, issueServerCert } from '../../src/tls/certs.js';
 import { freePort } from '../../test/helpers/ports.js';
 import { TSX_LOADER } from './proc.js';
@@ -29,6 +29,8 @@ export interface SystemUnderTest {
   readonly ca?: string;
   /** The same gateway's plain-TCP listener, beside mqttUrl over TLS (gateway-tls only). */
   readonly tcpUrl?: string;
+  /** The research and status HTTP API (gateway only). */
+  readonly httpUrl?: string;
   readonly devices: readonly PublisherDevice[];
   /** A device of its own for publish-to-queryable probes. */
   readonly probe: PublisherDevice;
@@ -51,6 +53,8 @@ export interface SystemContext {
   readonly nodeArgs?: readonly string[];
   /** Also registers staff account BENCH_STAFF (password BENCH_STAFF_PASSWORD) at this PBKDF2 cost. */
   readonly staffIterations?: number;
+  /** Further registry content (research projects, tokens) added before the gateway starts. */
+  readonly registry?: (data: RegistryData) => RegistryData;
 }
 
 export const BENCH_STAFF = 'staff-bench';
@@ -165,7 +169,11 @@ const BENCH_GATEWAY_ENV = {
   LIVINGLAB_LISTENERS_MQTTS_HOST: '127.0.0.1',
 };
 
-async function benchRegistry(n: number, staffIterations?: number) {
+async function benchRegistry(
+  n: number,
+  staffIterations?: number,
+  more: (data: RegistryData) => RegistryData = (d) => d,
+) {
   const dir = await mkdtemp(join(tmpdir(), 'll-bench-gw-'));
   // Generated device passwords get 1,000 PBKDF2 iterations in production too (registry/passwords.ts).
   const hash = hashSecretSync(PASSWORD, 1000);
@@ -186,7 +194,7 @@ async function benchRegistry(n: number, staffIterations?: number) {
       passwordHash: hashSecretSync(BENCH_STAFF_PASSWORD, staffIterations),
     });
   const registry = join(dir, 'lab.yaml');
-  await writeRegistryFile(registry, data);
+  await writeRegistryFile(registry, more(data));
   const device = (id: string): PublisherDevice => ({ id, password: PASSWORD, topic: topicOf(id) });
   return { dir, registry, device };
 }
@@ -225,7 +233,7 @@ export async function startGatewaySystem(
   const root = process.env.BENCH_GATEWAY_ROOT ?? ROOT;
   const main = join(root, 'dist/src/cli/main.js');
   if (!existsSync(main)) throw new Error('dist/ is missing: run `npm run build` first (npm run bench does)');
-  const { dir, registry, device } = await benchRegistry(ctx.devices, ctx.staffIterations);
+  const { dir, registry, device } = await benchRegistry(ctx.devices, ctx.staffIterations, ctx.registry);
   const ids = deviceIds(ctx.devices);
   const mqttPort = await freePort();
   const httpPort = await freePort();
@@ -276,6 +284,7 @@ export async function startGatewaySystem(
   return {
     name: 'gateway',
     mqttUrl: `mqtt://127.0.0.1:${mqttPort}`,
+    httpUrl: `http://127.0.0.1:${httpPort}`,
     devices: ids.map(device),
     probe: device('probe-0'),
     pids: { gateway: child.pid ?? 0 },
