@@ -27,6 +27,7 @@ import { statusTopic } from './registry/topics.js';
 import { loadSchemas } from './schemas/load.js';
 import type { SchemaSet } from './schemas/types.js';
 import { createStorage, type Storage } from './storage/from-config.js';
+import { influxReadTarget } from './storage/influxql.js';
 import { createQueueSink } from './storage/queue-sink.js';
 import type { SpoolOptions } from './storage/spool/index.js';
 import { loadTlsMaterial, type TlsMaterial } from './tls/material.js';
@@ -115,9 +116,12 @@ function wireHttp(
 ) {
   const verifier = createPasswordVerifier();
   const audit = createAuditLog(auditLogOptions(config));
-  const { url: influxUrl, db } = config.influx;
+  const { url: influxUrl, db, auth: influxAuth } = influxReadTarget(config.influx);
   const secretsFile = secretsFileFor(config.registry, config.secretsFile);
-  const research = { schemas: parts.schemas, audit, influxUrl, db, secretsFile };
+  const research = {
+    ...{ schemas: parts.schemas, audit, influxUrl, db, secretsFile },
+    ...(influxAuth ? { influxAuth } : {}),
+  };
   const https = httpsServingFor(config);
   const http = buildHttp({
     ...parts,
