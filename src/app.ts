@@ -27,7 +27,7 @@ import { statusTopic } from './registry/topics.js';
 import { loadSchemas } from './schemas/load.js';
 import type { SchemaSet } from './schemas/types.js';
 import { createStorage, type Storage } from './storage/from-config.js';
-import { influxReadTarget } from './storage/influxql.js';
+import { influxReadTarget, probeReadAccess } from './storage/influxql.js';
 import { createQueueSink } from './storage/queue-sink.js';
 import type { SpoolOptions } from './storage/spool/index.js';
 import { loadTlsMaterial, type TlsMaterial } from './tls/material.js';
@@ -104,6 +104,19 @@ function createHttpGuard(config: Config, log: Logger) {
     ...{ delayAfter: tokenDelayAfter, refuseAfter: tokenRefuseAfter, baseMs, maxMs },
     log: log.child({ module: 'http.auth' }),
   });
+}
+
+/**
+ * Exports, the daily report and `simulate --verify` read with their own credentials: a refusal
+ * found now is a warning at start, not a surprise at the first export or the night's report.
+ */
+async function warnOfRefusedReads(config: Config, log: Logger): Promise<void> {
+  const refused = await probeReadAccess(influxReadTarget(config.influx));
+  if (refused)
+    log.warn(
+      { err: refused },
+      'InfluxDB refuses the read credentials: exports and the daily quality report will fail until they are fixed',
+    );
 }
 
 /** The HTTP side: the main listener (status, research API; HTTPS once TLS is configured) and the ops listener. */
@@ -190,6 +203,7 @@ export function buildApp(
     await registry.start();
     warnDevicesWithoutSchema(registry.current().devices.values(), schemas, log);
     await storage.start();
+    await warnOfRefusedReads(config, log);
     await liveness.start();
     for (const source of sources) await source.start(pipeline);
     if (tls.current) https?.use(tls.current);

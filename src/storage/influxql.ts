@@ -228,3 +228,29 @@ export async function* querySeries(
     }
   }
 }
+
+/**
+ * Tries the read credentials with a statement that needs READ on the database and reads next to
+ * nothing; resolves to InfluxDB's refusal (LL_INFLUX_AUTH, LL_INFLUX_QUERY), or undefined when the
+ * read went through, InfluxDB could not be reached (the writer reports that already) or gave no
+ * answer within `timeoutMs`.
+ */
+export async function probeReadAccess(
+  target: InfluxQLTarget,
+  timeoutMs = 5000,
+): Promise<InfluxQueryError | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  // An InfluxDB that accepts and never answers must not hold up the start.
+  const late = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, timeoutMs);
+  });
+  try {
+    await Promise.race([queryRows(target, 'SHOW RETENTION POLICIES'), late]);
+    return undefined;
+  } catch (err) {
+    if (err instanceof InfluxQueryError && err.code !== 'LL_INFLUX_UNAVAILABLE') return err;
+    return undefined;
+  } finally {
+    clearTimeout(timer);
+  }
+}

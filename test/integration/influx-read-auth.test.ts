@@ -178,6 +178,28 @@ describe('quality report with InfluxDB authentication', () => {
     expect(existsSync(join(dataDir, 'reports', `${yesterday}.json`))).toBe(false);
   });
 
+  it('serve warns at start that InfluxDB refuses the read credentials, naming URL and user', async () => {
+    const g = await startGateway({
+      influxUrl: influx.url,
+      devices: [],
+      config: { influx: influxOptions(influx.url, { ...READER, password: WRONG }) },
+    });
+    onTestFinished(() => g.stop());
+    const warning = g
+      .logLines()
+      .find((l) => l.level === 40 && String(l.msg).startsWith('InfluxDB refuses')) as
+      | { msg: string; err: { code: string; message: string } }
+      | undefined;
+    expect(warning?.msg).toBe(
+      'InfluxDB refuses the read credentials: exports and the daily quality report will fail until they are fixed',
+    );
+    expect(warning?.err.code).toBe('LL_INFLUX_AUTH');
+    expect(warning?.err.message).toContain(refusedReader(401, 'authorization failed'));
+    expect(JSON.stringify(g.logLines())).not.toContain(WRONG);
+    // With the right password there is nothing to warn of.
+    expect(gw.logLines().some((l) => String(l.msg).startsWith('InfluxDB refuses'))).toBe(false);
+  });
+
   const report = (password: string, extra: Record<string, string> = {}) =>
     runCli(['report', '--date', yesterday, '--registry', gw.registryFile, '--influx-url', influx.url], {
       env: {

@@ -99,6 +99,10 @@ describe('--influx-api v2 reads through /query', () => {
     expect(((await res.json()) as { error: string }).error).toBe(
       "InfluxDB refused the export's query: database not found: unmapped; lab staff: the gateway log names the cause (LL_INFLUX_QUERY)",
     );
+    // serve said so at start already.
+    expect(
+      gw.logLines().find((l) => String(l.msg).startsWith('InfluxDB refuses the read credentials')),
+    ).toMatchObject({ level: 40, err: { code: 'LL_INFLUX_QUERY' } });
     const line = gw.logLines().find((l) => l.msg === 'export refused: InfluxDB did not answer its query') as
       | { err: { code: string; message: string } }
       | undefined;
