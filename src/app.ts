@@ -202,8 +202,7 @@ export function buildApp(
     tls.current = await loadTlsMaterial(config, log.child({ module: 'tls' }));
     await registry.start();
     warnDevicesWithoutSchema(registry.current().devices.values(), schemas, log);
-    await storage.start();
-    await warnOfRefusedReads(config, log);
+    await storage.start().then(() => warnOfRefusedReads(config, log));
     await liveness.start();
     for (const source of sources) await source.start(pipeline);
     if (tls.current) https?.use(tls.current);
