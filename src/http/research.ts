@@ -264,11 +264,11 @@ async function refuseExport(
   err: unknown,
   appendEnd: (end: ExportEnd) => Promise<void>,
 ): Promise<FastifyReply> {
-  if (!(err instanceof InfluxQueryError)) throw err;
-  req.log.error({ err }, 'export refused: InfluxDB did not answer its query');
-  await appendEnd({ status: 'failed', rows: 0, error: err.message }).catch((e: Error) =>
+  await appendEnd({ status: 'failed', rows: 0, error: (err as Error).message }).catch((e: Error) =>
     req.log.error({ err: e }, 'audit log append failed'),
   );
+  if (!(err instanceof InfluxQueryError)) throw err;
+  req.log.error({ err }, 'export refused: InfluxDB did not answer its query');
   const { influxStatus: status } = err;
   const what =
     status === 0
