@@ -223,7 +223,7 @@ function registerReadingsRoute(scope: TypedApp, deps: ResearchDeps, schemas: Sch
       try {
         rows = await startRows(readRows(deps, access.project, query));
       } catch (err) {
-        return refuseExport(req, reply, err, appendEnd);
+        return refuseExport(req, reply.header('x-livinglab-export', who.export), err, appendEnd);
       }
       const body = Readable.from(encodeExport(deps, rows, query, format, sent));
       recordExportEnd(req, reply, body, sent, appendEnd);

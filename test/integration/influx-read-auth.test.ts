@@ -107,6 +107,20 @@ describe('research export with InfluxDB authentication', () => {
     expect(line?.err.code).toBe('LL_INFLUX_AUTH');
     expect(line?.err.message).toContain(refusedReader(401, 'authorization failed'));
     expect(JSON.stringify(gw.logLines())).not.toContain(READER.password);
+    // The audit log records the export as failed, with no row sent and the staff-side reason.
+    const id = res.headers.get('x-livinglab-export');
+    const audit = readFileSync(join(gw.dir, 'data', 'audit.ndjson'), 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map(
+        (l) =>
+          JSON.parse(l) as { export?: string; event: string; status?: string; rows?: number; error?: string },
+      );
+    expect(audit.find((e) => e.export === id && e.event === 'export-ended')).toMatchObject({
+      status: 'failed',
+      rows: 0,
+      error: expect.stringContaining(refusedReader(401, 'authorization failed')),
+    });
   });
 
   it('answers 502 when the user lacks READ on the database; the log says what to grant', async () => {
