@@ -28,6 +28,7 @@ import { statusTopic } from './registry/topics.js';
 import { loadSchemas } from './schemas/load.js';
 import type { SchemaSet } from './schemas/types.js';
 import { createStorage, type Storage } from './storage/from-config.js';
+import { influxReadTarget, probeReadAccess } from './storage/influxql.js';
 import { createQueueSink } from './storage/queue-sink.js';
 import type { SpoolOptions } from './storage/spool/index.js';
 import { loadTlsMaterial, type TlsMaterial } from './tls/material.js';
@@ -106,6 +107,19 @@ function createHttpGuard(config: Config, log: Logger) {
   });
 }
 
+/**
+ * Exports, the daily report and `simulate --verify` read with their own credentials: a refusal
+ * found now is a warning at start, not a surprise at the first export or the night's report.
+ */
+async function warnOfRefusedReads(config: Config, log: Logger): Promise<void> {
+  const refused = await probeReadAccess(influxReadTarget(config.influx));
+  if (refused)
+    log.warn(
+      { err: refused },
+      'InfluxDB refuses the read credentials: exports and the daily quality report will fail until they are fixed',
+    );
+}
+
 /** The HTTP side: the main listener (status, research API; HTTPS once TLS is configured) and the ops listener. */
 function wireHttp(
   config: Config,
@@ -116,10 +130,13 @@ function wireHttp(
 ) {
   const verifier = createPasswordVerifier();
   const audit = createAuditLog(auditLogOptions(config));
-  const { url: influxUrl, db } = config.influx;
+  const { url: influxUrl, db, auth: influxAuth } = influxReadTarget(config.influx);
   const secretsFile = secretsFileFor(config.registry, config.secretsFile);
   const timeZone = resolveTimeZone(config.timezone);
-  const research = { schemas: parts.schemas, audit, influxUrl, db, secretsFile, timeZone };
+  const research = {
+    ...{ schemas: parts.schemas, audit, influxUrl, db, secretsFile, timeZone },
+    ...(influxAuth ? { influxAuth } : {}),
+  };
   const https = httpsServingFor(config);
   const http = buildHttp({
     ...parts,
@@ -187,7 +204,7 @@ export function buildApp(
     tls.current = await loadTlsMaterial(config, log.child({ module: 'tls' }));
     await registry.start();
     warnDevicesWithoutSchema(registry.current().devices.values(), schemas, log);
-    await storage.start();
+    await storage.start().then(() => warnOfRefusedReads(config, log));
     await liveness.start();
     for (const source of sources) await source.start(pipeline);
     if (tls.current) https?.use(tls.current);

@@ -12,6 +12,8 @@ export const ERROR_CODES = {
   LL_SCHEMA_INVALID: 'A device schema file is invalid or inconsistent with its time-series mapping',
   LL_SCHEMA_UNKNOWN: 'No schema is loaded for the requested device type or version',
   LL_INFLUX_UNAVAILABLE: 'InfluxDB could not be reached or refused the request',
+  LL_INFLUX_AUTH: "InfluxDB refused the gateway's read credentials (401) or their rights (403)",
+  LL_INFLUX_QUERY: 'InfluxDB refused a query (unknown database or bucket mapping, a statement error)',
   LL_LISTEN_FAILED: 'A network listener could not be started',
   LL_DATA_DIR_LOCKED: 'Another gateway is running on the same data folder',
   LL_DATA_DIR_UNUSABLE: 'The data folder cannot be created or written',

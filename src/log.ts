@@ -26,6 +26,9 @@ const REDACT_PATHS = [
   'err.*.token',
   'err.*.payload',
   'err.*.secret',
+  // The InfluxDB read credentials' options (config/schema.ts influx.readPassword, influx.readToken).
+  '*.readPassword',
+  '*.readToken',
 ];
 
 const LEVEL_NAMES: Record<number, string> = {

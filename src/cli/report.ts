@@ -6,6 +6,7 @@ import { addDays, dayOf, reportDateProblem, resolveTimeZone } from '../jobs/lab-
 import { buildQualityReport, writeQualityReport } from '../jobs/quality-report.js';
 import { readRegistryFile } from '../registry/file.js';
 import { loadSchemas } from '../schemas/load.js';
+import { influxReadTarget } from '../storage/influxql.js';
 import { addRegistryOption, type CommonFlags, configFromFlags } from './options.js';
 
 export function registerReportCommand(program: Command, env: Record<string, string | undefined>): void {
@@ -16,8 +17,10 @@ export function registerReportCommand(program: Command, env: Record<string, stri
         "write the data-quality report of one day (the lab's time zone) to DATA_DIR/reports: Markdown, JSON and a chart",
       )
       .option('--date <YYYY-MM-DD>', 'the day (default: yesterday)')
-      .option('--influx-url <url>', 'InfluxDB 1.x URL')
+      .option('--influx-url <url>', 'InfluxDB URL (1.x, or 2.x/3.x through /query with --influx-api v2)')
       .option('--influx-db <name>', 'InfluxDB database')
+      .option('--influx-api <v1|v2>', 'v2: read the bucket through /query with a token (its DBRP mapping)')
+      .option('--influx-bucket <bucket>', 'InfluxDB bucket (v2)')
       .option('--data-dir <dir>', "the gateway's data folder (rejects log; reports are written under it)"),
   ).action(async (opts: CommonFlags & { date?: string }) => {
     const config = configFromFlags(opts, env);
@@ -27,13 +30,15 @@ export function registerReportCommand(program: Command, env: Record<string, stri
     const problem = reportDateProblem(date, today);
     if (problem) throw new GatewayError('LL_INPUT_INVALID', `--date: ${problem}`);
     const registry = await readRegistryFile(config.registry, config.secretsFile);
+    const influx = influxReadTarget(config.influx);
     const report = await buildQualityReport({
       date,
       timeZone,
       devices: registry.devices,
       schemas: loadSchemas(config.schemasDir),
-      influxUrl: config.influx.url,
-      db: config.influx.db,
+      influxUrl: influx.url,
+      db: influx.db,
+      ...(influx.auth ? { auth: influx.auth } : {}),
       dataDir: config.dataDir,
       onUnreadable: (lines) => {
         for (const { file, line } of lines.slice(0, 10))

@@ -16,7 +16,7 @@ import type { Config } from '../config/schema.js';
 import { GatewayError } from '../errors.js';
 import { loadSchemas } from '../schemas/load.js';
 import type { SchemaSet } from '../schemas/types.js';
-import { queryResult, quoteIdent, quoteString } from '../storage/influxql.js';
+import { influxReadTarget, queryResult, quoteIdent, quoteString } from '../storage/influxql.js';
 import { readRejects } from '../storage/rejects-log.js';
 import { addRegistryOption, type CommonFlags, configFromFlags } from './options.js';
 
@@ -176,10 +176,11 @@ async function writeGroundTruth(
 
 /** The gateway's own readers of what it stored and rejected, for `--verify`. */
 function outcomeReader(config: PreparedRun['config']): OutcomeReader {
-  const target = { url: config.influx.url, db: config.influx.db };
+  const target = influxReadTarget(config.influx);
   return {
     async readings(measurement, deviceId, fromMs, toMs) {
-      // A database error reads as no rows: verify then reports the readings as missing.
+      // A statement error (no such database) reads as no rows: verify then reports the readings as
+      // missing. Refused credentials and an InfluxDB out of reach throw (LL_INFLUX_*), naming it.
       const { rows } = await queryResult(
         target,
         `SELECT * FROM ${quoteIdent(measurement)} WHERE device_id = ${quoteString(deviceId)} AND time >= ${fromMs}ms AND time <= ${toMs}ms`,

@@ -276,11 +276,20 @@ export const CONFIG_SCHEMA = Type.Object(
       }),
       username: text('', 'InfluxDB user (empty: no authentication)'),
       password: text('', 'InfluxDB password (v1)'),
+      readUsername: text(
+        '',
+        'InfluxDB user for reads (exports, quality report, simulate --verify), ideally one with READ only (v1; empty: influx.username)',
+      ),
+      readPassword: text('', 'Password of influx.readUsername (v1; used only when it is set)'),
       org: text('', 'InfluxDB organisation (v2)', { flag: '--influx-org <org>' }),
       bucket: text('', 'InfluxDB bucket (v2)', { flag: '--influx-bucket <bucket>' }),
       token: text('', 'InfluxDB API token (v2); prefer LIVINGLAB_INFLUX_TOKEN to a flag', {
         flag: '--influx-token <token>',
       }),
+      readToken: text(
+        '',
+        "InfluxDB API token for reads through the v1-compatible /query of the bucket's DBRP mapping (v2; empty: influx.token)",
+      ),
       timeout: duration('30s', 'Longest time one write may take before it is retried'),
     }),
     writer: group({

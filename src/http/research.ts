@@ -20,13 +20,20 @@ import { encodeArrow } from '../query/arrow.js';
 import type { AuditLog } from '../query/audit.js';
 import { encodeRows, FORMATS, type Format } from '../query/formats.js';
 import { pseudonym } from '../query/pseudonym.js';
-import { parseReadingsQuery, QueryError, type ReadingsQuery, streamReadings } from '../query/readings.js';
+import {
+  parseReadingsQuery,
+  QueryError,
+  type ReadingRow,
+  type ReadingsQuery,
+  streamReadings,
+} from '../query/readings.js';
 import type { ParamError } from '../query/readings-params.js';
 import { subjectAt } from '../registry/assignments.js';
 import type { PasswordVerifier } from '../registry/passwords.js';
 import type { Project, RegistryData } from '../registry/types.js';
 import { buildDictionary } from '../schemas/dictionary.js';
 import type { SchemaSet } from '../schemas/types.js';
+import { type InfluxAuth, InfluxQueryError } from '../storage/influxql.js';
 import { registerApiDescription } from './openapi.js';
 import type * as RouteSchemas from './research-schemas.js';
 import type { DevicesBody, SubjectsBody } from './research-schemas.js';
@@ -41,6 +48,8 @@ export interface ResearchDeps {
   db: string;
   /** The lab's time zone: project periods, consent dates and aggregation windows are its days. */
   timeZone: string;
+  /** The InfluxDB read credentials (storage/influxql.ts influxReadTarget); absent: none. */
+  influxAuth?: InfluxAuth;
   /** Slows down and counts bad tokens per address (token-guard.ts). */
   guard: TokenGuard;
   /** Named when a project's key or a token's hash is missing from it (HTTP 503). */
@@ -210,24 +219,75 @@ function registerReadingsRoute(scope: TypedApp, deps: ResearchDeps, schemas: Sch
         });
       }
       const sent = { rows: 0 };
-      const body = Readable.from(encodeExport(deps, access.project, query, format, sent));
-      recordExportEnd(req, reply, body, sent, (end) =>
-        deps.audit.append({ at: new Date().toISOString(), event: 'export-ended', ...who, ...end }),
-      );
+      const appendEnd = (end: ExportEnd) =>
+        deps.audit.append({ at: new Date().toISOString(), event: 'export-ended', ...who, ...end });
+      let rows: AsyncGenerator<ReadingRow>;
+      try {
+        rows = await startRows(readRows(deps, access.project, query));
+      } catch (err) {
+        return refuseExport(req, reply.header('x-livinglab-export', who.export), err, appendEnd);
+      }
+      const body = Readable.from(encodeExport(deps, rows, query, format, sent));
+      recordExportEnd(req, reply, body, sent, appendEnd);
       // The id of this export in the audit log, for the researcher's records.
       return reply.type(FORMATS[format]).header('x-livinglab-export', who.export).send(body);
     },
   );
 }
 
+const readRows = (deps: ResearchDeps, project: Project, query: ReadingsQuery) =>
+  streamReadings({
+    ...{ influxUrl: deps.influxUrl, db: deps.db, project, query },
+    ...(deps.influxAuth ? { auth: deps.influxAuth } : {}),
+  });
+
+/**
+ * The rows with the first one already read: every subject's query has been answered (merge.ts reads
+ * each stream's head first), so a query InfluxDB refuses fails here, before the 200 and its first
+ * byte, and can still be answered as a 502 instead of a truncated 200.
+ */
+async function startRows(rows: AsyncGenerator<ReadingRow>): Promise<AsyncGenerator<ReadingRow>> {
+  const first = await rows.next();
+  return (async function* () {
+    if (first.done) return;
+    yield first.value;
+    yield* rows;
+  })();
+}
+
+/**
+ * InfluxDB refused the export's queries (credentials, rights, an unmapped bucket) or could not be
+ * reached: 502 with InfluxDB's own message for the researcher; the whole error, naming InfluxDB's
+ * URL and user, goes to the gateway log and the audit log, where staff look.
+ */
+async function refuseExport(
+  req: FastifyRequest,
+  reply: FastifyReply,
+  err: unknown,
+  appendEnd: (end: ExportEnd) => Promise<void>,
+): Promise<FastifyReply> {
+  await appendEnd({ status: 'failed', rows: 0, error: (err as Error).message }).catch((e: Error) =>
+    req.log.error({ err: e }, 'audit log append failed'),
+  );
+  if (!(err instanceof InfluxQueryError)) throw err;
+  req.log.error({ err }, 'export refused: InfluxDB did not answer its query');
+  const { influxStatus: status } = err;
+  const what =
+    status === 0
+      ? 'could not be reached'
+      : `refused the export's query${status === 200 ? '' : ` (HTTP ${status})`}`;
+  return reply.code(502).send({
+    error: `InfluxDB ${what}: ${err.influxMessage}; lab staff: the gateway log names the cause (${err.code})`,
+  });
+}
+
 function encodeExport(
   deps: ResearchDeps,
-  project: Project,
+  rowsOut: AsyncGenerator<ReadingRow>,
   query: ReadingsQuery,
   format: Format,
   sent: { rows: number },
 ): AsyncGenerator<string | Uint8Array> {
-  const rowsOut = streamReadings({ influxUrl: deps.influxUrl, db: deps.db, project, query });
   const count = () => {
     sent.rows++;
   };
@@ -243,6 +303,9 @@ function encodeExport(
   return encodeArrow(rowsOut, kinds, count);
 }
 
+/** How an export ended, as the audit log records it. */
+type ExportEnd = { status: 'finished' | 'failed' | 'cut-off'; rows: number; error?: string };
+
 /**
  * Completes the audit record once the response is over: `failed` when producing the rows failed,
  * `finished` when the whole body reached the connection, `cut-off` when the client hung up first.
@@ -252,7 +315,7 @@ function recordExportEnd(
   reply: FastifyReply,
   body: Readable,
   sent: { rows: number },
-  append: (end: { status: 'finished' | 'failed' | 'cut-off'; rows: number; error?: string }) => Promise<void>,
+  append: (end: ExportEnd) => Promise<void>,
 ): void {
   let failure: string | undefined;
   body.once('error', (err: Error) => {

@@ -10,7 +10,7 @@ import { parseDuration } from '../config/duration.js';
 import { GatewayError } from '../errors.js';
 import type { Device } from '../registry/types.js';
 import type { SchemaSet } from '../schemas/types.js';
-import { queryRows, quoteIdent, quoteString } from '../storage/influxql.js';
+import { type InfluxAuth, queryRows, quoteIdent, quoteString } from '../storage/influxql.js';
 import { readRejects } from '../storage/rejects-log.js';
 import { clockOf, dayBounds } from './lab-day.js';
 
@@ -72,28 +72,18 @@ async function rejectsOfDay(
   return out;
 }
 
-/** The readings of one device on the day; an InfluxDB failure is named as one (and only it). */
+/** The readings of one device on the day; InfluxDB's refusals come as InfluxQueryError (influxql.ts). */
 async function readingsOf(
-  opts: { influxUrl: string; db: string },
+  opts: { influxUrl: string; db: string; auth?: InfluxAuth },
   measurement: string,
   deviceId: string,
   from: number,
   to: number,
 ): Promise<Record<string, unknown>[]> {
-  try {
-    return await queryRows(
-      { url: opts.influxUrl, db: opts.db },
-      `SELECT * FROM ${quoteIdent(measurement)} WHERE device_id = ${quoteString(deviceId)} AND time >= ${from}ms AND time < ${to}ms`,
-    );
-  } catch (err) {
-    throw new GatewayError(
-      'LL_INFLUX_UNAVAILABLE',
-      `InfluxDB at ${opts.influxUrl}: ${(err as Error).message}`,
-      {
-        cause: err,
-      },
-    );
-  }
+  return await queryRows(
+    { url: opts.influxUrl, db: opts.db, ...(opts.auth ? { auth: opts.auth } : {}) },
+    `SELECT * FROM ${quoteIdent(measurement)} WHERE device_id = ${quoteString(deviceId)} AND time >= ${from}ms AND time < ${to}ms`,
+  );
 }
 
 export async function buildQualityReport(opts: {
@@ -104,6 +94,8 @@ export async function buildQualityReport(opts: {
   schemas: SchemaSet;
   influxUrl: string;
   db: string;
+  /** The read credentials (influxql.ts influxReadTarget); absent: none. */
+  auth?: InfluxAuth;
   dataDir: string;
   /** Told of each rejects log line that could not be read (it is skipped and counted). */
   onUnreadable?: (lines: readonly UnreadableLine[]) => void;

@@ -9,6 +9,7 @@ import { GatewayError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Registry } from '../registry/registry.js';
 import type { SchemaSet } from '../schemas/types.js';
+import { influxReadTarget } from '../storage/influxql.js';
 import type { RejectsLog } from '../storage/rejects-log.js';
 import { runHousekeeping } from './housekeeping.js';
 import { addDays, dayOf, resolveTimeZone } from './lab-day.js';
@@ -43,8 +44,8 @@ export function checkJobSchedules(jobs: Config['jobs']): void {
 /** The report of the lab's day before `at` (the scheduled time, which a catch-up run keeps). */
 async function runQualityReport(deps: JobDeps, at: Date): Promise<void> {
   const { config } = deps;
-  // The report reads through the InfluxDB 1.x query API.
-  if (config.influx.api !== 'v1') return;
+  // Both APIs are read through /query: 1.x's own, or 2.x/3.x's v1 compatibility with a token.
+  const influx = influxReadTarget(config.influx);
   const timeZone = resolveTimeZone(config.timezone);
   const log = deps.log.child({ module: 'jobs.report' });
   const report = await buildQualityReport({
@@ -57,8 +58,9 @@ async function runQualityReport(deps: JobDeps, at: Date): Promise<void> {
       ),
     devices: deps.registry.current().devices.values(),
     schemas: deps.schemas,
-    influxUrl: config.influx.url,
-    db: config.influx.db,
+    influxUrl: influx.url,
+    db: influx.db,
+    ...(influx.auth ? { auth: influx.auth } : {}),
     dataDir: config.dataDir,
   });
   await writeQualityReport(report, config.dataDir);

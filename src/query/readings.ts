@@ -7,7 +7,13 @@
 import { addDays, startOfDay } from '../config/time-zone.js';
 import type { Project } from '../registry/types.js';
 import type { SchemaSet } from '../schemas/types.js';
-import { type InfluxQLTarget, querySeries, quoteIdent, quoteString } from '../storage/influxql.js';
+import {
+  type InfluxAuth,
+  type InfluxQLTarget,
+  querySeries,
+  quoteIdent,
+  quoteString,
+} from '../storage/influxql.js';
 import { mergeRows, sortTies } from './merge.js';
 import { pseudonym } from './pseudonym.js';
 import { AGGREGATES, type Aggregate, EVERY, type ReadingsParams } from './readings-params.js';
@@ -144,6 +150,8 @@ export interface ReadingRow {
 export function streamReadings(opts: {
   influxUrl: string;
   db: string;
+  /** The read credentials (storage/influxql.ts influxReadTarget); absent: none. */
+  auth?: InfluxAuth;
   project: Project;
   query: ReadingsQuery;
 }): AsyncGenerator<ReadingRow> {
@@ -153,7 +161,7 @@ export function streamReadings(opts: {
     windows.map((w) =>
       sortTies(
         streamSubject(
-          { url: opts.influxUrl, db: opts.db },
+          { url: opts.influxUrl, db: opts.db, ...(opts.auth ? { auth: opts.auth } : {}) },
           buildStatement(opts.query, w),
           chunkSize,
           pseudonym(opts.project.secret, w.subject),

@@ -1,5 +1,6 @@
 // Starts a real influxd (Debian's influxdb package, 1.6) on free loopback ports with a temporary
-// data directory, for integration tests. One per test file; stopped and removed afterwards.
+// data directory, for integration tests. One per test file; stopped and removed afterwards. With
+// `auth`, influxd requires a login (auth-enabled) and that admin is created before it is handed out.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -16,6 +17,8 @@ export interface Influxd {
   pid(): number | undefined;
   readonly client: (db: string) => InfluxDB;
   query<T = Record<string, unknown>>(db: string, q: string): Promise<T[]>;
+  /** Runs a statement as the admin (POST /query): CREATE USER, GRANT, CREATE DATABASE. */
+  exec(q: string): Promise<void>;
   /** Stops the process but keeps its data (an outage). */
   kill(): Promise<void>;
   /** Starts it again on the same port and data. */
@@ -25,7 +28,7 @@ export interface Influxd {
   stop(): Promise<void>;
 }
 
-export function influxConfig(dir: string, httpPort: number, rpcPort: number): string {
+export function influxConfig(dir: string, httpPort: number, rpcPort: number, authEnabled = false): string {
   return `reporting-disabled = true
 bind-address = "127.0.0.1:${rpcPort}"
 [meta]
@@ -39,6 +42,7 @@ bind-address = "127.0.0.1:${rpcPort}"
   enabled = true
   bind-address = "127.0.0.1:${httpPort}"
   log-enabled = false
+  auth-enabled = ${authEnabled}
 [monitor]
   store-enabled = false
 [continuous_queries]
@@ -68,12 +72,64 @@ async function waitForPing(
   throw new Error(`influxd (pid ${child.pid}) did not answer on ${url} within ${timeoutMs} ms: ${output()}`);
 }
 
-export async function startInfluxd(opts: { port?: number; startTimeoutMs?: number } = {}): Promise<Influxd> {
+/** An admin user: with it, influxd requires authentication (auth-enabled = true). */
+export interface InfluxdAuth {
+  readonly username: string;
+  readonly password: string;
+}
+
+/** The admin's request headers (none without authentication) and a runner of admin statements. */
+function adminRequests(url: string, admin: InfluxdAuth | undefined) {
+  const headers: Record<string, string> = admin
+    ? { authorization: `Basic ${Buffer.from(`${admin.username}:${admin.password}`).toString('base64')}` }
+    : {};
+  const exec = async (q: string) => {
+    const res = await fetch(`${url}/query`, {
+      method: 'POST',
+      headers: { ...headers, 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ q }).toString(),
+    });
+    const body = (await res.json()) as { error?: string; results?: { error?: string }[] };
+    const error = body.error ?? body.results?.[0]?.error;
+    if (error) throw new Error(`${q}: ${error}`);
+  };
+  return { headers, exec };
+}
+
+/** Raw HTTP with epoch=ns: exact timestamps, and numbers exactly as InfluxDB returns them. */
+async function queryAs<T>(url: string, headers: Record<string, string>, db: string, q: string): Promise<T[]> {
+  const res = await fetch(`${url}/query?db=${encodeURIComponent(db)}&epoch=ns&q=${encodeURIComponent(q)}`, {
+    headers,
+  });
+  const body = (await res.json()) as {
+    results: {
+      series?: { name: string; tags?: Record<string, string>; columns: string[]; values: unknown[][] }[];
+      error?: string;
+    }[];
+  };
+  const result = body.results[0];
+  if (result?.error) throw new Error(result.error);
+  const rows: T[] = [];
+  for (const series of result?.series ?? []) {
+    for (const values of series.values) {
+      const row: Record<string, unknown> = { ...(series.tags ?? {}) };
+      series.columns.forEach((c, i) => {
+        row[c] = values[i];
+      });
+      rows.push(row as T);
+    }
+  }
+  return rows;
+}
+
+export async function startInfluxd(
+  opts: { port?: number; startTimeoutMs?: number; auth?: InfluxdAuth } = {},
+): Promise<Influxd> {
   const dir = await mkdtemp(join(tmpdir(), 'll-influxd-'));
   let port = opts.port ?? (await freePort());
   const configFile = join(dir, 'influxdb.conf');
   let rpcPort = await freePort();
-  await writeFile(configFile, influxConfig(dir, port, rpcPort));
+  await writeFile(configFile, influxConfig(dir, port, rpcPort, opts.auth !== undefined));
   let url = `http://127.0.0.1:${port}`;
   let child: ChildProcess | undefined;
   let stderr = '';
@@ -119,41 +175,26 @@ export async function startInfluxd(opts: { port?: number; startTimeoutMs?: numbe
       port = await freePort();
       url = `http://127.0.0.1:${port}`;
       rpcPort = await freePort();
-      await writeFile(configFile, influxConfig(dir, port, rpcPort));
+      await writeFile(configFile, influxConfig(dir, port, rpcPort, opts.auth !== undefined));
     }
   }
-  const client = (db: string) => new InfluxDB({ host: '127.0.0.1', port, database: db });
+  const { headers, exec } = adminRequests(url, opts.auth);
+  // The first user of an influxd with authentication may be created without logging in, and must be an admin.
+  if (opts.auth)
+    await exec(
+      `CREATE USER "${opts.auth.username}" WITH PASSWORD '${opts.auth.password}' WITH ALL PRIVILEGES`,
+    );
+  const admin = opts.auth;
+  const client = (db: string) =>
+    new InfluxDB({ host: '127.0.0.1', port, database: db, ...(admin ? { ...admin } : {}) });
   return {
     url,
     port,
     rpcAddress: `127.0.0.1:${rpcPort}`,
     pid: () => child?.pid,
     client,
-    async query<T>(db: string, q: string) {
-      // Raw HTTP with epoch=ns: exact timestamps, and numbers exactly as InfluxDB returns them.
-      const res = await fetch(
-        `${url}/query?db=${encodeURIComponent(db)}&epoch=ns&q=${encodeURIComponent(q)}`,
-      );
-      const body = (await res.json()) as {
-        results: {
-          series?: { name: string; tags?: Record<string, string>; columns: string[]; values: unknown[][] }[];
-          error?: string;
-        }[];
-      };
-      const result = body.results[0];
-      if (result?.error) throw new Error(result.error);
-      const rows: T[] = [];
-      for (const series of result?.series ?? []) {
-        for (const values of series.values) {
-          const row: Record<string, unknown> = { ...(series.tags ?? {}) };
-          series.columns.forEach((c, i) => {
-            row[c] = values[i];
-          });
-          rows.push(row as T);
-        }
-      }
-      return rows;
-    },
+    query: <T>(db: string, q: string) => queryAs<T>(url, headers, db, q),
+    exec,
     kill,
     restart: launch,
     running: () => child !== undefined && child.exitCode === null && child.signalCode === null,

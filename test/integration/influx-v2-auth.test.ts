@@ -25,6 +25,8 @@ async function startCheckingEndpoint() {
     req.on('end', () => {
       const url = new URL(req.url ?? '/', 'http://x');
       if (url.pathname === '/ping') return res.writeHead(204).end();
+      // The gateway's read check at start (GET /query) is not the writer's business here.
+      if (url.pathname !== '/api/v2/write') return res.writeHead(404).end();
       const answer = (status: number, code: string, message: string) => {
         if (status !== 204) refused.push(status);
         res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify({ code, message }));
