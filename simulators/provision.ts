@@ -42,7 +42,7 @@ export async function provisionFleet(opts: {
   secretsFile?: string;
   fleet: Fleet;
   schemas: SchemaSet;
-}): Promise<{ credentials: Credentials; added: number; reused: number }> {
+}): Promise<{ credentials: Credentials; added: number; reused: number; written: boolean }> {
   return withRegistryLock(opts.registry, () => provisionLocked(opts));
 }
 
@@ -107,7 +107,7 @@ async function provisionLocked(opts: Parameters<typeof provisionFleet>[0]) {
       throw err;
     }
   }
-  return { credentials, added, reused };
+  return { credentials, added, reused, written: changed };
 }
 
 /**
