@@ -25,7 +25,7 @@ import type { ParamError } from '../query/readings-params.js';
 import { subjectAt } from '../registry/assignments.js';
 import type { PasswordVerifier } from '../registry/passwords.js';
 import type { Project, RegistryData } from '../registry/types.js';
-import { buildDictionary } from '../schemas/dictionary.js';
+import { buildDictionary, buildDictionaryColumns } from '../schemas/dictionary.js';
 import type { SchemaSet } from '../schemas/types.js';
 import { registerApiDescription } from './openapi.js';
 import type * as RouteSchemas from './research-schemas.js';
@@ -107,6 +107,7 @@ export function registerResearchRoutes(app: FastifyInstance, deps: ResearchDeps)
     const scope = plain.withTypeProvider<TypeBoxTypeProvider>();
     scope.get('/api/v1/dictionary', { schema: schemas.DICTIONARY_ROUTE }, async () => ({
       fields: buildDictionary(deps.schemas),
+      columns: buildDictionaryColumns(),
     }));
     registerProjectRoutes(scope, deps, schemas);
     registerReadingsRoute(scope, deps, schemas);

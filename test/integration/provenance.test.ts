@@ -16,6 +16,7 @@ import { createRegistry } from '../../src/registry/registry.js';
 import { EMPTY_REGISTRY, type RegistryData } from '../../src/registry/types.js';
 import { runCli } from '../helpers/cli.js';
 import { useLab } from '../helpers/fixture.js';
+import { issueStaff } from '../helpers/http-auth.js';
 import { readMetric } from '../helpers/metrics.js';
 import { connectDevice, eventually } from '../helpers/mqtt.js';
 
@@ -144,6 +145,106 @@ describe('provenance through the gateway', () => {
       ),
     ).rejects.toThrow(/device clash-room-climate is registered as a real device .*devices provenance/);
     expect(await readFile(lab.gw.registryFile, 'utf8')).toBe(before);
+  });
+});
+
+describe('what researchers and lab staff are told', () => {
+  it('the dictionary describes the provenance column, both values, and that simulated data needs include=simulated', async () => {
+    const res = await fetch(`http://127.0.0.1:${lab.gw.app.httpPort}/api/v1/dictionary`);
+    const body = (await res.json()) as { columns: { name: string; description: string }[] };
+    const column = body.columns.find((c) => c.name === 'provenance');
+    expect(column).toMatchObject({
+      kind: 'string',
+      values: [
+        { value: 'real', meaning: expect.stringContaining('real data') },
+        { value: 'simulated', meaning: expect.stringContaining('never any person') },
+      ],
+    });
+    expect(column?.description).toContain('include=simulated');
+  });
+
+  it('`livinglab status` counts real and simulated devices', { timeout: 30_000 }, async () => {
+    await lab.gw.editRegistry((d) =>
+      addDevice(d, {
+        id: 'status-sim',
+        type: 'room-climate',
+        schemaVersion: 1,
+        site: 'flat-9',
+        vendor: 'acme',
+        provenance: 'simulated',
+        passwordHash: hashSecretSync('x-password', 10),
+      }),
+    );
+    // Issued after the device was added: once the gateway knows the token, it knows the device.
+    const token = await issueStaff(lab.gw, 'provenance-test');
+    const expected = [...lab.gw.app.registry.current().devices.values()];
+    const simulated = expected.filter((d) => d.provenance === 'simulated').length;
+    expect(simulated).toBeGreaterThan(0);
+    const res = await fetch(`http://127.0.0.1:${lab.gw.app.httpPort}/api/v1/status`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    const status = (await res.json()) as { devices: { id: string; provenance: string }[] };
+    expect(status.devices.find((d) => d.id === 'status-sim')?.provenance).toBe('simulated');
+    expect(status.devices.find((d) => d.id === REAL.id)?.provenance).toMatch(/^(real|simulated)$/);
+    const cli = await runCli(['status', '--url', `http://127.0.0.1:${lab.gw.app.httpPort}`], {
+      env: { LIVINGLAB_TOKEN: token },
+    });
+    expect(cli.code, cli.stderr).toBe(0);
+    expect(cli.stdout).toMatch(
+      new RegExp(
+        `^devices real / simulated\\s+${expected.length - simulated} real, ${simulated} simulated$`,
+        'm',
+      ),
+    );
+  });
+});
+
+describe('livinglab devices', () => {
+  it('add takes --provenance (real when not given) and `devices provenance` changes it; other values are refused', {
+    timeout: 60_000,
+  }, async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'll-prov-cli-'));
+    onTestFinished(() => rm(dir, { recursive: true, force: true }));
+    const file = join(dir, 'lab.yaml');
+    const add = (id: string, ...extra: string[]) =>
+      runCli([
+        'devices',
+        'add',
+        '--registry',
+        file,
+        '--data-dir',
+        dir,
+        '--id',
+        id,
+        '--type',
+        'room-climate',
+        '--site',
+        'lab-floor',
+        '--vendor',
+        'acme',
+        ...extra,
+      ]);
+    const sim = await add('rc-sim', '--provenance', 'simulated');
+    expect(sim.code, sim.stderr).toBe(0);
+    expect(sim.stderr).toContain('simulated device rc-sim (room-climate@1) added');
+    expect((await add('rc-res')).code).toBe(0);
+    const bad = await add('rc-bad', '--provenance', 'fake');
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('provenance "fake" must be real');
+    const set = await runCli([
+      'devices',
+      'provenance',
+      'rc-res',
+      'simulated',
+      '--registry',
+      file,
+      '--data-dir',
+      dir,
+    ]);
+    expect(set.code, set.stderr).toBe(0);
+    expect(await provenances(file)).toEqual({ 'rc-sim': 'simulated', 'rc-res': 'simulated' });
+    const audit = await readFile(join(dir, 'audit.ndjson'), 'utf8');
+    expect(audit).toMatch(/"event":"device-provenance-set".*"device":"rc-res".*"provenance":"simulated"/);
   });
 });
 
