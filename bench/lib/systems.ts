@@ -177,6 +177,8 @@ async function benchRegistry(n: number, staffIterations?: number) {
       site: 'bench',
       schemaVersion: 1,
       vendor: 'bench',
+      // Load generators, not residents: their points are tagged so (issue 18).
+      provenance: 'simulated',
       passwordHash: hash,
     });
   if (staffIterations)
