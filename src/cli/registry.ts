@@ -26,14 +26,16 @@ export function registerRegistryCommands(program: Command, env: Record<string, s
         : `${config.registry} holds no secret${result.created ? `; created ${result.secretsFile}` : ''}: nothing to move\n`,
     );
     const marked = await markSimulatorDevices(config.registry);
+    const more = marked.simulated.length - 20;
+    const named = `${marked.simulated.slice(0, 20).join(', ')}${more > 0 ? ` and ${more} more` : ''}`;
     if (!marked.written)
       throw new GatewayError(
         'LL_REGISTRY_READ_ONLY',
-        `${config.registry} cannot be written: devices ${marked.simulated.join(', ')} were registered by a simulator but are not marked simulated; run this where the file is writable`,
+        `${config.registry} cannot be written: devices ${named} were registered by a simulator but are not marked simulated; run this where the file is writable`,
       );
     if (marked.simulated.length > 0)
       process.stderr.write(
-        `marked ${marked.simulated.length} device(s) a simulator registered as provenance: simulated: ${marked.simulated.join(', ')}\n`,
+        `marked ${marked.simulated.length} device(s) a simulator registered as provenance: simulated: ${named}\n`,
       );
   });
 }

@@ -58,14 +58,16 @@ function warnMissingSecrets(data: RegistryData, secretsFile: string, log: Logger
 /** Says which simulator-made devices were marked simulated at start, or could not be. */
 function warnSimulatorDevices(file: string, m: ProvenanceMigration | undefined, log: Logger): void {
   if (!m || m.simulated.length === 0) return;
+  // A load-test fleet has thousands: the count, and the first ones by name.
+  const named = { file, count: m.simulated.length, devices: m.simulated.slice(0, 20) };
   if (m.written)
     log.warn(
-      { file, devices: m.simulated },
+      named,
       'marked devices a simulator registered as provenance: simulated (their readings from now on are tagged simulated)',
     );
   else
     log.warn(
-      { file, devices: m.simulated },
+      named,
       'devices a simulator registered are not marked simulated and the registry file cannot be written: their readings are tagged real; run `livinglab registry migrate` where the file is writable',
     );
 }
