@@ -69,12 +69,13 @@ cleanup() { [ -n "$INFLUX_PID" ] && kill "$INFLUX_PID" 2>/dev/null; wait 2>/dev/
 trap cleanup EXIT
 
 # A demo device, registered once; its generated password is kept beside the registry (mode 0600), and
-# its hash in lab.secrets.yaml (created by `devices add`, named in .gitignore above).
+# its hash in lab.secrets.yaml (created by `devices add`, named in .gitignore above). It sends test
+# data, not a resident's: registered as simulated, so exports leave it out unless asked.
 REGISTRY="$LAB_DIR/lab.yaml"
 LL="node $ROOT/bin/livinglab.js"
 if [ ! -f "$LAB_DIR/demo-ox-0001.password" ]; then
   $LL devices add --registry "$REGISTRY" --data-dir "$LAB_DIR/data" --id demo-ox-0001 --type pulse-oximeter --site demo --vendor demo \
-    --subject p-demo-1 --interval 60s 2>/dev/null > "$LAB_DIR/demo-ox-0001.password"
+    --subject p-demo-1 --interval 60s --provenance simulated 2>/dev/null > "$LAB_DIR/demo-ox-0001.password"
   chmod 600 "$LAB_DIR/demo-ox-0001.password"
 fi
 PASSWORD=$(cat "$LAB_DIR/demo-ox-0001.password")

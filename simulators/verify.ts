@@ -1,6 +1,6 @@
 // Checks a run against the gateway's outcome: every acknowledged valid reading is in InfluxDB exactly
-// once with the values sent, and every deliberately invalid payload is in the rejects log with the
-// expected reason. Reports differences; the caller decides the exit code.
+// once with the values sent and tagged provenance=simulated, and every deliberately invalid payload is
+// in the rejects log with the expected reason. Reports differences; the caller decides the exit code.
 import type { SchemaSet } from '../src/schemas/types.js';
 import type { FleetPlan } from './plan.js';
 import type { RunRecord } from './runner.js';
@@ -143,6 +143,13 @@ function compareRows(
         report.wrongValues++;
         problem(`${deviceId} ${at}: ${f.name} is ${String(row[f.name])}, sent ${String(body[f.name])}`);
       }
+    }
+    // A simulated reading stored as anything else could pass for a resident's (issue 18).
+    if (row.provenance !== 'simulated') {
+      report.wrongValues++;
+      problem(
+        `${deviceId} ${at}: stored with provenance ${String(row.provenance ?? '(none)')}, not simulated`,
+      );
     }
   }
 }

@@ -8,6 +8,7 @@ export const ERROR_CODES = {
   LL_REGISTRY_CONFLICT: 'A registry change conflicts with what is already registered',
   LL_REGISTRY_LOCKED: 'Another process held the registry edit lock for too long; nothing was changed',
   LL_REGISTRY_NOT_FOUND: 'The named device, account or site is not in the registry',
+  LL_REGISTRY_READ_ONLY: 'The registry file must be changed by a migration, but it cannot be written',
   LL_PASSWORD_FORMAT: 'A password hash is in a format the gateway cannot verify',
   LL_SCHEMA_INVALID: 'A device schema file is invalid or inconsistent with its time-series mapping',
   LL_SCHEMA_UNKNOWN: 'No schema is loaded for the requested device type or version',

@@ -185,6 +185,8 @@ async function benchRegistry(
       site: 'bench',
       schemaVersion: 1,
       vendor: 'bench',
+      // Load generators, not residents: their points are tagged so (issue 18).
+      provenance: 'simulated',
       passwordHash: hash,
     });
   if (staffIterations)

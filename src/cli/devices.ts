@@ -16,6 +16,7 @@ import {
   setDeviceCertificate,
   setDeviceEnabled,
   setDevicePassword,
+  setDeviceProvenance,
 } from '../registry/edit.js';
 import { withRegistryLock } from '../registry/edit-lock.js';
 import { readRegistryFile, writeRegistryFile } from '../registry/file.js';
@@ -26,6 +27,7 @@ import {
   hashSecretSync,
   parseMosquittoPasswordFile,
 } from '../registry/passwords.js';
+import { parseProvenance, provenanceOf } from '../registry/provenance.js';
 import { type CertificateRule, EMPTY_REGISTRY, type RegistryData } from '../registry/types.js';
 import { loadSchemas } from '../schemas/load.js';
 import type { SchemaSet } from '../schemas/types.js';
@@ -86,6 +88,7 @@ export function registerDeviceCommands(program: Command, env: Env): void {
   });
   registerPasswdCommand(devices, env);
   registerCertificateCommand(devices, env);
+  registerProvenanceCommand(devices, env);
   registerImportCommand(devices, env);
   registerAccountCommands(program, env);
 }
@@ -117,6 +120,7 @@ function registerAddCommand(devices: Command, env: Env): void {
         'participant code of the resident the device is assigned to (from the start; move it with `devices assign`)',
       )
       .option('--interval <duration>', 'expected reporting interval, e.g. 60s')
+      .option('--provenance <real|simulated>', PROVENANCE_HELP, 'real')
       .option('--schema-version <n>', 'schema version the device speaks (default: the newest)')
       .option('--schemas-dir <dir>', 'device schema folder (default: the bundled device-schemas/)')
       .option('--password-stdin', 'read the password from standard input instead of generating one')
@@ -124,6 +128,7 @@ function registerAddCommand(devices: Command, env: Env): void {
   ).action(async (opts) => {
     const config = configFromFlags(opts, env);
     const certificate = opts.certificate ? await certificateRuleFrom(opts.certificate) : undefined;
+    const provenance = parseProvenance(opts.provenance);
     const version = schemaVersionFor(loadSchemas(config.schemasDir), opts.type, opts.schemaVersion);
     const { secret, hash, print } = await newSecret(opts.passwordStdin, 'the device password');
     await editRegistry(opts, env, (data) =>
@@ -133,6 +138,7 @@ function registerAddCommand(devices: Command, env: Env): void {
         schemaVersion: version,
         site: opts.site,
         vendor: opts.vendor,
+        provenance,
         ...(opts.subject ? { subject: opts.subject } : {}),
         ...(opts.interval ? { interval: opts.interval } : {}),
         passwordHash: hash,
@@ -145,12 +151,15 @@ function registerAddCommand(devices: Command, env: Env): void {
       schemaVersion: version,
       site: opts.site,
       vendor: opts.vendor,
+      provenance,
       ...(opts.subject ? { subject: opts.subject } : {}),
       ...(certificate
         ? { certificate: 'issuer' in certificate ? 'lab-ca' : certificate.fingerprint256 }
         : {}),
     });
-    process.stderr.write(`device ${opts.id} (${opts.type}@${version}) added to ${config.registry}\n`);
+    process.stderr.write(
+      `${provenance} device ${opts.id} (${opts.type}@${version}) added to ${config.registry}\n`,
+    );
     if (print) {
       process.stderr.write('MQTT password (shown only now; store it in the device):\n');
       process.stdout.write(`${secret}\n`);
@@ -170,7 +179,7 @@ function registerListCommand(devices: Command, env: Env): void {
       return;
     }
     printTable([
-      ['ID', 'TYPE', 'SITE', 'VENDOR', 'SUBJECT', 'INTERVAL', 'ENABLED'],
+      ['ID', 'TYPE', 'SITE', 'VENDOR', 'SUBJECT', 'INTERVAL', 'ENABLED', 'PROVENANCE'],
       ...data.devices.map((d) => [
         d.id,
         `${d.type}@${d.schemaVersion}`,
@@ -179,6 +188,7 @@ function registerListCommand(devices: Command, env: Env): void {
         subjectAt(d, Date.now()) ?? '-',
         d.interval ?? '-',
         d.enabled ? 'yes' : 'no',
+        provenanceOf(d),
       ]),
     ]);
   });
@@ -252,6 +262,24 @@ function registerCertificateCommand(devices: Command, env: Env): void {
     const what = rule ? ('issuer' in rule ? 'lab-ca' : rule.fingerprint256) : 'none';
     await recordRegistryChange(config, 'device-certificate-set', { device: id, certificate: what });
     process.stderr.write(`certificate rule of device ${id} set to ${what} in ${config.registry}\n`);
+  });
+}
+
+const PROVENANCE_HELP =
+  'real: measures a resident or the lab (exported to researchers); simulated: a stand-in whose readings exports leave out unless asked (include=simulated)';
+
+function registerProvenanceCommand(devices: Command, env: Env): void {
+  addRegistryEditOptions(
+    devices
+      .command('provenance <id> <real|simulated>')
+      .description(
+        `mark a device real or simulated (a running gateway tags its next readings so); ${PROVENANCE_HELP}`,
+      ),
+  ).action(async (id: string, text: string, opts: CommonFlags) => {
+    const provenance = parseProvenance(text);
+    const config = await editRegistry(opts, env, (data) => setDeviceProvenance(data, id, provenance));
+    await recordRegistryChange(config, 'device-provenance-set', { device: id, provenance });
+    process.stderr.write(`device ${id} marked ${provenance} in ${config.registry}\n`);
   });
 }
 

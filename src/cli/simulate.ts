@@ -112,7 +112,7 @@ interface PreparedRun {
 
 async function runPlannedFleet(run: PreparedRun, flags: SimulateFlags, out: NodeJS.WriteStream | undefined) {
   const { config, fleet, plan, schemas } = run;
-  const { credentials, added, reused } = await provisionFleet({
+  const { credentials, added, reused, written } = await provisionFleet({
     registry: config.registry,
     secretsFile: config.secretsFile,
     fleet,
@@ -121,8 +121,9 @@ async function runPlannedFleet(run: PreparedRun, flags: SimulateFlags, out: Node
   out?.write(
     `fleet ${fleet.name}: ${fleet.devices.length} devices (${added} added to ${config.registry}, ${reused} reused), seed ${fleet.seed}, speed ${fleet.speed}×, ${new Date(fleet.start).toISOString()} + ${flags.duration ?? `${fleet.durationMs / 60000} min`}\n`,
   );
-  // A gateway polling the registry needs a moment to see new devices.
-  if (added > 0) await new Promise((r) => setTimeout(r, config.registryPollMs + 500));
+  // A gateway polling the registry needs a moment to see new devices, new passwords and devices
+  // newly marked simulated (their first readings would otherwise be tagged real).
+  if (written) await new Promise((r) => setTimeout(r, config.registryPollMs + 500));
   const ackLog = flags.ackLog ? createWriteStream(flags.ackLog, { flags: 'w', mode: 0o600 }) : undefined;
   const result = await runFleet({
     plan,

@@ -82,6 +82,7 @@ export function registerStatusCommand(program: Command, env: Record<string, stri
       printTable([
         ['devices connected', `${status.connectedDevices} of ${enabled} enabled`],
         ['devices silent', String(status.silentDevices)],
+        ['devices real / simulated', provenanceCounts(status.devices)],
         [
           'spool',
           `${mib(status.spool.bytes)} of ${mib(status.spool.limitBytes)}${status.spool.full ? ' — FULL, not acknowledging' : ''}`,
@@ -109,4 +110,10 @@ export function registerStatusCommand(program: Command, env: Record<string, stri
         ]);
       }
     });
+}
+
+/** "3 real, 24 simulated"; a gateway older than provenance sends none, and every device is real. */
+function provenanceCounts(devices: readonly { provenance?: string }[]): string {
+  const simulated = devices.filter((d) => d.provenance === 'simulated').length;
+  return `${devices.length - simulated} real, ${simulated} simulated`;
 }

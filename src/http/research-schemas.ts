@@ -36,11 +36,24 @@ export const DICTIONARY_ROW = Type.Object({
   schemaVersions: Type.Array(Type.String()),
 });
 
+export const DICTIONARY_COLUMN = Type.Object({
+  name: Type.String(),
+  kind: Type.String(),
+  description: Type.String(),
+  values: Type.Optional(Type.Array(Type.Object({ value: Type.String(), meaning: Type.String() }))),
+});
+
 export const DICTIONARY_ROUTE = {
   tags: [RESEARCH_TAG],
-  summary: 'Data dictionary: measurements, fields, units, descriptions, device types and schema versions',
+  summary:
+    'Data dictionary: measurements, fields, units, descriptions, device types and schema versions; the columns besides the fields (provenance) and what their values mean',
   security: [],
-  response: { 200: Type.Object({ fields: Type.Array(DICTIONARY_ROW) }, { description: 'The dictionary' }) },
+  response: {
+    200: Type.Object(
+      { fields: Type.Array(DICTIONARY_ROW), columns: Type.Array(DICTIONARY_COLUMN) },
+      { description: 'The dictionary' },
+    ),
+  },
 };
 
 /** A route under /api/v1/projects/{id}: token-checked, answering with `body` when allowed. */

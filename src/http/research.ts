@@ -31,7 +31,7 @@ import type { ParamError } from '../query/readings-params.js';
 import { subjectAt } from '../registry/assignments.js';
 import type { PasswordVerifier } from '../registry/passwords.js';
 import type { Project, RegistryData } from '../registry/types.js';
-import { buildDictionary } from '../schemas/dictionary.js';
+import { buildDictionary, buildDictionaryColumns } from '../schemas/dictionary.js';
 import type { SchemaSet } from '../schemas/types.js';
 import { type InfluxAuth, InfluxQueryError } from '../storage/influxql.js';
 import { registerApiDescription } from './openapi.js';
@@ -118,6 +118,7 @@ export function registerResearchRoutes(app: FastifyInstance, deps: ResearchDeps)
     const scope = plain.withTypeProvider<TypeBoxTypeProvider>();
     scope.get('/api/v1/dictionary', { schema: schemas.DICTIONARY_ROUTE }, async () => ({
       fields: buildDictionary(deps.schemas),
+      columns: buildDictionaryColumns(),
     }));
     registerProjectRoutes(scope, deps, schemas);
     registerReadingsRoute(scope, deps, schemas);

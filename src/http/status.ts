@@ -3,6 +3,7 @@
 // periodic stats log line. It reads the parts' counters at the moment it is asked and never
 // changes them; it holds no state but the start time.
 import type { Logger } from '../log.js';
+import { provenanceOf } from '../registry/provenance.js';
 import type { Registry } from '../registry/registry.js';
 import type { Device } from '../registry/types.js';
 import type { Drain } from '../storage/drain.js';
@@ -15,6 +16,8 @@ export interface GatewayStatus {
     id: string;
     type: string;
     site: string;
+    /** Real or simulated (absent in the registry: real). */
+    provenance: 'real' | 'simulated';
     enabled: boolean;
     connected: boolean;
     silent: boolean;
@@ -75,6 +78,7 @@ function statusOf(deps: StatusDeps): GatewayStatus {
       id: d.id,
       type: d.type,
       site: d.site,
+      provenance: provenanceOf(d),
       enabled: d.enabled,
       connected: connected.has(d.id),
       silent: liveness.silent.has(d.id),

@@ -2,6 +2,7 @@
 // Integers stay integers and floats stay floats (by schema, not by how the number looks); the
 // timestamp is the reading's own, checked against the receive time.
 import { subjectAt } from '../registry/assignments.js';
+import { provenanceOf } from '../registry/provenance.js';
 import type { Device } from '../registry/types.js';
 import type { DeviceSchema } from '../schemas/types.js';
 import type { FieldValue, Point } from '../storage/point.js';
@@ -24,7 +25,8 @@ const hasControlCharacter = (s: string) => {
 
 // The tags every reading of a device carries, built once per device, schema and subject: points of
 // one device share one frozen object, so line protocol can reuse the escaped series key (toLine).
-// Keyed by the registry's Device object, which a reload replaces; the old entry is then collected.
+// Keyed by the registry's Device object, which a reload replaces; the old entry is then collected,
+// so a device marked simulated (or real) in the registry tags its next reading so.
 const NO_SUBJECT = '';
 const baseTags = new WeakMap<Device, WeakMap<DeviceSchema, Map<string, Readonly<Record<string, string>>>>>();
 
@@ -50,6 +52,8 @@ function deviceTags(
       device_type: device.type,
       device_id: device.id,
       schema_version: String(schema.version),
+      // Every point says whether a person or a simulator produced it (issue 18): exports filter on it.
+      provenance: provenanceOf(device),
       ...(subject ? { subject } : {}),
     });
     bySubject.set(subject ?? NO_SUBJECT, tags);

@@ -70,6 +70,7 @@ export const REGISTRY_CHANGES = [
   'device-assigned',
   'device-password-set',
   'device-certificate-set',
+  'device-provenance-set',
   'account-added',
 ] as const;
 

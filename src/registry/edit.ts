@@ -5,7 +5,7 @@ import { GatewayError } from '../errors.js';
 import { openAssignment, parseAssignmentTime } from './assignments.js';
 import { SEGMENT_RE, SEGMENT_RULE, SUBJECT_RE } from './ids.js';
 import type { ImportedCredential } from './passwords.js';
-import type { Account, Assignment, CertificateRule, Device, RegistryData } from './types.js';
+import type { Account, Assignment, CertificateRule, Device, Provenance, RegistryData } from './types.js';
 
 function checkSegment(value: string, what: string): void {
   if (!SEGMENT_RE.test(value)) {
@@ -25,6 +25,8 @@ export interface NewDevice {
   schemaVersion: number;
   site: string;
   vendor: string;
+  /** Absent: left out of lab.yaml, read as real (`livinglab devices add` always says which). */
+  provenance?: Provenance;
   /** Assigned with no start: the device has been this resident's since it was registered. */
   subject?: string;
   interval?: string;
@@ -83,6 +85,11 @@ export function setDeviceCertificate(
     const { certificate: _old, ...rest } = d;
     return certificate ? { ...rest, certificate } : rest;
   });
+}
+
+/** Marks a device real or simulated; its readings are tagged so from the gateway's next reload. */
+export function setDeviceProvenance(data: RegistryData, id: string, provenance: Provenance): RegistryData {
+  return replaceDevice(data, id, (d) => ({ ...d, provenance }));
 }
 
 export function setDevicePassword(data: RegistryData, id: string, passwordHash: string): RegistryData {

@@ -63,6 +63,9 @@ const REGISTRY_SCHEMA = {
           schemaVersion: { type: 'integer', minimum: 1 },
           site: id,
           vendor: { type: 'string', minLength: 1, maxLength: 100 },
+          // No default: a device without the field is one the simulator-device migration may still
+          // mark (provenance-migrate.ts); everything else reads it as real.
+          provenance: { enum: ['real', 'simulated'] },
           // Legacy form, read as one assignment with no start and no end (README "Device registry").
           subject: SUBJECT,
           assignments: {
@@ -384,6 +387,7 @@ function toDocument(data: RegistryData): Record<string, unknown> {
       schemaVersion: d.schemaVersion,
       site: d.site,
       vendor: d.vendor,
+      ...(d.provenance ? { provenance: d.provenance } : {}),
       ...(d.assignments.length > 0
         ? {
             assignments: d.assignments.map((a) => ({

@@ -3,9 +3,11 @@
 // connection for the whole parse on each reload, and the heap it grew to was never given back
 // (bench/connections.ts: 206 MiB RSS idle, before any device connected). A worker's heap is freed
 // with the worker; only the plain result is copied back. The worker reads lab.yaml and its secrets
-// file, and on start first migrates secrets out of lab.yaml (secrets-migrate.ts).
+// file, and on start first migrates secrets out of lab.yaml (secrets-migrate.ts) and marks the
+// devices a simulator made as simulated (provenance-migrate.ts).
 import { Worker } from 'node:worker_threads';
 import { type ErrorCode, GatewayError } from '../errors.js';
+import type { ProvenanceMigration } from './provenance-migrate.js';
 import type { MigrationResult } from './secrets-migrate.js';
 import type { RegistryData } from './types.js';
 
@@ -13,6 +15,8 @@ export interface OffThreadRead {
   readonly data: RegistryData;
   /** Set when `migrate` was asked for. */
   readonly migration?: MigrationResult;
+  /** Set when `migrate` was asked for. */
+  readonly provenance?: ProvenanceMigration;
 }
 
 type Reply = ({ ok: true } & OffThreadRead) | { ok: false; code?: ErrorCode; message: string };
@@ -33,7 +37,12 @@ export function readRegistryFileOffThread(
     let settled = false;
     worker.once('message', (reply: Reply) => {
       settled = true;
-      if (reply.ok) resolve({ data: reply.data, ...(reply.migration ? { migration: reply.migration } : {}) });
+      if (reply.ok)
+        resolve({
+          data: reply.data,
+          ...(reply.migration ? { migration: reply.migration } : {}),
+          ...(reply.provenance ? { provenance: reply.provenance } : {}),
+        });
       else reject(reply.code ? new GatewayError(reply.code, reply.message) : new Error(reply.message));
     });
     worker.once('error', (err) => {

@@ -1,7 +1,8 @@
 // The live registry: an immutable snapshot of lab.yaml and its secrets file, reloaded when either
 // changes. A reload that fails keeps the previous snapshot (a typo must not lock every device out)
 // and is logged. Listeners get (next, previous) so the broker can disconnect devices that were
-// disabled or removed. On start, secrets still in lab.yaml move to the secrets file; entries whose
+// disabled or removed. On start, secrets still in lab.yaml move to the secrets file and devices a
+// simulator registered are marked simulated (provenance-migrate.ts); entries whose
 // secret is in neither file are named in a warning at every load (they cannot log in or export).
 import { EventEmitter } from 'node:events';
 import { unwatchFile, watchFile } from 'node:fs';
@@ -10,6 +11,7 @@ import { GatewayError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { withRegistryLock } from './edit-lock.js';
 import { missingSecrets, writeRegistryFile } from './file.js';
+import type { ProvenanceMigration } from './provenance-migrate.js';
 import { readRegistryFileOffThread } from './read-off-thread.js';
 import { secretsFileFor } from './secrets-file.js';
 import { type Account, type Device, EMPTY_REGISTRY, type RegistryData, type Site } from './types.js';
@@ -53,6 +55,23 @@ function warnMissingSecrets(data: RegistryData, secretsFile: string, log: Logger
   );
 }
 
+/** Says which simulator-made devices were marked simulated at start, or could not be. */
+function warnSimulatorDevices(file: string, m: ProvenanceMigration | undefined, log: Logger): void {
+  if (!m || m.simulated.length === 0) return;
+  // A load-test fleet has thousands: the count, and the first ones by name.
+  const named = { file, count: m.simulated.length, devices: m.simulated.slice(0, 20) };
+  if (m.written)
+    log.warn(
+      named,
+      'marked devices a simulator registered as provenance: simulated (their readings from now on are tagged simulated)',
+    );
+  else
+    log.warn(
+      named,
+      'devices a simulator registered are not marked simulated and the registry file cannot be written: their readings are tagged real; run `livinglab registry migrate` where the file is writable',
+    );
+}
+
 /**
  * The first read: secrets still in lab.yaml move to the secrets file first; a missing lab.yaml
  * becomes an empty registry (and its secrets file), which lets nobody in until devices are added.
@@ -65,6 +84,7 @@ async function readAtStart(file: string, secretsFile: string, log: Logger): Prom
         { file, secretsFile, moved: read.migration.moved },
         'moved the secrets out of the registry file into the secrets file (no value changed)',
       );
+    warnSimulatorDevices(file, read.provenance, log);
     return read.data;
   } catch (err) {
     if (!(err instanceof GatewayError && err.code === 'LL_REGISTRY_NOT_FOUND')) throw err;

@@ -12,6 +12,12 @@ export interface Device {
   readonly site: string;
   readonly vendor: string;
   /**
+   * Whether the device measures a real person or stands in for one (a simulator): every point it
+   * writes carries it as the tag `provenance`, and research exports leave `simulated` out unless
+   * asked. Absent means `real` (provenance.ts, provenanceOf).
+   */
+  readonly provenance?: Provenance;
+  /**
    * Who had the device when, oldest first: a reading is tagged with the subject of the assignment
    * covering its own timestamp (registry/assignments.ts). Empty: the device belongs to no resident.
    */
@@ -23,6 +29,9 @@ export interface Device {
   /** Which client certificate may log this device in without a password (none: only its password). */
   readonly certificate?: CertificateRule;
 }
+
+/** `real`: a device at a resident or on the lab floor; `simulated`: a simulator's stand-in. */
+export type Provenance = 'real' | 'simulated';
 
 /**
  * A device's client-certificate rule (not a secret). Either way the certificate must chain to the

@@ -18,7 +18,14 @@ const BASE = 'https://schemas.livinglab.local';
 const SCHEMA_FILE = /^([1-9]\d{0,5})\.schema\.json$/;
 const MEASUREMENT = /^[a-z][a-z0-9_]{0,63}$/;
 /** Tags every point gets from the registry; a schema may not map properties onto them. */
-export const RESERVED_TAGS = new Set(['site', 'device_type', 'device_id', 'schema_version', 'subject']);
+export const RESERVED_TAGS = new Set([
+  'site',
+  'device_type',
+  'device_id',
+  'schema_version',
+  'subject',
+  'provenance',
+]);
 const FIELD_NAME = /^[a-z][a-zA-Z0-9_]{0,63}$/;
 
 type JsonObject = Record<string, unknown>;

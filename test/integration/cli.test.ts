@@ -130,7 +130,7 @@ describe('livinglab command line', { timeout: 120_000 }, () => {
     await seed(true);
     const list = await cli(['devices', 'list', '--registry', reg]);
     expect(list.stdout.split('\n')[1]).toMatch(
-      /^ox-0001\s+pulse-oximeter@1\s+odense\s+acme\s+p-017\s+60s\s+yes$/,
+      /^ox-0001\s+pulse-oximeter@1\s+odense\s+acme\s+p-017\s+60s\s+yes\s+real$/,
     );
     expect((await cli(['devices', 'disable', 'ox-0001', '--registry', reg])).code).toBe(0);
     expect((await readRegistryFile(reg)).devices[0]?.enabled).toBe(false);

@@ -37,6 +37,7 @@ describe('a valid reading', () => {
       device_type: 'pulse-oximeter',
       perfusionIndex: 3,
       probe: 'finger',
+      provenance: 'real',
       pulse: 72,
       schema_version: '1',
       site: 'odense',

@@ -156,6 +156,22 @@ describe('simulate --verify fails, naming what differs', () => {
     await expectOnly('storedTwice', `${DEVICE} ${iso}: stored 2 times in InfluxDB, acknowledged once`);
   });
 
+  it('reports a simulated reading stored as real', async () => {
+    const original = await storedLine(8, {});
+    const { line, iso } = await storedLine(8, { provenance: 'real' });
+    const drop = (provenance: string) =>
+      influxql(
+        `DELETE FROM pulse_oximeter WHERE device_id = '${DEVICE}' AND provenance = '${provenance}' AND time = '${iso}'`,
+      );
+    onTestFinished(async () => {
+      await drop('real');
+      await write(original.line);
+    });
+    await drop('simulated');
+    await write(line);
+    await expectOnly('wrongValues', `${DEVICE} ${iso}: stored with provenance real, not simulated`);
+  });
+
   it('reports a reading missing from InfluxDB', async () => {
     const { iso, line } = await storedLine(6, {});
     onTestFinished(() => write(line));

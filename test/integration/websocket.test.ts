@@ -61,6 +61,7 @@ describe('MQTT over WebSocket on /mqtt', () => {
       device_id: 'ox-0301',
       device_type: 'pulse-oximeter',
       probe: 'ear',
+      provenance: 'real',
       pulse: 64,
       schema_version: '1',
       site: 'odense',

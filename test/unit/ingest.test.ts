@@ -170,6 +170,7 @@ describe('toPoint', () => {
         device_type: 'pulse-oximeter',
         device_id: 'ox-0001',
         schema_version: '1',
+        provenance: 'real',
         subject: 'p-017',
         probe: 'finger',
       },
