@@ -34,6 +34,12 @@ export const DICTIONARY_ROW = Type.Object({
   description: Type.Union([Type.String(), Type.Null()]),
   deviceTypes: Type.Array(Type.String()),
   schemaVersions: Type.Array(Type.String()),
+  loinc: Type.Array(Type.String(), { description: 'LOINC codes, the primary one first' }),
+  mdc: Type.Union([Type.String(), Type.Null()], { description: 'IEEE 11073-10101 code (32-bit, decimal)' }),
+  npu: Type.Union([Type.String(), Type.Null()], { description: 'NPU code' }),
+  fhir: Type.Boolean({
+    description: 'Whether format=fhir carries this field (false: the field has no LOINC code, left out)',
+  }),
 });
 
 export const DICTIONARY_ROUTE = {

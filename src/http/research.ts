@@ -18,8 +18,15 @@ import type {
 import { authorise } from '../query/access.js';
 import { encodeArrow } from '../query/arrow.js';
 import type { AuditLog } from '../query/audit.js';
+import {
+  codedFields,
+  encodeFhir,
+  type FhirContext,
+  type FhirDeviceInfo,
+  fhirRefusal,
+} from '../query/fhir.js';
 import { encodeRows, FORMATS, type Format } from '../query/formats.js';
-import { pseudonym } from '../query/pseudonym.js';
+import { devicePseudonym, pseudonym } from '../query/pseudonym.js';
 import { parseReadingsQuery, QueryError, type ReadingsQuery, streamReadings } from '../query/readings.js';
 import type { ParamError } from '../query/readings-params.js';
 import { subjectAt } from '../registry/assignments.js';
@@ -173,13 +180,14 @@ function registerReadingsRoute(scope: TypedApp, deps: ResearchDeps, schemas: Sch
       if (invalid)
         return reply.code(400).send({ error: schemas.describeParamError(invalid, access.project) });
       let query: ReadingsQuery;
+      const format: Format = req.query.format ?? 'csv';
       try {
         query = parseReadingsQuery(access.project, deps.schemas, req.query);
+        if (format === 'fhir') query = fhirQuery(deps.schemas, query);
       } catch (err) {
         if (err instanceof QueryError) return reply.code(400).send({ error: err.message });
         throw err;
       }
-      const format: Format = req.query.format ?? 'csv';
       const who = {
         export: randomUUID(),
         researcher: access.researcher,
@@ -218,6 +226,38 @@ function registerReadingsRoute(scope: TypedApp, deps: ResearchDeps, schemas: Sch
   );
 }
 
+/** The query narrowed to the fields FHIR carries (coded ones); QueryError when there are none. */
+function fhirQuery(schemas: SchemaSet, query: ReadingsQuery): ReadingsQuery {
+  const fields = schemas.latest(query.type)?.timeseries.fields ?? [];
+  const refusal = fhirRefusal(query.type, fields, query.fields, query.fn);
+  if (refusal) throw new QueryError(refusal);
+  return { ...query, fields: codedFields(fields, query.fields).map((f) => f.name) };
+}
+
+/** What FHIR shows of the query's device type and of the project's devices (by pseudonym). */
+function fhirContext(deps: ResearchDeps, project: Project, query: ReadingsQuery): FhirContext {
+  const schema = deps.schemas.latest(query.type);
+  const devices = new Map<string, FhirDeviceInfo>();
+  for (const d of deps.registry().devices)
+    if (project.types.includes(d.type))
+      devices.set(devicePseudonym(project.secret, d.id), { vendor: d.vendor });
+  return {
+    types: new Map([
+      [
+        query.type,
+        {
+          type: query.type,
+          title: schema?.title ?? query.type,
+          fields: codedFields(schema?.timeseries.fields ?? [], query.fields),
+        },
+      ],
+    ]),
+    defaultType: query.type,
+    devices,
+    ...(query.fn && query.every ? { aggregate: { fn: query.fn, every: query.every } } : {}),
+  };
+}
+
 function encodeExport(
   deps: ResearchDeps,
   project: Project,
@@ -225,10 +265,12 @@ function encodeExport(
   format: Format,
   sent: { rows: number },
 ): AsyncGenerator<string | Uint8Array> {
-  const rowsOut = streamReadings({ influxUrl: deps.influxUrl, db: deps.db, project, query });
+  const withDevice = format === 'fhir';
+  const rowsOut = streamReadings({ influxUrl: deps.influxUrl, db: deps.db, project, query, withDevice });
   const count = () => {
     sent.rows++;
   };
+  if (format === 'fhir') return encodeFhir(rowsOut, fhirContext(deps, project, query), count);
   if (format !== 'arrow') return encodeRows(rowsOut, format, query.fields, count);
   const schema = deps.schemas.latest(query.type);
   const kinds = query.fields.map((name) => ({

@@ -1,5 +1,6 @@
 // The researchers' data dictionary, generated from the device schemas: one row per measurement
-// field, with its unit, description, type, and the device types and schema versions that write it.
+// field, with its unit, description, type, clinical codes (and so whether FHIR exports carry it),
+// and the device types and schema versions that write it.
 import type { SchemaSet } from './types.js';
 
 export interface DictionaryRow {
@@ -10,6 +11,12 @@ export interface DictionaryRow {
   description: string | null;
   deviceTypes: string[];
   schemaVersions: string[];
+  /** LOINC codes, the primary one first; empty when the field has none. */
+  loinc: string[];
+  mdc: string | null;
+  npu: string | null;
+  /** Whether `format=fhir` carries the field: only fields with a LOINC code do (DK Core). */
+  fhir: boolean;
 }
 
 export function buildDictionary(schemas: SchemaSet): DictionaryRow[] {
@@ -25,6 +32,10 @@ export function buildDictionary(schemas: SchemaSet): DictionaryRow[] {
         description: f.description ?? null,
         deviceTypes: [],
         schemaVersions: [],
+        loinc: [...(f.codes?.loinc ?? [])],
+        mdc: f.codes?.mdc ?? null,
+        npu: f.codes?.npu ?? null,
+        fhir: f.codes !== undefined,
       };
       if (!row.deviceTypes.includes(s.type)) row.deviceTypes.push(s.type);
       row.schemaVersions.push(s.key);
