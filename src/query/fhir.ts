@@ -105,11 +105,16 @@ export function fhirRefusal(
 
 const WINDOW_MS = { m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
 
-/** The end of an aggregate window that starts at `start` (RFC 3339). */
-function windowEnd(start: string, every: string): string {
+/**
+ * The end of an aggregate window that starts at `start` (RFC 3339 UTC), written with as many
+ * fraction digits as the start: windows are whole minutes, so the digits past the millisecond carry
+ * over. A `1d` window is 24 hours here (the window InfluxDB grouped by).
+ */
+export function windowEnd(start: string, every: string): string {
   const m = /^(\d+)([mhd])$/.exec(every);
   const ms = m ? Number(m[1]) * WINDOW_MS[m[2] as keyof typeof WINDOW_MS] : 0;
-  return new Date(Date.parse(start) + ms).toISOString();
+  const subMs = /\.\d{3}(\d+)Z$/.exec(start)?.[1] ?? '';
+  return new Date(Date.parse(start) + ms).toISOString().replace(/Z$/, `${subMs}Z`);
 }
 
 const hash = (s: string) => createHash('sha256').update(s, 'utf8').digest('hex').slice(0, 40);
