@@ -93,7 +93,7 @@ export const READINGS_ROUTE = {
   response: {
     200: {
       description:
-        'Rows: time (RFC 3339 UTC), subject (pseudonym), then the fields; ordered by time, then pseudonym',
+        'Rows: time (RFC 3339 UTC), subject (pseudonym), then the fields; ordered by time, then pseudonym. format=fhir: FHIR R4 Device and Observation resources, one Observation per coded field (docs/clinical-codes.md)',
       headers: {
         'x-livinglab-export': { type: 'string', description: "This export's id in the audit log" },
       },
