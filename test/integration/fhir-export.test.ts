@@ -116,6 +116,23 @@ describe('format=fhir through the gateway', () => {
     for (const word of ['p-0042', 'ox-0001', 'ox-0002', 'odense-home-7']) expect(text).not.toContain(word);
   });
 
+  it('exports hourly means as Observations over their window, and refuses fn=count', async () => {
+    const res = await get('type=pulse-oximeter&format=fhir&every=1h&fn=mean');
+    expect(res.status).toBe(200);
+    const observations = parse(await res.text());
+    expect(observations.length).toBeGreaterThan(0);
+    for (const o of observations) {
+      expect(fhirErrors(o), JSON.stringify(o)).toEqual([]);
+      expect(o.resourceType).toBe('Observation');
+      const period = o.effectivePeriod as { start: string; end: string };
+      expect(Date.parse(period.end) - Date.parse(period.start)).toBe(3_600_000);
+      expect(o.method).toEqual({ text: 'mean of the readings in each 1h window' });
+    }
+    const count = await get('type=pulse-oximeter&format=fhir&every=1h&fn=count');
+    expect(count.status).toBe(400);
+    expect(((await count.json()) as { error: string }).error).toMatch(/cannot carry fn=count/);
+  });
+
   it('refuses format=fhir for a type without a coded field, with the reason', async () => {
     const res = await get('type=door-sensor&format=fhir');
     expect(res.status).toBe(400);
