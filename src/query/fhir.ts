@@ -154,9 +154,9 @@ export function toObservations(row: ReadingRow, type: FhirType, ctx: FhirContext
     if (typeof value !== 'number' || !Number.isFinite(value)) continue;
     const agg = ctx.aggregate;
     // Stable across exports of one project: device, subject, type, field, time (and the aggregate).
-    const key = [device ?? '-', row.subject, type.type, f.name, row.time, agg ? `${agg.fn}/${agg.every}` : '']
-      .join('|')
-      .replace(/\|$/, '');
+    // Joined with "/": "|", "," and "$" would need escaping in a receiver's identifier search.
+    const parts = [device ?? '-', row.subject, type.type, f.name, row.time];
+    const key = [...parts, ...(agg ? [`${agg.fn}-${agg.every}`] : [])].join('/');
     const primary = f.codes.loinc[0] as string;
     out.push({
       resourceType: 'Observation',

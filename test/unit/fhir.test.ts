@@ -200,6 +200,9 @@ describe('FHIR Observation details', () => {
     expect(a.map((o) => o.identifier)).toEqual(b.map((o) => o.identifier));
     expect(a.map((o) => o.id)).toEqual(b.map((o) => o.id));
     expect(new Set(a.map((o) => o.identifier[0]?.value)).size).toBe(a.length);
+    expect(a[0]?.identifier[0]?.value).toBe(
+      `${DEVICE}/${SUBJECT}/pulse-oximeter/spo2/2026-11-22T10:00:00.123456789Z`,
+    );
   });
 
   it('leaves out fields without a code and values that are missing', async () => {
