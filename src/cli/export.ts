@@ -33,7 +33,7 @@ export function registerExportCommand(program: Command, env: Record<string, stri
     .option('--to <time>', 'RFC 3339 end (default: project end)')
     .option('--every <window>', 'aggregation window, e.g. 1h (with --fn)')
     .option('--fn <fn>', 'mean, min, max, count or last (with --every)')
-    .option('--format <format>', 'csv, ndjson, json or arrow', 'csv')
+    .option('--format <format>', 'csv, ndjson, json, arrow or fhir (FHIR R4 NDJSON)', 'csv')
     .option('--out <file>', 'write here instead of stdout')
     .option('--url <url>', "the gateway's HTTP address", 'http://127.0.0.1:8080')
     .action(async (opts: ExportFlags) => {

@@ -34,6 +34,12 @@ export const DICTIONARY_ROW = Type.Object({
   description: Type.Union([Type.String(), Type.Null()]),
   deviceTypes: Type.Array(Type.String()),
   schemaVersions: Type.Array(Type.String()),
+  loinc: Type.Array(Type.String(), { description: 'LOINC codes, the primary one first' }),
+  mdc: Type.Union([Type.String(), Type.Null()], { description: 'IEEE 11073-10101 code (32-bit, decimal)' }),
+  npu: Type.Union([Type.String(), Type.Null()], { description: 'NPU code' }),
+  fhir: Type.Boolean({
+    description: 'Whether format=fhir carries this field (false: the field has no LOINC code, left out)',
+  }),
 });
 
 export const DICTIONARY_COLUMN = Type.Object({
@@ -100,7 +106,7 @@ export const READINGS_ROUTE = {
   response: {
     200: {
       description:
-        'Rows: time (RFC 3339 UTC), subject (pseudonym), then the fields; ordered by time, then pseudonym',
+        'Rows: time (RFC 3339 UTC), subject (pseudonym), then the fields; ordered by time, then pseudonym. format=fhir: FHIR R4 Device and Observation resources, one Observation per coded field (docs/clinical-codes.md)',
       headers: {
         'x-livinglab-export': { type: 'string', description: "This export's id in the audit log" },
       },

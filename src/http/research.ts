@@ -18,8 +18,15 @@ import type {
 import { authorise } from '../query/access.js';
 import { encodeArrow } from '../query/arrow.js';
 import type { AuditLog } from '../query/audit.js';
+import {
+  codedFields,
+  encodeFhir,
+  type FhirContext,
+  type FhirDeviceInfo,
+  fhirRefusal,
+} from '../query/fhir.js';
 import { encodeRows, FORMATS, type Format } from '../query/formats.js';
-import { pseudonym } from '../query/pseudonym.js';
+import { devicePseudonym, pseudonym } from '../query/pseudonym.js';
 import {
   parseReadingsQuery,
   QueryError,
@@ -185,13 +192,14 @@ function registerReadingsRoute(scope: TypedApp, deps: ResearchDeps, schemas: Sch
       if (invalid)
         return reply.code(400).send({ error: schemas.describeParamError(invalid, access.project) });
       let query: ReadingsQuery;
+      const format: Format = req.query.format ?? 'csv';
       try {
         query = parseReadingsQuery(access.project, deps.schemas, req.query, deps.timeZone);
+        if (format === 'fhir') query = fhirQuery(deps.schemas, query);
       } catch (err) {
         if (err instanceof QueryError) return reply.code(400).send({ error: err.message });
         throw err;
       }
-      const format: Format = req.query.format ?? 'csv';
       const who = {
         export: randomUUID(),
         researcher: access.researcher,
@@ -224,11 +232,11 @@ function registerReadingsRoute(scope: TypedApp, deps: ResearchDeps, schemas: Sch
         deps.audit.append({ at: new Date().toISOString(), event: 'export-ended', ...who, ...end });
       let rows: AsyncGenerator<ReadingRow>;
       try {
-        rows = await startRows(readRows(deps, access.project, query));
+        rows = await startRows(readRows(deps, access.project, query, format));
       } catch (err) {
         return refuseExport(req, reply.header('x-livinglab-export', who.export), err, appendEnd);
       }
-      const body = Readable.from(encodeExport(deps, rows, query, format, sent));
+      const body = Readable.from(encodeExport(deps, access.project, rows, query, format, sent));
       recordExportEnd(req, reply, body, sent, appendEnd);
       // The id of this export in the audit log, for the researcher's records.
       return reply.type(FORMATS[format]).header('x-livinglab-export', who.export).send(body);
@@ -236,9 +244,9 @@ function registerReadingsRoute(scope: TypedApp, deps: ResearchDeps, schemas: Sch
   );
 }
 
-const readRows = (deps: ResearchDeps, project: Project, query: ReadingsQuery) =>
+const readRows = (deps: ResearchDeps, project: Project, query: ReadingsQuery, format: Format) =>
   streamReadings({
-    ...{ influxUrl: deps.influxUrl, db: deps.db, project, query },
+    ...{ influxUrl: deps.influxUrl, db: deps.db, project, query, withDevice: format === 'fhir' },
     ...(deps.influxAuth ? { auth: deps.influxAuth } : {}),
   });
 
@@ -282,8 +290,41 @@ async function refuseExport(
   });
 }
 
+/** The query narrowed to the fields FHIR carries (coded ones); QueryError when there are none. */
+function fhirQuery(schemas: SchemaSet, query: ReadingsQuery): ReadingsQuery {
+  const fields = schemas.latest(query.type)?.timeseries.fields ?? [];
+  const refusal = fhirRefusal(query.type, fields, query.fields, query.fn);
+  if (refusal) throw new QueryError(refusal);
+  return { ...query, fields: codedFields(fields, query.fields).map((f) => f.name) };
+}
+
+/** What FHIR shows of the query's device type and of the project's devices (by pseudonym). */
+function fhirContext(deps: ResearchDeps, project: Project, query: ReadingsQuery): FhirContext {
+  const schema = deps.schemas.latest(query.type);
+  const devices = new Map<string, FhirDeviceInfo>();
+  for (const d of deps.registry().devices)
+    if (project.types.includes(d.type))
+      devices.set(devicePseudonym(project.secret, d.id), { vendor: d.vendor });
+  return {
+    types: new Map([
+      [
+        query.type,
+        {
+          type: query.type,
+          title: schema?.title ?? query.type,
+          fields: codedFields(schema?.timeseries.fields ?? [], query.fields),
+        },
+      ],
+    ]),
+    defaultType: query.type,
+    devices,
+    ...(query.fn && query.every ? { aggregate: { fn: query.fn, every: query.every } } : {}),
+  };
+}
+
 function encodeExport(
   deps: ResearchDeps,
+  project: Project,
   rowsOut: AsyncGenerator<ReadingRow>,
   query: ReadingsQuery,
   format: Format,
@@ -292,6 +333,7 @@ function encodeExport(
   const count = () => {
     sent.rows++;
   };
+  if (format === 'fhir') return encodeFhir(rowsOut, fhirContext(deps, project, query), count);
   if (format !== 'arrow') return encodeRows(rowsOut, format, query.fields, count);
   const schema = deps.schemas.latest(query.type);
   const kinds = query.fields.map((name) => ({

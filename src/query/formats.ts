@@ -1,4 +1,6 @@
-// Row streams to CSV, NDJSON or a JSON array, one chunk at a time (memory stays flat).
+// Row streams to CSV, NDJSON or a JSON array, one chunk at a time (memory stays flat). Arrow and
+// FHIR have their own encoders (arrow.ts, fhir.ts).
+import { FHIR_MEDIA_TYPE } from './fhir.js';
 import type { ReadingRow } from './readings.js';
 
 export const FORMATS = {
@@ -6,6 +8,7 @@ export const FORMATS = {
   ndjson: 'application/x-ndjson',
   json: 'application/json',
   arrow: 'application/vnd.apache.arrow.stream',
+  fhir: FHIR_MEDIA_TYPE,
 } as const;
 export type Format = keyof typeof FORMATS;
 
@@ -17,7 +20,7 @@ const csvCell = (v: unknown) => {
 
 export async function* encodeRows(
   rows: AsyncIterable<ReadingRow>,
-  format: Exclude<Format, 'arrow'>,
+  format: Exclude<Format, 'arrow' | 'fhir'>,
   columns: readonly string[],
   onRow: () => void,
 ): AsyncGenerator<string> {

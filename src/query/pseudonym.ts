@@ -1,5 +1,6 @@
 // Per-project pseudonyms: HMAC-SHA256 of the subject code with the project's secret. Stable within
 // a project, unlinkable across projects (different keys), and not reversible without the key.
+// Devices get their own (devicePseudonym), so a researcher can tell two devices apart without ids.
 import { createHmac } from 'node:crypto';
 import { GatewayError } from '../errors.js';
 
@@ -9,4 +10,14 @@ export function pseudonym(projectSecretHex: string, subject: string): string {
   if (!projectSecretHex)
     throw new GatewayError('LL_SECRET_MISSING', 'no pseudonymisation secret for this project');
   return `s-${createHmac('sha256', Buffer.from(projectSecretHex, 'hex')).update(subject, 'utf8').digest('hex').slice(0, 20)}`;
+}
+
+/**
+ * A device's per-project pseudonym: HMAC-SHA256 of the device id with the project's secret, in a
+ * namespace of its own so that a device id equal to some subject code never shares its pseudonym.
+ */
+export function devicePseudonym(projectSecretHex: string, deviceId: string): string {
+  if (!projectSecretHex)
+    throw new GatewayError('LL_SECRET_MISSING', 'no pseudonymisation secret for this project');
+  return `d-${createHmac('sha256', Buffer.from(projectSecretHex, 'hex')).update(`device\u0000${deviceId}`, 'utf8').digest('hex').slice(0, 20)}`;
 }

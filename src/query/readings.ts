@@ -15,7 +15,7 @@ import {
   quoteString,
 } from '../storage/influxql.js';
 import { mergeRows, sortTies } from './merge.js';
-import { pseudonym } from './pseudonym.js';
+import { devicePseudonym, pseudonym } from './pseudonym.js';
 import { AGGREGATES, type Aggregate, EVERY, type ReadingsParams } from './readings-params.js';
 
 export class QueryError extends Error {}
@@ -117,14 +117,18 @@ export function consentedWindows(
   return out.sort((a, b) => a.subject.localeCompare(b.subject));
 }
 
+/** The tag read (raw rows only) to give each row its `device` pseudonym; never output as is. */
+const DEVICE_TAG = 'device_id';
+
 /** One InfluxQL statement per subject (InfluxQL cannot OR time ranges). Every part is validated. */
 export function buildStatement(
   q: ReadingsQuery,
   w: { subject: string; fromMs: number; toMs: number },
+  withDevice = false,
 ): string {
   const select = q.fn
     ? q.fields.map((f) => `${q.fn}(${quoteIdent(f)}) AS ${quoteIdent(f)}`).join(', ')
-    : q.fields.map(quoteIdent).join(', ');
+    : [...q.fields, ...(withDevice ? [DEVICE_TAG] : [])].map(quoteIdent).join(', ');
   const where = `"subject" = ${quoteString(w.subject)} AND "device_type" = ${quoteString(q.type)} AND time >= ${w.fromMs}ms AND time < ${w.toMs}ms`;
   let group = '';
   if (q.every) {
@@ -154,6 +158,8 @@ export function streamReadings(opts: {
   auth?: InfluxAuth;
   project: Project;
   query: ReadingsQuery;
+  /** Raw rows get a `device` column: the device's project pseudonym (FHIR needs it). */
+  withDevice?: boolean;
 }): AsyncGenerator<ReadingRow> {
   const windows = consentedWindows(opts.project, opts.query);
   const chunkSize = Math.max(100, Math.min(5000, Math.floor(50_000 / Math.max(1, windows.length))));
@@ -162,10 +168,11 @@ export function streamReadings(opts: {
       sortTies(
         streamSubject(
           { url: opts.influxUrl, db: opts.db, ...(opts.auth ? { auth: opts.auth } : {}) },
-          buildStatement(opts.query, w),
+          buildStatement(opts.query, w, opts.withDevice === true && !opts.query.fn),
           chunkSize,
           pseudonym(opts.project.secret, w.subject),
           w.fromMs,
+          (id) => devicePseudonym(opts.project.secret, id),
         ),
       ),
     ),
@@ -184,12 +191,21 @@ async function* streamSubject(
   chunkSize: number,
   subject: string,
   fromMs: number,
+  device: (id: string) => string,
 ): AsyncGenerator<ReadingRow> {
+  const pseudonyms = new Map<string, string>();
   for await (const s of querySeries(target, statement, chunkSize)) {
     for (const v of s.values) {
       const row: ReadingRow = { time: new Date(Math.max(v[0] as number, fromMs)).toISOString(), subject };
-      for (let i = 1; i < s.columns.length; i++)
-        row[s.columns[i] as string] = (v[i] ?? null) as ReadingRow[string];
+      for (let i = 1; i < s.columns.length; i++) {
+        const column = s.columns[i] as string;
+        if (column === DEVICE_TAG) {
+          const id = String(v[i]);
+          const known = pseudonyms.get(id) ?? device(id);
+          pseudonyms.set(id, known);
+          row.device = known;
+        } else row[column] = (v[i] ?? null) as ReadingRow[string];
+      }
       yield row;
     }
   }

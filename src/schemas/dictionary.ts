@@ -1,6 +1,7 @@
 // The researchers' data dictionary, generated from the device schemas: one row per measurement
-// field, with its unit, description, type, and the device types and schema versions that write it;
-// and the columns every export row carries besides the fields, with what their values mean.
+// field, with its unit, description, type, clinical codes (and so whether FHIR exports carry it),
+// and the device types and schema versions that write it; and the columns every export row carries
+// besides the fields, with what their values mean.
 import type { SchemaSet } from './types.js';
 
 export interface DictionaryRow {
@@ -11,6 +12,12 @@ export interface DictionaryRow {
   description: string | null;
   deviceTypes: string[];
   schemaVersions: string[];
+  /** LOINC codes, the primary one first; empty when the field has none. */
+  loinc: string[];
+  mdc: string | null;
+  npu: string | null;
+  /** Whether `format=fhir` carries the field: only fields with a LOINC code do (DK Core). */
+  fhir: boolean;
 }
 
 /** A column of every export row that is not a schema field; `values` lists what each value means. */
@@ -54,6 +61,10 @@ export function buildDictionary(schemas: SchemaSet): DictionaryRow[] {
         description: f.description ?? null,
         deviceTypes: [],
         schemaVersions: [],
+        loinc: [...(f.codes?.loinc ?? [])],
+        mdc: f.codes?.mdc ?? null,
+        npu: f.codes?.npu ?? null,
+        fhir: f.codes !== undefined,
       };
       if (!row.deviceTypes.includes(s.type)) row.deviceTypes.push(s.type);
       row.schemaVersions.push(s.key);

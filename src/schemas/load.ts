@@ -10,6 +10,7 @@ import addFormatsModule from 'ajv-formats';
 import { GatewayError } from '../errors.js';
 import { SEGMENT_RE } from '../registry/ids.js';
 import { isReadingChannel, READING_CHANNELS } from '../registry/topics.js';
+import { readFieldCodes } from './codes.js';
 import type { DeviceSchema, FieldKind, FieldSpec, ReadingChannel, SchemaSet } from './types.js';
 
 const addFormats = addFormatsModule as unknown as (ajv: Ajv2020) => void;
@@ -52,6 +53,10 @@ function createAjv(): Ajv2020 {
   // Our annotations: known keywords, so that strict mode still catches misspelt real ones.
   ajv.addKeyword({ keyword: 'x-unit', schemaType: 'string' });
   ajv.addKeyword({ keyword: 'x-timeseries', schemaType: 'object' });
+  // Clinical codes (codes.ts checks their form; FHIR exports carry them).
+  ajv.addKeyword({ keyword: 'x-loinc', schemaType: ['string', 'array'] });
+  ajv.addKeyword({ keyword: 'x-mdc', schemaType: 'string' });
+  ajv.addKeyword({ keyword: 'x-npu', schemaType: 'string' });
   return ajv;
 }
 
@@ -141,12 +146,7 @@ function checkMapping(
           'a value that can be an integer one day and a float the next makes an InfluxDB field type conflict',
       );
     }
-    return {
-      name: name as string,
-      kind,
-      ...(typeof p['x-unit'] === 'string' ? { unit: p['x-unit'] } : {}),
-      ...(typeof p.description === 'string' ? { description: p.description } : {}),
-    };
+    return fieldSpec(file, name as string, kind, p);
   });
   for (const name of [...tags, ...fields]) {
     if (RESERVED_TAGS.has(name as string)) {
@@ -159,6 +159,20 @@ function checkMapping(
   const mapped = new Set<unknown>([time, ...tags, ...fields]);
   if (mapped.size !== 1 + tags.length + fields.length) fail(file, 'x-timeseries maps one property twice');
   return { channel, mapping: { measurement, time, tags: tags as string[], fields: specs } };
+}
+
+/** One field's spec, its clinical codes checked (a malformed code names the field). */
+function fieldSpec(file: string, name: string, kind: FieldKind, p: JsonObject): FieldSpec {
+  const unit = typeof p['x-unit'] === 'string' ? p['x-unit'] : undefined;
+  const codes = readFieldCodes(p, kind, unit);
+  if (typeof codes === 'string') fail(file, `field "${name}": ${codes}`);
+  return {
+    name,
+    kind,
+    ...(unit !== undefined ? { unit } : {}),
+    ...(typeof p.description === 'string' ? { description: p.description } : {}),
+    ...(codes ? { codes } : {}),
+  };
 }
 
 export function formatAjvErrors(errors: ErrorObject[] | null | undefined): string {

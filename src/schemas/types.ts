@@ -1,6 +1,7 @@
 // What a loaded device schema looks like to the rest of the gateway.
 import type { ValidateFunction } from 'ajv';
 import type { ReadingChannel } from '../registry/topics.js';
+import type { FieldCodes } from './codes.js';
 
 export type FieldKind = 'integer' | 'float' | 'boolean' | 'string';
 /** The topic channels that carry readings, so the ones a schema can name (registry/topics.ts owns the list). */
@@ -11,6 +12,8 @@ export interface FieldSpec {
   readonly kind: FieldKind;
   readonly unit?: string;
   readonly description?: string;
+  /** Clinical codes (`x-loinc`, `x-mdc`, `x-npu`); a field without them stays out of FHIR exports. */
+  readonly codes?: FieldCodes;
 }
 
 export interface TimeseriesMapping {

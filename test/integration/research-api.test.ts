@@ -238,6 +238,10 @@ describe('dictionary, subjects and devices', () => {
       description: 'Peripheral oxygen saturation, SpO2 (MDC_PULS_OXIM_SAT_O2)',
       deviceTypes: ['pulse-oximeter'],
       schemaVersions: ['pulse-oximeter@1'],
+      loinc: ['59408-5', '2708-6'],
+      mdc: '150456',
+      npu: 'NPU03011',
+      fhir: true,
     });
     expect(body.fields.length).toBeGreaterThan(30);
   });

@@ -24,7 +24,7 @@ describe('readings parameters', () => {
   it.each([
     [{}, 'type is required: one of bed-sensor, pulse-oximeter'],
     [{ type: ['bed-sensor', 'bed-sensor'] }, 'type must be given once'],
-    [{ type: 'bed-sensor', format: 'constructor' }, 'format must be one of csv, ndjson, json, arrow'],
+    [{ type: 'bed-sensor', format: 'constructor' }, 'format must be one of csv, ndjson, json, arrow, fhir'],
     [{ type: 'bed-sensor', fn: 'sum' }, 'fn must be one of mean, min, max, count, last'],
     [{ type: 'bed-sensor', every: '1h); DROP' }, 'every must look like 15m, 1h or 1d'],
     [

@@ -43,6 +43,16 @@ describe('bundled device schemas', () => {
     },
   );
 
+  it('carries the clinical codes of its fields (x-loinc, x-mdc, x-npu)', () => {
+    const ox = set.get('pulse-oximeter', 1);
+    expect(ox?.timeseries.fields.find((f) => f.name === 'spo2')?.codes).toEqual({
+      loinc: ['59408-5', '2708-6'],
+      mdc: '150456',
+      npu: 'NPU03011',
+    });
+    expect(ox?.timeseries.fields.find((f) => f.name === 'battery')?.codes).toBeUndefined();
+  });
+
   it('maps JSON numbers to fixed InfluxDB field types', () => {
     const ox = set.get('pulse-oximeter', 1);
     expect(ox?.timeseries.fields.map((f) => [f.name, f.kind, f.unit])).toEqual([
@@ -75,6 +85,62 @@ const good = {
   },
   examples: [{ ts: '2026-11-22T10:00:00Z', value: 1.5 }],
 };
+
+/** A schema whose field `value` (kg) carries `codes`. */
+const coded = (codes: Record<string, unknown>) => ({
+  ...good,
+  properties: { ...good.properties, value: { ...good.properties.value, ...codes } },
+});
+
+/** Malformed clinical codes (docs/clinical-codes.md): each refused at load, naming file and field. */
+function codeCases(): [string, Record<string, unknown>, RegExp][] {
+  return [
+    [
+      'a LOINC code with a wrong check digit',
+      coded({ 'x-loinc': '29463-8' }),
+      /thing\/1\.schema\.json: field "value": LOINC code "29463-8" has a wrong check digit \(expected 29463-7\)/,
+    ],
+    ['a LOINC code without its check digit', coded({ 'x-loinc': '29463' }), /must look like 8867-4/],
+    ['an empty LOINC list', coded({ 'x-loinc': [] }), /x-loinc must be a LOINC code or a non-empty list/],
+    [
+      'an MDC code given as a reference id',
+      coded({ 'x-loinc': '29463-7', 'x-mdc': 'MDC_MASS_BODY_ACTUAL' }),
+      /MDC code "MDC_MASS_BODY_ACTUAL" must be the 32-bit code/,
+    ],
+    [
+      'an MDC term code without its partition',
+      coded({ 'x-loinc': '29463-7', 'x-mdc': '57664' }),
+      /MDC code "57664" is not partition × 65536 \+ term code/,
+    ],
+    [
+      'a malformed NPU code',
+      coded({ 'x-loinc': '29463-7', 'x-npu': 'NPU3804' }),
+      /NPU code "NPU3804" must look like NPU03011/,
+    ],
+    [
+      'an MDC code without a LOINC code',
+      coded({ 'x-mdc': '188736' }),
+      /x-mdc and x-npu need an x-loinc next to them: DK Core Basic Observation requires a LOINC code/,
+    ],
+    [
+      'a coded field without a UCUM unit the gateway knows',
+      coded({ 'x-loinc': '29463-7', 'x-unit': 'kilograms' }),
+      /field "value": a coded field needs an x-unit in UCUM/,
+    ],
+    [
+      'a code on a boolean field',
+      {
+        ...coded({}),
+        properties: {
+          ...good.properties,
+          value: { type: 'boolean', 'x-loinc': '29463-7', description: 'v' },
+        },
+        examples: [{ ts: '2026-11-22T10:00:00Z', value: true }],
+      },
+      /only numeric fields can carry codes/,
+    ],
+  ];
+}
 
 describe('schema loading checks (start-up errors naming the file)', () => {
   const cases: [string, Record<string, unknown>, RegExp][] = [
@@ -117,6 +183,7 @@ describe('schema loading checks (start-up errors naming the file)', () => {
       /"site" is a tag the gateway sets itself/,
     ],
     ['additional properties allowed', { ...good, additionalProperties: true }, /additionalProperties/],
+    ...codeCases(),
     ['no x-timeseries', { ...good, 'x-timeseries': undefined }, /missing "x-timeseries"/],
   ];
   it.each(cases)('refuses %s', (_name, schema, message) => {
