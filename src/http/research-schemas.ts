@@ -87,13 +87,17 @@ export const READINGS_ROUTE = {
   response: {
     200: {
       description:
-        'Rows: time (RFC 3339 UTC), subject (pseudonym), then the fields; ordered by time, then pseudonym',
+        'Rows: time (RFC 3339 UTC, nanoseconds unless `precision`), subject and device (project pseudonyms), device_type, schema_version, provenance, the tags of the schemas, then the fields; ordered by time, then pseudonym (or by subject with order=subject)',
       headers: {
         'x-livinglab-export': { type: 'string', description: "This export's id in the audit log" },
       },
       content: ROWS_CONTENT,
     },
     400: { ...ERROR, description: 'A bad parameter, with a readable message' },
+    502: {
+      ...ERROR,
+      description: "InfluxDB refused the export's query or could not be reached: its message",
+    },
     ...DENIED,
     503: {
       ...ERROR,

@@ -15,13 +15,21 @@ import type {
   RawRequestDefaultExpression,
   RawServerDefault,
 } from 'fastify';
+import { isGatewayError } from '../errors.js';
 import { authorise } from '../query/access.js';
 import { encodeArrow } from '../query/arrow.js';
-import type { AuditLog } from '../query/audit.js';
+import type { AuditLog, ExportEnded } from '../query/audit.js';
 import { encodeRows, FORMATS, type Format } from '../query/formats.js';
 import { pseudonym } from '../query/pseudonym.js';
-import { parseReadingsQuery, QueryError, type ReadingsQuery, streamReadings } from '../query/readings.js';
+import {
+  exportColumns,
+  parseReadingsQuery,
+  QueryError,
+  type ReadingRow,
+  type ReadingsQuery,
+} from '../query/readings.js';
 import type { ParamError } from '../query/readings-params.js';
+import { streamReadings } from '../query/readings-stream.js';
 import { subjectAt } from '../registry/assignments.js';
 import type { PasswordVerifier } from '../registry/passwords.js';
 import type { Project, RegistryData } from '../registry/types.js';
@@ -187,18 +195,15 @@ function registerReadingsRoute(scope: TypedApp, deps: ResearchDeps, schemas: Sch
         // Decided here: a client could claim anything in a header.
         via: 'api' as const,
       };
+      const ended = (end: Omit<ExportEnded, 'at' | 'event' | keyof typeof who>) =>
+        deps.audit.append({ at: new Date().toISOString(), event: 'export-ended', ...who, ...end });
       try {
         // Recorded before the first byte leaves, so no export goes out unrecorded.
         await deps.audit.append({
           at: new Date().toISOString(),
           event: 'export-started',
           ...who,
-          query: {
-            ...query,
-            from: new Date(query.fromMs).toISOString(),
-            to: new Date(query.toMs).toISOString(),
-            format,
-          },
+          query: auditQuery(req.query.type, query, format),
         });
       } catch (err) {
         req.log.error({ err }, 'audit log append failed');
@@ -207,38 +212,97 @@ function registerReadingsRoute(scope: TypedApp, deps: ResearchDeps, schemas: Sch
             'the export audit log cannot be written, so no export is given out; lab staff: check the data folder (disk space, permissions) and the secrets file (audit key), the gateway log names the cause',
         });
       }
+      const rows = await firstRowsOrRefusal(deps, access.project, query);
+      if ('refused' in rows) {
+        await ended({ status: 'failed', rows: 0, error: rows.refused }).catch((err: Error) =>
+          req.log.error({ err }, 'audit log append failed'),
+        );
+        return reply.code(502).send({ error: rows.refused });
+      }
       const sent = { rows: 0 };
-      const body = Readable.from(encodeExport(deps, access.project, query, format, sent));
-      recordExportEnd(req, reply, body, sent, (end) =>
-        deps.audit.append({ at: new Date().toISOString(), event: 'export-ended', ...who, ...end }),
-      );
+      const body = Readable.from(encodeExport(rows.stream, query, format, sent));
+      recordExportEnd(req, reply, body, sent, ended);
       // The id of this export in the audit log, for the researcher's records.
       return reply.type(FORMATS[format]).header('x-livinglab-export', who.export).send(body);
     },
   );
 }
 
-function encodeExport(
+/** What the audit log records of a query: the parameters as understood, never a subject. */
+function auditQuery(type: string, q: ReadingsQuery, format: Format) {
+  return {
+    type,
+    fields: q.fields.map((f) => f.name),
+    tags: q.tags,
+    fromMs: q.fromMs,
+    toMs: q.toMs,
+    ...(q.every ? { every: q.every } : {}),
+    ...(q.fn ? { fn: q.fn } : {}),
+    order: q.order,
+    precision: q.precision,
+    ...(q.includeSimulated ? { include: 'simulated' } : {}),
+    from: new Date(q.fromMs).toISOString(),
+    to: new Date(q.toMs).toISOString(),
+    format,
+  };
+}
+
+/**
+ * Starts the export's queries and waits for the first row, before any header leaves: a query that
+ * InfluxDB refuses (or InfluxDB being away) is then a 502 with InfluxDB's words, never a 200 that
+ * breaks off. A failure after this point aborts the connection (fastify destroys the socket when a
+ * streamed body fails), so the client sees an incomplete body, not a short one.
+ */
+async function firstRowsOrRefusal(
   deps: ResearchDeps,
   project: Project,
+  query: ReadingsQuery,
+): Promise<{ stream: AsyncGenerator<ReadingRow> } | { refused: string }> {
+  const simulatedDevices = new Set(
+    deps
+      .registry()
+      .devices.filter((d) => d.provenance === 'simulated')
+      .map((d) => d.id),
+  );
+  const rows = streamReadings({
+    influx: { url: deps.influxUrl, db: deps.db },
+    project,
+    query,
+    simulatedDevices,
+  });
+  let first: IteratorResult<ReadingRow>;
+  try {
+    first = await rows.next();
+  } catch (err) {
+    if (isGatewayError(err) && err.code === 'LL_INFLUX_UNAVAILABLE') return { refused: err.message };
+    throw err;
+  }
+  async function* resumed(): AsyncGenerator<ReadingRow> {
+    if (first.done) return;
+    yield first.value;
+    yield* rows;
+  }
+  return { stream: resumed() };
+}
+
+function encodeExport(
+  rows: AsyncGenerator<ReadingRow>,
   query: ReadingsQuery,
   format: Format,
   sent: { rows: number },
 ): AsyncGenerator<string | Uint8Array> {
-  const rowsOut = streamReadings({ influxUrl: deps.influxUrl, db: deps.db, project, query });
   const count = () => {
     sent.rows++;
   };
-  if (format !== 'arrow') return encodeRows(rowsOut, format, query.fields, count);
-  const schema = deps.schemas.latest(query.type);
-  const kinds = query.fields.map((name) => ({
-    name,
-    kind:
-      query.fn === 'count'
-        ? ('integer' as const)
-        : (schema?.timeseries.fields.find((f) => f.name === name)?.kind ?? 'float'),
-  }));
-  return encodeArrow(rowsOut, kinds, count);
+  const columns = exportColumns(query);
+  if (format !== 'arrow')
+    return encodeRows(
+      rows,
+      format,
+      columns.map((c) => c.name),
+      count,
+    );
+  return encodeArrow(rows, columns, query.precision, count);
 }
 
 /**

@@ -1,4 +1,5 @@
-// Row streams to CSV, NDJSON or a JSON array, one chunk at a time (memory stays flat).
+// Row streams to CSV, NDJSON or a JSON array, one chunk at a time (memory stays flat). Values keep
+// their type: integers and booleans as such (JSON), time as RFC 3339 text at the asked precision.
 import type { ReadingRow } from './readings.js';
 
 export const FORMATS = {
@@ -18,10 +19,10 @@ const csvCell = (v: unknown) => {
 export async function* encodeRows(
   rows: AsyncIterable<ReadingRow>,
   format: Exclude<Format, 'arrow'>,
-  columns: readonly string[],
+  /** Every column, in order (readings.ts exportColumns). */
+  cols: readonly string[],
   onRow: () => void,
 ): AsyncGenerator<string> {
-  const cols = ['time', 'subject', ...columns];
   if (format === 'csv') yield `${cols.join(',')}\n`;
   if (format === 'json') yield '[';
   let first = true;

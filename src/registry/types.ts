@@ -22,6 +22,8 @@ export interface Device {
   readonly passwordHash: string;
   /** Which client certificate may log this device in without a password (none: only its password). */
   readonly certificate?: CertificateRule;
+  /** A simulated device's readings stay out of research exports unless asked for; absent: real. */
+  readonly provenance?: 'real' | 'simulated';
 }
 
 /**

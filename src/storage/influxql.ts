@@ -10,8 +10,10 @@ export interface InfluxQLTarget {
   readonly db: string;
 }
 
-/** One series of a result: its column names and rows, time first (epoch milliseconds). */
+/** One series of a result: its column names and rows, time first (epoch milliseconds, or RFC 3339 on request). */
 export interface InfluxSeries {
+  /** The GROUP BY tags of this series (absent without GROUP BY). */
+  readonly tags?: Readonly<Record<string, string>>;
   readonly columns: string[];
   readonly values: unknown[][];
 }
@@ -30,10 +32,20 @@ export function quoteString(value: string): string {
   return `'${value.replace(/[\\']/g, (c) => `\\${c}`)}'`;
 }
 
-/** The /query URL; epoch=ms because the gateway's timestamps have millisecond resolution and fit a JSON number. */
-export function queryUrl(target: InfluxQLTarget, statement: string, chunkSize?: number): string {
+/**
+ * The /query URL. Times come as epoch milliseconds (a JSON number) by default; `rfc3339` leaves out
+ * the epoch parameter, and InfluxDB then gives RFC 3339 strings to the nanosecond, which a JSON
+ * number (exact only to 2^53) could not carry.
+ */
+export function queryUrl(
+  target: InfluxQLTarget,
+  statement: string,
+  chunkSize?: number,
+  time: 'ms' | 'rfc3339' = 'ms',
+): string {
   const chunked = chunkSize === undefined ? '' : `&chunked=true&chunk_size=${chunkSize}`;
-  return `${target.url}/query?db=${encodeURIComponent(target.db)}&epoch=ms${chunked}&q=${encodeURIComponent(statement)}`;
+  const epoch = time === 'ms' ? '&epoch=ms' : '';
+  return `${target.url}/query?db=${encodeURIComponent(target.db)}${epoch}${chunked}&q=${encodeURIComponent(statement)}`;
 }
 
 const toRows = (series: readonly InfluxSeries[]): Record<string, unknown>[] =>
@@ -60,14 +72,27 @@ export async function queryRows(
   return rows;
 }
 
+/** InfluxDB's own words for a refused query (its JSON `error`), else the HTTP status. */
+async function refusal(res: Response): Promise<string> {
+  const text = await res.text().catch(() => '');
+  try {
+    const error = (JSON.parse(text) as { error?: unknown }).error;
+    if (typeof error === 'string') return error;
+  } catch {
+    // Not JSON (a proxy's page, say): the status says enough.
+  }
+  return `InfluxDB answered HTTP ${res.status}`;
+}
+
 /** The series of one chunked statement as they arrive, so memory holds about one chunk. */
 export async function* querySeries(
   target: InfluxQLTarget,
   statement: string,
   chunkSize: number,
+  time: 'ms' | 'rfc3339' = 'ms',
 ): AsyncGenerator<InfluxSeries> {
-  const res = await fetch(queryUrl(target, statement, chunkSize));
-  if (!res.ok || !res.body) throw new Error(`InfluxDB answered HTTP ${res.status}`);
+  const res = await fetch(queryUrl(target, statement, chunkSize, time));
+  if (!res.ok || !res.body) throw new Error(await refusal(res));
   const decoder = new TextDecoder();
   let buffered = '';
   for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {

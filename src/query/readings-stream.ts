@@ -1,0 +1,195 @@
+// The InfluxQL statements of an export and the stream of its rows. One query per subject and
+// device type for raw readings (tags selected as columns, so rows come in time order); for
+// aggregates, the subject's series (device, schema version, provenance, tags) are listed first and
+// each series is aggregated by its own query, so `every=1h&fn=mean` never averages the bedroom with
+// the kitchen and every stream stays in time order. Streams are merged (merge.ts) with memory
+// bounded by one chunk per open stream. Simulated readings are left out unless asked for: by their
+// `provenance` tag, and by the registry for points written before that tag existed.
+import { GatewayError } from '../errors.js';
+import type { Project } from '../registry/types.js';
+import {
+  type InfluxQLTarget,
+  type InfluxSeries,
+  querySeries,
+  quoteIdent,
+  quoteString,
+} from '../storage/influxql.js';
+import { formatTime } from './export-time.js';
+import { mergeRows, sortTies } from './merge.js';
+import { devicePseudonym, pseudonym } from './pseudonym.js';
+import { consentedWindows, type ReadingRow, type ReadingsQuery, type TypeQuery } from './readings.js';
+
+/** The tags every point carries that come out (as pseudonym, number or label), besides the schema's. */
+const SERIES_TAGS = ['device_id', 'schema_version', 'provenance'] as const;
+
+interface Window {
+  readonly subject: string;
+  readonly fromMs: number;
+  readonly toMs: number;
+}
+
+function where(q: ReadingsQuery, t: TypeQuery, w: Window, series?: Readonly<Record<string, string>>): string {
+  const parts = [
+    `"subject" = ${quoteString(w.subject)}`,
+    `"device_type" = ${quoteString(t.type)}`,
+    `time >= ${w.fromMs}ms`,
+    `time < ${w.toMs}ms`,
+  ];
+  // Matches points without the tag too (written before provenance was recorded).
+  if (!q.includeSimulated) parts.push(`"provenance" != 'simulated'`);
+  // An empty value matches a series without that tag, as InfluxDB lists it.
+  for (const [k, v] of Object.entries(series ?? {})) parts.push(`${quoteIdent(k)} = ${quoteString(v)}`);
+  return parts.join(' AND ');
+}
+
+/** Raw readings of one subject and type: the series tags and schema tags selected as columns. */
+export function buildStatement(q: ReadingsQuery, t: TypeQuery, w: Window): string {
+  const columns = [...SERIES_TAGS, ...t.tags, ...t.fields].map(quoteIdent).join(', ');
+  return `SELECT ${columns} FROM ${quoteIdent(t.measurement)} WHERE ${where(q, t, w)}`;
+}
+
+/** The series of one subject and type that an aggregate groups by (one row each). */
+export function buildSeriesStatement(q: ReadingsQuery, t: TypeQuery, w: Window): string {
+  const group = [...SERIES_TAGS, ...t.tags].map(quoteIdent).join(', ');
+  return `SELECT count(*) FROM ${quoteIdent(t.measurement)} WHERE ${where(q, t, w)} GROUP BY ${group}`;
+}
+
+/** The aggregate of one series, window by window. */
+export function buildAggregateStatement(
+  q: ReadingsQuery,
+  t: TypeQuery,
+  w: Window,
+  series: Readonly<Record<string, string>>,
+): string {
+  const select = t.fields.map((f) => `${q.fn}(${quoteIdent(f)}) AS ${quoteIdent(f)}`).join(', ');
+  return `SELECT ${select} FROM ${quoteIdent(t.measurement)} WHERE ${where(q, t, w, series)} GROUP BY time(${q.every}) fill(none)`;
+}
+
+export interface ReadingsSource {
+  readonly influx: InfluxQLTarget;
+  readonly project: Project;
+  readonly query: ReadingsQuery;
+  /** Device ids the registry marks simulated: their untagged (older) points are simulated too. */
+  readonly simulatedDevices: ReadonlySet<string>;
+}
+
+/** What turns InfluxDB's values of one subject and type into rows. */
+interface RowMaker {
+  readonly src: ReadingsSource;
+  readonly type: TypeQuery;
+  readonly subject: string;
+  readonly devices: Map<string, string>;
+}
+
+function makeRow(m: RowMaker, time: string, value: (column: string) => unknown): ReadingRow | undefined {
+  const q = m.src.query;
+  const deviceId = value('device_id');
+  const tagged = value('provenance');
+  const provenance =
+    tagged === 'real' || tagged === 'simulated'
+      ? tagged
+      : typeof deviceId === 'string' && m.src.simulatedDevices.has(deviceId)
+        ? 'simulated'
+        : 'real';
+  if (provenance === 'simulated' && !q.includeSimulated) return undefined;
+  let device: string | null = null;
+  if (typeof deviceId === 'string' && deviceId !== '') {
+    device = m.devices.get(deviceId) ?? devicePseudonym(m.src.project.secret, deviceId);
+    m.devices.set(deviceId, device);
+  }
+  const version = Number(value('schema_version'));
+  const row: ReadingRow = {
+    time: formatTime(time, q.precision),
+    subject: m.subject,
+    device,
+    device_type: m.type.type,
+    schema_version: Number.isInteger(version) ? version : null,
+    provenance,
+  };
+  for (const tag of q.tags) {
+    const v = value(tag);
+    row[tag] = typeof v === 'string' && v !== '' ? v : null;
+  }
+  for (const f of q.fields) row[f.name] = (value(f.name) ?? null) as ReadingRow[string];
+  return row;
+}
+
+/** A query's series as they arrive; InfluxDB's refusal (or absence) becomes LL_INFLUX_UNAVAILABLE. */
+async function* influxSeries(
+  target: InfluxQLTarget,
+  statement: string,
+  chunkSize: number,
+): AsyncGenerator<InfluxSeries> {
+  try {
+    yield* querySeries(target, statement, chunkSize, 'rfc3339');
+  } catch (err) {
+    throw new GatewayError(
+      'LL_INFLUX_UNAVAILABLE',
+      `InfluxDB refused the export query: ${(err as Error).message}`,
+      {
+        cause: err,
+      },
+    );
+  }
+}
+
+async function* seriesRows(
+  m: RowMaker,
+  statement: string,
+  chunkSize: number,
+  fixed: Readonly<Record<string, string>> = {},
+): AsyncGenerator<ReadingRow> {
+  for await (const s of influxSeries(m.src.influx, statement, chunkSize)) {
+    const index = new Map(s.columns.map((c, i) => [c, i]));
+    for (const v of s.values) {
+      const value = (c: string) => {
+        const i = index.get(c);
+        return i === undefined ? fixed[c] : v[i];
+      };
+      const row = makeRow(m, v[0] as string, value);
+      if (row) yield row;
+    }
+  }
+}
+
+/** Aggregates of one subject and type: one time-ordered stream per series, merged. */
+async function* aggregateRows(m: RowMaker, w: Window, chunkSize: number): AsyncGenerator<ReadingRow> {
+  const q = m.src.query;
+  const series: Readonly<Record<string, string>>[] = [];
+  for await (const s of influxSeries(m.src.influx, buildSeriesStatement(q, m.type, w), chunkSize))
+    series.push(s.tags ?? {});
+  yield* mergeRows(
+    series.map((tags) => seriesRows(m, buildAggregateStatement(q, m.type, w, tags), chunkSize, tags)),
+  );
+}
+
+/** The streams of one subject: one per asked type, each ordered by time, then values. */
+function subjectStreams(src: ReadingsSource, w: Window, chunkSize: number): AsyncGenerator<ReadingRow>[] {
+  const subject = pseudonym(src.project.secret, w.subject);
+  return src.query.types.map((type) => {
+    const m: RowMaker = { src, type, subject, devices: new Map() };
+    return src.query.fn
+      ? aggregateRows(m, w, chunkSize)
+      : sortTies(seriesRows(m, buildStatement(src.query, type, w), chunkSize));
+  });
+}
+
+/**
+ * Streams the rows of every consented subject from InfluxDB. `order=time`: all subjects merged by
+ * time, then pseudonym (merge.ts), every stream read side by side; `order=subject`: one subject after
+ * the other in pseudonym order (never by participant code), each merged by time. The chunk shrinks as
+ * streams grow so that memory stays near 50,000 rows.
+ */
+export async function* streamReadings(src: ReadingsSource): AsyncGenerator<ReadingRow> {
+  const windows = consentedWindows(src.project, src.query);
+  const streams = Math.max(1, windows.length * src.query.types.length);
+  const chunkSize = Math.max(100, Math.min(5000, Math.floor(50_000 / streams)));
+  if (src.query.order === 'time') {
+    yield* mergeRows(windows.flatMap((w) => subjectStreams(src, w, chunkSize)));
+    return;
+  }
+  const bySubject = windows
+    .map((w) => ({ w, key: pseudonym(src.project.secret, w.subject) }))
+    .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  for (const { w } of bySubject) yield* mergeRows(subjectStreams(src, w, chunkSize));
+}
