@@ -61,6 +61,7 @@ export const SUBJECTS_ROUTE = projectRoute(
 
 const DEVICE = Type.Object({
   subject: Type.String(),
+  device: Type.String({ description: "The device's project pseudonym, as in the export's device column" }),
   deviceType: Type.String(),
   schemaVersion: Type.Integer(),
 });

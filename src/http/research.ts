@@ -20,7 +20,7 @@ import { authorise } from '../query/access.js';
 import { encodeArrow } from '../query/arrow.js';
 import type { AuditLog, ExportEnded } from '../query/audit.js';
 import { encodeRows, FORMATS, type Format } from '../query/formats.js';
-import { pseudonym } from '../query/pseudonym.js';
+import { devicePseudonym, pseudonym } from '../query/pseudonym.js';
 import {
   exportColumns,
   parseReadingsQuery,
@@ -121,7 +121,7 @@ export function registerResearchRoutes(app: FastifyInstance, deps: ResearchDeps)
   });
 }
 
-/** Subjects and devices of a project: pseudonyms and device types only, never ids. */
+/** Subjects and devices of a project: pseudonyms (the same as in exports) and device types, never ids. */
 function registerProjectRoutes(scope: TypedApp, deps: ResearchDeps, schemas: Schemas): void {
   scope.get('/api/v1/projects/:id/subjects', { schema: schemas.SUBJECTS_ROUTE }, async (req, reply) => {
     const granted = await grantProject(deps, req, reply, req.params.id);
@@ -150,10 +150,16 @@ function registerProjectRoutes(scope: TypedApp, deps: ResearchDeps, schemas: Sch
         .filter(({ d, subject }) => subject && consented.has(subject) && p.types.includes(d.type))
         .map(({ d, subject }) => ({
           subject: pseudonym(p.secret, subject as string),
+          device: devicePseudonym(p.secret, d.id),
           deviceType: d.type,
           schemaVersion: d.schemaVersion,
         }))
-        .sort((a, b) => a.subject.localeCompare(b.subject) || a.deviceType.localeCompare(b.deviceType)),
+        .sort(
+          (a, b) =>
+            a.subject.localeCompare(b.subject) ||
+            a.deviceType.localeCompare(b.deviceType) ||
+            a.device.localeCompare(b.device),
+        ),
     };
     return body;
   });
