@@ -81,16 +81,23 @@ interface RowMaker {
   readonly devices: Map<string, string>;
 }
 
+/**
+ * A reading's provenance: its own tag when it has one; a point written before the tag existed is
+ * simulated when the registry marks its device so, and real otherwise.
+ */
+export function provenanceOf(
+  tagged: unknown,
+  deviceId: unknown,
+  simulatedDevices: ReadonlySet<string>,
+): 'real' | 'simulated' {
+  if (tagged === 'real' || tagged === 'simulated') return tagged;
+  return typeof deviceId === 'string' && simulatedDevices.has(deviceId) ? 'simulated' : 'real';
+}
+
 function makeRow(m: RowMaker, time: string, value: (column: string) => unknown): ReadingRow | undefined {
   const q = m.src.query;
   const deviceId = value('device_id');
-  const tagged = value('provenance');
-  const provenance =
-    tagged === 'real' || tagged === 'simulated'
-      ? tagged
-      : typeof deviceId === 'string' && m.src.simulatedDevices.has(deviceId)
-        ? 'simulated'
-        : 'real';
+  const provenance = provenanceOf(value('provenance'), deviceId, m.src.simulatedDevices);
   if (provenance === 'simulated' && !q.includeSimulated) return undefined;
   let device: string | null = null;
   if (typeof deviceId === 'string' && deviceId !== '') {

@@ -6,6 +6,7 @@ import { createAuditLog, verifyAuditLog } from '../../src/query/audit.js';
 import { formatTime, timeValue } from '../../src/query/export-time.js';
 import { devicePseudonym, pseudonym } from '../../src/query/pseudonym.js';
 import { parseReadingsQuery } from '../../src/query/readings.js';
+import { provenanceOf } from '../../src/query/readings-stream.js';
 import { parseRegistry, serialiseRegistry } from '../../src/registry/file.js';
 import { createPasswordVerifier } from '../../src/registry/passwords.js';
 import { addProject, issueToken, parseToken, revokeToken, setConsent } from '../../src/registry/research.js';
@@ -190,4 +191,21 @@ describe('device pseudonyms', () => {
     expect(devicePseudonym(a as string, 'bed-1')).not.toBe(devicePseudonym(b as string, 'bed-1'));
     expect(devicePseudonym(a as string, 'bed-1').slice(2)).not.toBe(pseudonym(a as string, 'bed-1').slice(2));
   });
+});
+
+describe('provenance of a reading', () => {
+  const simulated = new Set(['sim-1']);
+  it.each([
+    ['simulated', 'bed-1', 'simulated'],
+    ['real', 'sim-1', 'real'],
+    [null, 'sim-1', 'simulated'],
+    [null, 'bed-1', 'real'],
+    ['', 'sim-1', 'simulated'],
+    [null, null, 'real'],
+  ] as const)(
+    'tag %j on device %j is %s (the registry decides for untagged, older points)',
+    (tag, device, out) => {
+      expect(provenanceOf(tag, device, simulated)).toBe(out);
+    },
+  );
 });
