@@ -67,6 +67,53 @@ function bigIntVector(type: Int64 | Timestamp, values: readonly (bigint | null)[
     : makeVector(makeData({ ...props, type }));
 }
 
+const UTF8 = new TextEncoder();
+
+/**
+ * A text column laid out directly, each distinct value encoded once per batch: subject, device,
+ * type, provenance and tag values repeat on almost every row, and encoding each copy again was the
+ * largest cost of an Arrow export.
+ */
+function utf8Vector(type: Utf8, values: readonly unknown[]): Vector {
+  const encoded = new Map<string, Uint8Array>();
+  const parts: (Uint8Array | null)[] = values.map((v) => {
+    if (v === null || v === undefined) return null;
+    const text = String(v);
+    let bytes = encoded.get(text);
+    if (!bytes) {
+      bytes = UTF8.encode(text);
+      encoded.set(text, bytes);
+    }
+    return bytes;
+  });
+  const valueOffsets = new Int32Array(values.length + 1);
+  let size = 0;
+  parts.forEach((b, i) => {
+    size += b?.length ?? 0;
+    valueOffsets[i + 1] = size;
+  });
+  const data = new Uint8Array(size);
+  const valid = new Uint8Array((values.length + 7) >> 3);
+  let nulls = 0;
+  parts.forEach((b, i) => {
+    if (b === null) nulls++;
+    else {
+      data.set(b, valueOffsets[i] as number);
+      valid[i >> 3] = (valid[i >> 3] as number) | (1 << (i & 7));
+    }
+  });
+  return makeVector(
+    makeData({
+      type,
+      length: values.length,
+      nullCount: nulls,
+      nullBitmap: nulls > 0 ? valid : null,
+      valueOffsets,
+      data,
+    }),
+  );
+}
+
 function columnVector(
   rows: readonly ReadingRow[],
   name: string,
@@ -87,10 +134,8 @@ function columnVector(
         return typeof v === 'number' && Number.isFinite(v) ? BigInt(Math.trunc(v)) : null;
       }),
     );
-  return vectorFromArray(
-    rows.map((r) => r[name] ?? null),
-    type,
-  );
+  const values = rows.map((r) => r[name] ?? null);
+  return kind === 'string' ? utf8Vector(type as Utf8, values) : vectorFromArray(values, type);
 }
 
 /**

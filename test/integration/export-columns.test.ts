@@ -168,6 +168,17 @@ describe('tags, devices and types as columns', () => {
     const times = [...(table.getChild('time')?.data.flatMap((d) => [...(d.values as BigInt64Array)]) ?? [])];
     expect(times).toEqual(CLIMATE.map(([, min, ns]) => nsAt(min * 60_000, ns)));
     expect(table.getChild('co2')?.toArray()).toEqual(BigInt64Array.from(CLIMATE.map((c) => BigInt(c[5]))));
+    expect([...(table.getChild('room') ?? [])]).toEqual(CLIMATE.map((c) => c[3]));
+    expect([...(table.getChild('device') ?? [])]).toEqual(CLIMATE.map((c) => devicePseudonym(secret, c[0])));
+    // Stacked types: text columns a type does not have are null, not empty strings.
+    const both = tableFromIPC(
+      new Uint8Array(await (await get('type=bed-sensor,room-climate&format=arrow')).arrayBuffer()),
+    );
+    expect([...(both.getChild('room') ?? [])]).toEqual([
+      ...BEDS.filter((b) => !b[4]).map(() => null),
+      ...CLIMATE.map((c) => c[3]),
+    ]);
+    expect([...(both.getChild('device_type') ?? [])].slice(-1)).toEqual(['room-climate']);
     const ms = tableFromIPC(
       new Uint8Array(await (await get('type=room-climate&format=arrow&precision=ms')).arrayBuffer()),
     );
