@@ -218,7 +218,11 @@ function registerReadingsRoute(scope: TypedApp, deps: ResearchDeps, schemas: Sch
             'the export audit log cannot be written, so no export is given out; lab staff: check the data folder (disk space, permissions) and the secrets file (audit key), the gateway log names the cause',
         });
       }
-      const rows = await firstRowsOrRefusal(deps, access.project, query);
+      const rows = await firstRowsOrRefusal(deps, access.project, query).catch(async (err: unknown) => {
+        // Not InfluxDB's doing (a 500): still closed in the audit log, then thrown on.
+        await ended({ status: 'failed', rows: 0, error: (err as Error).message }).catch(() => undefined);
+        throw err;
+      });
       if ('refused' in rows) {
         await ended({ status: 'failed', rows: 0, error: rows.refused }).catch((err: Error) =>
           req.log.error({ err }, 'audit log append failed'),

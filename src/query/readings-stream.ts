@@ -130,13 +130,12 @@ async function* influxSeries(
   try {
     yield* querySeries(target, statement, chunkSize, 'rfc3339');
   } catch (err) {
-    throw new GatewayError(
-      'LL_INFLUX_UNAVAILABLE',
-      `InfluxDB refused the export query: ${(err as Error).message}`,
-      {
-        cause: err,
-      },
-    );
+    // fetch rejects with a TypeError when InfluxDB cannot be reached; anything else is its answer.
+    const message =
+      err instanceof TypeError
+        ? `InfluxDB could not be reached for the export query: ${String((err.cause as Error | undefined)?.message ?? err.message)}`
+        : `InfluxDB refused the export query: ${(err as Error).message}`;
+    throw new GatewayError('LL_INFLUX_UNAVAILABLE', message, { cause: err });
   }
 }
 

@@ -283,4 +283,13 @@ describe('bad input and a refused query', () => {
       );
     }
   });
+  it('answers 502 naming an InfluxDB that cannot be reached', async () => {
+    await lab.influx.kill();
+    const res = await get('type=bed-sensor&format=ndjson');
+    expect(res.status).toBe(502);
+    expect(((await res.json()) as { error: string }).error).toMatch(
+      /^InfluxDB could not be reached for the export query: .*ECONNREFUSED/,
+    );
+    // The file's lab restarts influxd after this test.
+  });
 });
