@@ -94,7 +94,18 @@ export function provenanceOf(
   return typeof deviceId === 'string' && simulatedDevices.has(deviceId) ? 'simulated' : 'real';
 }
 
-function makeRow(m: RowMaker, time: string, value: (column: string) => unknown): ReadingRow | undefined {
+/** A row from InfluxDB's values `v` (columns by `index`; a series' GROUP BY tags in `fixed`). */
+function makeRow(
+  m: RowMaker,
+  v: readonly unknown[],
+  index: ReadonlyMap<string, number>,
+  fixed: Readonly<Record<string, string>>,
+): ReadingRow | undefined {
+  const value = (c: string) => {
+    const i = index.get(c);
+    return i === undefined ? fixed[c] : v[i];
+  };
+  const time = v[0] as string;
   const q = m.src.query;
   const deviceId = value('device_id');
   const provenance = provenanceOf(value('provenance'), deviceId, m.src.simulatedDevices);
@@ -148,11 +159,7 @@ async function* seriesRows(
   for await (const s of influxSeries(m.src.influx, statement, chunkSize)) {
     const index = new Map(s.columns.map((c, i) => [c, i]));
     for (const v of s.values) {
-      const value = (c: string) => {
-        const i = index.get(c);
-        return i === undefined ? fixed[c] : v[i];
-      };
-      const row = makeRow(m, v[0] as string, value);
+      const row = makeRow(m, v, index, fixed);
       if (row) yield row;
     }
   }
