@@ -7,7 +7,6 @@ import { pipeline } from 'node:stream/promises';
 import { type Command, Option } from 'commander';
 import { GatewayError } from '../errors.js';
 import { FORMATS } from '../query/formats.js';
-import { createRowCounter } from './export-rows.js';
 
 interface ExportFlags {
   project: string;
@@ -104,6 +103,8 @@ async function writeExport(res: Response, opts: ExportFlags): Promise<void> {
   const out = opts.out ? createWriteStream(opts.out, { mode: 0o600 }) : process.stdout;
   const tty = process.stderr.isTTY;
   // Rows, whatever the format: records in CSV, objects in JSON, record-batch lengths in Arrow.
+  // Loaded here, so other commands do not load apache-arrow.
+  const { createRowCounter } = await import('./export-rows.js');
   const counter = createRowCounter(opts.format);
   const rows = () => `${counter.rows.toLocaleString('en')} rows`;
   let last = 0;

@@ -115,7 +115,8 @@ function makeRow(
     device = m.devices.get(deviceId) ?? devicePseudonym(m.src.project.secret, deviceId);
     m.devices.set(deviceId, device);
   }
-  const version = Number(value('schema_version'));
+  const tagged = value('schema_version');
+  const version = typeof tagged === 'string' ? Number(tagged) : Number.NaN;
   const row: ReadingRow = {
     time: formatTime(time, q.precision),
     subject: m.subject,
@@ -125,8 +126,8 @@ function makeRow(
     provenance,
   };
   for (const tag of q.tags) {
-    const v = value(tag);
-    row[tag] = typeof v === 'string' && v !== '' ? v : null;
+    const t = value(tag);
+    row[tag] = typeof t === 'string' && t !== '' ? t : null;
   }
   for (const f of q.fields) row[f.name] = (value(f.name) ?? null) as ReadingRow[string];
   return row;
