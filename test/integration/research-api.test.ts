@@ -337,6 +337,11 @@ describe('livinglab export', () => {
           'bed-sensor',
           '--format',
           format,
+          '--precision',
+          'ms',
+          '--order',
+          'subject',
+          '--include-simulated',
           '--out',
           out,
           '--url',
@@ -346,7 +351,15 @@ describe('livinglab export', () => {
       );
       expect(code).toBe(0);
       expect(stderr).toContain(`exported ${api.length} rows to ${out}`);
-      if (format === 'arrow') expect(tableFromIPC(await readFile(out)).numRows).toBe(api.length);
+      if (format === 'arrow') {
+        const table = tableFromIPC(await readFile(out));
+        expect(table.numRows).toBe(api.length);
+        expect(String(table.schema.fields[0]?.type)).toBe('Timestamp<MILLISECOND, UTC>');
+      } else {
+        const rows = JSON.parse(await readFile(out, 'utf8')) as { time: string }[];
+        // The flags reach the API: --precision ms gives three fraction digits.
+        expect(rows.map((r) => r.time)).toEqual(api.map((r) => (r.time as string).replace(/\d{6}Z$/, 'Z')));
+      }
     }
     const wrong = await runCli(
       ['export', '--project', 'sleep-b', '--type', 'bed-sensor', '--format', 'xml'],
