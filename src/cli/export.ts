@@ -4,14 +4,19 @@
 import { createWriteStream } from 'node:fs';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 import { GatewayError } from '../errors.js';
+import { FORMATS } from '../query/formats.js';
 
 interface ExportFlags {
   project: string;
   token?: string;
   type: string;
   fields?: string;
+  tags?: string;
+  order?: string;
+  precision?: string;
+  includeSimulated?: boolean;
   from?: string;
   to?: string;
   every?: string;
@@ -27,23 +32,50 @@ export function registerExportCommand(program: Command, env: Record<string, stri
     .description("export a project's readings (pseudonymised, consent-bound) from a running gateway")
     .requiredOption('--project <id>', 'project')
     .option('--token <token>', 'researcher token (better: LIVINGLAB_TOKEN in the environment)')
-    .requiredOption('--type <type>', 'device type')
+    .requiredOption('--type <types>', 'device types, comma-separated (several: stacked, one row per reading)')
     .option('--fields <list>', 'fields, comma-separated (default: all released)')
+    .option('--tags <list>', "tag columns, comma-separated (default: all the schemas' tags)")
     .option('--from <time>', 'RFC 3339 start (default: project start)')
     .option('--to <time>', 'RFC 3339 end (default: project end)')
     .option('--every <window>', 'aggregation window, e.g. 1h (with --fn)')
     .option('--fn <fn>', 'mean, min, max, count or last (with --every)')
-    .option('--format <format>', 'csv, ndjson, json, arrow or fhir (FHIR R4 NDJSON)', 'csv')
+    .addOption(
+      new Option('--order <order>', 'time (all subjects merged) or subject (one after the other)').choices([
+        'time',
+        'subject',
+      ]),
+    )
+    .addOption(
+      new Option('--precision <unit>', 'time resolution (default ns)').choices(['s', 'ms', 'us', 'ns']),
+    )
+    .option('--include-simulated', 'also readings of simulated devices (column provenance tells)')
+    .addOption(
+      new Option('--format <format>', 'csv, ndjson, json, arrow or fhir (FHIR R4 NDJSON)')
+        .choices(Object.keys(FORMATS))
+        .default('csv'),
+    )
     .option('--out <file>', 'write here instead of stdout')
     .option('--url <url>', "the gateway's HTTP address", 'http://127.0.0.1:8080')
     .action(async (opts: ExportFlags) => {
       const token = opts.token ?? env.LIVINGLAB_TOKEN;
       if (!token) throw new GatewayError('LL_INPUT_INVALID', 'give --token or set LIVINGLAB_TOKEN');
       const url = new URL(`/api/v1/projects/${encodeURIComponent(opts.project)}/readings`, opts.url);
-      for (const key of ['type', 'fields', 'from', 'to', 'every', 'fn', 'format'] as const) {
+      for (const key of [
+        'type',
+        'fields',
+        'tags',
+        'from',
+        'to',
+        'every',
+        'fn',
+        'order',
+        'precision',
+        'format',
+      ] as const) {
         const v = opts[key];
         if (v !== undefined) url.searchParams.set(key, v);
       }
+      if (opts.includeSimulated) url.searchParams.set('include', 'simulated');
       let res: Response;
       try {
         res = await fetch(url, {
@@ -74,17 +106,18 @@ export function registerExportCommand(program: Command, env: Record<string, stri
 async function writeExport(res: Response, opts: ExportFlags): Promise<void> {
   const out = opts.out ? createWriteStream(opts.out, { mode: 0o600 }) : process.stdout;
   const tty = process.stderr.isTTY;
-  // An Arrow stream is binary: count bytes, not lines.
-  const unit = opts.format === 'arrow' ? 'bytes' : 'lines';
-  let count = 0;
+  // Rows, whatever the format: records in CSV, objects in JSON, record-batch lengths in Arrow.
+  // Loaded here, so other commands do not load apache-arrow.
+  const { createRowCounter } = await import('./export-rows.js');
+  const counter = createRowCounter(opts.format);
+  const rows = () => `${counter.rows.toLocaleString('en')} rows`;
   let last = 0;
-  const counter = new Writable({
+  const copy = new Writable({
     write(chunk: Buffer, _enc, cb) {
-      if (unit === 'bytes') count += chunk.length;
-      else for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, i + 1)) count++;
+      counter.push(chunk);
       if (tty && Date.now() - last > 200) {
         last = Date.now();
-        process.stderr.write(`\rexporting… ${count.toLocaleString('en')} ${unit}`);
+        process.stderr.write(`\rexporting… ${rows()}`);
       }
       if (out.write(chunk)) cb();
       else out.once('drain', () => cb());
@@ -96,15 +129,15 @@ async function writeExport(res: Response, opts: ExportFlags): Promise<void> {
   });
   const id = res.headers.get('x-livinglab-export');
   try {
-    await pipeline(res.body as unknown as NodeJS.ReadableStream, counter);
+    await pipeline(res.body as unknown as NodeJS.ReadableStream, copy);
   } catch (err) {
     throw new GatewayError(
       'LL_EXPORT_INCOMPLETE',
-      `the export broke off after ${count.toLocaleString('en')} ${unit} (${(err as Error).message}); ${opts.out ?? 'the output'} is incomplete: delete it and export again${id ? ` (audit log export ${id})` : ''}`,
+      `the export broke off after ${rows()} (${(err as Error).message}); ${opts.out ?? 'the output'} is incomplete: delete it and export again${id ? ` (audit log export ${id})` : ''}`,
       { cause: err },
     );
   }
   process.stderr.write(
-    `${tty ? '\r' : ''}exported ${count.toLocaleString('en')} ${unit}${opts.out ? ` to ${opts.out}` : ''}${id ? ` (audit log export ${id})` : ''}\n`,
+    `${tty ? '\r' : ''}exported ${rows()}${opts.out ? ` to ${opts.out}` : ''}${id ? ` (audit log export ${id})` : ''}\n`,
   );
 }

@@ -80,6 +80,7 @@ export const SUBJECTS_ROUTE = projectRoute(
 
 const DEVICE = Type.Object({
   subject: Type.String(),
+  device: Type.String({ description: "The device's project pseudonym, as in the export's device column" }),
   deviceType: Type.String(),
   schemaVersion: Type.Integer(),
 });
@@ -106,13 +107,17 @@ export const READINGS_ROUTE = {
   response: {
     200: {
       description:
-        'Rows: time (RFC 3339 UTC), subject (pseudonym), then the fields; ordered by time, then pseudonym. format=fhir: FHIR R4 Device and Observation resources, one Observation per coded field (docs/clinical-codes.md)',
+        'Rows: time (RFC 3339 UTC, nanoseconds unless `precision`), subject and device (project pseudonyms), device_type, schema_version, provenance, the tags of the schemas, then the fields; ordered by time, then pseudonym (or by subject with order=subject). format=fhir: FHIR R4 Device and Observation resources, one Observation per coded field (docs/clinical-codes.md)',
       headers: {
         'x-livinglab-export': { type: 'string', description: "This export's id in the audit log" },
       },
       content: ROWS_CONTENT,
     },
     400: { ...ERROR, description: 'A bad parameter, with a readable message' },
+    502: {
+      ...ERROR,
+      description: "InfluxDB refused the export's query or could not be reached: its message",
+    },
     ...DENIED,
     503: {
       ...ERROR,

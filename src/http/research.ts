@@ -15,9 +15,10 @@ import type {
   RawRequestDefaultExpression,
   RawServerDefault,
 } from 'fastify';
+import { isGatewayError } from '../errors.js';
 import { authorise } from '../query/access.js';
 import { encodeArrow } from '../query/arrow.js';
-import type { AuditLog } from '../query/audit.js';
+import type { AuditLog, ExportEnded } from '../query/audit.js';
 import {
   codedFields,
   encodeFhir,
@@ -28,13 +29,14 @@ import {
 import { encodeRows, FORMATS, type Format } from '../query/formats.js';
 import { devicePseudonym, pseudonym } from '../query/pseudonym.js';
 import {
+  exportColumns,
   parseReadingsQuery,
   QueryError,
   type ReadingRow,
   type ReadingsQuery,
-  streamReadings,
 } from '../query/readings.js';
 import type { ParamError } from '../query/readings-params.js';
+import { streamReadings } from '../query/readings-stream.js';
 import { subjectAt } from '../registry/assignments.js';
 import type { PasswordVerifier } from '../registry/passwords.js';
 import type { Project, RegistryData } from '../registry/types.js';
@@ -132,7 +134,7 @@ export function registerResearchRoutes(app: FastifyInstance, deps: ResearchDeps)
   });
 }
 
-/** Subjects and devices of a project: pseudonyms and device types only, never ids. */
+/** Subjects and devices of a project: pseudonyms (the same as in exports) and device types, never ids. */
 function registerProjectRoutes(scope: TypedApp, deps: ResearchDeps, schemas: Schemas): void {
   scope.get('/api/v1/projects/:id/subjects', { schema: schemas.SUBJECTS_ROUTE }, async (req, reply) => {
     const granted = await grantProject(deps, req, reply, req.params.id);
@@ -161,10 +163,16 @@ function registerProjectRoutes(scope: TypedApp, deps: ResearchDeps, schemas: Sch
         .filter(({ d, subject }) => subject && consented.has(subject) && p.types.includes(d.type))
         .map(({ d, subject }) => ({
           subject: pseudonym(p.secret, subject as string),
+          device: devicePseudonym(p.secret, d.id),
           deviceType: d.type,
           schemaVersion: d.schemaVersion,
         }))
-        .sort((a, b) => a.subject.localeCompare(b.subject) || a.deviceType.localeCompare(b.deviceType)),
+        .sort(
+          (a, b) =>
+            a.subject.localeCompare(b.subject) ||
+            a.deviceType.localeCompare(b.deviceType) ||
+            a.device.localeCompare(b.device),
+        ),
     };
     return body;
   });
@@ -207,18 +215,15 @@ function registerReadingsRoute(scope: TypedApp, deps: ResearchDeps, schemas: Sch
         // Decided here: a client could claim anything in a header.
         via: 'api' as const,
       };
+      const ended = (end: Omit<ExportEnded, 'at' | 'event' | keyof typeof who>) =>
+        deps.audit.append({ at: new Date().toISOString(), event: 'export-ended', ...who, ...end });
       try {
         // Recorded before the first byte leaves, so no export goes out unrecorded.
         await deps.audit.append({
           at: new Date().toISOString(),
           event: 'export-started',
           ...who,
-          query: {
-            ...query,
-            from: new Date(query.fromMs).toISOString(),
-            to: new Date(query.toMs).toISOString(),
-            format,
-          },
+          query: auditQuery(req.query.type, query, format),
         });
       } catch (err) {
         req.log.error({ err }, 'audit log append failed');
@@ -228,26 +233,33 @@ function registerReadingsRoute(scope: TypedApp, deps: ResearchDeps, schemas: Sch
         });
       }
       const sent = { rows: 0 };
-      const appendEnd = (end: ExportEnd) =>
-        deps.audit.append({ at: new Date().toISOString(), event: 'export-ended', ...who, ...end });
       let rows: AsyncGenerator<ReadingRow>;
       try {
-        rows = await startRows(readRows(deps, access.project, query, format));
+        rows = await startRows(readRows(deps, access.project, query));
       } catch (err) {
-        return refuseExport(req, reply.header('x-livinglab-export', who.export), err, appendEnd);
+        return refuseExport(req, reply.header('x-livinglab-export', who.export), err, ended);
       }
       const body = Readable.from(encodeExport(deps, access.project, rows, query, format, sent));
-      recordExportEnd(req, reply, body, sent, appendEnd);
+      recordExportEnd(req, reply, body, sent, ended);
       // The id of this export in the audit log, for the researcher's records.
       return reply.type(FORMATS[format]).header('x-livinglab-export', who.export).send(body);
     },
   );
 }
 
-const readRows = (deps: ResearchDeps, project: Project, query: ReadingsQuery, format: Format) =>
+/** The export's rows from InfluxDB, as the project's token may see them (query/readings-stream.ts). */
+const readRows = (deps: ResearchDeps, project: Project, query: ReadingsQuery) =>
   streamReadings({
-    ...{ influxUrl: deps.influxUrl, db: deps.db, project, query, withDevice: format === 'fhir' },
-    ...(deps.influxAuth ? { auth: deps.influxAuth } : {}),
+    influx: { url: deps.influxUrl, db: deps.db, ...(deps.influxAuth ? { auth: deps.influxAuth } : {}) },
+    project,
+    query,
+    // Their points written before the provenance tag existed are simulated too.
+    simulatedDevices: new Set(
+      deps
+        .registry()
+        .devices.filter((d) => d.provenance === 'simulated')
+        .map((d) => d.id),
+    ),
   });
 
 /**
@@ -290,33 +302,56 @@ async function refuseExport(
   });
 }
 
-/** The query narrowed to the fields FHIR carries (coded ones); QueryError when there are none. */
-function fhirQuery(schemas: SchemaSet, query: ReadingsQuery): ReadingsQuery {
-  const fields = schemas.latest(query.type)?.timeseries.fields ?? [];
-  const refusal = fhirRefusal(query.type, fields, query.fields, query.fn);
-  if (refusal) throw new QueryError(refusal);
-  return { ...query, fields: codedFields(fields, query.fields).map((f) => f.name) };
+/** What the audit log records of a query: the parameters as understood, never a subject. */
+function auditQuery(type: string, q: ReadingsQuery, format: Format) {
+  return {
+    type,
+    fields: q.fields.map((f) => f.name),
+    tags: q.tags,
+    fromMs: q.fromMs,
+    toMs: q.toMs,
+    ...(q.every ? { every: q.every } : {}),
+    ...(q.fn ? { fn: q.fn } : {}),
+    order: q.order,
+    precision: q.precision,
+    ...(q.includeSimulated ? { include: 'simulated' } : {}),
+    from: new Date(q.fromMs).toISOString(),
+    to: new Date(q.toMs).toISOString(),
+    format,
+  };
 }
 
-/** What FHIR shows of the query's device type and of the project's devices (by pseudonym). */
+/**
+ * The query narrowed to the fields FHIR carries (coded ones), type by type; QueryError when an asked
+ * type has none (a FHIR export of it would be empty, which a receiver could take for "no readings").
+ */
+function fhirQuery(schemas: SchemaSet, query: ReadingsQuery): ReadingsQuery {
+  const types = query.types.map((t) => {
+    const fields = schemas.latest(t.type)?.timeseries.fields ?? [];
+    const refusal = fhirRefusal(t.type, fields, t.fields, query.fn);
+    if (refusal) throw new QueryError(refusal);
+    return { ...t, fields: codedFields(fields, t.fields).map((f) => f.name) };
+  });
+  const kept = new Set(types.flatMap((t) => t.fields));
+  return { ...query, types, fields: query.fields.filter((f) => kept.has(f.name)) };
+}
+
+/** What FHIR shows of the query's device types and of the project's devices (by pseudonym). */
 function fhirContext(deps: ResearchDeps, project: Project, query: ReadingsQuery): FhirContext {
-  const schema = deps.schemas.latest(query.type);
   const devices = new Map<string, FhirDeviceInfo>();
   for (const d of deps.registry().devices)
     if (project.types.includes(d.type))
       devices.set(devicePseudonym(project.secret, d.id), { vendor: d.vendor });
+  const types = new Map(
+    query.types.map((t) => {
+      const schema = deps.schemas.latest(t.type);
+      const fields = codedFields(schema?.timeseries.fields ?? [], t.fields);
+      return [t.type, { type: t.type, title: schema?.title ?? t.type, fields }] as const;
+    }),
+  );
   return {
-    types: new Map([
-      [
-        query.type,
-        {
-          type: query.type,
-          title: schema?.title ?? query.type,
-          fields: codedFields(schema?.timeseries.fields ?? [], query.fields),
-        },
-      ],
-    ]),
-    defaultType: query.type,
+    types,
+    defaultType: query.types[0]?.type ?? '',
     devices,
     ...(query.fn && query.every ? { aggregate: { fn: query.fn, every: query.every } } : {}),
   };
@@ -325,7 +360,7 @@ function fhirContext(deps: ResearchDeps, project: Project, query: ReadingsQuery)
 function encodeExport(
   deps: ResearchDeps,
   project: Project,
-  rowsOut: AsyncGenerator<ReadingRow>,
+  rows: AsyncGenerator<ReadingRow>,
   query: ReadingsQuery,
   format: Format,
   sent: { rows: number },
@@ -333,17 +368,16 @@ function encodeExport(
   const count = () => {
     sent.rows++;
   };
-  if (format === 'fhir') return encodeFhir(rowsOut, fhirContext(deps, project, query), count);
-  if (format !== 'arrow') return encodeRows(rowsOut, format, query.fields, count);
-  const schema = deps.schemas.latest(query.type);
-  const kinds = query.fields.map((name) => ({
-    name,
-    kind:
-      query.fn === 'count'
-        ? ('integer' as const)
-        : (schema?.timeseries.fields.find((f) => f.name === name)?.kind ?? 'float'),
-  }));
-  return encodeArrow(rowsOut, kinds, count);
+  if (format === 'fhir') return encodeFhir(rows, fhirContext(deps, project, query), count);
+  const columns = exportColumns(query);
+  if (format !== 'arrow')
+    return encodeRows(
+      rows,
+      format,
+      columns.map((c) => c.name),
+      count,
+    );
+  return encodeArrow(rows, columns, query.precision, count);
 }
 
 /** How an export ended, as the audit log records it. */

@@ -10,24 +10,132 @@ import {
   type DataType,
   Field,
   Float64,
+  Int32,
+  Int64,
+  makeData,
+  makeVector,
   RecordBatchStreamWriter,
   Schema,
   Table,
-  TimestampMillisecond,
+  Timestamp,
+  TimeUnit,
   Utf8,
   type Vector,
   vectorFromArray,
 } from 'apache-arrow';
-import type { FieldKind } from '../schemas/types.js';
-import type { ReadingRow } from './readings.js';
+import { timeValue } from './export-time.js';
+import type { ColumnKind, ReadingRow } from './readings.js';
+import type { Precision } from './readings-params.js';
 
 /** Rows per record batch; exported for tests that must cross it. */
 export const ARROW_BATCH_ROWS = 5000;
 
-function typeOf(kind: FieldKind | 'count'): DataType {
+const UNITS: Readonly<Record<Precision, TimeUnit>> = {
+  s: TimeUnit.SECOND,
+  ms: TimeUnit.MILLISECOND,
+  us: TimeUnit.MICROSECOND,
+  ns: TimeUnit.NANOSECOND,
+};
+
+function typeOf(kind: ColumnKind, precision: Precision): DataType {
+  if (kind === 'time') return new Timestamp(UNITS[precision], 'UTC');
   if (kind === 'boolean') return new Bool();
   if (kind === 'string') return new Utf8();
+  if (kind === 'integer') return new Int64();
+  if (kind === 'version') return new Int32();
   return new Float64();
+}
+
+/**
+ * A 64-bit column built from exact values: apache-arrow's builders take a timestamp as a number of
+ * milliseconds (and scale it), which cannot carry nanoseconds, so the values are laid out directly.
+ */
+function bigIntVector(type: Int64 | Timestamp, values: readonly (bigint | null)[]): Vector {
+  const data = new BigInt64Array(values.length);
+  const valid = new Uint8Array((values.length + 7) >> 3);
+  let nulls = 0;
+  values.forEach((v, i) => {
+    if (v === null) nulls++;
+    else {
+      data[i] = v;
+      valid[i >> 3] = (valid[i >> 3] as number) | (1 << (i & 7));
+    }
+  });
+  const props = { length: values.length, nullCount: nulls, nullBitmap: nulls > 0 ? valid : null, data };
+  return type instanceof Int64
+    ? makeVector(makeData({ ...props, type }))
+    : makeVector(makeData({ ...props, type }));
+}
+
+const UTF8 = new TextEncoder();
+
+/**
+ * A text column laid out directly, each distinct value encoded once per batch: subject, device,
+ * type, provenance and tag values repeat on almost every row, and encoding each copy again was the
+ * largest cost of an Arrow export.
+ */
+function utf8Vector(type: Utf8, values: readonly unknown[]): Vector {
+  const encoded = new Map<string, Uint8Array>();
+  const parts: (Uint8Array | null)[] = values.map((v) => {
+    if (v === null || v === undefined) return null;
+    const text = String(v);
+    let bytes = encoded.get(text);
+    if (!bytes) {
+      bytes = UTF8.encode(text);
+      encoded.set(text, bytes);
+    }
+    return bytes;
+  });
+  const valueOffsets = new Int32Array(values.length + 1);
+  let size = 0;
+  parts.forEach((b, i) => {
+    size += b?.length ?? 0;
+    valueOffsets[i + 1] = size;
+  });
+  const data = new Uint8Array(size);
+  const valid = new Uint8Array((values.length + 7) >> 3);
+  let nulls = 0;
+  parts.forEach((b, i) => {
+    if (b === null) nulls++;
+    else {
+      data.set(b, valueOffsets[i] as number);
+      valid[i >> 3] = (valid[i >> 3] as number) | (1 << (i & 7));
+    }
+  });
+  return makeVector(
+    makeData({
+      type,
+      length: values.length,
+      nullCount: nulls,
+      nullBitmap: nulls > 0 ? valid : null,
+      valueOffsets,
+      data,
+    }),
+  );
+}
+
+function columnVector(
+  rows: readonly ReadingRow[],
+  name: string,
+  kind: ColumnKind,
+  type: DataType,
+  precision: Precision,
+) {
+  if (kind === 'time')
+    return bigIntVector(
+      type as Timestamp,
+      rows.map((r) => timeValue(r.time, precision)),
+    );
+  if (kind === 'integer')
+    return bigIntVector(
+      type as Int64,
+      rows.map((r) => {
+        const v = r[name];
+        return typeof v === 'number' && Number.isFinite(v) ? BigInt(Math.trunc(v)) : null;
+      }),
+    );
+  const values = rows.map((r) => r[name] ?? null);
+  return kind === 'string' ? utf8Vector(type as Utf8, values) : vectorFromArray(values, type);
 }
 
 /**
@@ -51,25 +159,22 @@ class PulledStreamWriter extends RecordBatchStreamWriter {
   }
 }
 
+/**
+ * Integers as Int64, the time as Timestamp(unit of `precision`, "UTC"), the schema version as Int32,
+ * each value exact.
+ */
 export async function* encodeArrow(
   rows: AsyncIterable<ReadingRow>,
-  columns: readonly { name: string; kind: FieldKind }[],
+  columns: readonly { name: string; kind: ColumnKind }[],
+  precision: Precision,
   onRow: () => void,
 ): AsyncGenerator<Uint8Array> {
-  const types: [string, DataType][] = [
-    ['time', new TimestampMillisecond()],
-    ['subject', new Utf8()],
-    ...columns.map((c): [string, DataType] => [c.name, typeOf(c.kind)]),
-  ];
-  const schema = new Schema(types.map(([name, type]) => new Field(name, type, true)));
+  const types = columns.map((c) => ({ ...c, type: typeOf(c.kind, precision) }));
+  const schema = new Schema(types.map(({ name, type }) => new Field(name, type, true)));
   const writer = new PulledStreamWriter();
   const write = (batch: ReadingRow[]) => {
     const arrays: Record<string, Vector> = {};
-    for (const [name, type] of types)
-      arrays[name] = vectorFromArray(
-        batch.map((r) => (name === 'time' ? Date.parse(r.time) : (r[name] ?? null))),
-        type,
-      );
+    for (const { name, kind, type } of types) arrays[name] = columnVector(batch, name, kind, type, precision);
     for (const b of new Table(schema, arrays).batches) writer.write(b);
   };
   let batch: ReadingRow[] = [];

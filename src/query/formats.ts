@@ -1,5 +1,6 @@
-// Row streams to CSV, NDJSON or a JSON array, one chunk at a time (memory stays flat). Arrow and
-// FHIR have their own encoders (arrow.ts, fhir.ts).
+// Row streams to CSV, NDJSON or a JSON array, one chunk at a time (memory stays flat). Values keep
+// their type: integers and booleans as such (JSON), time as RFC 3339 text at the asked precision.
+// Arrow and FHIR have their own encoders (arrow.ts, fhir.ts).
 import { FHIR_MEDIA_TYPE } from './fhir.js';
 import type { ReadingRow } from './readings.js';
 
@@ -21,10 +22,10 @@ const csvCell = (v: unknown) => {
 export async function* encodeRows(
   rows: AsyncIterable<ReadingRow>,
   format: Exclude<Format, 'arrow' | 'fhir'>,
-  columns: readonly string[],
+  /** Every column, in order (readings.ts exportColumns). */
+  cols: readonly string[],
   onRow: () => void,
 ): AsyncGenerator<string> {
-  const cols = ['time', 'subject', ...columns];
   if (format === 'csv') yield `${cols.join(',')}\n`;
   if (format === 'json') yield '[';
   let first = true;

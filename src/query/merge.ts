@@ -18,15 +18,19 @@ export function compareRows(a: ReadingRow, b: ReadingRow): number {
  * those in series-key order, which is device-id order.
  */
 export async function* sortTies(rows: AsyncIterable<ReadingRow>): AsyncGenerator<ReadingRow> {
+  // Rows are yielded one by one (not `yield*` over the array, which wraps each in another promise):
+  // this runs once per exported row.
   let group: ReadingRow[] = [];
   for await (const row of rows) {
     if (group.length > 0 && (group[0] as ReadingRow).time !== row.time) {
-      yield* group.sort(compareRows);
+      if (group.length > 1) group.sort(compareRows);
+      for (const r of group) yield r;
       group = [];
     }
     group.push(row);
   }
-  yield* group.sort(compareRows);
+  if (group.length > 1) group.sort(compareRows);
+  for (const r of group) yield r;
 }
 
 interface Head {

@@ -13,11 +13,12 @@ export function pseudonym(projectSecretHex: string, subject: string): string {
 }
 
 /**
- * A device's per-project pseudonym: HMAC-SHA256 of the device id with the project's secret, in a
- * namespace of its own so that a device id equal to some subject code never shares its pseudonym.
+ * Per-project device pseudonyms, so a researcher can tell two devices of one subject apart without
+ * learning device ids. Same key as the subjects', but a separate input space (`device:`), so a
+ * device id equal to a participant code never shares its pseudonym.
  */
 export function devicePseudonym(projectSecretHex: string, deviceId: string): string {
   if (!projectSecretHex)
     throw new GatewayError('LL_SECRET_MISSING', 'no pseudonymisation secret for this project');
-  return `d-${createHmac('sha256', Buffer.from(projectSecretHex, 'hex')).update(`device\u0000${deviceId}`, 'utf8').digest('hex').slice(0, 20)}`;
+  return `d-${createHmac('sha256', Buffer.from(projectSecretHex, 'hex')).update(`device:${deviceId}`, 'utf8').digest('hex').slice(0, 20)}`;
 }

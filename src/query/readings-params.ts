@@ -10,6 +10,12 @@ export const AGGREGATES = ['mean', 'min', 'max', 'count', 'last'] as const;
 /** An aggregation window: it is written into InfluxQL, so readings.ts checks it again. */
 export const EVERY = '^[1-9][0-9]{0,3}(m|h|d)$';
 export type Aggregate = (typeof AGGREGATES)[number];
+/** `time`: all subjects merged in time order; `subject`: one subject after the other, each in time order. */
+export const ORDERS = ['time', 'subject'] as const;
+export type Order = (typeof ORDERS)[number];
+/** Fraction digits of the time column: 0, 3, 6 or 9; Arrow's Timestamp unit follows. */
+export const PRECISIONS = ['s', 'ms', 'us', 'ns'] as const;
+export type Precision = (typeof PRECISIONS)[number];
 
 // RFC 3339 with the seconds optional, as the API has always taken it; Date.parse then rejects
 // impossible dates (month 13) in readings.ts.
@@ -17,9 +23,18 @@ const TIME = '^\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d(:\\d\\d(\\.\\d{1,9})?)?(Z|[+-]
 
 export const READINGS_PARAMS = Type.Object(
   {
-    type: Type.String({ description: 'A device type of the project' }),
+    type: Type.String({
+      description:
+        'Device types of the project, comma-separated; several types come out stacked, one row per reading',
+    }),
     fields: Type.Optional(
       Type.String({ description: 'Comma-separated released fields (default: all released)' }),
+    ),
+    tags: Type.Optional(
+      Type.String({
+        description:
+          "Comma-separated tags of the types' schemas to put out as columns and group aggregates by (default: all)",
+      }),
     ),
     from: Type.Optional(
       Type.String({ pattern: TIME, description: 'Start, RFC 3339 (clipped to the project period)' }),
@@ -35,6 +50,21 @@ export const READINGS_PARAMS = Type.Object(
       }),
     ),
     fn: Type.Optional(Type.Enum([...AGGREGATES], { type: 'string', description: 'Aggregate, with every' })),
+    order: Type.Optional(
+      Type.Enum([...ORDERS], {
+        type: 'string',
+        description: 'Row order (default time: all subjects merged)',
+      }),
+    ),
+    precision: Type.Optional(
+      Type.Enum([...PRECISIONS], { type: 'string', description: 'Time resolution (default ns)' }),
+    ),
+    include: Type.Optional(
+      Type.Enum(['simulated'], {
+        type: 'string',
+        description: "Also readings of simulated devices (left out by default; column 'provenance' tells)",
+      }),
+    ),
     format: Type.Optional(
       Type.Enum(Object.keys(FORMATS) as (keyof typeof FORMATS)[], {
         type: 'string',

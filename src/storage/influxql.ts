@@ -85,8 +85,10 @@ export function describeTarget(target: InfluxQLTarget): string {
   return `InfluxDB at ${target.url}${who}`;
 }
 
-/** One series of a result: its column names and rows, time first (epoch milliseconds). */
+/** One series of a result: its column names and rows, time first (epoch milliseconds, or RFC 3339 on request). */
 export interface InfluxSeries {
+  /** The GROUP BY tags of this series (absent without GROUP BY). */
+  readonly tags?: Readonly<Record<string, string>>;
   readonly columns: string[];
   readonly values: unknown[][];
 }
@@ -105,10 +107,20 @@ export function quoteString(value: string): string {
   return `'${value.replace(/[\\']/g, (c) => `\\${c}`)}'`;
 }
 
-/** The /query URL; epoch=ms because the gateway's timestamps have millisecond resolution and fit a JSON number. */
-export function queryUrl(target: InfluxQLTarget, statement: string, chunkSize?: number): string {
+/**
+ * The /query URL. Times come as epoch milliseconds (a JSON number) by default; `rfc3339` leaves out
+ * the epoch parameter, and InfluxDB then gives RFC 3339 strings to the nanosecond, which a JSON
+ * number (exact only to 2^53) could not carry.
+ */
+export function queryUrl(
+  target: InfluxQLTarget,
+  statement: string,
+  chunkSize?: number,
+  time: 'ms' | 'rfc3339' = 'ms',
+): string {
   const chunked = chunkSize === undefined ? '' : `&chunked=true&chunk_size=${chunkSize}`;
-  return `${target.url}/query?db=${encodeURIComponent(target.db)}&epoch=ms${chunked}&q=${encodeURIComponent(statement)}`;
+  const epoch = time === 'ms' ? '&epoch=ms' : '';
+  return `${target.url}/query?db=${encodeURIComponent(target.db)}${epoch}${chunked}&q=${encodeURIComponent(statement)}`;
 }
 
 /** What a technician changes when InfluxDB refuses the read credentials (401) or their rights (403). */
@@ -160,10 +172,15 @@ export function refusedQuery(
 }
 
 /** Sends one statement with the target's credentials; a refusal or an unreachable InfluxDB throws. */
-async function send(target: InfluxQLTarget, statement: string, chunkSize?: number): Promise<Response> {
+async function send(
+  target: InfluxQLTarget,
+  statement: string,
+  chunkSize?: number,
+  time: 'ms' | 'rfc3339' = 'ms',
+): Promise<Response> {
   let res: Response;
   try {
-    res = await fetch(queryUrl(target, statement, chunkSize), { headers: authHeaders(target.auth) });
+    res = await fetch(queryUrl(target, statement, chunkSize, time), { headers: authHeaders(target.auth) });
   } catch (err) {
     const cause = (err as { cause?: { code?: string } }).cause?.code;
     const text = `${(err as Error).message}${cause ? ` (${cause})` : ''}`;
@@ -210,8 +227,9 @@ export async function* querySeries(
   target: InfluxQLTarget,
   statement: string,
   chunkSize: number,
+  time: 'ms' | 'rfc3339' = 'ms',
 ): AsyncGenerator<InfluxSeries> {
-  const res = await send(target, statement, chunkSize);
+  const res = await send(target, statement, chunkSize, time);
   const decoder = new TextDecoder();
   let buffered = '';
   for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {

@@ -90,7 +90,15 @@ describe('GET /api/v1/projects/{id}/readings', () => {
     );
     expect(rows).toHaveLength(expected.length);
     expect(new Set(rows.map((r) => r.subject)).size).toBe(1);
-    expect(Object.keys(rows[0] ?? {}).sort()).toEqual(['heartRate', 'subject', 'time']);
+    expect(Object.keys(rows[0] ?? {})).toEqual([
+      'time',
+      'subject',
+      'device',
+      'device_type',
+      'schema_version',
+      'provenance',
+      'heartRate',
+    ]);
     expect(rows.map((r) => Date.parse(r.time as string))).toEqual(expected);
     const text = JSON.stringify(rows);
     for (const secret of ['p-1', 'p-2', 'p-3', 'bed-1', 'home-1']) expect(text).not.toContain(secret);
@@ -117,9 +125,11 @@ describe('GET /api/v1/projects/{id}/readings', () => {
     expect(rows.length).toBeGreaterThan(24);
     const csv = await (await get(`${path}csv`, tokens.a)).text();
     const [header, ...lines] = csv.trim().split('\n');
-    expect(header).toBe('time,subject,heartRate');
+    expect(header).toBe('time,subject,device,device_type,schema_version,provenance,heartRate');
     // The same rows, value for value, in all three formats.
-    expect(lines).toEqual(rows.map((r) => `${r.time},${r.subject},${r.heartRate}`));
+    expect(lines).toEqual(
+      rows.map((r) => `${r.time},${r.subject},${r.device},bed-sensor,1,real,${r.heartRate}`),
+    );
     const json = (await (await get(`${path}json`, tokens.a)).json()) as unknown[];
     expect(json).toEqual(rows);
   });
@@ -257,7 +267,9 @@ describe('dictionary, subjects and devices', () => {
     const devices = await (await get('/api/v1/projects/sleep-a/devices', tokens.a)).json();
     expect(devices).toEqual({
       project: 'sleep-a',
-      devices: [{ subject: rows[0]?.subject, deviceType: 'bed-sensor', schemaVersion: 1 }],
+      devices: [
+        { subject: rows[0]?.subject, device: rows[0]?.device, deviceType: 'bed-sensor', schemaVersion: 1 },
+      ],
     });
     expect(JSON.stringify(devices)).not.toMatch(/bed-1|p-1|home-1/);
     expect((await get('/api/v1/projects/sleep-b/devices', tokens.a)).status).toBe(403);
@@ -287,7 +299,8 @@ describe('livinglab export', () => {
       await get('/api/v1/projects/sleep-a/readings?type=bed-sensor&format=csv', tokens.a)
     ).text();
     expect(await readFile(out, 'utf8')).toBe(api);
-    expect(stderr).toContain(`exported ${api.trim().split('\n').length} lines to ${out}`);
+    // Rows, not lines: the header is not a row.
+    expect(stderr).toContain(`exported ${api.trim().split('\n').length - 1} rows to ${out}`);
     const audit = (await readFile(join(lab.gw.dir, 'data', 'audit.ndjson'), 'utf8'))
       .trim()
       .split('\n')
@@ -308,6 +321,59 @@ describe('livinglab export', () => {
     );
     expect(refused).toMatchObject({ code: 2, stderr: expect.stringContaining('export refused (HTTP 403)') });
   });
+  it('offers every format of the API, arrow included, and counts rows, not lines', {
+    timeout: 90_000,
+  }, async () => {
+    const { readFile } = await import('node:fs/promises');
+    const { tableFromIPC } = await import('apache-arrow');
+    const api = await ndjson(
+      await get('/api/v1/projects/sleep-b/readings?type=bed-sensor&format=ndjson', tokens.b),
+    );
+    // csv is counted in the test above; a JSON array and Arrow have no row per line.
+    for (const format of ['json', 'arrow']) {
+      const out = join(lab.gw.dir, `export.${format}`);
+      const { code, stderr } = await runCli(
+        [
+          'export',
+          '--project',
+          'sleep-b',
+          '--type',
+          'bed-sensor',
+          '--format',
+          format,
+          '--precision',
+          'ms',
+          '--order',
+          'subject',
+          '--include-simulated',
+          '--out',
+          out,
+          '--url',
+          `http://127.0.0.1:${lab.gw.app.httpPort}`,
+        ],
+        { env: { LIVINGLAB_TOKEN: tokens.b } },
+      );
+      expect(code).toBe(0);
+      expect(stderr).toContain(`exported ${api.length} rows to ${out}`);
+      if (format === 'arrow') {
+        const table = tableFromIPC(await readFile(out));
+        expect(table.numRows).toBe(api.length);
+        expect(String(table.schema.fields[0]?.type)).toBe('Timestamp<MILLISECOND, UTC>');
+      } else {
+        const rows = JSON.parse(await readFile(out, 'utf8')) as { time: string }[];
+        // The flags reach the API: --precision ms gives three fraction digits.
+        expect(rows.map((r) => r.time)).toEqual(api.map((r) => (r.time as string).replace(/\d{6}Z$/, 'Z')));
+      }
+    }
+    const wrong = await runCli(
+      ['export', '--project', 'sleep-b', '--type', 'bed-sensor', '--format', 'xml'],
+      {
+        env: { LIVINGLAB_TOKEN: tokens.b },
+      },
+    );
+    expect(wrong.code).not.toBe(0);
+    expect(wrong.stderr).toMatch(/Allowed choices are csv, ndjson, json, arrow/);
+  });
 });
 
 describe('Arrow IPC and the API description', () => {
@@ -323,6 +389,10 @@ describe('Arrow IPC and the API description', () => {
     expect(table.schema.fields.map((f) => f.name)).toEqual([
       'time',
       'subject',
+      'device',
+      'device_type',
+      'schema_version',
+      'provenance',
       'occupied',
       'heartRate',
       'respirationRate',
@@ -330,8 +400,12 @@ describe('Arrow IPC and the API description', () => {
     ]);
     const first = table.get(0)?.toJSON() as Record<string, unknown>;
     expect(first.subject).toBe(rows[0]?.subject);
-    expect(first.heartRate).toBe(rows[0]?.heartRate);
-    expect(new Date(first.time as number).toISOString()).toBe(rows[0]?.time);
+    // An integer field is Int64 (a BigInt in JS), not a float.
+    expect(first.heartRate).toBe(BigInt(rows[0]?.heartRate as number));
+    // Nanoseconds since the epoch, exact (a JS number of milliseconds would not be).
+    expect(table.getChild('time')?.data[0]?.values[0]).toBe(
+      BigInt(Date.parse(rows[0]?.time as string)) * 1_000_000n,
+    );
   });
 
   it('describes itself at /openapi.json and on a readable /docs page', async () => {
@@ -370,9 +444,13 @@ describe('one definition for the checks and the description (issue 14)', () => {
       to: `${day(1)}T00:00:00Z`,
       every: '1d',
       fn: 'mean',
+      order: 'subject',
+      precision: 'ms',
+      include: 'simulated',
       format: 'ndjson',
     };
-    expect(declared.map((p) => p.name).sort()).toEqual(Object.keys(values).sort());
+    // bed-sensor declares no tag, so `tags` (export-columns.test.ts) cannot be given a valid value here.
+    expect(declared.map((p) => p.name).sort()).toEqual([...Object.keys(values), 'tags'].sort());
     expect(declared.filter((p) => p.required).map((p) => p.name)).toEqual(['type']);
     const all = await get(`/api/v1/projects/sleep-a/readings?${new URLSearchParams(values)}`, tokens.a);
     expect(all.status).toBe(200);
@@ -401,7 +479,9 @@ describe('one definition for the checks and the description (issue 14)', () => {
       tokens.a,
     );
     expect(empty.status).toBe(200);
-    expect((await empty.text()).split('\n')[0]).toBe('time,subject,heartRate');
+    expect((await empty.text()).split('\n')[0]).toBe(
+      'time,subject,device,device_type,schema_version,provenance,heartRate',
+    );
     const missing = await get('/api/v1/projects/sleep-a/readings?type=', tokens.a);
     expect(((await missing.json()) as { error: string }).error).toBe('type is required: one of bed-sensor');
   });

@@ -1,7 +1,7 @@
 // The one InfluxQL client quotes every name and value the same way: a quote in a value can never
 // end the literal and widen a statement (the research export's consent boundary depends on it).
 import { expect, it } from 'vitest';
-import { buildStatement } from '../../src/query/readings.js';
+import { buildStatement } from '../../src/query/readings-stream.js';
 import { queryUrl, quoteIdent, quoteString } from '../../src/storage/influxql.js';
 
 it('quotes identifiers and string literals, escaping their quote and backslash', () => {
@@ -19,19 +19,15 @@ it('builds the /query URL with the database, millisecond epoch and optional chun
   expect(queryUrl(target, 'SHOW DATABASES', 500)).toContain('&epoch=ms&chunked=true&chunk_size=500&q=');
 });
 
-it('keeps the export statement as before for valid names, quoting through the client', () => {
-  const statement = buildStatement(
-    {
-      type: 'pulse-oximeter',
-      measurement: 'pulse_oximeter',
-      fields: ['spo2', 'pulse'],
-      fromMs: 0,
-      toMs: 0,
-      timeZone: 'UTC',
-    } as Parameters<typeof buildStatement>[0],
-    { subject: 'P-001', fromMs: 1000, toMs: 2000 },
-  );
-  expect(statement).toBe(
-    `SELECT "spo2", "pulse" FROM "pulse_oximeter" WHERE "subject" = 'P-001' AND "device_type" = 'pulse-oximeter' AND time >= 1000ms AND time < 2000ms`,
+it('selects the series tags and the schema tags beside the fields, in time order, quoting through the client', () => {
+  const q = { includeSimulated: false } as Parameters<typeof buildStatement>[0];
+  const t = {
+    type: 'pulse-oximeter',
+    measurement: 'pulse_oximeter',
+    fields: ['spo2', 'pulse'],
+    tags: ['probe'],
+  };
+  expect(buildStatement(q, t, { subject: 'P-001', fromMs: 1000, toMs: 2000 })).toBe(
+    `SELECT "device_id", "schema_version", "provenance", "probe", "spo2", "pulse" FROM "pulse_oximeter" WHERE "subject" = 'P-001' AND "device_type" = 'pulse-oximeter' AND time >= 1000ms AND time < 2000ms AND "provenance" != 'simulated'`,
   );
 });

@@ -34,8 +34,11 @@ describe('readings parameters', () => {
     [{ type: 'bed-sensor', to: 'yesterday' }, 'to must be an RFC 3339 time such as 2026-03-01T00:00:00Z'],
     [
       { type: 'bed-sensor', limit: '10' },
-      'unknown parameter "limit"; allowed: type, fields, from, to, every, fn, format',
+      'unknown parameter "limit"; allowed: type, fields, tags, from, to, every, fn, order, precision, include, format',
     ],
+    [{ type: 'bed-sensor', order: 'device' }, 'order must be one of time, subject'],
+    [{ type: 'bed-sensor', precision: 'ps' }, 'precision must be one of s, ms, us, ns'],
+    [{ type: 'bed-sensor', include: 'everything' }, 'include must be one of simulated'],
   ])('answers %j with "%s"', (params, message) => {
     expect(messageFor(params)).toBe(message);
   });

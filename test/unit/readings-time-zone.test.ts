@@ -3,7 +3,8 @@
 // checked before it goes into InfluxQL.
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { buildStatement, consentedWindows, parseReadingsQuery } from '../../src/query/readings.js';
+import { consentedWindows, parseReadingsQuery } from '../../src/query/readings.js';
+import { buildAggregateStatement, buildStatement } from '../../src/query/readings-stream.js';
 import { addProject, setConsent } from '../../src/registry/research.js';
 import { EMPTY_REGISTRY } from '../../src/registry/types.js';
 import { loadSchemas } from '../../src/schemas/load.js';
@@ -43,16 +44,22 @@ describe('aggregation windows', () => {
   const w = { subject: 'p-1', fromMs: 1000, toMs: 2000 };
   it('aligns them to the lab time zone with tz()', () => {
     // tz() closes the statement (InfluxQL takes it after GROUP BY, fill and any LIMIT).
-    const statement = buildStatement(query('Europe/Copenhagen', { every: '1d', fn: 'count' }), w);
+    const q = query('Europe/Copenhagen', { every: '1d', fn: 'count' });
+    const statement = buildAggregateStatement(q, q.types[0] as (typeof q.types)[0], w, {
+      device_id: 'bed-1',
+    });
     expect(statement).toMatch(/ GROUP BY time\(1d\)[^']* tz\('Europe\/Copenhagen'\)$/);
   });
 
   it('writes no tz() for raw readings', () => {
-    expect(buildStatement(query('Europe/Copenhagen'), w)).not.toContain('tz(');
+    const q = query('Europe/Copenhagen');
+    expect(buildStatement(q, q.types[0] as (typeof q.types)[0], w)).not.toContain('tz(');
   });
 
   it.each(["Europe/Copenhagen') --", 'Europe/../x', "x'", ''])('refuses the zone name %j', (zone) => {
     const q = { ...query('UTC', { every: '1d', fn: 'count' }), timeZone: zone };
-    expect(() => buildStatement(q, w)).toThrow(/is not a time zone name/);
+    expect(() => buildAggregateStatement(q, q.types[0] as (typeof q.types)[0], w, {})).toThrow(
+      /is not a time zone name/,
+    );
   });
 });

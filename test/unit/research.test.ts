@@ -3,8 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createAuditLog, verifyAuditLog } from '../../src/query/audit.js';
-import { pseudonym } from '../../src/query/pseudonym.js';
+import { formatTime, timeValue } from '../../src/query/export-time.js';
+import { devicePseudonym, pseudonym } from '../../src/query/pseudonym.js';
 import { parseReadingsQuery } from '../../src/query/readings.js';
+import { provenanceOf } from '../../src/query/readings-stream.js';
 import { parseRegistry, serialiseRegistry } from '../../src/registry/file.js';
 import { createPasswordVerifier } from '../../src/registry/passwords.js';
 import { addProject, issueToken, parseToken, revokeToken, setConsent } from '../../src/registry/research.js';
@@ -122,4 +124,98 @@ describe('parseReadingsQuery', () => {
       parseReadingsQuery(project, schemas, { type: 'pulse-oximeter', format: 'csv', ...extra }, 'UTC'),
     ).toThrow(message);
   });
+
+  const sleep = { ...project, fields: [] };
+  it.each([
+    [{ type: 'pulse-oximeter', tags: 'room' }, /tag "room" is not a tag of pulse-oximeter; tags: probe/],
+    [{ type: 'bed-sensor', tags: 'probe' }, /tag "probe" is not a tag of bed-sensor; tags: none/],
+    [{ type: 'pulse-oximeter', fields: 'weight' }, /field "weight" is not released for pulse-oximeter/],
+    [{ type: 'bed-sensor,fall-detector' }, /type must be one of the project's device types/],
+    [
+      { type: 'bed-sensor,pulse-oximeter', fields: 'spo2' },
+      /none of the fields asked is released for bed-sensor/,
+    ],
+    [
+      { type: 'bed-sensor,pulse-oximeter', fields: 'occupied,spo2', every: '1h', fn: 'mean' as const },
+      /needs numeric fields/,
+    ],
+  ])('refuses %j with a reason (400)', (params, message) => {
+    expect(() => parseReadingsQuery(sleep, schemas, { format: 'csv', ...params }, 'UTC')).toThrow(message);
+  });
+
+  it('stacks two types: the tags and fields of both as columns, each name once, typed by the aggregate', () => {
+    const q = parseReadingsQuery(
+      sleep,
+      schemas,
+      {
+        type: 'pulse-oximeter,bed-sensor',
+        fields: 'pulse,heartRate,spo2',
+        every: '1h',
+        fn: 'max',
+      },
+      'UTC',
+    );
+    expect(q.tags).toEqual(['probe']);
+    expect(q.fields).toEqual([
+      { name: 'spo2', kind: 'integer' },
+      { name: 'pulse', kind: 'integer' },
+      { name: 'heartRate', kind: 'integer' },
+    ]);
+    expect(q.types.map((t) => [t.type, t.fields, t.tags])).toEqual([
+      ['pulse-oximeter', ['spo2', 'pulse'], ['probe']],
+      ['bed-sensor', ['heartRate'], []],
+    ]);
+    expect(q).toMatchObject({ order: 'time', precision: 'ns', includeSimulated: false });
+    const mean = parseReadingsQuery(
+      sleep,
+      schemas,
+      {
+        type: 'bed-sensor',
+        fields: 'heartRate',
+        every: '1h',
+        fn: 'mean',
+      },
+      'UTC',
+    );
+    expect(mean.fields).toEqual([{ name: 'heartRate', kind: 'float' }]);
+  });
+});
+
+describe('export time column', () => {
+  it.each([
+    ['2026-03-01T10:00:00.12345679Z', 'ns', '2026-03-01T10:00:00.123456790Z', 1772359200123456790n],
+    ['2026-03-01T10:00:00Z', 'ns', '2026-03-01T10:00:00.000000000Z', 1772359200000000000n],
+    ['2026-03-01T10:00:00.123456789Z', 'us', '2026-03-01T10:00:00.123456Z', 1772359200123456n],
+    ['2026-03-01T10:00:00.123456789Z', 'ms', '2026-03-01T10:00:00.123Z', 1772359200123n],
+    ['2026-03-01T10:00:00.987Z', 's', '2026-03-01T10:00:00Z', 1772359200n],
+  ] as const)('%s at %s is %s (%s units)', (influx, precision, text, value) => {
+    expect(formatTime(influx, precision)).toBe(text);
+    expect(timeValue(text, precision)).toBe(value);
+  });
+});
+
+describe('device pseudonyms', () => {
+  it('are per project, never the id, and never equal to the subject pseudonym of the same string', () => {
+    const [a, b] = withProjects.projects.map((p) => p.secret);
+    expect(devicePseudonym(a as string, 'bed-1')).toMatch(/^d-[0-9a-f]{20}$/);
+    expect(devicePseudonym(a as string, 'bed-1')).not.toBe(devicePseudonym(b as string, 'bed-1'));
+    expect(devicePseudonym(a as string, 'bed-1').slice(2)).not.toBe(pseudonym(a as string, 'bed-1').slice(2));
+  });
+});
+
+describe('provenance of a reading', () => {
+  const simulated = new Set(['sim-1']);
+  it.each([
+    ['simulated', 'bed-1', 'simulated'],
+    ['real', 'sim-1', 'real'],
+    [null, 'sim-1', 'simulated'],
+    [null, 'bed-1', 'real'],
+    ['', 'sim-1', 'simulated'],
+    [null, null, 'real'],
+  ] as const)(
+    'tag %j on device %j is %s (the registry decides for untagged, older points)',
+    (tag, device, out) => {
+      expect(provenanceOf(tag, device, simulated)).toBe(out);
+    },
+  );
 });

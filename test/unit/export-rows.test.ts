@@ -1,0 +1,58 @@
+// `livinglab export` counts rows, not lines: the counter against the gateway's own encoders, with
+// the bytes cut at awkward places (a quoted newline in CSV, an Arrow header split across chunks).
+import { describe, expect, it } from 'vitest';
+import { createRowCounter } from '../../src/cli/export-rows.js';
+import { ARROW_BATCH_ROWS, encodeArrow } from '../../src/query/arrow.js';
+import { encodeRows } from '../../src/query/formats.js';
+import type { ReadingRow } from '../../src/query/readings.js';
+
+const COLUMNS = [
+  { name: 'time', kind: 'time' as const },
+  { name: 'subject', kind: 'string' as const },
+  { name: 'event', kind: 'string' as const },
+  { name: 'n', kind: 'integer' as const },
+];
+
+async function* rows(count: number): AsyncGenerator<ReadingRow> {
+  for (let i = 0; i < count; i++)
+    yield {
+      time: '2026-03-01T10:00:00.000000001Z',
+      subject: 's-1',
+      event: i % 3 ? 'a' : 'line\nbreak, "quoted"',
+      n: i,
+    };
+}
+
+async function bytesOf(format: 'csv' | 'ndjson' | 'json' | 'arrow', count: number): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  const out =
+    format === 'arrow'
+      ? encodeArrow(rows(count), COLUMNS, 'ns', () => undefined)
+      : encodeRows(
+          rows(count),
+          format,
+          COLUMNS.map((c) => c.name),
+          () => undefined,
+        );
+  for await (const p of out) parts.push(Buffer.from(p));
+  return Buffer.concat(parts);
+}
+
+describe('row counter', () => {
+  it.each([
+    ['csv', 0],
+    ['csv', 7],
+    ['ndjson', 7],
+    ['json', 0],
+    ['json', 7],
+    ['arrow', 0],
+    ['arrow', ARROW_BATCH_ROWS * 2 + 3],
+  ] as const)('counts %s rows (%i) whatever the chunk size', async (format, count) => {
+    const bytes = await bytesOf(format, count);
+    for (const size of [1, 7, 4096, bytes.length]) {
+      const counter = createRowCounter(format);
+      for (let i = 0; i < bytes.length; i += size) counter.push(bytes.subarray(i, i + size));
+      expect(counter.rows).toBe(count);
+    }
+  });
+});
