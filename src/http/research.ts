@@ -15,7 +15,6 @@ import type {
   RawRequestDefaultExpression,
   RawServerDefault,
 } from 'fastify';
-import { isGatewayError } from '../errors.js';
 import { authorise } from '../query/access.js';
 import { encodeArrow } from '../query/arrow.js';
 import type { AuditLog, ExportEnded } from '../query/audit.js';
