@@ -119,11 +119,14 @@ describe('format=fhir through the gateway', () => {
   it('exports hourly means as Observations over their window, and refuses fn=count', async () => {
     const res = await get('type=pulse-oximeter&format=fhir&every=1h&fn=mean');
     expect(res.status).toBe(200);
-    const observations = parse(await res.text());
+    const resources = parse(await res.text());
+    // Aggregates are per device too (each device's own series), so its Device comes first.
+    const observations = resources.filter((r) => r.resourceType === 'Observation');
     expect(observations.length).toBeGreaterThan(0);
+    expect(resources.filter((r) => r.resourceType === 'Device').length).toBeGreaterThan(0);
     for (const o of observations) {
       expect(fhirErrors(o), JSON.stringify(o)).toEqual([]);
-      expect(o.resourceType).toBe('Observation');
+      expect((o.device as { reference: string }).reference).toMatch(/^Device\/d-/);
       const period = o.effectivePeriod as { start: string; end: string };
       expect(Date.parse(period.end) - Date.parse(period.start)).toBe(3_600_000);
       expect(o.method).toEqual({ text: 'mean of the readings in each 1h window' });

@@ -72,7 +72,7 @@ beforeAll(async () => {
 
 async function rows(project: string, query: string) {
   const res = await fetch(
-    `http://127.0.0.1:${lab.gw.app.httpPort}/api/v1/projects/${project}/readings?type=bed-sensor&fields=heartRate&format=ndjson${query}`,
+    `http://127.0.0.1:${lab.gw.app.httpPort}/api/v1/projects/${project}/readings?type=bed-sensor&fields=heartRate&format=ndjson&precision=ms${query}`,
     { headers: { authorization: `Bearer ${tokens[project]}` } },
   );
   expect(res.status, await res.clone().text()).toBe(200);
