@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # Makes sure the Debian/Ubuntu packages the lab and the tests need are installed: installs the
 # missing ones with apt-get when run as root, otherwise names them and exits non-zero.
-# Usage: ensure-system.sh package:command [package:command ...]
+# Usage: ensure-system.sh package:command [package:command ...]; a command starting with / is a
+# file the package installs (for packages without a command, such as python3-pandas).
 set -euo pipefail
 missing=()
 for pair in "$@"; do
   pkg=${pair%%:*}
   cmd=${pair#*:}
-  command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || missing+=("$pkg")
+  if [ "${cmd#/}" != "$cmd" ]; then
+    [ -e "$cmd" ] || missing+=("$pkg")
+  else
+    command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || missing+=("$pkg")
+  fi
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then

@@ -4,7 +4,8 @@
 # LIVINGLAB_NODE24=1 also runs the unit tests on Node 24 (scripts/node24-check.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/ensure-system.sh influxdb:influxd mosquitto:mosquitto mosquitto-clients:mosquitto_pub victoria-metrics:victoria-metrics
+bash scripts/ensure-system.sh influxdb:influxd mosquitto:mosquitto mosquitto-clients:mosquitto_pub victoria-metrics:victoria-metrics \
+  python3-pandas:/usr/lib/python3/dist-packages/pandas/__init__.py r-base-core:Rscript
 [ -d node_modules ] || npm ci
 npm run --silent typecheck
 npm run --silent lint
