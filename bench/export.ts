@@ -8,8 +8,8 @@
 // The readings are written straight to InfluxDB in the gateway's layout (one pulse-oximeter per
 // subject, one reading a second, nanosecond timestamps), the gateway runs as its own process (the
 // built `livinglab serve`), and this process reads each export over HTTP as a researcher's client
-// would: CSV and NDJSON counted by lines, Arrow decoded batch by batch with apache-arrow, FHIR
-// counted by Observation resources. Rows/s is end to end (InfluxDB's query, the gateway's encoding,
+// would: CSV and NDJSON counted by lines, Arrow decoded batch by batch with apache-arrow, FHIR by
+// its resources (a row is a reading: two Observations, SpO2 and pulse). Rows/s is end to end (InfluxDB's query, the gateway's encoding,
 // this client's read); the gateway's CPU is reported beside it so the share of each is visible.
 
 import { parseArgs } from 'node:util';
@@ -86,26 +86,19 @@ async function readExport(res: Response, format: string): Promise<{ rows: number
     return { rows, bytes };
   }
   let lines = 0;
-  let observations = 0;
   let bytes = 0;
   for await (const chunk of body) {
     bytes += chunk.length;
     for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, i + 1)) lines++;
-    if (format === 'fhir') observations += countOf(chunk, OBSERVATION);
   }
   if (format === 'csv') return { rows: lines - 1, bytes };
-  if (format === 'fhir') return { rows: observations, bytes };
+  // One Device resource per device (one per subject here), then an Observation per reading and
+  // coded field (spo2 and pulse: perfusionIndex has no code): rows are readings, as in the others.
+  if (format === 'fhir') return { rows: (lines - subjects) / CODED_FIELDS, bytes };
   return { rows: lines, bytes };
 }
 
-const OBSERVATION = Buffer.from('"resourceType":"Observation"');
-function countOf(chunk: Uint8Array, needle: Buffer): number {
-  // A resource is one NDJSON line and the gateway writes whole lines per chunk, so no match splits.
-  let n = 0;
-  for (let i = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length).indexOf(needle); i !== -1; n++)
-    i = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length).indexOf(needle, i + 1);
-  return n;
-}
+const CODED_FIELDS = 2;
 
 async function exportOnce(url: string, token: string, format: string, pid: number): Promise<ExportRun> {
   global.gc?.();
