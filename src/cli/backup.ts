@@ -8,6 +8,7 @@ import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import type { Command } from 'commander';
+import { parseDuration } from '../config/duration.js';
 import { GatewayError } from '../errors.js';
 import { packageRoot } from '../paths.js';
 import {
@@ -115,9 +116,13 @@ function registerBackup(program: Command, env: Env): void {
       .requiredOption('--out <dir>', 'a new or empty folder for the backup')
       .option('--influx', "also run InfluxDB's portable backup into DIR/influx")
       .option('--influx-rpc <host:port>', "influxd's RPC bind-address", '127.0.0.1:8088')
-      .option('--influxd <path>', 'the influxd program', 'influxd'),
-  ).action(async (opts: CommonFlags & InfluxFlags & { out: string }) => {
-    const { out, influx, influxRpc, influxd, ...flags } = opts;
+      .option('--influxd <path>', 'the influxd program', 'influxd')
+      .option('--wait <duration>', 'how long to wait for a registry edit in progress', '60s'),
+  ).action(async (opts: CommonFlags & InfluxFlags & { out: string; wait: string }) => {
+    const { out, influx, influxRpc, influxd, wait, ...flags } = opts;
+    const waitMs = parseDuration(wait);
+    if (waitMs === undefined)
+      throw new GatewayError('LL_INPUT_INVALID', `--wait "${wait}" is not a duration like 60s`);
     const config = configFromFlags(flags, env);
     await checkPlaces(config.dataDir, out);
     if (influx) await probeRpc(influxRpc, 'LL_BACKUP_FAILED');
@@ -128,7 +133,7 @@ function registerBackup(program: Command, env: Env): void {
     // segment deleted) while the spool is copied is in InfluxDB before its backup starts.
     const spool = await copySpool(config, w);
     await copyAudit(config, w);
-    await copyRegistry(config, w);
+    await copyRegistry(config, w, waitMs);
     await copyDataFiles(config, w);
     if (influx) {
       await runInfluxd(
