@@ -43,9 +43,11 @@ const MINUTE = 60_000;
 
 type State = Record<string, { lastRunAt: string }>;
 
+/** The state file; anything but an object (none yet, torn, `null`) is an empty state. */
 async function readState(file: string): Promise<State> {
   try {
-    return JSON.parse(await readFile(file, 'utf8')) as State;
+    const raw: unknown = JSON.parse(await readFile(file, 'utf8'));
+    return typeof raw === 'object' && raw !== null && !Array.isArray(raw) ? (raw as State) : {};
   } catch {
     return {};
   }
@@ -106,13 +108,21 @@ async function runCatchUp(c: {
   const { job, file, state: st, now: t } = c;
   if (t < job.retryAt) return;
   const recorded = st[job.name];
-  if (!recorded) {
+  const last = typeof recorded?.lastRunAt === 'string' ? Date.parse(recorded.lastRunAt) : Number.NaN;
+  // A run recorded in the future (the clock was ahead, then set right) or at no valid time would
+  // put every later occurrence before it, and the job would never run again: start afresh.
+  if (recorded && (Number.isNaN(last) || last > t + MINUTE))
+    c.log.warn(
+      { job: job.name, file, lastRunAt: recorded.lastRunAt },
+      'job state names no past run: starting afresh',
+    );
+  if (!recorded || Number.isNaN(last) || last > t + MINUTE) {
     st[job.name] = { lastRunAt: new Date(t).toISOString() };
     await writeState(file, st);
     job.scannedUpTo = t;
     return;
   }
-  const from = Math.max(Date.parse(recorded.lastRunAt), job.scannedUpTo, t - CATCH_UP_WINDOW_MS);
+  const from = Math.max(last, job.scannedUpTo, t - CATCH_UP_WINDOW_MS);
   const due = await latestOccurrence(job, from, t);
   if (due === undefined) {
     job.scannedUpTo = t;
