@@ -259,7 +259,14 @@ export function createLiveness(deps: LivenessDeps): Liveness {
         if (!device.enabled || !device.interval || silent.has(device.id)) continue;
         const interval = parseDuration(device.interval);
         if (!interval) continue;
-        const last = seen.get(device.id) ?? startedAt;
+        let last = seen.get(device.id) ?? startedAt;
+        // Seen "in the future" (saved while the clock was ahead, or the clock was set back): that
+        // device would not be judged silent before that time comes, so it counts as seen now.
+        if (last > t) {
+          last = t;
+          seen.set(device.id, t);
+          changed();
+        }
         if (t - Math.max(last, startedAt) > SILENT_INTERVALS * interval) {
           silent.add(device.id);
           changed();
