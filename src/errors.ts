@@ -34,7 +34,7 @@ export const ERROR_CODES = {
   LL_AUDIT_HEAD_INVALID: 'The audit head file (entry count and last MAC) cannot be read',
   LL_OPS_TOKEN_MISSING: 'The ops listener is bound beyond loopback and no ops token is configured',
   LL_BACKUP_FAILED:
-    'A backup could not be taken (output folder not empty, registry missing or being edited, influxd backup failed)',
+    'A backup could not be taken (output folder not empty, registry missing or being edited, a planted link in the data folder, influxd backup failed)',
   LL_BACKUP_INVALID: 'A backup folder does not match its manifest (missing, changed or added files)',
   LL_RESTORE_TARGET_NOT_EMPTY:
     'A restore was asked to write where a data folder or registry files already exist',

@@ -24,7 +24,7 @@ import { withLock } from '../query/audit-lock.js';
 import { registryLockFile } from '../registry/edit-lock.js';
 import { withLockFile } from '../registry/lock-file.js';
 import { secretsFileFor } from '../registry/secrets-file.js';
-import { snapshotSpool } from '../storage/spool/snapshot.js';
+import { readDataFile, snapshotSpool } from '../storage/spool/snapshot.js';
 
 export const MANIFEST = 'manifest.json';
 
@@ -137,7 +137,7 @@ export async function copyAudit(config: Config, w: BackupWriter): Promise<void> 
   const log = resolveDataPaths(config.dataDir).auditLog;
   const head = registryFiles(config)['registry/audit-head.json'] as string;
   await withLock(`${log}.lock`, async () => {
-    const [l, h] = await Promise.all([readWithMode(log), readWithMode(head)]);
+    const [l, h] = await Promise.all([readDataFile(log), readWithMode(head)]);
     if (l) await w.add(`data/${relative(config.dataDir, log).split(sep).join('/')}`, l.data, l.mode);
     if (h) await w.add('registry/audit-head.json', h.data, h.mode);
   });
@@ -182,7 +182,7 @@ export async function copyDataFiles(config: Config, w: BackupWriter): Promise<vo
     if (todo.length === 0) return;
     for (const file of todo) {
       done.add(file);
-      const f = await readWithMode(file);
+      const f = await readDataFile(file);
       if (f) await w.add(`data/${relative(config.dataDir, file).split(sep).join('/')}`, f.data, f.mode);
     }
   }
