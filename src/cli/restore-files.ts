@@ -3,7 +3,7 @@
 // only where nothing exists yet (an empty data folder, no registry, secrets or audit head file), so
 // a restore can never mix with, or overwrite, a lab's current files.
 import { createHash } from 'node:crypto';
-import { readdir, readFile } from 'node:fs/promises';
+import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import type { Config } from '../config/schema.js';
 import { GatewayError } from '../errors.js';
@@ -73,6 +73,8 @@ export async function checkBackup(dir: string): Promise<Manifest> {
   // What is there, checked before anything is read: only regular files are ever opened.
   const present = new Set(await filesUnder(dir));
   const listed = new Set(manifest.files.map((f) => f.path));
+  // Each file once: a second line for one path would fail the restore half-way through.
+  if (listed.size !== manifest.files.length) throw invalid(dir, `${MANIFEST} lists a file twice`);
   for (const f of manifest.files) {
     if (!present.has(f.path)) throw invalid(dir, `${f.path} is missing`);
     const data = await readFile(join(dir, f.path));
@@ -94,11 +96,14 @@ export async function checkTargetsEmpty(config: Config): Promise<void> {
   });
   if (entries.length > 0) taken.push(`data folder ${config.dataDir} is not empty`);
   for (const file of Object.values(registryFiles(config))) {
-    const exists = await readFile(file).then(
-      () => true,
-      (err: unknown) => !isMissing(err),
-    );
-    if (exists) taken.push(`${file} exists`);
+    // lstat: a link that points nowhere is there all the same, and the restore's exclusive create
+    // would fail on it after the data folder was written, leaving half a restore.
+    const s = await lstat(file).catch((err: unknown) => {
+      if (isMissing(err)) return undefined;
+      throw err;
+    });
+    if (s?.isSymbolicLink()) taken.push(`${file} exists (a symbolic link to ${await readlink(file)})`);
+    else if (s) taken.push(`${file} exists`);
   }
   if (taken.length > 0)
     throw new GatewayError(
