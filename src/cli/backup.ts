@@ -4,9 +4,9 @@
 // With --influx, InfluxDB 1.x's own portable backup and restore run too, through influxd's RPC
 // address (`bind-address`, 127.0.0.1:8088 by default), which is not its HTTP port.
 import { spawn } from 'node:child_process';
-import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
+import { mkdir, readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { connect } from 'node:net';
-import { isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import type { Command } from 'commander';
 import { parseDuration } from '../config/duration.js';
 import { GatewayError } from '../errors.js';
@@ -80,7 +80,22 @@ async function noteFilesUnder(out: string, sub: string, w: BackupWriter): Promis
     if (e.isFile()) await w.note(relative(out, join(e.parentPath, e.name)).split(sep).join('/'));
 }
 
-/** The data folder must exist, and the backup must not land inside it (it would copy itself). */
+/** `path` with its symbolic links resolved as far as it exists, the rest as given. */
+async function realPathOf(path: string): Promise<string> {
+  const abs = resolve(path);
+  try {
+    return await realpath(abs);
+  } catch (err) {
+    const parent = dirname(abs);
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || parent === abs) return abs;
+    return join(await realPathOf(parent), basename(abs));
+  }
+}
+
+/**
+ * The data folder must exist, and the backup must not land inside it (it would copy itself): also
+ * not through a symbolic link, nor in a folder whose name merely starts with "..".
+ */
 async function checkPlaces(dataDir: string, out: string): Promise<void> {
   const isDir = await stat(dataDir).then(
     (s) => s.isDirectory(),
@@ -91,8 +106,8 @@ async function checkPlaces(dataDir: string, out: string): Promise<void> {
       'LL_BACKUP_FAILED',
       `the data folder ${dataDir} does not exist: give the gateway's --data-dir (or --config)`,
     );
-  const inside = relative(resolve(dataDir), resolve(out));
-  if (!inside.startsWith('..') && !isAbsolute(inside))
+  const inside = relative(await realPathOf(dataDir), await realPathOf(out));
+  if (inside !== '..' && !inside.startsWith(`..${sep}`) && !isAbsolute(inside))
     throw new GatewayError(
       'LL_BACKUP_FAILED',
       `--out ${out} is inside the data folder ${dataDir}: choose a folder outside it`,
