@@ -3,8 +3,8 @@
 // only where nothing exists yet (an empty data folder, no registry, secrets or audit head file), so
 // a restore can never mix with, or overwrite, a lab's current files.
 import { createHash } from 'node:crypto';
-import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
-import { join, relative, sep } from 'node:path';
+import { lstat, readdir, readFile, readlink, rmdir, stat, unlink } from 'node:fs/promises';
+import { dirname, join, relative, resolve, sep } from 'node:path';
 import type { Config } from '../config/schema.js';
 import { GatewayError } from '../errors.js';
 import { MANIFEST, type Manifest, type ManifestFile, registryFiles, writeNew } from './backup-files.js';
@@ -112,17 +112,51 @@ export async function checkTargetsEmpty(config: Config): Promise<void> {
     );
 }
 
-/** Copies the checked files to where the configuration puts them, with their modes. */
+/**
+ * Removes what a failed restore wrote: its files, then the folders they left empty, deepest first
+ * (rmdir removes only empty ones); the data folder itself only if the restore created it.
+ */
+async function undoRestore(written: string[], dataDir: string, dataDirExisted: boolean): Promise<void> {
+  for (const file of written) await unlink(file).catch(() => undefined);
+  const dirs = new Set<string>();
+  for (const file of written)
+    for (let d = dirname(file); d.startsWith(`${dataDir}${sep}`); d = dirname(d)) dirs.add(d);
+  for (const d of [...dirs].sort((a, b) => b.length - a.length)) await rmdir(d).catch(() => undefined);
+  if (!dataDirExisted) await rmdir(dataDir).catch(() => undefined);
+}
+
+/**
+ * Copies the checked files to where the configuration puts them, with their modes. A write that
+ * fails (disk full, I/O error) undoes the restore: a half-restored folder, spool segments cut
+ * short and the registry present, would start a gateway that has lost readings without a word.
+ */
 export async function restoreFiles(dir: string, manifest: Manifest, config: Config): Promise<number> {
   const registry = registryFiles(config);
-  let n = 0;
+  const dataDir = resolve(config.dataDir);
+  const dataDirExisted = await stat(dataDir).then(
+    () => true,
+    () => false,
+  );
+  const written: string[] = [];
   for (const f of manifest.files) {
     const target = f.path.startsWith('data/')
-      ? join(config.dataDir, ...f.path.slice('data/'.length).split('/'))
+      ? join(dataDir, ...f.path.slice('data/'.length).split('/'))
       : registry[f.path];
     if (!target) continue; // influx/…: restored by influxd
-    await writeNew(target, await readFile(join(dir, f.path)), f.mode);
-    n++;
+    try {
+      await writeNew(target, await readFile(join(dir, f.path)), f.mode);
+      written.push(target);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      // EEXIST: not ours (created meanwhile by someone else), so never removed.
+      if (code !== 'EEXIST') written.push(target);
+      await undoRestore(written, dataDir, dataDirExisted);
+      throw new GatewayError(
+        'LL_RESTORE_FAILED',
+        `writing ${target} failed (${(err as Error).message}); the ${written.length} file(s) this restore had written were removed again and nothing else was changed: fix the cause (free space on that disk, check it) and restore again`,
+        { cause: err },
+      );
+    }
   }
-  return n;
+  return written.length;
 }
