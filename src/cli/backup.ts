@@ -4,11 +4,12 @@
 // With --influx, InfluxDB 1.x's own portable backup and restore run too, through influxd's RPC
 // address (`bind-address`, 127.0.0.1:8088 by default), which is not its HTTP port.
 import { spawn } from 'node:child_process';
-import { mkdir, readdir, readFile, realpath, stat } from 'node:fs/promises';
+import { mkdir, readdir, readFile, realpath, rm, stat } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import type { Command } from 'commander';
 import { parseDuration } from '../config/duration.js';
+import type { Config } from '../config/schema.js';
 import { GatewayError } from '../errors.js';
 import { packageRoot } from '../paths.js';
 import {
@@ -123,6 +124,39 @@ async function emptyOutDir(out: string): Promise<void> {
 const version = async () =>
   (JSON.parse(await readFile(join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version;
 
+/** Copies everything into `out` and writes the manifest last: a backup without one is unfinished. */
+async function copyAll(
+  config: Config,
+  out: string,
+  w: BackupWriter,
+  opts: InfluxFlags & { waitMs: number },
+): Promise<{ segments: number; records: number }> {
+  const createdAt = new Date().toISOString();
+  // The spool before everything else, and InfluxDB after it: a record confirmed (and its
+  // segment deleted) while the spool is copied is in InfluxDB before its backup starts.
+  const spool = await copySpool(config, w);
+  await copyAudit(config, w);
+  await copyRegistry(config, w, opts.waitMs);
+  await copyDataFiles(config, w);
+  if (opts.influx) {
+    await runInfluxd(
+      opts.influxd,
+      ['backup', '-portable', '-host', opts.influxRpc, join(out, 'influx')],
+      'LL_BACKUP_FAILED',
+    );
+    await noteFilesUnder(out, 'influx', w);
+  }
+  const manifest: Manifest = {
+    format: 1,
+    gatewayVersion: await version(),
+    createdAt,
+    influx: !!opts.influx,
+    files: w.files,
+  };
+  await writeNew(join(out, MANIFEST), Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`), 0o600);
+  return spool;
+}
+
 function registerBackup(program: Command, env: Env): void {
   addRegistryEditOptions(
     program
@@ -143,29 +177,19 @@ function registerBackup(program: Command, env: Env): void {
     if (influx) await probeRpc(influxRpc, 'LL_BACKUP_FAILED');
     await emptyOutDir(out);
     const w = createBackupWriter(out);
-    const createdAt = new Date().toISOString();
-    // The spool before everything else, and InfluxDB after it: a record confirmed (and its
-    // segment deleted) while the spool is copied is in InfluxDB before its backup starts.
-    const spool = await copySpool(config, w);
-    await copyAudit(config, w);
-    await copyRegistry(config, w, waitMs);
-    await copyDataFiles(config, w);
-    if (influx) {
-      await runInfluxd(
-        influxd,
-        ['backup', '-portable', '-host', influxRpc, join(out, 'influx')],
-        'LL_BACKUP_FAILED',
-      );
-      await noteFilesUnder(out, 'influx', w);
-    }
-    const manifest: Manifest = {
-      format: 1,
-      gatewayVersion: await version(),
-      createdAt,
-      influx: !!influx,
-      files: w.files,
-    };
-    await writeNew(join(out, MANIFEST), Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`), 0o600);
+    const spool = await copyAll(config, out, w, { influx, influxRpc, influxd, waitMs }).catch(
+      async (err: unknown) => {
+        // --out was empty: what is in it now is this backup's, unfinished (no manifest). It goes, so
+        // a full disk gets its space back and nobody keeps it for a backup.
+        for (const name of await readdir(out)) await rm(join(out, name), { recursive: true, force: true });
+        if (err instanceof GatewayError) throw err;
+        throw new GatewayError(
+          'LL_BACKUP_FAILED',
+          `copying into ${out} failed (${(err as Error).message}); what was copied so far was removed, so there is no backup: fix the cause (free space on that disk, or check it) and take the backup again`,
+          { cause: err },
+        );
+      },
+    );
     process.stderr.write(
       `backup in ${out}: ${w.files.length} files, spool ${spool.segments} segment(s) with ${spool.records} record(s)${influx ? ', InfluxDB' : ''}\n`,
     );
