@@ -8,6 +8,7 @@ import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, expect, it } from 'vitest';
+import { serialiseLivenessState, writeStateFile } from '../../src/jobs/liveness-state.js';
 import { writeRegistryFile } from '../../src/registry/file.js';
 import { EMPTY_REGISTRY } from '../../src/registry/types.js';
 import { runCli } from '../helpers/cli.js';
@@ -56,6 +57,25 @@ it.skipIf(!mounted)(
     expect(r.code).toBe(2);
     expect(await readdir(out)).toEqual([]);
     await rm(out, { recursive: true });
+  },
+);
+
+it.skipIf(!mounted)(
+  'liveness state writes on a full disk fail and leave no temporary file behind',
+  async () => {
+    const file = join(full, 'liveness.json');
+    const devices = new Map(
+      Array.from({ length: 4000 }, (_, i) => [
+        `ox-${i}`,
+        { lastSeen: Date.now(), silent: false, batteryLow: false },
+      ]),
+    );
+    const text = serialiseLivenessState(devices, Date.now());
+    expect(text.length).toBeGreaterThan(128 * 1024);
+    // The gateway retries a failed write at every interval: three of them here.
+    for (let attempt = 0; attempt < 3; attempt++)
+      await expect(writeStateFile(file)(text)).rejects.toThrow(/ENOSPC/);
+    expect(await readdir(full)).toEqual([]);
   },
 );
 
