@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, expect, it } from 'vitest';
 import { serialiseLivenessState, writeStateFile } from '../../src/jobs/liveness-state.js';
+import { withRegistryLock } from '../../src/registry/edit-lock.js';
 import { writeRegistryFile } from '../../src/registry/file.js';
 import { EMPTY_REGISTRY } from '../../src/registry/types.js';
 import { runCli } from '../helpers/cli.js';
@@ -76,6 +77,19 @@ it.skipIf(!mounted)(
     for (let attempt = 0; attempt < 3; attempt++)
       await expect(writeStateFile(file)(text)).rejects.toThrow(/ENOSPC/);
     expect(await readdir(full)).toEqual([]);
+  },
+);
+
+it.skipIf(!mounted)(
+  'a registry edit on a full disk fails and leaves no lock or temporary file behind',
+  async () => {
+    const filler = join(full, 'filler');
+    await writeFile(filler, Buffer.alloc(512 * 1024)).catch(() => undefined);
+    const registry = join(full, 'lab.yaml');
+    for (let attempt = 0; attempt < 3; attempt++)
+      await expect(withRegistryLock(registry, async () => undefined)).rejects.toThrow(/ENOSPC/);
+    expect(await readdir(full)).toEqual(['filler']);
+    await rm(filler);
   },
 );
 
