@@ -4,10 +4,11 @@
 // (its missedExecutionTolerance) and knows nothing of runs missed while the gateway was down, so
 // the last successful run of such a job is kept in the data folder, and at start and on every tick
 // the scheduler runs the latest occurrence that is due.
-import { readFile, rename, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { parse, type ScheduledTask, schedule, validate } from 'node-cron';
 import { GatewayError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { writeFileAtomic } from '../registry/atomic-write.js';
 
 export interface JobStats {
   runs: number;
@@ -53,10 +54,9 @@ async function readState(file: string): Promise<State> {
   }
 }
 
+/** Replaced atomically and fsynced with its folder: a run recorded is not forgotten after a crash. */
 async function writeState(file: string, state: State): Promise<void> {
-  const tmp = `${file}.tmp`;
-  await writeFile(tmp, `${JSON.stringify(state, null, 1)}\n`, { mode: 0o600 });
-  await rename(tmp, file);
+  await writeFileAtomic(file, `${JSON.stringify(state, null, 1)}\n`, 0o600);
 }
 
 interface CatchUpJob {

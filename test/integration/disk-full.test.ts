@@ -9,6 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, expect, it } from 'vitest';
 import { serialiseLivenessState, writeStateFile } from '../../src/jobs/liveness-state.js';
+import { createScheduler } from '../../src/jobs/scheduler.js';
+import { createLogger } from '../../src/log.js';
 import { withRegistryLock } from '../../src/registry/edit-lock.js';
 import { writeRegistryFile } from '../../src/registry/file.js';
 import { EMPTY_REGISTRY } from '../../src/registry/types.js';
@@ -92,6 +94,21 @@ it.skipIf(!mounted)(
     await rm(filler);
   },
 );
+
+it.skipIf(!mounted)('recording a daily run on a full disk leaves no temporary file behind', async () => {
+  const filler = join(full, 'filler');
+  await writeFile(filler, Buffer.alloc(512 * 1024)).catch(() => undefined);
+  const scheduler = createScheduler({
+    log: createLogger({ level: 'silent' }),
+    stateFile: join(full, 'jobs.json'),
+    tickMs: 0,
+  });
+  scheduler.add('quality-report', '30 0 * * *', async () => undefined, { catchUp: true });
+  await scheduler.tick();
+  await scheduler.stop();
+  expect(await readdir(full)).toEqual(['filler']);
+  await rm(filler);
+});
 
 it.skipIf(!mounted)(
   'a disk that fills up half-way: the restore removes what it wrote and names the file and ENOSPC',
