@@ -37,11 +37,12 @@ export const ERROR_CODES = {
   LL_AUDIT_HEAD_INVALID: 'The audit head file (entry count and last MAC) cannot be read',
   LL_OPS_TOKEN_MISSING: 'The ops listener is bound beyond loopback and no ops token is configured',
   LL_BACKUP_FAILED:
-    'A backup could not be taken (output folder not empty, registry missing, influxd backup failed)',
+    'A backup could not be taken (output folder not empty, registry missing or being edited, a planted link in the data folder, influxd backup failed)',
   LL_BACKUP_INVALID: 'A backup folder does not match its manifest (missing, changed or added files)',
   LL_RESTORE_TARGET_NOT_EMPTY:
     'A restore was asked to write where a data folder or registry files already exist',
-  LL_RESTORE_FAILED: "InfluxDB's restore (influxd restore -portable) failed",
+  LL_RESTORE_FAILED:
+    "A restore failed: InfluxDB's restore (influxd restore -portable), or writing a file (what it wrote was removed)",
   LL_ACCESS_DENIED: 'The gateway refused the token given to a command (401) or it lacks the right (403)',
 } as const;
 

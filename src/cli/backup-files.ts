@@ -1,7 +1,8 @@
 // What `livinglab backup` copies and `livinglab restore` puts back, and the manifest that ties them
 // together. Backup is a reader beside a running gateway: it never takes the data folder's lock
 // (storage/data-lock.ts) and never writes there, except the audit lock file for the moment it
-// copies the audit log and its head, so the two match. Restore writes only into an empty data
+// copies the audit log and its head, so the two match; likewise it holds the registry's edit lock
+// (beside lab.yaml) while it reads the registry and its secrets file. Restore writes only into an empty data
 // folder and registry location, and only files whose size and SHA-256 match the manifest.
 //
 // Layout of a backup folder:
@@ -20,8 +21,10 @@ import type { Config } from '../config/schema.js';
 import { GatewayError } from '../errors.js';
 import { auditHeadFile } from '../query/audit.js';
 import { withLock } from '../query/audit-lock.js';
+import { registryLockFile } from '../registry/edit-lock.js';
+import { withLockFile } from '../registry/lock-file.js';
 import { secretsFileFor } from '../registry/secrets-file.js';
-import { snapshotSpool } from '../storage/spool/snapshot.js';
+import { readDataFile, snapshotSpool } from '../storage/spool/snapshot.js';
 
 export const MANIFEST = 'manifest.json';
 
@@ -98,23 +101,28 @@ async function readWithMode(file: string): Promise<Read> {
   }
 }
 
-const sameRead = (a: Read, b: Read) => (a && b ? a.data.equals(b.data) : a === b);
-
 /**
- * The registry and its secrets file as one consistent pair: an edit writes the secrets file, then
- * the registry, so both are read again until a second read finds neither changed.
+ * The registry and its secrets file as one consistent pair, read under the registry's edit lock
+ * (registry/edit-lock.ts): an edit writes the secrets file and then the registry, and reading
+ * between its two writes would pair a new device's secret with a registry that lacks it, or the
+ * reverse. Waits up to `waitMs` for an edit in progress; the backup fails rather than copy a pair
+ * it cannot vouch for.
  */
-export async function copyRegistry(config: Config, w: BackupWriter): Promise<void> {
+export async function copyRegistry(config: Config, w: BackupWriter, waitMs: number): Promise<void> {
   const secretsFile = secretsFileFor(config.registry, config.secretsFile);
-  const pair = () => Promise.all([readWithMode(config.registry), readWithMode(secretsFile)]);
-  let [registry, secrets] = await pair();
-  for (let attempt = 0; attempt < 20; attempt++) {
-    const [r, s] = await pair();
-    const same = sameRead(registry, r) && sameRead(secrets, s);
-    [registry, secrets] = [r, s];
-    if (same) break;
-    await new Promise((done) => setTimeout(done, 100));
-  }
+  const lockFile = await registryLockFile(config.registry);
+  const [registry, secrets] = await withLockFile(
+    lockFile,
+    () => Promise.all([readWithMode(config.registry), readWithMode(secretsFile)]),
+    {
+      timeoutMs: waitMs,
+      locked: (holder) =>
+        new GatewayError(
+          'LL_BACKUP_FAILED',
+          `the registry ${config.registry} has been edited by another process (${holder}; lock ${lockFile}) for more than ${waitMs / 1000} s, and a backup never copies a registry in the middle of an edit: this backup is not complete (it has no ${MANIFEST}); wait for the edit to finish and take it again into an empty folder, or, if that process is no longer running, delete ${lockFile}`,
+        ),
+    },
+  );
   if (!registry)
     throw new GatewayError(
       'LL_BACKUP_FAILED',
@@ -129,7 +137,7 @@ export async function copyAudit(config: Config, w: BackupWriter): Promise<void> 
   const log = resolveDataPaths(config.dataDir).auditLog;
   const head = registryFiles(config)['registry/audit-head.json'] as string;
   await withLock(`${log}.lock`, async () => {
-    const [l, h] = await Promise.all([readWithMode(log), readWithMode(head)]);
+    const [l, h] = await Promise.all([readDataFile(log), readWithMode(head)]);
     if (l) await w.add(`data/${relative(config.dataDir, log).split(sep).join('/')}`, l.data, l.mode);
     if (h) await w.add('registry/audit-head.json', h.data, h.mode);
   });
@@ -174,7 +182,7 @@ export async function copyDataFiles(config: Config, w: BackupWriter): Promise<vo
     if (todo.length === 0) return;
     for (const file of todo) {
       done.add(file);
-      const f = await readWithMode(file);
+      const f = await readDataFile(file);
       if (f) await w.add(`data/${relative(config.dataDir, file).split(sep).join('/')}`, f.data, f.mode);
     }
   }

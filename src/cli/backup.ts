@@ -4,10 +4,12 @@
 // With --influx, InfluxDB 1.x's own portable backup and restore run too, through influxd's RPC
 // address (`bind-address`, 127.0.0.1:8088 by default), which is not its HTTP port.
 import { spawn } from 'node:child_process';
-import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
+import { mkdir, readdir, readFile, realpath, rm, stat } from 'node:fs/promises';
 import { connect } from 'node:net';
-import { isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import type { Command } from 'commander';
+import { parseDuration } from '../config/duration.js';
+import type { Config } from '../config/schema.js';
 import { GatewayError } from '../errors.js';
 import { packageRoot } from '../paths.js';
 import {
@@ -79,7 +81,22 @@ async function noteFilesUnder(out: string, sub: string, w: BackupWriter): Promis
     if (e.isFile()) await w.note(relative(out, join(e.parentPath, e.name)).split(sep).join('/'));
 }
 
-/** The data folder must exist, and the backup must not land inside it (it would copy itself). */
+/** `path` with its symbolic links resolved as far as it exists, the rest as given. */
+async function realPathOf(path: string): Promise<string> {
+  const abs = resolve(path);
+  try {
+    return await realpath(abs);
+  } catch (err) {
+    const parent = dirname(abs);
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || parent === abs) return abs;
+    return join(await realPathOf(parent), basename(abs));
+  }
+}
+
+/**
+ * The data folder must exist, and the backup must not land inside it (it would copy itself): also
+ * not through a symbolic link, nor in a folder whose name merely starts with "..".
+ */
 async function checkPlaces(dataDir: string, out: string): Promise<void> {
   const isDir = await stat(dataDir).then(
     (s) => s.isDirectory(),
@@ -90,8 +107,8 @@ async function checkPlaces(dataDir: string, out: string): Promise<void> {
       'LL_BACKUP_FAILED',
       `the data folder ${dataDir} does not exist: give the gateway's --data-dir (or --config)`,
     );
-  const inside = relative(resolve(dataDir), resolve(out));
-  if (!inside.startsWith('..') && !isAbsolute(inside))
+  const inside = relative(await realPathOf(dataDir), await realPathOf(out));
+  if (inside !== '..' && !inside.startsWith(`..${sep}`) && !isAbsolute(inside))
     throw new GatewayError(
       'LL_BACKUP_FAILED',
       `--out ${out} is inside the data folder ${dataDir}: choose a folder outside it`,
@@ -107,6 +124,39 @@ async function emptyOutDir(out: string): Promise<void> {
 const version = async () =>
   (JSON.parse(await readFile(join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version;
 
+/** Copies everything into `out` and writes the manifest last: a backup without one is unfinished. */
+async function copyAll(
+  config: Config,
+  out: string,
+  w: BackupWriter,
+  opts: InfluxFlags & { waitMs: number },
+): Promise<{ segments: number; records: number }> {
+  const createdAt = new Date().toISOString();
+  // The spool before everything else, and InfluxDB after it: a record confirmed (and its
+  // segment deleted) while the spool is copied is in InfluxDB before its backup starts.
+  const spool = await copySpool(config, w);
+  await copyAudit(config, w);
+  await copyRegistry(config, w, opts.waitMs);
+  await copyDataFiles(config, w);
+  if (opts.influx) {
+    await runInfluxd(
+      opts.influxd,
+      ['backup', '-portable', '-host', opts.influxRpc, join(out, 'influx')],
+      'LL_BACKUP_FAILED',
+    );
+    await noteFilesUnder(out, 'influx', w);
+  }
+  const manifest: Manifest = {
+    format: 1,
+    gatewayVersion: await version(),
+    createdAt,
+    influx: !!opts.influx,
+    files: w.files,
+  };
+  await writeNew(join(out, MANIFEST), Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`), 0o600);
+  return spool;
+}
+
 function registerBackup(program: Command, env: Env): void {
   addRegistryEditOptions(
     program
@@ -115,37 +165,31 @@ function registerBackup(program: Command, env: Env): void {
       .requiredOption('--out <dir>', 'a new or empty folder for the backup')
       .option('--influx', "also run InfluxDB's portable backup into DIR/influx")
       .option('--influx-rpc <host:port>', "influxd's RPC bind-address", '127.0.0.1:8088')
-      .option('--influxd <path>', 'the influxd program', 'influxd'),
-  ).action(async (opts: CommonFlags & InfluxFlags & { out: string }) => {
-    const { out, influx, influxRpc, influxd, ...flags } = opts;
+      .option('--influxd <path>', 'the influxd program', 'influxd')
+      .option('--wait <duration>', 'how long to wait for a registry edit in progress', '60s'),
+  ).action(async (opts: CommonFlags & InfluxFlags & { out: string; wait: string }) => {
+    const { out, influx, influxRpc, influxd, wait, ...flags } = opts;
+    const waitMs = parseDuration(wait);
+    if (waitMs === undefined)
+      throw new GatewayError('LL_INPUT_INVALID', `--wait "${wait}" is not a duration like 60s`);
     const config = configFromFlags(flags, env);
     await checkPlaces(config.dataDir, out);
     if (influx) await probeRpc(influxRpc, 'LL_BACKUP_FAILED');
     await emptyOutDir(out);
     const w = createBackupWriter(out);
-    const createdAt = new Date().toISOString();
-    // The spool before everything else, and InfluxDB after it: a record confirmed (and its
-    // segment deleted) while the spool is copied is in InfluxDB before its backup starts.
-    const spool = await copySpool(config, w);
-    await copyAudit(config, w);
-    await copyRegistry(config, w);
-    await copyDataFiles(config, w);
-    if (influx) {
-      await runInfluxd(
-        influxd,
-        ['backup', '-portable', '-host', influxRpc, join(out, 'influx')],
-        'LL_BACKUP_FAILED',
-      );
-      await noteFilesUnder(out, 'influx', w);
-    }
-    const manifest: Manifest = {
-      format: 1,
-      gatewayVersion: await version(),
-      createdAt,
-      influx: !!influx,
-      files: w.files,
-    };
-    await writeNew(join(out, MANIFEST), Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`), 0o600);
+    const spool = await copyAll(config, out, w, { influx, influxRpc, influxd, waitMs }).catch(
+      async (err: unknown) => {
+        // --out was empty: what is in it now is this backup's, unfinished (no manifest). It goes, so
+        // a full disk gets its space back and nobody keeps it for a backup.
+        for (const name of await readdir(out)) await rm(join(out, name), { recursive: true, force: true });
+        if (err instanceof GatewayError) throw err;
+        throw new GatewayError(
+          'LL_BACKUP_FAILED',
+          `copying into ${out} failed (${(err as Error).message}); what was copied so far was removed, so there is no backup: fix the cause (free space on that disk, or check it) and take the backup again`,
+          { cause: err },
+        );
+      },
+    );
     process.stderr.write(
       `backup in ${out}: ${w.files.length} files, spool ${spool.segments} segment(s) with ${spool.records} record(s)${influx ? ', InfluxDB' : ''}\n`,
     );

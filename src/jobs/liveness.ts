@@ -144,6 +144,18 @@ function createLivenessMemory(deps: LivenessDeps, now: () => number) {
     changed() {
       if (loaded) writer.changed();
     },
+    /**
+     * When `id` was last seen, at most `t`. A time ahead of the clock (saved while the clock was
+     * ahead, or the clock was set back) would keep the device from being judged silent before that
+     * time comes: it counts as seen at `t`.
+     */
+    seenUpTo(id: string, t: number): number | undefined {
+      const last = seen.get(id);
+      if (last === undefined || last <= t) return last;
+      seen.set(id, t);
+      if (loaded) writer.changed();
+      return t;
+    },
     /** Takes back the devices of the saved state that are still registered. */
     async load(registered: (id: string) => boolean): Promise<number> {
       const saved = await readLivenessState(file, deps.log);
@@ -259,7 +271,7 @@ export function createLiveness(deps: LivenessDeps): Liveness {
         if (!device.enabled || !device.interval || silent.has(device.id)) continue;
         const interval = parseDuration(device.interval);
         if (!interval) continue;
-        const last = seen.get(device.id) ?? startedAt;
+        const last = memory.seenUpTo(device.id, t) ?? startedAt;
         if (t - Math.max(last, startedAt) > SILENT_INTERVALS * interval) {
           silent.add(device.id);
           changed();

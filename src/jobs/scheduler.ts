@@ -4,10 +4,11 @@
 // (its missedExecutionTolerance) and knows nothing of runs missed while the gateway was down, so
 // the last successful run of such a job is kept in the data folder, and at start and on every tick
 // the scheduler runs the latest occurrence that is due.
-import { readFile, rename, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { parse, type ScheduledTask, schedule, validate } from 'node-cron';
 import { GatewayError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { writeFileAtomic } from '../registry/atomic-write.js';
 
 export interface JobStats {
   runs: number;
@@ -43,18 +44,19 @@ const MINUTE = 60_000;
 
 type State = Record<string, { lastRunAt: string }>;
 
+/** The state file; anything but an object (none yet, torn, `null`) is an empty state. */
 async function readState(file: string): Promise<State> {
   try {
-    return JSON.parse(await readFile(file, 'utf8')) as State;
+    const raw: unknown = JSON.parse(await readFile(file, 'utf8'));
+    return typeof raw === 'object' && raw !== null && !Array.isArray(raw) ? (raw as State) : {};
   } catch {
     return {};
   }
 }
 
+/** Replaced atomically and fsynced with its folder: a run recorded is not forgotten after a crash. */
 async function writeState(file: string, state: State): Promise<void> {
-  const tmp = `${file}.tmp`;
-  await writeFile(tmp, `${JSON.stringify(state, null, 1)}\n`, { mode: 0o600 });
-  await rename(tmp, file);
+  await writeFileAtomic(file, `${JSON.stringify(state, null, 1)}\n`, 0o600);
 }
 
 interface CatchUpJob {
@@ -106,13 +108,21 @@ async function runCatchUp(c: {
   const { job, file, state: st, now: t } = c;
   if (t < job.retryAt) return;
   const recorded = st[job.name];
-  if (!recorded) {
+  const last = typeof recorded?.lastRunAt === 'string' ? Date.parse(recorded.lastRunAt) : Number.NaN;
+  // A run recorded in the future (the clock was ahead, then set right) or at no valid time would
+  // put every later occurrence before it, and the job would never run again: start afresh.
+  if (recorded && (Number.isNaN(last) || last > t + MINUTE))
+    c.log.warn(
+      { job: job.name, file, lastRunAt: recorded.lastRunAt },
+      'job state names no past run: starting afresh',
+    );
+  if (!recorded || Number.isNaN(last) || last > t + MINUTE) {
     st[job.name] = { lastRunAt: new Date(t).toISOString() };
     await writeState(file, st);
     job.scannedUpTo = t;
     return;
   }
-  const from = Math.max(Date.parse(recorded.lastRunAt), job.scannedUpTo, t - CATCH_UP_WINDOW_MS);
+  const from = Math.max(last, job.scannedUpTo, t - CATCH_UP_WINDOW_MS);
   const due = await latestOccurrence(job, from, t);
   if (due === undefined) {
     job.scannedUpTo = t;

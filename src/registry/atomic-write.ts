@@ -32,15 +32,17 @@ export async function writeFileAtomic(path: string, text: string, mode = 0o600):
   const tmp = join(dir, `.${basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
   const handle = await open(tmp, 'wx', mode);
   try {
-    await handle.writeFile(text, 'utf8');
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  try {
+    try {
+      await handle.writeFile(text, 'utf8');
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
     await chmod(tmp, mode);
     await rename(tmp, file);
   } catch (err) {
+    // Also after a failed write (disk full): a half-written temporary file per retry would take
+    // whatever space is freed, from the spool first of all.
     await unlink(tmp).catch(() => undefined);
     throw err;
   }

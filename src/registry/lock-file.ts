@@ -101,8 +101,9 @@ export function describeHolder(seen: { holder: LockHolder | undefined; text: str
 
 async function tryCreate(lockFile: string, text: string, token: string): Promise<boolean> {
   const tmp = `${lockFile}.${token}.tmp`;
-  await writeFile(tmp, text, { mode: 0o600, flag: 'wx' });
   try {
+    // Inside the try: a write that fails half-way (disk full) leaves no temporary file either.
+    await writeFile(tmp, text, { mode: 0o600, flag: 'wx' });
     await link(tmp, lockFile);
     return true;
   } catch (err) {

@@ -255,4 +255,21 @@ describe('liveness restarted on its state file', () => {
     await after.liveness.check();
     expect([...after.liveness.silent]).toEqual(['d1']);
   });
+
+  it('a device last seen "in the future" (saved while the clock was a year ahead) is judged silent three intervals from now', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'll-liveness-'));
+    onTestFinished(() => rm(dataDir, { recursive: true, force: true }));
+    const clock = { t: Date.parse('2026-11-29T10:00:00Z') };
+    const ahead = new Map([
+      ['d1', { lastSeen: clock.t + 365 * 86_400_000, silent: false, batteryLow: false }],
+    ]);
+    await writeFile(join(dataDir, 'liveness.json'), serialiseLivenessState(ahead, clock.t));
+    const { liveness } = await livenessIn(dataDir, [device('d1', '1m')], clock);
+    await liveness.check();
+    expect(liveness.lastSeen('d1')).toBe(clock.t);
+    clock.t += 190_000;
+    await liveness.check();
+    expect([...liveness.silent]).toEqual(['d1']);
+    expect(liveness.transitions.offline).toBe(1);
+  });
 });

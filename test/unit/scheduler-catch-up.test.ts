@@ -1,6 +1,6 @@
 // Daily jobs that were missed (the gateway was down at 00:30, or node-cron fired too late and
 // dropped the run) run once at the next start or tick, on an injected clock, in the lab's time zone.
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
@@ -80,6 +80,33 @@ describe('catching up missed daily runs', () => {
     expect(JSON.parse(await readFile(file, 'utf8'))['quality-report'].lastRunAt).toBe(
       '2026-11-27T23:30:00.000Z',
     );
+  });
+});
+
+describe('a job state file that names no past run', () => {
+  it.each([
+    [
+      'a run in the future (the clock was a year ahead, then set right)',
+      '{"quality-report":{"lastRunAt":"2027-11-28T23:30:00.000Z"}}',
+    ],
+    ['an entry without a time', '{"quality-report":{}}'],
+    ['an entry whose time is not a date', '{"quality-report":{"lastRunAt":"yesterday"}}'],
+    ['null', 'null'],
+  ])('%s: the job starts afresh and runs the next night', async (_, text) => {
+    const file = await stateFile();
+    await writeFile(file, text);
+    const runs: string[] = [];
+    const clock = { now: Date.parse('2026-11-28T08:00:00Z') };
+    const scheduler = start(file, clock, async (at) => {
+      runs.push(at.toISOString());
+    });
+    await scheduler.tick();
+    expect(JSON.parse(await readFile(file, 'utf8'))).toEqual({
+      'quality-report': { lastRunAt: '2026-11-28T08:00:00.000Z' },
+    });
+    clock.now = Date.parse('2026-11-28T23:34:00Z');
+    await scheduler.tick();
+    expect(runs).toEqual(['2026-11-28T23:30:00.000Z']);
   });
 });
 

@@ -5,8 +5,10 @@
 // the segments after it: every segment deleted in between held only confirmed records, and a
 // checkpoint older than the segments only means a longer replay. Each segment is cut to its last
 // whole record, so an append caught half-way is left out rather than cut at the restored start.
-import { readdir, readFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { GatewayError } from '../../errors.js';
 import { SEGMENT_NAME, segmentId } from './files.js';
 import { decodeRecords } from './record.js';
 
@@ -20,15 +22,39 @@ export interface SnapshotFile {
 
 const missing = (err: unknown) => (err as NodeJS.ErrnoException).code === 'ENOENT';
 
-/** Reads a file, or undefined when it is gone (a confirmed segment deleted meanwhile). */
-async function readIfThere(path: string): Promise<Buffer | undefined> {
+/**
+ * Reads a file the gateway wrote into its data folder, with its permission bits, or undefined when
+ * it is gone (a confirmed segment deleted meanwhile). The gateway only ever writes regular files
+ * there: a symbolic link or a FIFO in their place was put there by someone else, and a backup (run
+ * as root, say) must neither copy what a link points to (a key of the machine, restored later where
+ * the gateway's user can read it) nor wait on a FIFO. So it is never followed, and it fails the backup.
+ */
+export async function readDataFile(path: string): Promise<{ data: Buffer; mode: number } | undefined> {
+  const handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK).catch(
+    (err: NodeJS.ErrnoException) => {
+      if (missing(err)) return undefined;
+      if (err.code !== 'ELOOP') throw err;
+      throw new GatewayError(
+        'LL_BACKUP_FAILED',
+        `${path} is a symbolic link, which the gateway never writes into its data folder: find out who put it there, remove it and take the backup again`,
+      );
+    },
+  );
+  if (!handle) return undefined;
   try {
-    return await readFile(path);
-  } catch (err) {
-    if (missing(err)) return undefined;
-    throw err;
+    const s = await handle.stat();
+    if (!s.isFile())
+      throw new GatewayError(
+        'LL_BACKUP_FAILED',
+        `${path} is not a regular file, which the gateway never writes into its data folder: find out who put it there, remove it and take the backup again`,
+      );
+    return { data: await handle.readFile(), mode: s.mode & 0o777 };
+  } finally {
+    await handle.close();
   }
 }
+
+const readIfThere = async (path: string) => (await readDataFile(path))?.data;
 
 /**
  * Hands each file of the spool under `dir` to `write`, checkpoint first, then the segments oldest
