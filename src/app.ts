@@ -5,13 +5,14 @@
 import { type Broker, createBroker } from './broker/broker.js';
 import type { Config } from './config/schema.js';
 import { GatewayError } from './errors.js';
+import { buildBrokerHooksHttp } from './http/broker-hooks.js';
 import { createGatewayMetrics } from './http/gateway-metrics.js';
 import { listenHttp } from './http/listen.js';
 import { buildOpsHttp, isLoopback } from './http/ops.js';
 import { httpsServingFor } from './http/secure.js';
 import { buildHttp } from './http/server.js';
 import { createStatusReports } from './http/status.js';
-import { createTokenGuard } from './http/token-guard.js';
+import { createTokenGuard, type TokenGuard } from './http/token-guard.js';
 import { createFeedbackBudget, MAX_FEEDBACK_BYTES } from './ingest/feedback.js';
 import { createPipeline, warnDevicesWithoutSchema } from './ingest/pipeline.js';
 import type { MessageSource } from './ingest/source.js';
@@ -20,7 +21,8 @@ import { checkJobSchedules, createJobScheduler, registerJobs } from './jobs/regi
 import { createLogger, type Logger } from './log.js';
 import { auditLogOptions, createAuditLog } from './query/audit.js';
 import { createHashPool } from './registry/hash-pool.js';
-import { createPasswordVerifier } from './registry/passwords.js';
+import { createPasswordLogin, loginBackoffOptions } from './registry/login.js';
+import { createPasswordVerifier, type PasswordVerifier } from './registry/passwords.js';
 import { createRegistry, type Registry } from './registry/registry.js';
 import { secretsFileFor } from './registry/secrets-file.js';
 import { statusTopic } from './registry/topics.js';
@@ -131,11 +133,33 @@ function wireHttp(
   return { http, ops, https };
 }
 
+/**
+ * The broker auth hooks listener (listeners.brokerHooks), for an external broker: off by default,
+ * never without its secret. It checks passwords on the broker's hashing thread and cache.
+ */
+function wireBrokerHooks(
+  config: Config,
+  log: Logger,
+  parts: { registry: Registry; verifier: PasswordVerifier; guard: TokenGuard },
+  token: string | undefined,
+) {
+  if (!config.listeners.brokerHooks.enabled) return undefined;
+  if (!token)
+    throw new GatewayError(
+      'LL_BROKER_HOOKS_TOKEN_MISSING',
+      'listeners.brokerHooks is enabled but has no secret: set LIVINGLAB_BROKER_HOOKS_TOKEN or listeners.brokerHooks.tokenFile (openssl rand -hex 32), and give the broker the same secret',
+    );
+  const { registry, verifier, guard } = parts;
+  const login = createPasswordLogin({ registry, verifier, backoff: loginBackoffOptions(config) });
+  const hooksLog = log.child({ module: 'http.broker-hooks' });
+  return buildBrokerHooksHttp({ registry, login, token, guard, log: hooksLog });
+}
+
 /** Every part, created in the order each needs the others; nothing is started here. */
 function wireParts(
   config: Config,
   log: Logger,
-  opts: { openSpoolFile?: SpoolOptions['openFile']; opsToken?: string },
+  opts: { openSpoolFile?: SpoolOptions['openFile']; opsToken?: string; brokerHooksToken?: string },
 ) {
   checkJobSchedules(config.jobs);
   checkOpsExposure(config, opts.opsToken);
@@ -158,17 +182,25 @@ function wireParts(
     tlsCertFile: config.tls.cert,
   });
   storage.drain.stats.onWriteLatency = metrics.observeWriteLatency;
-  return { schemas, registry, storage, tls, ingestion, scheduler, guard, metrics };
+  const hooksParts = { registry, verifier: ingestion.verifier, guard };
+  const brokerHooks = wireBrokerHooks(config, log, hooksParts, opts.brokerHooksToken);
+  return { schemas, registry, storage, tls, ingestion, scheduler, guard, metrics, brokerHooks };
 }
 
 export function buildApp(
   config: Config,
-  // openSpoolFile: the spool's file seam for disk-fault tests; opsToken: config/load.ts loadOpsToken.
-  opts: { log?: Logger; openSpoolFile?: SpoolOptions['openFile']; opsToken?: string } = {},
+  // openSpoolFile: the spool's file seam for disk-fault tests; opsToken: config/load.ts loadOpsToken;
+  // brokerHooksToken: loadBrokerHooksToken.
+  opts: {
+    log?: Logger;
+    openSpoolFile?: SpoolOptions['openFile'];
+    opsToken?: string;
+    brokerHooksToken?: string;
+  } = {},
 ) {
   const log = opts.log ?? createLogger({ level: config.logLevel, format: config.logFormat });
   const parts = wireParts(config, log, opts);
-  const { schemas, registry, storage, tls, ingestion, scheduler, guard, metrics } = parts;
+  const { schemas, registry, storage, tls, ingestion, scheduler, guard, metrics, brokerHooks } = parts;
   const { writer, queue, rejects, drain } = storage;
   const { broker, sources, liveness, pipeline } = ingestion;
   let started = false;
@@ -179,6 +211,7 @@ export function buildApp(
   const { http, ops, https } = wireHttp(config, log, { ...httpParts, schemas }, opts.opsToken);
   let httpPort = 0;
   let opsPort = 0;
+  let brokerHooksPort = 0;
   let statsTimer: NodeJS.Timeout | undefined;
 
   const start = async () => {
@@ -191,6 +224,8 @@ export function buildApp(
     if (tls.current) https?.use(tls.current);
     httpPort = await listenHttp(http, { ...config.http, name: 'HTTP', flag: '--http-port' });
     opsPort = await listenHttp(ops, { ...config.listeners.ops, name: 'ops', flag: '--ops-port' });
+    const hooksAt = { ...config.listeners.brokerHooks, name: 'broker hooks', flag: '--broker-hooks-port' };
+    if (brokerHooks) brokerHooksPort = await listenHttp(brokerHooks, hooksAt);
     registerJobs({ config, scheduler, liveness, registry, schemas, rejects, log });
     statsTimer = setInterval(() => reports.logStats(log), 60_000).unref();
     started = true;
@@ -204,7 +239,8 @@ export function buildApp(
     started = false;
     await scheduler.stop();
     guard.stop();
-    await Promise.all([http.close(), ops.close()].map((closing) => closing.catch(() => undefined)));
+    const closing = [http.close(), ops.close(), brokerHooks?.close() ?? Promise.resolve()];
+    await Promise.all(closing.map((c) => c.catch(() => undefined)));
     // Stop accepting: close the listeners and the connections; then finish the appends under way.
     for (const source of sources.toReversed()) await source.stop();
     await ingestion.hashPool.stop();
@@ -238,6 +274,10 @@ export function buildApp(
     httpScheme: https ? 'https' : 'http',
     get opsPort() {
       return opsPort;
+    },
+    /** The broker auth hooks listener; 0 when it is off. */
+    get brokerHooksPort() {
+      return brokerHooksPort;
     },
   };
 }

@@ -1,7 +1,7 @@
 // Pure bookkeeping before login: per-address token buckets, the pre-authentication byte budget,
 // and the backoff after failed logins (issue 13 #2, #10), with an injected clock.
 import { describe, expect, it } from 'vitest';
-import { createAuthBackoff } from '../../src/broker/auth-backoff.js';
+import { createAuthBackoff } from '../../src/registry/auth-backoff.js';
 import { createConnectRateLimiter, createPreAuthBudget } from '../../src/broker/preauth.js';
 
 describe('connection rate per address', () => {
