@@ -3,6 +3,7 @@
 // let the messages under way reach the spool, give the drain the shutdown deadline, keep the rest
 // in the spool. A new listener, message source, job or page is one import and one call here.
 import { type Broker, createBroker } from './broker/broker.js';
+import { createMosquittoSync } from './broker/mosquitto-sync.js';
 import type { Config } from './config/schema.js';
 import { GatewayError } from './errors.js';
 import { buildBrokerHooksHttp } from './http/broker-hooks.js';
@@ -134,33 +135,53 @@ function wireHttp(
 }
 
 /**
- * The broker auth hooks listener (listeners.brokerHooks), for an external broker: off by default,
- * never without its secret. It checks passwords on the broker's hashing thread and cache.
+ * The gateway's side of an external broker: the auth hooks listener (listeners.brokerHooks: off by
+ * default, never without its secret; passwords checked on the broker's hashing thread and cache)
+ * and the Mosquitto files kept in step with the registry (mosquitto.syncDir).
  */
-function wireBrokerHooks(
+function wireExternalBroker(
   config: Config,
   log: Logger,
   parts: { registry: Registry; verifier: PasswordVerifier; guard: TokenGuard },
   token: string | undefined,
 ) {
-  if (!config.listeners.brokerHooks.enabled) return undefined;
-  if (!token)
+  const { registry, verifier, guard } = parts;
+  const mosquittoSync = createMosquittoSync({
+    config,
+    registry,
+    log: log.child({ module: 'broker.mosquitto-sync' }),
+  });
+  const hooks = config.listeners.brokerHooks;
+  if (hooks.enabled && !token)
     throw new GatewayError(
       'LL_BROKER_HOOKS_TOKEN_MISSING',
       'listeners.brokerHooks is enabled but has no secret: set LIVINGLAB_BROKER_HOOKS_TOKEN or listeners.brokerHooks.tokenFile (openssl rand -hex 32), and give the broker the same secret',
     );
-  const { registry, verifier, guard } = parts;
   const login = createPasswordLogin({ registry, verifier, backoff: loginBackoffOptions(config) });
   const hooksLog = log.child({ module: 'http.broker-hooks' });
-  return buildBrokerHooksHttp({ registry, login, token, guard, log: hooksLog });
+  const http =
+    hooks.enabled && token
+      ? buildBrokerHooksHttp({ registry, login, token, guard, log: hooksLog })
+      : undefined;
+  const side = {
+    mosquittoSync,
+    /** The broker auth hooks listener's port; 0 when it is off. */
+    hooksPort: 0,
+    start: async () => {
+      await mosquittoSync.start();
+      const at = { ...hooks, name: 'broker hooks', flag: '--broker-hooks-port' };
+      if (http) side.hooksPort = await listenHttp(http, at);
+    },
+    stop: async () => {
+      await http?.close();
+      await mosquittoSync.stop();
+    },
+  };
+  return side;
 }
 
 /** Every part, created in the order each needs the others; nothing is started here. */
-function wireParts(
-  config: Config,
-  log: Logger,
-  opts: { openSpoolFile?: SpoolOptions['openFile']; opsToken?: string; brokerHooksToken?: string },
-) {
+function wireParts(config: Config, log: Logger, opts: Omit<BuildAppOptions, 'log'>) {
   checkJobSchedules(config.jobs);
   checkOpsExposure(config, opts.opsToken);
   const schemas = loadSchemas(config.schemasDir);
@@ -183,24 +204,35 @@ function wireParts(
   });
   storage.drain.stats.onWriteLatency = metrics.observeWriteLatency;
   const hooksParts = { registry, verifier: ingestion.verifier, guard };
-  const brokerHooks = wireBrokerHooks(config, log, hooksParts, opts.brokerHooksToken);
-  return { schemas, registry, storage, tls, ingestion, scheduler, guard, metrics, brokerHooks };
+  const externalBroker = wireExternalBroker(config, log, hooksParts, opts.brokerHooksToken);
+  return {
+    schemas,
+    registry,
+    storage,
+    tls,
+    ingestion,
+    scheduler,
+    guard,
+    metrics,
+    externalBroker,
+  };
 }
 
-export function buildApp(
-  config: Config,
-  // openSpoolFile: the spool's file seam for disk-fault tests; opsToken: config/load.ts loadOpsToken;
-  // brokerHooksToken: loadBrokerHooksToken.
-  opts: {
-    log?: Logger;
-    openSpoolFile?: SpoolOptions['openFile'];
-    opsToken?: string;
-    brokerHooksToken?: string;
-  } = {},
-) {
+/**
+ * openSpoolFile: the spool's file seam for disk-fault tests; opsToken: config/load.ts
+ * loadOpsToken; brokerHooksToken: loadBrokerHooksToken.
+ */
+export interface BuildAppOptions {
+  log?: Logger;
+  openSpoolFile?: SpoolOptions['openFile'];
+  opsToken?: string;
+  brokerHooksToken?: string;
+}
+
+export function buildApp(config: Config, opts: BuildAppOptions = {}) {
   const log = opts.log ?? createLogger({ level: config.logLevel, format: config.logFormat });
   const parts = wireParts(config, log, opts);
-  const { schemas, registry, storage, tls, ingestion, scheduler, guard, metrics, brokerHooks } = parts;
+  const { schemas, registry, storage, tls, ingestion, scheduler, guard, metrics, externalBroker } = parts;
   const { writer, queue, rejects, drain } = storage;
   const { broker, sources, liveness, pipeline } = ingestion;
   let started = false;
@@ -211,7 +243,6 @@ export function buildApp(
   const { http, ops, https } = wireHttp(config, log, { ...httpParts, schemas }, opts.opsToken);
   let httpPort = 0;
   let opsPort = 0;
-  let brokerHooksPort = 0;
   let statsTimer: NodeJS.Timeout | undefined;
 
   const start = async () => {
@@ -224,8 +255,7 @@ export function buildApp(
     if (tls.current) https?.use(tls.current);
     httpPort = await listenHttp(http, { ...config.http, name: 'HTTP', flag: '--http-port' });
     opsPort = await listenHttp(ops, { ...config.listeners.ops, name: 'ops', flag: '--ops-port' });
-    const hooksAt = { ...config.listeners.brokerHooks, name: 'broker hooks', flag: '--broker-hooks-port' };
-    if (brokerHooks) brokerHooksPort = await listenHttp(brokerHooks, hooksAt);
+    await externalBroker.start();
     registerJobs({ config, scheduler, liveness, registry, schemas, rejects, log });
     statsTimer = setInterval(() => reports.logStats(log), 60_000).unref();
     started = true;
@@ -239,7 +269,7 @@ export function buildApp(
     started = false;
     await scheduler.stop();
     guard.stop();
-    const closing = [http.close(), ops.close(), brokerHooks?.close() ?? Promise.resolve()];
+    const closing = [http.close(), ops.close(), externalBroker.stop()];
     await Promise.all(closing.map((c) => c.catch(() => undefined)));
     // Stop accepting: close the listeners and the connections; then finish the appends under way.
     for (const source of sources.toReversed()) await source.stop();
@@ -256,7 +286,7 @@ export function buildApp(
 
   const exposed = { config, log, broker, registry, schemas, pipeline, queue, drain, writer, rejects };
   return {
-    ...{ ...exposed, liveness, scheduler, start, stop },
+    ...{ ...exposed, liveness, scheduler, externalBroker, start, stop },
     get mqttPort() {
       return broker.port;
     },
@@ -274,10 +304,6 @@ export function buildApp(
     httpScheme: https ? 'https' : 'http',
     get opsPort() {
       return opsPort;
-    },
-    /** The broker auth hooks listener; 0 when it is off. */
-    get brokerHooksPort() {
-      return brokerHooksPort;
     },
   };
 }

@@ -35,7 +35,7 @@ async function post(
   headers: Record<string, string> = {},
   form = false,
 ): Promise<{ status: number; body: unknown }> {
-  const res = await fetch(`http://127.0.0.1:${lab.gw.app.brokerHooksPort}${path}`, {
+  const res = await fetch(`http://127.0.0.1:${lab.gw.app.externalBroker.hooksPort}${path}`, {
     method: 'POST',
     headers: {
       authorization: `Bearer ${SECRET}`,
