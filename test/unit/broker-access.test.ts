@@ -2,7 +2,11 @@
 // (registry/login.ts), the topic rule for a client the broker already let in (acl.ts
 // authorizeAction), and Mosquitto's files from the registry (mosquitto-files.ts).
 import { pbkdf2Sync, randomBytes } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { loadBrokerHooksToken, loadConfig } from '../../src/config/load.js';
 import { authorizeAction, type BrokerAction, mayRetain } from '../../src/registry/acl.js';
 import { addAccount, addDevice, setDeviceEnabled } from '../../src/registry/edit.js';
 import { createPasswordLogin } from '../../src/registry/login.js';
@@ -135,5 +139,23 @@ describe('renderMosquittoFiles', () => {
   it('accepts the 12-byte salts mosquitto_passwd 2.0 and the gateway write', () => {
     expect(mosquittoHashProblem(HASH)).toBeUndefined();
     expect(mosquittoHashProblem('plain')).toBe('not a $7$ PBKDF2-SHA512 hash');
+  });
+});
+
+describe('loadBrokerHooksToken', () => {
+  it('takes LIVINGLAB_BROKER_HOOKS_TOKEN first, then the token file; refuses a short or unreadable file', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'll-hooks-token-'));
+    const file = join(dir, 'token');
+    writeFileSync(file, 'from-the-file-0123456789\n');
+    const config = loadConfig({ flags: { listeners: { brokerHooks: { tokenFile: file } } } });
+    expect(loadBrokerHooksToken(config, { LIVINGLAB_BROKER_HOOKS_TOKEN: 'from-the-env-0123456789' })).toBe(
+      'from-the-env-0123456789',
+    );
+    expect(loadBrokerHooksToken(config, {})).toBe('from-the-file-0123456789');
+    writeFileSync(file, 'short');
+    expect(() => loadBrokerHooksToken(config, {})).toThrow(/shorter than 16 characters/);
+    const missing = loadConfig({ flags: { listeners: { brokerHooks: { tokenFile: join(dir, 'none') } } } });
+    expect(() => loadBrokerHooksToken(missing, {})).toThrow(/cannot read/);
+    expect(loadBrokerHooksToken(loadConfig({}), {})).toBeUndefined();
   });
 });
