@@ -92,6 +92,13 @@ async function padToDummyCost(
   return false;
 }
 
+/**
+ * Whom a check is charged to (the hashing queue's per-owner share, the per-address backoff): the
+ * client's address, or, when a broker's hook does not send it, the username, so that every device
+ * behind one broker does not share one address's quarter of the queue and its failure count.
+ */
+const ownerOf = (address: string, username: string) => address || `user:${username}`;
+
 const refuse = (
   refusal: LoginRefusal,
   reason: string,
@@ -114,7 +121,7 @@ export function createPasswordLogin(deps: {
 
   const afterHash = (ok: boolean, req: LoginRequest, username: string, known: boolean): LoginResult => {
     if (!ok) {
-      const delay = backoff.fail(username, req.address);
+      const delay = backoff.fail(username, ownerOf(req.address, username));
       return known
         ? refuse('wrong-password', 'wrong password', delay)
         : refuse('unknown-user', 'unknown username', delay);
@@ -132,8 +139,9 @@ export function createPasswordLogin(deps: {
   };
 
   const check = async (req: LoginRequest): Promise<LoginResult> => {
-    const { username, password, address } = req;
+    const { username, password } = req;
     if (!username || !password) return refuse('missing', 'username and password are required');
+    const address = ownerOf(req.address, username);
     const snapshot = registry.current();
     const identity = findIdentity(snapshot, username);
     const hash = identity?.kind === 'device' ? identity.device.passwordHash : identity?.account.passwordHash;

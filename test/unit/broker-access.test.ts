@@ -106,6 +106,21 @@ describe('createPasswordLogin', () => {
   });
 });
 
+describe('createPasswordLogin without the client address (a broker hook that does not send it)', () => {
+  it("charges failures to the username, so one device's failures do not slow another's refusals", async () => {
+    const snapshot = toSnapshot(registry());
+    const login = createPasswordLogin({
+      registry: { current: () => snapshot },
+      verifier: createPasswordVerifier(),
+      backoff: { usernameAfter: 100, addressAfter: 2, baseMs: 1000, maxMs: 4000, now: () => 0 },
+    });
+    const wrong = (username: string) =>
+      login.check({ username, password: 'x', clientId: username, address: '' });
+    for (let i = 0; i < 3; i++) await wrong('ox-1');
+    expect(await wrong('ox-2')).toMatchObject({ refusal: 'wrong-password', delayMs: 0 });
+  });
+});
+
 describe('renderMosquittoFiles', () => {
   it('writes each enabled device its own topics, staff read-only, and names the hashes left out', () => {
     const salt16 = randomBytes(16);
