@@ -170,7 +170,9 @@ function wireExternalBroker(
     start: async () => {
       await mosquittoSync.start();
       const at = { ...hooks, name: 'broker hooks', flag: '--broker-hooks-port' };
-      if (http) side.hooksPort = await listenHttp(http, at);
+      if (!http) return;
+      side.hooksPort = await listenHttp(http, at);
+      hooksLog.info({ host: hooks.host, port: side.hooksPort }, 'broker auth hooks listening');
     },
     stop: async () => {
       await http?.close();
