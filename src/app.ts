@@ -3,16 +3,18 @@
 // let the messages under way reach the spool, give the drain the shutdown deadline, keep the rest
 // in the spool. A new listener, message source, job or page is one import and one call here.
 import { type Broker, createBroker } from './broker/broker.js';
+import { createMosquittoSync } from './broker/mosquitto-sync.js';
 import type { Config } from './config/schema.js';
 import { resolveTimeZone } from './config/time-zone.js';
 import { GatewayError } from './errors.js';
+import { buildBrokerHooksHttp } from './http/broker-hooks.js';
 import { createGatewayMetrics } from './http/gateway-metrics.js';
 import { listenHttp } from './http/listen.js';
 import { buildOpsHttp, isLoopback } from './http/ops.js';
 import { httpsServingFor } from './http/secure.js';
 import { buildHttp } from './http/server.js';
 import { createStatusReports } from './http/status.js';
-import { createTokenGuard } from './http/token-guard.js';
+import { createTokenGuard, type TokenGuard } from './http/token-guard.js';
 import { createFeedbackBudget, MAX_FEEDBACK_BYTES } from './ingest/feedback.js';
 import { createPipeline, warnDevicesWithoutSchema } from './ingest/pipeline.js';
 import type { MessageSource } from './ingest/source.js';
@@ -21,7 +23,8 @@ import { checkJobSchedules, createJobScheduler, registerJobs } from './jobs/regi
 import { createLogger, type Logger } from './log.js';
 import { auditLogOptions, createAuditLog } from './query/audit.js';
 import { createHashPool } from './registry/hash-pool.js';
-import { createPasswordVerifier } from './registry/passwords.js';
+import { createPasswordLogin, loginBackoffOptions } from './registry/login.js';
+import { createPasswordVerifier, type PasswordVerifier } from './registry/passwords.js';
 import { createRegistry, type Registry } from './registry/registry.js';
 import { secretsFileFor } from './registry/secrets-file.js';
 import { statusTopic } from './registry/topics.js';
@@ -150,12 +153,56 @@ function wireHttp(
   return { http, ops, https };
 }
 
-/** Every part, created in the order each needs the others; nothing is started here. */
-function wireParts(
+/**
+ * The gateway's side of an external broker: the auth hooks listener (listeners.brokerHooks: off by
+ * default, never without its secret; passwords checked on the broker's hashing thread and cache)
+ * and the Mosquitto files kept in step with the registry (mosquitto.syncDir).
+ */
+function wireExternalBroker(
   config: Config,
   log: Logger,
-  opts: { openSpoolFile?: SpoolOptions['openFile']; opsToken?: string },
+  parts: { registry: Registry; verifier: PasswordVerifier; guard: TokenGuard },
+  token: string | undefined,
 ) {
+  const { registry, verifier, guard } = parts;
+  const mosquittoSync = createMosquittoSync({
+    config,
+    registry,
+    log: log.child({ module: 'broker.mosquitto-sync' }),
+  });
+  const hooks = config.listeners.brokerHooks;
+  if (hooks.enabled && !token)
+    throw new GatewayError(
+      'LL_BROKER_HOOKS_TOKEN_MISSING',
+      'listeners.brokerHooks is enabled but has no secret: set LIVINGLAB_BROKER_HOOKS_TOKEN or listeners.brokerHooks.tokenFile (openssl rand -hex 32), and give the broker the same secret',
+    );
+  const login = createPasswordLogin({ registry, verifier, backoff: loginBackoffOptions(config) });
+  const hooksLog = log.child({ module: 'http.broker-hooks' });
+  const http =
+    hooks.enabled && token
+      ? buildBrokerHooksHttp({ registry, login, token, guard, log: hooksLog })
+      : undefined;
+  const side = {
+    mosquittoSync,
+    /** The broker auth hooks listener's port; 0 when it is off. */
+    hooksPort: 0,
+    start: async () => {
+      await mosquittoSync.start();
+      const at = { ...hooks, name: 'broker hooks', flag: '--broker-hooks-port' };
+      if (!http) return;
+      side.hooksPort = await listenHttp(http, at);
+      hooksLog.info({ host: hooks.host, port: side.hooksPort }, 'broker auth hooks listening');
+    },
+    stop: async () => {
+      await http?.close();
+      await mosquittoSync.stop();
+    },
+  };
+  return side;
+}
+
+/** Every part, created in the order each needs the others; nothing is started here. */
+function wireParts(config: Config, log: Logger, opts: Omit<BuildAppOptions, 'log'>) {
   checkJobSchedules(config.jobs);
   checkOpsExposure(config, opts.opsToken);
   const schemas = loadSchemas(config.schemasDir);
@@ -177,17 +224,36 @@ function wireParts(
     tlsCertFile: config.tls.cert,
   });
   storage.drain.stats.onWriteLatency = metrics.observeWriteLatency;
-  return { schemas, registry, storage, tls, ingestion, scheduler, guard, metrics };
+  const hooksParts = { registry, verifier: ingestion.verifier, guard };
+  const externalBroker = wireExternalBroker(config, log, hooksParts, opts.brokerHooksToken);
+  return {
+    schemas,
+    registry,
+    storage,
+    tls,
+    ingestion,
+    scheduler,
+    guard,
+    metrics,
+    externalBroker,
+  };
 }
 
-export function buildApp(
-  config: Config,
-  // openSpoolFile: the spool's file seam for disk-fault tests; opsToken: config/load.ts loadOpsToken.
-  opts: { log?: Logger; openSpoolFile?: SpoolOptions['openFile']; opsToken?: string } = {},
-) {
+/**
+ * openSpoolFile: the spool's file seam for disk-fault tests; opsToken: config/load.ts
+ * loadOpsToken; brokerHooksToken: loadBrokerHooksToken.
+ */
+export interface BuildAppOptions {
+  log?: Logger;
+  openSpoolFile?: SpoolOptions['openFile'];
+  opsToken?: string;
+  brokerHooksToken?: string;
+}
+
+export function buildApp(config: Config, opts: BuildAppOptions = {}) {
   const log = opts.log ?? createLogger({ level: config.logLevel, format: config.logFormat });
   const parts = wireParts(config, log, opts);
-  const { schemas, registry, storage, tls, ingestion, scheduler, guard, metrics } = parts;
+  const { schemas, registry, storage, tls, ingestion, scheduler, guard, metrics, externalBroker } = parts;
   const { writer, queue, rejects, drain } = storage;
   const { broker, sources, liveness, pipeline } = ingestion;
   let started = false;
@@ -210,6 +276,7 @@ export function buildApp(
     if (tls.current) https?.use(tls.current);
     httpPort = await listenHttp(http, { ...config.http, name: 'HTTP', flag: '--http-port' });
     opsPort = await listenHttp(ops, { ...config.listeners.ops, name: 'ops', flag: '--ops-port' });
+    await externalBroker.start();
     registerJobs({ config, scheduler, liveness, registry, schemas, rejects, log });
     statsTimer = setInterval(() => reports.logStats(log), 60_000).unref();
     started = true;
@@ -223,7 +290,8 @@ export function buildApp(
     started = false;
     await scheduler.stop();
     guard.stop();
-    await Promise.all([http.close(), ops.close()].map((closing) => closing.catch(() => undefined)));
+    const closing = [http.close(), ops.close(), externalBroker.stop()];
+    await Promise.all(closing.map((c) => c.catch(() => undefined)));
     // Stop accepting: close the listeners and the connections; then finish the appends under way.
     for (const source of sources.toReversed()) await source.stop();
     await ingestion.hashPool.stop();
@@ -239,7 +307,7 @@ export function buildApp(
 
   const exposed = { config, log, broker, registry, schemas, pipeline, queue, drain, writer, rejects };
   return {
-    ...{ ...exposed, liveness, scheduler, start, stop },
+    ...{ ...exposed, liveness, scheduler, externalBroker, start, stop },
     get mqttPort() {
       return broker.port;
     },

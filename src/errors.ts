@@ -36,6 +36,8 @@ export const ERROR_CODES = {
   LL_AUDIT_KEY_MISSING: 'The audit log is sealed with the audit key, but no audit key is available',
   LL_AUDIT_HEAD_INVALID: 'The audit head file (entry count and last MAC) cannot be read',
   LL_OPS_TOKEN_MISSING: 'The ops listener is bound beyond loopback and no ops token is configured',
+  LL_BROKER_HOOKS_TOKEN_MISSING: 'The broker auth hooks listener is enabled and no hooks token is configured',
+  LL_MOSQUITTO_FILES_FAILED: 'The Mosquitto password_file and acl_file could not be written',
   LL_BACKUP_FAILED:
     'A backup could not be taken (output folder not empty, registry missing or being edited, a planted link in the data folder, influxd backup failed)',
   LL_BACKUP_INVALID: 'A backup folder does not match its manifest (missing, changed or added files)',

@@ -13,11 +13,11 @@ import type { Config } from '../config/schema.js';
 import { GatewayError } from '../errors.js';
 import type { Ingestion, MessageSource } from '../ingest/source.js';
 import type { Logger } from '../log.js';
+import { loginBackoffOptions } from '../registry/login.js';
 import type { PasswordVerifier } from '../registry/passwords.js';
 import type { Registry } from '../registry/registry.js';
 import type { Device } from '../registry/types.js';
 import type { TlsMaterial } from '../tls/material.js';
-import type { BackoffOptions } from './auth-backoff.js';
 import { isBackedUp } from './backlog.js';
 import { type Connection, type ConnectionGate, createConnectionGate } from './connection-gate.js';
 import { type AuthStats, createHooks, type Hooks } from './hooks.js';
@@ -227,13 +227,6 @@ async function listenWss(
   return listener.port;
 }
 
-const backoffOptions = (config: Config): BackoffOptions => ({
-  usernameAfter: config.auth.usernameBackoffAfter,
-  addressAfter: config.auth.addressBackoffAfter,
-  baseMs: config.auth.backoffBaseMs,
-  maxMs: config.auth.backoffMaxMs,
-});
-
 /** The TLS listener's side of the gate: rate on the raw socket, the rest on the decrypted one. */
 function tlsHandlers(
   gate: ConnectionGate,
@@ -295,7 +288,7 @@ export function createBroker(deps: BrokerDeps): Broker {
     ...deps,
     onPublish: (msg) => (ingestion as Ingestion).handle(msg),
     connectionIdOf: (client) => connectionIds.get(client),
-    backoff: backoffOptions(config),
+    backoff: loginBackoffOptions(config),
   });
   const gate = createConnectionGate({ config, log, onOversize: (r) => ingestion?.rejectOversize(r) });
   let aedes: Aedes | undefined;

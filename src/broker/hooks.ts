@@ -1,16 +1,17 @@
 // aedes callbacks: authentication and the subscription ACL here, the publish side (ACL, ingestion
 // hand-off, deliveries) in publish-hooks.ts. CONNACK codes are chosen here and nowhere else.
-// Logins: an unknown username costs a dummy hash like a real one, failed logins back off per
-// username and address (auth-backoff.ts), and a full hashing queue refuses with CONNACK 3. A
+// Logins are decided by registry/login.ts (the same rule an external broker's auth hooks use): an
+// unknown username costs a dummy hash like a real one, failed logins back off per username and
+// address, and a full hashing queue refuses with CONNACK 3. A
 // connection with a client certificate and no password logs in by certificate (client-certificate.ts).
 import type { AedesOptions, Client, Subscription } from 'aedes';
-import { isGatewayError } from '../errors.js';
 import type { Ingestion } from '../ingest/source.js';
 import type { Logger } from '../log.js';
-import { canConnect, canSubscribe, findIdentity, type Identity } from '../registry/acl.js';
-import { maxIterations, type PasswordVerifier, parseHash } from '../registry/passwords.js';
-import type { Registry, RegistrySnapshot } from '../registry/registry.js';
-import { type BackoffOptions, createAuthBackoff } from './auth-backoff.js';
+import { canSubscribe, type Identity, SUBSCRIPTION_QOS } from '../registry/acl.js';
+import type { BackoffOptions } from '../registry/auth-backoff.js';
+import { createPasswordLogin, DEFAULT_LOGIN_BACKOFF, type LoginRefusal } from '../registry/login.js';
+import type { PasswordVerifier } from '../registry/passwords.js';
+import type { Registry } from '../registry/registry.js';
 import { certificateLogin, peerCertificateOf } from './client-certificate.js';
 import { createPublishHooks, type Who } from './publish-hooks.js';
 
@@ -42,38 +43,6 @@ export interface Hooks {
   identityOf(client: Client): Identity | undefined;
   setIdentity(client: Client, identity: Identity): void;
   readonly authStats: AuthStats;
-}
-
-// The cost of the dearest hash in the registry: an unknown username must cost as much as a real
-// account's wrong password (staff accounts, the ones worth guessing, carry the dearest hashes).
-const dummyCosts = new WeakMap<RegistrySnapshot, number>();
-function dummyIterations(snapshot: RegistrySnapshot): number {
-  let n = dummyCosts.get(snapshot);
-  if (n === undefined) {
-    const hashes = [...snapshot.devices.values(), ...snapshot.accounts.values()].map((x) => x.passwordHash);
-    n = maxIterations(hashes);
-    dummyCosts.set(snapshot, n);
-  }
-  return n;
-}
-
-/**
- * After a wrong password for a hash cheaper than the dearest one (a device's 1,000 iterations
- * beside staff's 210,000), hashes a dummy for the difference: otherwise a known device id was
- * refused ~200 times faster than an unknown username, which told an attacker which ids exist.
- */
-async function padToDummyCost(
-  verifier: PasswordVerifier,
-  hash: string,
-  password: string | Buffer,
-  dummyCost: number,
-  owner: string,
-): Promise<false> {
-  const parsed = parseHash(hash);
-  const spent = typeof parsed === 'string' ? 0 : parsed.iterations;
-  // A full hashing queue must not turn a counted wrong password into an uncounted "busy".
-  if (spent < dummyCost) await verifier.verifyUnknown(password, dummyCost - spent, owner).catch(() => false);
-  return false;
 }
 
 /** A name from an unauthenticated client, cut to what a log line needs. */
@@ -114,9 +83,21 @@ function createRefuser(
     };
 }
 
+// How each login refusal (registry/login.ts) is said in a CONNACK.
+const CONNACK_FOR: Record<LoginRefusal, number> = {
+  missing: CONNACK.BAD_USERNAME_OR_PASSWORD,
+  backoff: CONNACK.BAD_USERNAME_OR_PASSWORD,
+  'wrong-password': CONNACK.BAD_USERNAME_OR_PASSWORD,
+  'unknown-user': CONNACK.BAD_USERNAME_OR_PASSWORD,
+  'not-authorized': CONNACK.NOT_AUTHORIZED,
+  busy: CONNACK.SERVER_UNAVAILABLE,
+  error: CONNACK.NOT_AUTHORIZED,
+};
+
 /**
- * The login check. The CONNACK goes out when `done` is called: a refusal after failed logins is
- * held for the backoff delay (the connection waits, costing a socket but no hashing).
+ * The login check (registry/login.ts decides; this says it). The CONNACK goes out when `done` is
+ * called: a refusal after failed logins is held for the backoff delay (the connection waits,
+ * costing a socket but no hashing).
  */
 function createAuthenticate(
   deps: HooksDeps,
@@ -124,9 +105,7 @@ function createAuthenticate(
   who: (client: Client) => Record<string, unknown>,
 ): { authenticate: NonNullable<AedesOptions['authenticate']>; authStats: AuthStats } {
   const { registry, verifier, log } = deps;
-  const backoff = createAuthBackoff(
-    deps.backoff ?? { usernameAfter: 5, addressAfter: 20, baseMs: 1000, maxMs: 30_000 },
-  );
+  const login = createPasswordLogin({ registry, verifier, backoff: deps.backoff ?? DEFAULT_LOGIN_BACKOFF });
   const authStats: Record<string, number> = {};
   const refuser = createRefuser(log, authStats, who);
   const authenticate: NonNullable<AedesOptions['authenticate']> = (client, username, password, done) => {
@@ -135,62 +114,22 @@ function createAuthenticate(
     // No password: a verified client certificate may stand in for it (mutual TLS).
     const peer = password ? undefined : peerCertificateOf(client);
     if (peer) {
-      const login = certificateLogin(registry.current(), client.id, username, peer);
-      if (login.allow) {
-        identities.set(client, login.identity);
+      const byCertificate = certificateLogin(registry.current(), client.id, username, peer);
+      if (byCertificate.allow) {
+        identities.set(client, byCertificate.identity);
         return done(null, true);
       }
-      const code = 'clientId' in login ? CONNACK.IDENTIFIER_REJECTED : CONNACK.NOT_AUTHORIZED;
-      return refuse(code, login.reason, 'certificate', backoff.fail(username ?? client.id, address));
+      const code = 'clientId' in byCertificate ? CONNACK.IDENTIFIER_REJECTED : CONNACK.NOT_AUTHORIZED;
+      return refuse(code, byCertificate.reason, 'certificate', login.fail(username ?? client.id, address));
     }
-    if (!username || !password)
-      return refuse(CONNACK.BAD_USERNAME_OR_PASSWORD, 'username and password are required', 'missing');
-    const snapshot = registry.current();
-    const identity = findIdentity(snapshot, username);
-    const hash = identity?.kind === 'device' ? identity.device.passwordHash : identity?.account.passwordHash;
-    const locked = backoff.lockedFor(username);
-    // A lock keyed by username alone let anyone who knows a device id (another vendor, or anyone
-    // timing refusals) keep that device out with one wrong password per lock period. A credential
-    // verified before needs no hash, so it passes the lock: guessing gains nothing from that.
-    if (locked > 0 && !(hash !== undefined && verifier.isRemembered(hash, password)))
-      return refuse(
-        CONNACK.BAD_USERNAME_OR_PASSWORD,
-        'too many failed logins for this username; refused without a check',
-        'backoff',
-        locked,
-      );
-    const dummyCost = dummyIterations(snapshot);
-    const checking =
-      hash === undefined
-        ? verifier.verifyUnknown(password, dummyCost, address)
-        : verifier
-            .verify(hash, password, address)
-            .then((ok) => (ok ? true : padToDummyCost(verifier, hash, password, dummyCost, address)));
-    checking.then(
-      (ok) => {
-        if (!ok) {
-          const delay = backoff.fail(username, address);
-          return identity
-            ? refuse(CONNACK.BAD_USERNAME_OR_PASSWORD, 'wrong password', 'wrong-password', delay)
-            : refuse(CONNACK.BAD_USERNAME_OR_PASSWORD, 'unknown username', 'unknown-user', delay);
-        }
-        backoff.succeed(username);
-        // Re-read: the registry may have changed while the hash was computed.
-        const fresh = findIdentity(registry.current(), username);
-        if (!fresh) return refuse(CONNACK.BAD_USERNAME_OR_PASSWORD, 'unknown username', 'unknown-user');
-        const decision = canConnect(fresh, client.id);
-        if (!decision.allow) {
-          const code = 'clientId' in decision ? CONNACK.IDENTIFIER_REJECTED : CONNACK.NOT_AUTHORIZED;
-          return refuse(code, decision.reason, 'not-authorized');
-        }
-        identities.set(client, fresh);
-        done(null, true);
-      },
-      (err: Error) =>
-        isGatewayError(err) && err.code === 'LL_AUTH_BUSY'
-          ? refuse(CONNACK.SERVER_UNAVAILABLE, err.message, 'busy')
-          : refuse(CONNACK.NOT_AUTHORIZED, `password check failed: ${err.message}`, 'error'),
-    );
+    void login.check({ username, password, clientId: client.id, address }).then((result) => {
+      if (!result.allow) {
+        const code = result.clientId ? CONNACK.IDENTIFIER_REJECTED : CONNACK_FOR[result.refusal];
+        return refuse(code, result.reason, result.refusal, result.delayMs);
+      }
+      identities.set(client, result.identity);
+      done(null, true);
+    });
   };
   return { authenticate, authStats };
 }
@@ -249,11 +188,8 @@ export function createHooks(deps: {
       noteRefusal(client, sub.topic, decision.reason);
       return callback(null, null);
     }
-    // Every subscription is QoS 0: aedes has no offline-queue limit for persistent sessions
-    // (aedes#1087), and only QoS > 0 subscriptions are queued while a client is offline. Devices get
-    // their feedback, staff their live view, nothing piles up for an offline session. In place, so
-    // the session store keeps QoS 0 too; aedes still echoes the requested QoS in the SUBACK.
-    sub.qos = 0;
+    // In place, so the session store keeps it too; aedes still echoes the requested QoS in the SUBACK.
+    sub.qos = SUBSCRIPTION_QOS;
     callback(null, sub);
   };
 

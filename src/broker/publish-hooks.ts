@@ -3,7 +3,7 @@
 // authorizePublish callback is called with no error, so that call waits for ingestion's answer:
 // never acknowledge before the spool commit, never forward a rejected message.
 import type { AedesOptions, Client, PublishPacket } from 'aedes';
-import { canPublish, type Identity, recheckIdentity } from '../registry/acl.js';
+import { canPublish, type Identity, mayRetain, recheckIdentity } from '../registry/acl.js';
 import type { Registry } from '../registry/registry.js';
 import { isBackedUp, PUBLISH_OVERHEAD } from './backlog.js';
 import type { HooksDeps } from './hooks.js';
@@ -71,8 +71,7 @@ export function createPublishHooks(deps: HooksDeps, identities: WeakMap<Client, 
       );
       return callback(new Error(decision.reason));
     }
-    const isStatus = packet.topic.endsWith('/status');
-    // Health data is never kept as a retained message; only status may be.
+    const isStatus = mayRetain(packet.topic);
     if (!isStatus) packet.retain = false;
     const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
     onPublish({ topic: packet.topic, payload, identity, clientId: client.id, receivedAt: new Date() }).then(

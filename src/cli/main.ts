@@ -6,6 +6,7 @@ import { Command, CommanderError } from 'commander';
 import { isGatewayError } from '../errors.js';
 import { packageRoot } from '../paths.js';
 import { registerBackupCommands } from './backup.js';
+import { registerBrokerCommands } from './broker.js';
 import { registerCertsCommands } from './certs.js';
 import { registerDeviceCommands } from './devices.js';
 import { registerExportCommand } from './export.js';
@@ -40,6 +41,7 @@ export function buildProgram(env: Record<string, string | undefined>): Command {
   registerRegistryCommands(program, env);
   registerCertsCommands(program);
   registerBackupCommands(program, env);
+  registerBrokerCommands(program, env);
   return program;
 }
 

@@ -5,7 +5,7 @@
 // even stopping hangs.
 import type { Command } from 'commander';
 import { type App, buildApp } from '../app.js';
-import { loadOpsToken } from '../config/load.js';
+import { loadBrokerHooksToken, loadOpsToken } from '../config/load.js';
 import { lockDataDir } from '../storage/data-lock.js';
 import { type FleetScheduler, startFleets } from './fleet-schedule.js';
 import { addServeOptions, type CommonFlags, configFromFlags } from './options.js';
@@ -28,7 +28,11 @@ export function registerServeCommand(program: Command, env: Record<string, strin
     let app: App;
     try {
       const opsToken = loadOpsToken(config, env);
-      app = buildApp(config, opsToken ? { opsToken } : {});
+      const brokerHooksToken = loadBrokerHooksToken(config, env);
+      app = buildApp(config, {
+        ...(opsToken ? { opsToken } : {}),
+        ...(brokerHooksToken ? { brokerHooksToken } : {}),
+      });
     } catch (err) {
       await lock.release();
       throw err;

@@ -208,3 +208,34 @@ export function loadOpsToken(config: Config, env: Record<string, string | undefi
     );
   return text;
 }
+
+/**
+ * The secret an external broker sends to the auth hooks listener: LIVINGLAB_BROKER_HOOKS_TOKEN,
+ * else the content of `listeners.brokerHooks.tokenFile`, else undefined (app.ts then refuses to
+ * open the listener). Never a config option, like the ops token.
+ */
+export function loadBrokerHooksToken(
+  config: Config,
+  env: Record<string, string | undefined>,
+): string | undefined {
+  const fromEnv = env.LIVINGLAB_BROKER_HOOKS_TOKEN?.trim();
+  if (fromEnv) return fromEnv;
+  const file = config.listeners.brokerHooks.tokenFile;
+  if (!file) return undefined;
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8').trim();
+  } catch (err) {
+    throw new GatewayError(
+      'LL_CONFIG_INVALID',
+      `listeners.brokerHooks.tokenFile: cannot read ${file}: ${(err as Error).message}`,
+      { cause: err },
+    );
+  }
+  if (text.length < 16)
+    throw new GatewayError(
+      'LL_CONFIG_INVALID',
+      `listeners.brokerHooks.tokenFile: ${file} holds ${text.length === 0 ? 'no token' : 'a token shorter than 16 characters'}; put a long random token in it (openssl rand -hex 32)`,
+    );
+  return text;
+}

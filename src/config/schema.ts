@@ -215,6 +215,34 @@ export const CONFIG_SCHEMA = Type.Object(
           'File holding the bearer token /readyz and /metrics require (or set LIVINGLAB_OPS_TOKEN); never the token itself',
         ),
       }),
+      brokerHooks: group({
+        enabled: boolean(
+          false,
+          'HTTP auth hooks for an external broker (EMQX, VerneMQ, mosquitto-go-auth) answering from the registry; needs the hooks token',
+        ),
+        host: text('127.0.0.1', 'Address of the broker auth hooks listener (the broker calls it)'),
+        port: integer(9465, 'Broker auth hooks listener port (0: any free port)', {
+          minimum: 0,
+          maximum: 65535,
+          flag: '--broker-hooks-port <port>',
+        }),
+        tokenFile: text(
+          '',
+          'File holding the secret the broker sends to the hooks (or set LIVINGLAB_BROKER_HOOKS_TOKEN); never the secret itself',
+        ),
+      }),
+    }),
+    mosquitto: group({
+      syncDir: text(
+        '',
+        'Folder where serve keeps a Mosquitto password_file and acl_file in step with the registry (empty: off)',
+        { flag: '--mosquitto-sync <dir>' },
+      ),
+      pidFile: text(
+        '',
+        "Mosquitto's pid file: serve sends that process SIGHUP after rewriting the files, so it reloads them",
+        { flag: '--mosquitto-pid-file <file>' },
+      ),
     }),
     auth: group({
       maxPendingVerifications: integer(

@@ -24,7 +24,7 @@ export interface MetricsSources {
   feedbackDropped: () => Record<string, number>;
   deliveriesDropped: () => number;
   rejectsNotLogged: () => number;
-  /** Before and at login: see broker/preauth.ts, broker/auth-backoff.ts, registry/hash-pool.ts. */
+  /** Before and at login: see broker/preauth.ts, registry/auth-backoff.ts, registry/hash-pool.ts. */
   guard: () => {
     preAuthBytes: number;
     connectionsRefused: Readonly<Record<string, number>>;

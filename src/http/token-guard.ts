@@ -5,7 +5,7 @@
 // A good credential clears its address; nothing one address does touches another, so a valid
 // token from elsewhere is unaffected. Failures are forgotten after a quiet period of 4 × maxMs, and
 // at most `maxKeys` addresses are remembered (the least recently failed are forgotten first).
-// MQTT logins have their own backoff (broker/auth-backoff.ts): there an address is never locked,
+// MQTT logins have their own backoff (registry/auth-backoff.ts): there an address is never locked,
 // because a care home's devices share one NAT address and must not keep each other out; a
 // researcher or a scraper has no such neighbours, and the issue asks for a refusal here.
 // Counts every refusal by reason for /metrics and logs the token id at most, never its secret.

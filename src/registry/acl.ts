@@ -100,3 +100,33 @@ export function canSubscribe(identity: Identity, filter: string): Decision {
   if (filter.startsWith(`${TOPIC_ROOT}/`)) return ALLOW;
   return deny(`staff may subscribe only under ${TOPIC_ROOT}/`);
 }
+
+/**
+ * The QoS every granted subscription gets: aedes has no offline-queue limit for persistent
+ * sessions (aedes#1087) and queues only QoS > 0 for an offline client, so devices get their
+ * feedback and staff their live view at QoS 0, and nothing piles up for an offline session.
+ */
+export const SUBSCRIPTION_QOS = 0;
+
+/** Health data is never kept as a retained message; only a device's status may be. */
+export const mayRetain = (topic: string): boolean => topic.endsWith('/status');
+
+export type BrokerAction = 'publish' | 'subscribe';
+
+/**
+ * What an external broker asks of a client it already let in (EMQX, VerneMQ and mosquitto-go-auth
+ * send the username and client id with every check): the identity as the registry has it now,
+ * under the login rule (enabled, client id), then the topic rule the embedded broker applies.
+ */
+export function authorizeAction(
+  snapshot: RegistrySnapshot,
+  who: { readonly username: string; readonly clientId: string },
+  action: BrokerAction,
+  topic: string,
+): Decision {
+  const identity = findIdentity(snapshot, who.username);
+  if (!identity) return deny(`${who.username} is not in the registry`);
+  const login = canConnect(identity, who.clientId);
+  if (!login.allow) return deny(login.reason);
+  return action === 'publish' ? canPublish(identity, topic) : canSubscribe(identity, topic);
+}

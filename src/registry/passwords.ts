@@ -17,7 +17,13 @@ export const HUMAN_SECRET_ITERATIONS = 210_000;
  */
 export const GENERATED_SECRET_ITERATIONS = 1_000;
 
-const SALT_BYTES = 16;
+/**
+ * What mosquitto_passwd 2.0 writes, and the only salt length Mosquitto 2.0 reads: it drops any other
+ * entry of a password_file ("Unable to decode password salt ... removing entry"), and
+ * `livinglab broker mosquitto` hands it our hashes as they are. 96 random bits: no two alike.
+ */
+export const MOSQUITTO_SALT_BYTES = 12;
+const SALT_BYTES = MOSQUITTO_SALT_BYTES;
 const KEY_BYTES = 64;
 const MAX_ITERATIONS = 10_000_000;
 

@@ -61,6 +61,8 @@ export interface GatewayOptions {
   config?: ConfigInput;
   /** The ops listener's bearer token (what LIVINGLAB_OPS_TOKEN gives `livinglab serve`). */
   opsToken?: string;
+  /** The broker auth hooks' secret (what LIVINGLAB_BROKER_HOOKS_TOKEN gives `livinglab serve`). */
+  brokerHooksToken?: string;
   /** The spool's file seam (test/helpers/disk-faults.ts). */
   openSpoolFile?: SpoolOptions['openFile'];
 }
@@ -106,6 +108,7 @@ export async function startGateway(opts: GatewayOptions): Promise<TestGateway> {
     log,
     ...(opts.openSpoolFile ? { openSpoolFile: opts.openSpoolFile } : {}),
     ...(opts.opsToken ? { opsToken: opts.opsToken } : {}),
+    ...(opts.brokerHooksToken ? { brokerHooksToken: opts.brokerHooksToken } : {}),
   });
   await app.start();
   let stopped: Promise<void> | undefined;

@@ -65,7 +65,7 @@ describe('livinglab command line', { timeout: 120_000 }, () => {
       [
         ...['accounts', 'audit', 'certs', 'devices', 'export', 'projects', 'record', 'replay'],
         ...['registry', 'report', 'schemas', 'serve', 'simulate', 'status', 'tokens'],
-        ...['backup', 'restore'],
+        ...['backup', 'restore', 'broker'],
       ].sort(),
     );
     // Three at a time: fifteen CLI start-ups at once on a loaded machine only time each other out.

@@ -1,8 +1,8 @@
 // Pure bookkeeping before login: per-address token buckets, the pre-authentication byte budget,
 // and the backoff after failed logins (issue 13 #2, #10), with an injected clock.
 import { describe, expect, it } from 'vitest';
-import { createAuthBackoff } from '../../src/broker/auth-backoff.js';
 import { createConnectRateLimiter, createPreAuthBudget } from '../../src/broker/preauth.js';
+import { createAuthBackoff } from '../../src/registry/auth-backoff.js';
 
 describe('connection rate per address', () => {
   it('allows a burst, then the rate, per address, and counts refusals', () => {
