@@ -5,7 +5,7 @@
 // even stopping hangs.
 import type { Command } from 'commander';
 import { type App, buildApp } from '../app.js';
-import { loadOpsToken } from '../config/load.js';
+import { loadBrokerPassword, loadOpsToken } from '../config/load.js';
 import { lockDataDir } from '../storage/data-lock.js';
 import { type FleetScheduler, startFleets } from './fleet-schedule.js';
 import { addServeOptions, type CommonFlags, configFromFlags } from './options.js';
@@ -28,7 +28,11 @@ export function registerServeCommand(program: Command, env: Record<string, strin
     let app: App;
     try {
       const opsToken = loadOpsToken(config, env);
-      app = buildApp(config, opsToken ? { opsToken } : {});
+      const brokerPassword = config.source === 'external' ? loadBrokerPassword(config, env) : undefined;
+      app = buildApp(config, {
+        ...(opsToken ? { opsToken } : {}),
+        ...(brokerPassword !== undefined ? { brokerPassword } : {}),
+      });
     } catch (err) {
       await lock.release();
       throw err;
@@ -76,8 +80,10 @@ export function registerServeCommand(program: Command, env: Record<string, strin
     const ws = web.some(Boolean)
       ? `MQTT over WebSocket on ${web.filter(Boolean).join(' and ')} (/mqtt), `
       : '';
+    const mqttFrom =
+      config.source === 'external' ? `MQTT from ${config.external.url}` : `MQTT on port ${app.mqttPort}`;
     process.stderr.write(
-      `livinglab: MQTT on port ${app.mqttPort}, HTTP on ${app.httpScheme}://localhost:${app.httpPort}/healthz, ` +
+      `livinglab: ${mqttFrom}, HTTP on ${app.httpScheme}://localhost:${app.httpPort}/healthz, ` +
         `ops (/readyz, /metrics) on ${config.listeners.ops.host}:${app.opsPort}, ` +
         `${ws}writing to ${config.influx.url} database "${config.influx.db}"\n`,
     );

@@ -10,11 +10,12 @@ export interface MetricParts {
   pipeline: { readonly stats: Read<'pipeline'> };
   drain: { readonly stats: Read<'drain'> };
   queue: { readonly stats: Read<'queue'> };
+  /** Connection counts are null where the source cannot know them (an external broker): no series then. */
   source: {
-    readonly connectedClients: number;
+    readonly connectedClients: number | null;
     readonly deliveriesDropped: number;
     readonly guardStats: Omit<Guard, 'hashes' | 'hashQueue'>;
-    connectedDevices(): Read<'connectedDevices'>;
+    connectedDevices(): Read<'connectedDevices'> | null;
   };
   feedbackBudget: { readonly stats: { readonly dropped: Read<'feedbackDropped'> } };
   rejects: { readonly notLogged: number };

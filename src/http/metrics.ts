@@ -20,7 +20,8 @@ export interface MetricsSources {
     appendError: string | undefined;
     writeErrors: number;
   };
-  connectedClients: () => number;
+  /** null where the source cannot know (an external broker holds the connections): no series. */
+  connectedClients: () => number | null;
   feedbackDropped: () => Record<string, number>;
   deliveriesDropped: () => number;
   rejectsNotLogged: () => number;
@@ -33,7 +34,8 @@ export interface MetricsSources {
     hashQueue: number;
   };
   registryReloads: () => number;
-  connectedDevices: () => { site: string; type: string }[];
+  /** null where the source cannot know: the gauge has no series rather than a false 0. */
+  connectedDevices: () => { site: string; type: string }[] | null;
   jobs: () => ReadonlyMap<string, { runs: number; failures: number }>;
   liveness: () => { silent: number; batteryLow: number; offline: number; online: number };
   /** Refused HTTP credentials by reason (http/token-guard.ts). */
@@ -263,7 +265,7 @@ function registerFleetMetrics(registry: Registry, src: MetricsSources): void {
     registers: [registry],
     collect() {
       this.reset();
-      for (const d of src.connectedDevices()) this.inc({ device_type: d.type, site: d.site });
+      for (const d of src.connectedDevices() ?? []) this.inc({ device_type: d.type, site: d.site });
     },
   });
   for (const [name, pick, help] of [
@@ -334,7 +336,14 @@ export function createMetrics(src: MetricsSources): Metrics {
   addDropCounters(registry, src);
   counter(registry, 'livinglab_registry_reloads_total', 'Registry file reloads', () => src.registryReloads());
   registerSpoolSizeMetrics(registry, src.queue);
-  gauge(registry, 'livinglab_connected_clients', 'Connected MQTT clients', src.connectedClients);
+  // Known or not is fixed by the source the gateway runs with; an unlabelled gauge always has a sample.
+  if (src.connectedClients() !== null)
+    gauge(
+      registry,
+      'livinglab_connected_clients',
+      'Connected MQTT clients',
+      () => src.connectedClients() ?? 0,
+    );
   registerGuardMetrics(registry, src);
   registerFleetMetrics(registry, src);
   registerLivenessMetrics(registry, src.liveness);

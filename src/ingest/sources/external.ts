@@ -1,0 +1,264 @@
+// The external message source: an existing MQTT broker or broker cluster (Mosquitto, EMQX,
+// VerneMQ, HiveMQ) consumed as an MQTT 5 client with its own credentials, through a shared
+// subscription ($share/GROUP/lab/+/+/+/+) on a persistent session, so several gateways can split
+// the messages and what arrives while a gateway is away waits for it at the broker.
+// It never acknowledges a message before ingestion has answered for it (external-acks.ts), never
+// hands in what the gateway itself published (feedback, status), and never trusts a topic without
+// the registry: the device a topic names must be registered and enabled.
+import { readFileSync } from 'node:fs';
+import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt';
+import type { Config } from '../../config/schema.js';
+import { GatewayError } from '../../errors.js';
+import type { Logger } from '../../log.js';
+import type { Identity } from '../../registry/acl.js';
+import type { RegistrySnapshot } from '../../registry/registry.js';
+import { REJECTED_CHANNEL, splitTopic, TOPIC_ROOT } from '../../registry/topics.js';
+import type { Unattributed } from '../record.js';
+import type { Ingestion, MessageSource } from '../source.js';
+import { type AckGate, type AckGateStats, createAckGate } from './external-acks.js';
+
+/** MQTT 5 user property on everything the gateway publishes, so its own messages are told apart. */
+export const ORIGIN_PROPERTY = 'livinglab-origin';
+const ORIGIN_GATEWAY = 'gateway';
+
+/** Session Expiry Interval is a four-byte number of seconds; 0xFFFFFFFF would mean "never". */
+const MAX_SESSION_EXPIRY_S = 0xfffffffe;
+
+export interface ExternalSourceStats extends AckGateStats {
+  /** PUBACKs sent to the broker: messages the gateway took responsibility for. */
+  acknowledged: number;
+}
+
+/** The external source; what only the broker knows (connections, connected devices) is null. */
+export interface ExternalSource extends MessageSource {
+  /** True while the session to the broker is up. */
+  readonly connected: boolean;
+  readonly connectedClients: null;
+  connectedDevices(): null;
+  readonly stats: Readonly<ExternalSourceStats>;
+  /** For /readyz: why the source takes no messages now, or undefined. */
+  notReady(): string | undefined;
+}
+
+export interface ExternalSourceDeps {
+  config: Config;
+  registry: { current(): RegistrySnapshot };
+  /** The gateway's password on the broker (config/load.ts loadBrokerPassword). */
+  password?: string;
+  log: Logger;
+}
+
+/** The topic filter of the gateway's shared subscription. */
+export const sharedFilter = (group: string): string => `$share/${group}/${TOPIC_ROOT}/+/+/+/+`;
+
+/**
+ * Who a message came from, by its topic and the registry: the device it names when that device is
+ * registered and enabled (ingest/route.ts then checks its site, type and channel), else why not.
+ */
+export function attributeTopic(topic: string, snapshot: RegistrySnapshot): Identity | Unattributed {
+  const parts = splitTopic(topic);
+  if (!parts)
+    return {
+      kind: 'unattributed',
+      id: '',
+      reason: `topic must be ${TOPIC_ROOT}/{site}/{type}/{id}/{channel}`,
+    };
+  const device = snapshot.devices.get(parts.id);
+  if (!device) return { kind: 'unattributed', id: parts.id, reason: `no device ${parts.id} in the registry` };
+  if (!device.enabled)
+    return { kind: 'unattributed', id: parts.id, reason: `device ${parts.id} is disabled` };
+  return { kind: 'device', id: device.id, device };
+}
+
+/** Feedback and the gateway's own status messages come back through the subscription: skipped. */
+function isOwn(packet: IPublishPacket): boolean {
+  if (splitTopic(packet.topic)?.channel === REJECTED_CHANNEL) return true;
+  return packet.properties?.userProperties?.[ORIGIN_PROPERTY] === ORIGIN_GATEWAY;
+}
+
+function clientOptions(config: Config, password: string | undefined): IClientOptions {
+  const ext = config.external;
+  return {
+    protocolVersion: 5,
+    clientId: ext.clientId,
+    // A persistent session: the broker keeps the subscription and the messages while we are away.
+    clean: false,
+    ...(ext.username ? { username: ext.username } : {}),
+    ...(password !== undefined ? { password } : {}),
+    ...(ext.ca ? { ca: readFileSync(ext.ca) } : {}),
+    keepalive: 30,
+    reconnectPeriod: 1000,
+    connectTimeout: 10_000,
+    // Subscribed on each connection below, not replayed by MQTT.js.
+    resubscribe: false,
+    // Feedback is QoS 0: while disconnected it is dropped, not queued in memory without bound.
+    queueQoSZero: false,
+    properties: {
+      sessionExpiryInterval: Math.min(MAX_SESSION_EXPIRY_S, Math.ceil(ext.sessionExpiryMs / 1000)),
+      receiveMaximum: ext.receiveMaximum,
+    },
+  };
+}
+
+/** Resolves on the first CONNACK and SUBACK; rejects with what the operator must fix. */
+function firstSession(client: MqttClient, url: string, subscribed: Promise<void>): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const fail = (err: Error & { code?: unknown }) => {
+      clearTimeout(timer);
+      const refused = typeof err.code === 'number';
+      reject(
+        refused
+          ? new GatewayError(
+              'LL_BROKER_REFUSED',
+              `the external broker at ${url} refused the gateway: ${err.message}; check external.username, LIVINGLAB_BROKER_PASSWORD (or external.passwordFile) and the broker's ACL for the gateway account`,
+              { cause: err },
+            )
+          : new GatewayError(
+              'LL_BROKER_UNREACHABLE',
+              `the external broker at ${url} could not be reached: ${err.message}; check --broker-url and that the broker runs`,
+              { cause: err },
+            ),
+      );
+    };
+    // MQTT.js retries a connection that times out without an error: give up after a few tries.
+    const timer = setTimeout(() => fail(new Error('no answer within 30 s')), 30_000);
+    client.once('error', fail);
+    subscribed.then(() => {
+      clearTimeout(timer);
+      client.off('error', fail);
+      resolve();
+    }, fail);
+  });
+}
+
+async function subscribe(client: MqttClient, filter: string): Promise<void> {
+  const granted = await client.subscribeAsync(filter, { qos: 1 });
+  const code = granted[0]?.qos ?? 128;
+  if (code >= 0x80) {
+    throw Object.assign(new Error(`subscription to ${filter} refused (reason code ${code})`), { code });
+  }
+}
+
+function toRecord(packet: IPublishPacket, snapshot: RegistrySnapshot) {
+  const identity = attributeTopic(packet.topic, snapshot);
+  const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
+  return { topic: packet.topic, payload, identity, clientId: identity.id, receivedAt: new Date() };
+}
+
+/**
+ * Replaces MQTT.js's handleMessage (docs/architecture.md, Pitfalls): the PUBACK of a QoS 1 message goes out when the
+ * callback is called without an error, which the gate does only after ingestion committed it.
+ */
+function handleMessages(
+  client: MqttClient,
+  deps: {
+    gate: AckGate;
+    ingestion: () => Ingestion | undefined;
+    registry: ExternalSourceDeps['registry'];
+    log: Logger;
+  },
+): void {
+  client.handleMessage = (packet, done) => {
+    const ingestion = deps.ingestion();
+    if (isOwn(packet)) return done();
+    if (!ingestion) return done(new Error('source stopped'));
+    const record = toRecord(packet, deps.registry.current());
+    if (packet.qos === 0) {
+      // No acknowledgement to wait for, and none to withhold: never stall the connection for it.
+      ingestion.handle(record).catch((err: Error) => deps.log.debug({ err }, 'QoS 0 message not kept'));
+      return done();
+    }
+    deps.gate.run(() => ingestion.handle(record), done);
+  };
+}
+
+/** The URL as logs and errors show it: without any user name or password written into it. */
+function shownUrl(url: string): string {
+  return url.replace(/\/\/[^/@]*@/, '//');
+}
+
+export function createExternalSource(deps: ExternalSourceDeps): ExternalSource {
+  const { config, log } = deps;
+  const url = shownUrl(config.external.url);
+  if (!/^mqtts?:\/\/[^/]/.test(config.external.url))
+    throw new GatewayError(
+      'LL_CONFIG_INVALID',
+      `external.url: --source external needs --broker-url mqtts://HOST:8883 (or mqtt://HOST:1883)${url ? `, not "${url}"` : ''}`,
+    );
+  const stats = { acknowledged: 0 };
+  let client: MqttClient | undefined;
+  let ingestion: Ingestion | undefined;
+  const gate = createAckGate({
+    waitMs: Math.min(config.external.ackWaitMs, 15_000),
+    retryBaseMs: 1000,
+    retryMaxMs: 30_000,
+    redeliver: () => client?.end(false, () => client?.reconnect()),
+    log,
+  });
+  const filter = sharedFilter(config.external.group);
+
+  /** Resolves once the first session is subscribed; each later connection subscribes again. */
+  const watch = (c: MqttClient) =>
+    new Promise<void>((resolve, reject) => {
+      let first = true;
+      c.on('packetsend', (p) => {
+        if (p.cmd === 'puback') stats.acknowledged++;
+      });
+      c.on('connect', (ack) => {
+        gate.connected();
+        log.info({ url, sessionPresent: ack.sessionPresent }, 'connected to the external broker');
+        const subscribing = subscribe(c, filter);
+        if (first) subscribing.then(resolve, reject);
+        else subscribing.catch((err: Error) => log.error({ err, filter }, 'subscription refused'));
+        first = false;
+      });
+      c.on('offline', () => log.warn({ url }, 'external broker connection lost; reconnecting'));
+      c.on('error', (err) => {
+        if (!first) log.warn({ err, url }, 'external broker connection error');
+      });
+    });
+
+  return {
+    name: 'external',
+    connectedClients: null,
+    connectedDevices: () => null,
+    get connected() {
+      return client?.connected ?? false;
+    },
+    get stats() {
+      return { ...stats, ...gate.stats };
+    },
+    notReady: () => (client?.connected ? undefined : `not connected to the external broker at ${url}`),
+    isBackedUp: () => false,
+    async start(consumer) {
+      ingestion = consumer;
+      const c = mqtt.connect(config.external.url, clientOptions(config, deps.password));
+      client = c;
+      handleMessages(c, { gate, ingestion: () => ingestion, registry: deps.registry, log });
+      try {
+        await firstSession(c, url, watch(c));
+      } catch (err) {
+        await c.endAsync(true);
+        client = undefined;
+        throw err;
+      }
+    },
+    async stop() {
+      const c = client;
+      client = undefined;
+      ingestion = undefined;
+      gate.stop();
+      // A normal DISCONNECT keeps the session: what is not acknowledged is sent again next time.
+      if (c) await c.endAsync(false);
+    },
+    async publish(topic, payload, opts = {}) {
+      const c = client;
+      if (!c) return;
+      await c.publishAsync(topic, payload, {
+        qos: opts.qos ?? 0,
+        retain: opts.retain ?? false,
+        properties: { userProperties: { [ORIGIN_PROPERTY]: ORIGIN_GATEWAY } },
+      });
+    },
+  };
+}
