@@ -115,6 +115,21 @@ function listenerPorts(broker: Broker, httpPort: number, opsPort: number, https:
   return { mqttPort, mqttsPort, ...ws, httpPort, opsPort, https };
 }
 
+/** Where messages come from, for the start-up log (the broker URL without any credentials). */
+const sourceFields = (external: ExternalSource | undefined) =>
+  external ? { source: external.name, brokerUrl: external.url } : { source: 'embedded' };
+
+/** What buildApp takes beside the configuration. */
+export interface AppOptions {
+  log?: Logger;
+  /** The spool's file seam for disk-fault tests. */
+  openSpoolFile?: SpoolOptions['openFile'];
+  /** config/load.ts loadOpsToken. */
+  opsToken?: string;
+  /** The gateway's password on an external broker: config/load.ts loadBrokerPassword. */
+  brokerPassword?: string;
+}
+
 /** /readyz and /metrics tell anyone who can reach them the sites and the fleet's state. */
 function checkOpsExposure(config: Config, opsToken: string | undefined): void {
   const { host } = config.listeners.ops;
@@ -161,11 +176,7 @@ function wireHttp(
 }
 
 /** Every part, created in the order each needs the others; nothing is started here. */
-function wireParts(
-  config: Config,
-  log: Logger,
-  opts: { openSpoolFile?: SpoolOptions['openFile']; opsToken?: string; brokerPassword?: string },
-) {
+function wireParts(config: Config, log: Logger, opts: AppOptions) {
   checkJobSchedules(config.jobs);
   checkOpsExposure(config, opts.opsToken);
   const schemas = loadSchemas(config.schemasDir);
@@ -193,17 +204,7 @@ function wireParts(
   return { schemas, registry, storage, tls, ingestion, scheduler, guard, metrics };
 }
 
-export function buildApp(
-  config: Config,
-  // openSpoolFile: the spool's file seam for disk-fault tests; opsToken: config/load.ts loadOpsToken;
-  // brokerPassword: config/load.ts loadBrokerPassword (--source external).
-  opts: {
-    log?: Logger;
-    openSpoolFile?: SpoolOptions['openFile'];
-    opsToken?: string;
-    brokerPassword?: string;
-  } = {},
-) {
+export function buildApp(config: Config, opts: AppOptions = {}) {
   const log = opts.log ?? createLogger({ level: config.logLevel, format: config.logFormat });
   const parts = wireParts(config, log, opts);
   const { schemas, registry, storage, tls, ingestion, scheduler, guard, metrics } = parts;
@@ -233,7 +234,7 @@ export function buildApp(
     statsTimer = setInterval(() => reports.logStats(log), 60_000).unref();
     started = true;
     const ports = listenerPorts(broker, httpPort, opsPort, https !== undefined);
-    const from = external ? { source: 'external', brokerUrl: config.external.url } : { source: 'embedded' };
+    const from = sourceFields(external);
     log.info({ ...ports, ...from, influx: influxUrl, api, spool: config.spool.enabled }, 'gateway started');
   };
 
@@ -257,21 +258,9 @@ export function buildApp(
       log.info({ pointsWritten: drain.stats.pointsWritten, recordsLeftInSpool: left }, 'gateway stopped');
   };
 
-  const exposed = {
-    config,
-    log,
-    broker,
-    external,
-    registry,
-    schemas,
-    pipeline,
-    queue,
-    drain,
-    writer,
-    rejects,
-  };
+  const exposed = { config, log, broker, registry, schemas, pipeline, queue, drain, writer, rejects };
   return {
-    ...{ ...exposed, liveness, scheduler, start, stop },
+    ...{ ...exposed, external, liveness, scheduler, start, stop },
     get mqttPort() {
       return broker.port;
     },

@@ -127,29 +127,45 @@ describe('a gateway on an external Mosquitto 2.0 (--source external)', () => {
     expect(gw.app.pipeline.stats.messages).toBe(1);
   });
 
-  it('rejects a reading on a topic naming a device that is not registered with reason "topic", and stores nothing', async () => {
+  it('rejects readings on a topic naming an unregistered device, or a device at another site, with reason "topic", and stores neither', async () => {
     const gw = await startExternalGateway();
     const ghost = await connectDevice(mosquitto.url, 'ghost-1', { protocolVersion: 5 });
     onTestFinished(() => ghost.endAsync());
     const GHOST_TOPIC = 'lab/ext/pulse-oximeter/ghost-1/telemetry';
     await ghost.publishAsync(GHOST_TOPIC, reading(95), { qos: 1 });
-    // The gateway takes one message at a time: once a later reading is stored, the ghost's was judged.
     const real = await connectDevice(mosquitto.url, V4.id);
     onTestFinished(() => real.endAsync());
+    const WRONG_SITE = `lab/elsewhere/pulse-oximeter/${V4.id}/telemetry`;
+    await real.publishAsync(WRONG_SITE, reading(94), { qos: 1 });
+    // The gateway takes one message at a time: once a later reading is stored, both were judged.
     await real.publishAsync(telemetry(V4), reading(96), { qos: 1 });
-    await eventually(
-      () => spo2Of(gw, V4),
-      (r) => r.length === 1,
-    );
+    expect(
+      await eventually(
+        () => spo2Of(gw, V4),
+        (r) => r.length === 1,
+      ),
+    ).toEqual([expect.objectContaining({ spo2: 96 })]);
     const lines = await eventually(
       () => gw.rejectsLog(),
-      (l) => l.length === 1,
+      (l) => l.length === 2,
     );
-    expect(lines[0]).toMatchObject({
-      clientId: 'ghost-1',
-      topic: GHOST_TOPIC,
-      rejections: [{ reason: 'topic', errors: [{ message: 'no device ghost-1 in the registry' }] }],
-    });
+    expect(lines).toMatchObject([
+      {
+        clientId: 'ghost-1',
+        topic: GHOST_TOPIC,
+        rejections: [{ reason: 'topic', errors: [{ message: 'no device ghost-1 in the registry' }] }],
+      },
+      {
+        clientId: V4.id,
+        topic: WRONG_SITE,
+        rejections: [
+          {
+            reason: 'topic',
+            errors: [{ message: `topic must be lab/ext/pulse-oximeter/${V4.id}/{telemetry|event|status}` }],
+          },
+        ],
+      },
+    ]);
     const ghostRows = await lab.influx.query(
       gw.db,
       `SELECT * FROM pulse_oximeter WHERE device_id = 'ghost-1'`,
@@ -157,7 +173,7 @@ describe('a gateway on an external Mosquitto 2.0 (--source external)', () => {
     expect(ghostRows).toEqual([]);
     expect(
       metricIn(await scrapeMetrics(gw.app.opsPort), 'livinglab_readings_rejected_total{reason="topic"}'),
-    ).toBe(1);
+    ).toBe(2);
   });
 
   it('receives, after a restart, what the broker held for its session while it was away', async () => {

@@ -53,23 +53,34 @@ export interface AckGate {
   readonly stats: Readonly<AckGateStats>;
 }
 
-export function createAckGate(deps: AckGateDeps): AckGate {
-  const stats: AckGateStats = { withheld: 0, redeliveries: 0 };
-  // A message that overran its wait and is still in ingestion: later ones are withheld unread, so
-  // only one at a time waits in the spool's queue while it is full.
-  let overrunning: Promise<unknown> | undefined;
+interface Redelivery {
+  /** Counts a message left with the broker (logged when the first one is). */
+  withhold(why: string): void;
+  /** Ingestion took a message, or refused one: the delay before the next reconnect follows. */
+  settled(ok: boolean): void;
+  /** Asks for a reconnect (after the current delay) when messages are owed. */
+  schedule(): void;
+  connected(): void;
+  stop(): void;
+}
+
+/** What is owed to the broker and the reconnect that has it sent again, with backoff after refusals. */
+function createRedelivery(deps: AckGateDeps, stats: AckGateStats, busy: () => boolean): Redelivery {
   let owed = 0;
   let failures = 0;
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
-
+  const cancel = () => {
+    clearTimeout(timer);
+    timer = undefined;
+  };
   const schedule = () => {
     if (timer || stopped || owed === 0) return;
     const delay = failures === 0 ? 0 : Math.min(deps.retryMaxMs, deps.retryBaseMs * 2 ** (failures - 1));
     timer = setTimeout(() => {
       timer = undefined;
-      // Still running: its settling schedules again; nothing owed: a reconnect already asked.
-      if (stopped || owed === 0 || overrunning) return;
+      // Still in ingestion: its settling schedules again; nothing owed: a reconnect came first.
+      if (stopped || owed === 0 || busy()) return;
       stats.redeliveries++;
       deps.log.info(
         { withheld: owed, attempt: failures },
@@ -79,20 +90,41 @@ export function createAckGate(deps: AckGateDeps): AckGate {
     }, delay);
     timer.unref();
   };
-
-  const withhold = (why: string) => {
-    if (owed === 0) deps.log.warn({ why }, 'acknowledgements withheld: the broker keeps the messages');
-    owed++;
-    stats.withheld++;
+  return {
+    withhold(why) {
+      if (owed === 0) deps.log.warn({ why }, 'acknowledgements withheld: the broker keeps the messages');
+      owed++;
+      stats.withheld++;
+    },
+    settled(ok) {
+      failures = ok ? 0 : failures + 1;
+    },
+    schedule,
+    connected() {
+      owed = 0;
+      cancel();
+    },
+    stop() {
+      stopped = true;
+      cancel();
+    },
   };
+}
+
+export function createAckGate(deps: AckGateDeps): AckGate {
+  const stats: AckGateStats = { withheld: 0, redeliveries: 0 };
+  // A message that overran its wait and is still in ingestion: later ones are withheld unread, so
+  // only one at a time waits in the spool's queue while it is full.
+  let overrunning: Promise<unknown> | undefined;
+  const owed = createRedelivery(deps, stats, () => overrunning !== undefined);
 
   const overrun = (handling: Promise<unknown>) => {
-    withhold('ingestion did not commit a message within external.ackWait');
+    owed.withhold('ingestion did not commit a message within external.ackWait');
     overrunning = handling;
     const settled = (ok: boolean) => {
       if (overrunning === handling) overrunning = undefined;
-      failures = ok ? 0 : failures + 1;
-      schedule();
+      owed.settled(ok);
+      owed.schedule();
     };
     handling.then(
       () => settled(true),
@@ -104,7 +136,7 @@ export function createAckGate(deps: AckGateDeps): AckGate {
     stats,
     run(handling, done) {
       if (overrunning) {
-        withhold('an earlier message is still waiting for the spool');
+        owed.withhold('an earlier message is still waiting for the spool');
         return done(new WithheldError('an earlier message is still waiting for the spool'));
       }
       const running = handling();
@@ -114,34 +146,19 @@ export function createAckGate(deps: AckGateDeps): AckGate {
         overrun(running);
         done(new WithheldError('not committed within external.ackWait'));
       }, deps.waitMs);
-      running.then(
-        () => {
-          if (answered) return;
-          answered = true;
-          clearTimeout(wait);
-          failures = 0;
-          done();
-        },
-        (err: Error) => {
-          if (answered) return;
-          answered = true;
-          clearTimeout(wait);
-          withhold(err.message);
-          failures++;
-          schedule();
-          done(new WithheldError(err.message));
-        },
-      );
+      const answer = (err?: Error) => {
+        if (answered) return;
+        answered = true;
+        clearTimeout(wait);
+        owed.settled(!err);
+        if (!err) return done();
+        owed.withhold(err.message);
+        owed.schedule();
+        done(new WithheldError(err.message));
+      };
+      running.then(() => answer(), answer);
     },
-    connected() {
-      owed = 0;
-      clearTimeout(timer);
-      timer = undefined;
-    },
-    stop() {
-      stopped = true;
-      clearTimeout(timer);
-      timer = undefined;
-    },
+    connected: () => owed.connected(),
+    stop: () => owed.stop(),
   };
 }

@@ -31,6 +31,8 @@ export interface ExternalSourceStats extends AckGateStats {
 
 /** The external source; what only the broker knows (connections, connected devices) is null. */
 export interface ExternalSource extends MessageSource {
+  /** The broker's URL as logs show it (any credentials in it left out). */
+  readonly url: string;
   /** True while the session to the broker is up. */
   readonly connected: boolean;
   readonly connectedClients: null;
@@ -177,18 +179,54 @@ function shownUrl(url: string): string {
   return url.replace(/\/\/[^/@]*@/, '//');
 }
 
-export function createExternalSource(deps: ExternalSourceDeps): ExternalSource {
-  const { config, log } = deps;
-  const url = shownUrl(config.external.url);
-  if (!/^mqtts?:\/\/[^/]/.test(config.external.url))
+/**
+ * The client's life: each connection (re)subscribes and clears what the gate owed (the broker
+ * sends it again by itself); counts the PUBACKs that really leave. Resolves once the first
+ * session is subscribed.
+ */
+function watchSession(
+  c: MqttClient,
+  deps: { gate: AckGate; stats: { acknowledged: number }; url: string; filter: string; log: Logger },
+): Promise<void> {
+  const { gate, stats, url, filter, log } = deps;
+  return new Promise<void>((resolve, reject) => {
+    let first = true;
+    c.on('packetsend', (p) => {
+      if (p.cmd === 'puback') stats.acknowledged++;
+    });
+    c.on('connect', (ack) => {
+      gate.connected();
+      log.info({ url, sessionPresent: ack.sessionPresent }, 'connected to the external broker');
+      const subscribing = subscribe(c, filter);
+      if (first) subscribing.then(resolve, reject);
+      else subscribing.catch((err: Error) => log.error({ err, filter }, 'subscription refused'));
+      first = false;
+    });
+    c.on('offline', () => log.warn({ url }, 'external broker connection lost; reconnecting'));
+    c.on('error', (err) => {
+      if (!first) log.warn({ err, url }, 'external broker connection error');
+    });
+  });
+}
+
+function checkUrl(raw: string): string {
+  const url = shownUrl(raw);
+  if (!/^mqtts?:\/\/[^/]/.test(raw))
     throw new GatewayError(
       'LL_CONFIG_INVALID',
       `external.url: --source external needs --broker-url mqtts://HOST:8883 (or mqtt://HOST:1883)${url ? `, not "${url}"` : ''}`,
     );
+  return url;
+}
+
+export function createExternalSource(deps: ExternalSourceDeps): ExternalSource {
+  const { config, log } = deps;
+  const url = checkUrl(config.external.url);
   const stats = { acknowledged: 0 };
   let client: MqttClient | undefined;
   let ingestion: Ingestion | undefined;
   const gate = createAckGate({
+    // Well inside the 30 s keepalive: a held callback also holds back the PINGRESP (header).
     waitMs: Math.min(config.external.ackWaitMs, 15_000),
     retryBaseMs: 1000,
     retryMaxMs: 30_000,
@@ -197,29 +235,9 @@ export function createExternalSource(deps: ExternalSourceDeps): ExternalSource {
   });
   const filter = sharedFilter(config.external.group);
 
-  /** Resolves once the first session is subscribed; each later connection subscribes again. */
-  const watch = (c: MqttClient) =>
-    new Promise<void>((resolve, reject) => {
-      let first = true;
-      c.on('packetsend', (p) => {
-        if (p.cmd === 'puback') stats.acknowledged++;
-      });
-      c.on('connect', (ack) => {
-        gate.connected();
-        log.info({ url, sessionPresent: ack.sessionPresent }, 'connected to the external broker');
-        const subscribing = subscribe(c, filter);
-        if (first) subscribing.then(resolve, reject);
-        else subscribing.catch((err: Error) => log.error({ err, filter }, 'subscription refused'));
-        first = false;
-      });
-      c.on('offline', () => log.warn({ url }, 'external broker connection lost; reconnecting'));
-      c.on('error', (err) => {
-        if (!first) log.warn({ err, url }, 'external broker connection error');
-      });
-    });
-
   return {
     name: 'external',
+    url,
     connectedClients: null,
     connectedDevices: () => null,
     get connected() {
@@ -236,7 +254,7 @@ export function createExternalSource(deps: ExternalSourceDeps): ExternalSource {
       client = c;
       handleMessages(c, { gate, ingestion: () => ingestion, registry: deps.registry, log });
       try {
-        await firstSession(c, url, watch(c));
+        await firstSession(c, url, watchSession(c, { gate, stats, url, filter, log }));
       } catch (err) {
         await c.endAsync(true);
         client = undefined;

@@ -1,0 +1,39 @@
+// Pure parts of the external source: who a message is attributed to by its topic and the registry,
+// and the shared-subscription filter it subscribes with.
+import { describe, expect, it } from 'vitest';
+import { attributeTopic, sharedFilter } from '../../src/ingest/sources/external.js';
+import { setDeviceEnabled } from '../../src/registry/edit.js';
+import { toSnapshot } from '../../src/registry/registry.js';
+import { EMPTY_REGISTRY } from '../../src/registry/types.js';
+import { withDevices } from '../helpers/gateway.js';
+
+const data = withDevices(EMPTY_REGISTRY, [
+  { id: 'ox-1', type: 'pulse-oximeter', site: 'odense' },
+  { id: 'ox-off', type: 'pulse-oximeter', site: 'odense' },
+]);
+const snapshot = toSnapshot(setDeviceEnabled(data, 'ox-off', false));
+
+describe('attributeTopic: the device a topic names, checked against the registry', () => {
+  it.each([
+    ['lab/odense/pulse-oximeter/ox-9/telemetry', 'ox-9', 'no device ox-9 in the registry'],
+    ['lab/odense/pulse-oximeter/ox-off/telemetry', 'ox-off', 'device ox-off is disabled'],
+    ['lab/odense/pulse-oximeter/telemetry', '', 'topic must be lab/{site}/{type}/{id}/{channel}'],
+    ['other/odense/pulse-oximeter/ox-1/telemetry', '', 'topic must be lab/{site}/{type}/{id}/{channel}'],
+  ])('%s is attributed to no device (id "%s"): %s', (topic, id, reason) => {
+    expect(attributeTopic(topic, snapshot)).toEqual({ kind: 'unattributed', id, reason });
+  });
+
+  it('attributes a registered, enabled device, whatever site or type the topic names (route.ts judges those)', () => {
+    for (const topic of ['lab/odense/pulse-oximeter/ox-1/telemetry', 'lab/vejle/scale/ox-1/telemetry']) {
+      expect(attributeTopic(topic, snapshot)).toMatchObject({
+        kind: 'device',
+        id: 'ox-1',
+        device: { site: 'odense', type: 'pulse-oximeter' },
+      });
+    }
+  });
+
+  it('subscribes to every device topic of its group', () => {
+    expect(sharedFilter('livinglab')).toBe('$share/livinglab/lab/+/+/+/+');
+  });
+});
