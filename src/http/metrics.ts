@@ -42,6 +42,8 @@ export interface MetricsSources {
   httpAuthFailures: () => Readonly<Record<string, number>>;
   /** The served TLS certificate: its file and end of validity (Unix s); undefined without TLS. */
   tlsCertificate: () => { file: string; expiresAt: number } | undefined;
+  /** Acknowledgements to an external broker (`--source external`); absent otherwise: no series. */
+  brokerAcks?: () => { acknowledged: number; withheld: number; redeliveries: number };
 }
 
 export interface Metrics {
@@ -326,6 +328,28 @@ function registerTlsMetrics(registry: Registry, tls: MetricsSources['tlsCertific
   });
 }
 
+/** Behind an external broker: what the gateway acknowledged to it, and what it left there. */
+function registerBrokerAckMetrics(registry: Registry, acks: NonNullable<MetricsSources['brokerAcks']>): void {
+  counter(
+    registry,
+    'livinglab_broker_acks_total',
+    'PUBACKs sent to the external broker, each after its message was in the spool (or rejected as bad input)',
+    () => acks().acknowledged,
+  );
+  counter(
+    registry,
+    'livinglab_broker_acks_withheld_total',
+    'Messages left unacknowledged with the external broker (spool full or failing); the broker keeps and resends them',
+    () => acks().withheld,
+  );
+  counter(
+    registry,
+    'livinglab_broker_redeliveries_total',
+    'Reconnects to the external broker made to have withheld messages sent again',
+    () => acks().redeliveries,
+  );
+}
+
 // Registration order is the order of the scrape output; kept as it was before the split.
 export function createMetrics(src: MetricsSources): Metrics {
   const registry = new Registry();
@@ -348,6 +372,7 @@ export function createMetrics(src: MetricsSources): Metrics {
   registerFleetMetrics(registry, src);
   registerLivenessMetrics(registry, src.liveness);
   registerTlsMetrics(registry, src.tlsCertificate);
+  if (src.brokerAcks) registerBrokerAckMetrics(registry, src.brokerAcks);
   const latency = new Histogram({
     name: 'livinglab_write_duration_seconds',
     help: 'Duration of successful InfluxDB writes',

@@ -10,6 +10,7 @@ import type { ExternalSource } from '../../src/ingest/sources/external.js';
 import { createDiskFaults } from '../helpers/disk-faults.js';
 import { type LabGatewayOptions, useLab } from '../helpers/fixture.js';
 import { PASSWORD, type TestDevice, type TestGateway } from '../helpers/gateway.js';
+import { createGatewayProcess } from '../helpers/gateway-process.js';
 import { issueStaff } from '../helpers/http-auth.js';
 import { metricIn, scrapeMetrics } from '../helpers/metrics.js';
 import { type Mosquitto, startMosquitto } from '../helpers/mosquitto.js';
@@ -22,7 +23,8 @@ const ox = (id: string, site = 'ext'): TestDevice => ({ id, type: 'pulse-oximete
 const V5 = ox('ext-ox-v5');
 const V4 = ox('ext-ox-v4');
 const FLEET = Array.from({ length: 4 }, (_, i) => ox(`full-ox-${i}`, 'full'));
-const DEVICES = [V5, V4, ...FLEET];
+const KILL = Array.from({ length: 4 }, (_, i) => ox(`kill-ox-${i}`, 'kill'));
+const DEVICES = [V5, V4, ...FLEET, ...KILL];
 const telemetry = (d: TestDevice) => `lab/${d.site}/${d.type}/${d.id}/telemetry`;
 const reading = (spo2: number, ts = new Date(Date.now() - 30_000).toISOString()) =>
   JSON.stringify({ ts, spo2, pulse: 70 });
@@ -218,6 +220,59 @@ describe('a gateway on an external Mosquitto 2.0 (--source external)', () => {
     expect(await spo2Of(gw, V5)).toEqual([expect.objectContaining({ spo2: 97 })]);
   });
 
+  it('livinglab serve --source external: refuses a wrong broker password (LL_BROKER_REFUSED) without printing it', async () => {
+    const wrong = 'not the gateway password';
+    const gw = await createGatewayProcess({
+      ...{ influxUrl: lab.influx.url, db: 'ext_refused', devices: DEVICES },
+      env: { LIVINGLAB_BROKER_PASSWORD: wrong, LIVINGLAB_EXTERNAL_USERNAME: GATEWAY_USER },
+      args: ['--source', 'external', '--broker-url', mosquitto.url, '--broker-client-id', 'gw-refused'],
+    });
+    onTestFinished(() => gw.stop());
+    await expect(gw.start()).rejects.toThrow(/exited with 2/);
+    expect(gw.output()).toMatch(
+      /external broker at mqtt:\/\/127\.0\.0\.1:\d+ refused the gateway: .*LIVINGLAB_BROKER_PASSWORD/,
+    );
+    expect(gw.output()).not.toContain(wrong);
+  });
+
+  it('livinglab serve --source external: SIGKILL under load and a restart lose nothing the broker acknowledged; the password is never logged', async () => {
+    const db = 'ext_kill';
+    const gw = await createGatewayProcess({
+      ...{ influxUrl: lab.influx.url, db, devices: DEVICES },
+      env: { LIVINGLAB_BROKER_PASSWORD: GATEWAY_PASSWORD, LIVINGLAB_EXTERNAL_USERNAME: GATEWAY_USER },
+      args: [
+        ...['--source', 'external', '--broker-url', mosquitto.url],
+        ...['--broker-client-id', 'gw-kill', '--broker-group', 'kill', '--log-level', 'debug'],
+      ],
+    });
+    onTestFinished(() => gw.stop());
+    await gw.start();
+    const fleet = startFleet({
+      ids: KILL.map((d) => d.id),
+      site: 'kill',
+      url: () => mosquitto.url,
+      intervalMs: 5,
+    });
+    onTestFinished(() => fleet.stop());
+    const stored = async () =>
+      (await lab.influx.query<{ count: number }>(db, 'SELECT count(spo2) FROM pulse_oximeter'))[0]?.count ??
+      0;
+    // Killed while it works: readings reach InfluxDB, more are on their way through the spool.
+    await eventually(stored, (n) => n >= 300, 30_000);
+    expect(await gw.kill('SIGKILL')).toBeNull();
+    const ackedAtKill = fleet.acked;
+    await gw.start();
+    await fleet.untilAcked(ackedAtKill + 500);
+    await fleet.stop();
+    const result = await compareWithInflux(fleet, lab.influx, db, 90_000);
+    console.log(`[external] SIGKILL: ${JSON.stringify({ ...result, ackedAtKill })}`);
+    expect(result).toMatchObject({ lost: 0, wrongValues: 0 });
+    expect(result.stored).toBe(result.acked);
+    expect(gw.output()).toContain('connected to the external broker');
+    expect(gw.output()).not.toContain(GATEWAY_PASSWORD);
+    expect(await gw.kill('SIGTERM')).toBe(0);
+  });
+
   it('spool full: stops acknowledging and handing in (the broker keeps the messages), resumes when InfluxDB is back, loses nothing', async () => {
     const gw = await startExternalGateway({
       config: { spool: { maxSize: '16KiB' } },
@@ -251,6 +306,9 @@ describe('a gateway on an external Mosquitto 2.0 (--source external)', () => {
     // Withheld, not handed in: what waits is at the broker, not in the gateway's memory.
     expect(gw.app.pipeline.stats.messages).toBe(handedWhenFull);
     expect(gw.source.stats.withheld).toBeGreaterThan(0);
+    const metrics = await scrapeMetrics(gw.app.opsPort);
+    expect(metricIn(metrics, 'livinglab_broker_acks_withheld_total')).toBe(gw.source.stats.withheld);
+    expect(metricIn(metrics, 'livinglab_broker_acks_total')).toBe(ackedWhenFull);
     expect(gw.app.queue.stats.bytes).toBeLessThanOrEqual(16 * 1024);
     await lab.influx.restart();
     await fleet.stop();
