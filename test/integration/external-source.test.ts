@@ -6,7 +6,9 @@ import { afterAll, beforeAll, describe, expect, it, onTestFinished, vi } from 'v
 vi.setConfig({ testTimeout: 90_000 });
 
 import type { ConfigInput } from '../../src/config/load.js';
-import type { ExternalSource } from '../../src/ingest/sources/external.js';
+import { loadConfig } from '../../src/config/load.js';
+import { createExternalSource, type ExternalSource } from '../../src/ingest/sources/external.js';
+import { createLogger } from '../../src/log.js';
 import { createDiskFaults } from '../helpers/disk-faults.js';
 import { type LabGatewayOptions, useLab } from '../helpers/fixture.js';
 import { PASSWORD, type TestDevice, type TestGateway } from '../helpers/gateway.js';
@@ -15,6 +17,7 @@ import { issueStaff } from '../helpers/http-auth.js';
 import { metricIn, scrapeMetrics } from '../helpers/metrics.js';
 import { type Mosquitto, startMosquitto } from '../helpers/mosquitto.js';
 import { collect, connectDevice, eventually, mosquittoPub, settled } from '../helpers/mqtt.js';
+import { closedPortUrl } from '../helpers/ports.js';
 import { compareWithInflux, startFleet } from '../helpers/publishers.js';
 
 const GATEWAY_USER = 'gateway';
@@ -218,6 +221,26 @@ describe('a gateway on an external Mosquitto 2.0 (--source external)', () => {
     );
     // ...as one point: same series, same timestamp.
     expect(await spo2Of(gw, V5)).toEqual([expect.objectContaining({ spo2: 97 })]);
+  });
+
+  it('does not start when nothing answers at the broker URL: LL_BROKER_UNREACHABLE naming it', async () => {
+    const url = (await closedPortUrl()).replace(/^http/, 'mqtt');
+    const config = loadConfig({ flags: { source: 'external', external: { url } } });
+    const registry = {
+      current: () => {
+        throw new Error('no message can arrive without a broker');
+      },
+    };
+    const source = createExternalSource({ config, registry, log: createLogger({ level: 'silent' }) });
+    const ingestion = {
+      handle: async () => ({ accepted: 0, rejections: [], ingested: false }),
+      rejectOversize() {},
+    };
+    await expect(source.start(ingestion)).rejects.toMatchObject({
+      code: 'LL_BROKER_UNREACHABLE',
+      message: expect.stringContaining(`the external broker at ${url} could not be reached`),
+    });
+    expect(source.connected).toBe(false);
   });
 
   it('livinglab serve --source external: refuses a wrong broker password (LL_BROKER_REFUSED) without printing it', async () => {
