@@ -27,7 +27,8 @@ const V5 = ox('ext-ox-v5');
 const V4 = ox('ext-ox-v4');
 const FLEET = Array.from({ length: 4 }, (_, i) => ox(`full-ox-${i}`, 'full'));
 const KILL = Array.from({ length: 4 }, (_, i) => ox(`kill-ox-${i}`, 'kill'));
-const DEVICES = [V5, V4, ...FLEET, ...KILL];
+const QUIET: TestDevice = { id: 'ext-quiet', type: 'room-climate', site: 'ext', interval: '1s' };
+const DEVICES = [V5, V4, QUIET, ...FLEET, ...KILL];
 const telemetry = (d: TestDevice) => `lab/${d.site}/${d.type}/${d.id}/telemetry`;
 const reading = (spo2: number, ts = new Date(Date.now() - 30_000).toISOString()) =>
   JSON.stringify({ ts, spo2, pulse: 70 });
@@ -221,6 +222,32 @@ describe('a gateway on an external Mosquitto 2.0 (--source external)', () => {
     );
     // ...as one point: same series, same timestamp.
     expect(await spo2Of(gw, V5)).toEqual([expect.objectContaining({ spo2: 97 })]);
+  });
+
+  it("publishes a silent device's retained offline status through the broker, online again when it reports, and skips its own status messages", async () => {
+    const gw = await startExternalGateway({ config: { jobs: { liveness: { schedule: '* * * * * *' } } } });
+    const STATUS = 'lab/ext/room-climate/ext-quiet/status';
+    const observer = await connectDevice(mosquitto.url, 'ghost-1', { protocolVersion: 5 });
+    onTestFinished(() => observer.endAsync());
+    const status = await collect(observer, STATUS, 1);
+    const device = await connectDevice(mosquitto.url, QUIET.id, { protocolVersion: 5 });
+    onTestFinished(() => device.endAsync());
+    const climate = () => JSON.stringify({ ts: new Date().toISOString(), temperature: 21.5, humidity: 40 });
+    await device.publishAsync(telemetry(QUIET), climate(), { qos: 1 });
+    // Silent for 3 intervals (1 s each): offline, found by the next check.
+    const [offline] = await status.next(1, 15_000);
+    expect(offline?.payload.toString()).toBe('offline');
+    expect(gw.app.liveness.silent.has(QUIET.id)).toBe(true);
+    // Retained at the broker: a newcomer gets it on subscribing.
+    const late = await connectDevice(mosquitto.url, V4.id);
+    onTestFinished(() => late.endAsync());
+    const retained = await collect(late, STATUS, 1);
+    expect((await retained.next(1))[0]).toMatchObject({ retain: true, payload: Buffer.from('offline') });
+    await device.publishAsync(telemetry(QUIET), climate(), { qos: 1 });
+    const [, online] = await status.next(2);
+    expect(online?.payload.toString()).toBe('online');
+    // The gateway's own status messages came back through lab/+/+/+/+ and were not handed in.
+    expect(gw.app.pipeline.stats.messages).toBe(2);
   });
 
   it('does not start when nothing answers at the broker URL: LL_BROKER_UNREACHABLE naming it', async () => {
