@@ -9,6 +9,7 @@ import type { ConfigInput } from '../../src/config/load.js';
 import { loadConfig } from '../../src/config/load.js';
 import { createExternalSource, type ExternalSource } from '../../src/ingest/sources/external.js';
 import { createLogger } from '../../src/log.js';
+import { createTestCerts } from '../helpers/certs.js';
 import { createDiskFaults } from '../helpers/disk-faults.js';
 import { type LabGatewayOptions, useLab } from '../helpers/fixture.js';
 import { PASSWORD, type TestDevice, type TestGateway } from '../helpers/gateway.js';
@@ -17,7 +18,7 @@ import { issueStaff } from '../helpers/http-auth.js';
 import { metricIn, scrapeMetrics } from '../helpers/metrics.js';
 import { type Mosquitto, startMosquitto } from '../helpers/mosquitto.js';
 import { collect, connectDevice, eventually, mosquittoPub, settled } from '../helpers/mqtt.js';
-import { closedPortUrl } from '../helpers/ports.js';
+import { closedPortUrl, freePort } from '../helpers/ports.js';
 import { compareWithInflux, startFleet } from '../helpers/publishers.js';
 
 const GATEWAY_USER = 'gateway';
@@ -248,6 +249,50 @@ describe('a gateway on an external Mosquitto 2.0 (--source external)', () => {
     expect(online?.payload.toString()).toBe('online');
     // The gateway's own status messages came back through lab/+/+/+/+ and were not handed in.
     expect(gw.app.pipeline.stats.messages).toBe(2);
+  });
+
+  it('connects over mqtts:// with external.ca (readings land), and without the CA does not start (LL_BROKER_UNREACHABLE naming external.ca)', async () => {
+    const certs = await createTestCerts();
+    onTestFinished(() => certs.remove());
+    const tlsPort = await freePort();
+    const broker = await startMosquitto({
+      users: { [GATEWAY_USER]: GATEWAY_PASSWORD, [V4.id]: PASSWORD },
+      conf: [
+        `listener ${tlsPort} 127.0.0.1`,
+        `cafile ${certs.caFile}`,
+        `certfile ${certs.server.cert}`,
+        `keyfile ${certs.server.key}`,
+      ],
+    });
+    onTestFinished(() => broker.stop());
+    const url = `mqtts://127.0.0.1:${tlsPort}`;
+    const gw = await startExternalGateway({ external: { url, ca: certs.caFile } });
+    const device = await connectDevice(broker.url, V4.id);
+    onTestFinished(() => device.endAsync());
+    await device.publishAsync(telemetry(V4), reading(88), { qos: 1 });
+    expect(
+      await eventually(
+        () => spo2Of(gw, V4),
+        (r) => r.length === 1,
+      ),
+    ).toEqual([expect.objectContaining({ spo2: 88 })]);
+
+    const config = loadConfig({ flags: { source: 'external', external: { url, username: GATEWAY_USER } } });
+    const registry = { current: () => gw.app.registry.current() };
+    const source = createExternalSource({
+      config,
+      registry,
+      password: GATEWAY_PASSWORD,
+      log: createLogger({ level: 'silent' }),
+    });
+    const ingestion = {
+      handle: async () => ({ accepted: 0, rejections: [], ingested: false }),
+      rejectOversize() {},
+    };
+    await expect(source.start(ingestion)).rejects.toMatchObject({
+      code: 'LL_BROKER_UNREACHABLE',
+      message: expect.stringContaining("external.ca names the CA that signed the broker's certificate"),
+    });
   });
 
   it('does not start when nothing answers at the broker URL: LL_BROKER_UNREACHABLE naming it', async () => {

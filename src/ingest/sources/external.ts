@@ -117,7 +117,7 @@ function firstSession(client: MqttClient, url: string, subscribed: Promise<void>
             )
           : new GatewayError(
               'LL_BROKER_UNREACHABLE',
-              `the external broker at ${url} could not be reached: ${err.message}; check --broker-url and that the broker runs`,
+              `the external broker at ${url} could not be reached: ${err.message}; check --broker-url and that the broker runs${url.startsWith('mqtts:') ? ", and that external.ca names the CA that signed the broker's certificate" : ''}`,
               { cause: err },
             ),
       );
