@@ -90,6 +90,9 @@ function clientOptions(config: Config, password: string | undefined): IClientOpt
     ...(ext.ca ? { ca: readFileSync(ext.ca) } : {}),
     keepalive: 30,
     reconnectPeriod: 1000,
+    // A login refused after start-up (a password rotated at the broker) is retried too; start()
+    // itself still fails on the first refusal.
+    reconnectOnConnackError: true,
     connectTimeout: 10_000,
     // Subscribed on each connection below, not replayed by MQTT.js.
     resubscribe: false,
@@ -203,8 +206,15 @@ function watchSession(
       first = false;
     });
     c.on('offline', () => log.warn({ url }, 'external broker connection lost; reconnecting'));
+    // Logged when it changes, not on every retry a second.
+    let lastError = '';
+    c.on('connect', () => {
+      lastError = '';
+    });
     c.on('error', (err) => {
-      if (!first) log.warn({ err, url }, 'external broker connection error');
+      if (first || err.message === lastError) return;
+      lastError = err.message;
+      log.warn({ err, url }, 'external broker connection error');
     });
   });
 }
