@@ -349,9 +349,14 @@ export const CONFIG_SCHEMA = Type.Object(
         '',
         "CA bundle (PEM) that signed the external broker's certificate, for mqtts:// (empty: the system's CAs)",
       ),
+      connections: integer(
+        4,
+        'MQTT sessions this gateway opens, each a member of the group (client ids CLIENTID, CLIENTID-2, ...); each takes one message at a time, so more commit more at once. Lowering it leaves messages in the dropped sessions until they expire',
+        { minimum: 1, maximum: 64 },
+      ),
       receiveMaximum: integer(
         100,
-        'Messages the broker may have in flight to the gateway before it waits for acknowledgements (MQTT 5 Receive Maximum): the bound of back-pressure',
+        'Messages the broker may have in flight to each session before it waits for acknowledgements (MQTT 5 Receive Maximum): the bound of back-pressure',
         { minimum: 1, maximum: 65535 },
       ),
       sessionExpiry: duration(

@@ -1,7 +1,7 @@
 // Pure parts of the external source: who a message is attributed to by its topic and the registry,
 // and the shared-subscription filter it subscribes with.
 import { describe, expect, it } from 'vitest';
-import { attributeTopic, sharedFilter } from '../../src/ingest/sources/external.js';
+import { attributeTopic, sessionClientIds, sharedFilter } from '../../src/ingest/sources/external.js';
 import { setDeviceEnabled } from '../../src/registry/edit.js';
 import { toSnapshot } from '../../src/registry/registry.js';
 import { EMPTY_REGISTRY } from '../../src/registry/types.js';
@@ -33,7 +33,9 @@ describe('attributeTopic: the device a topic names, checked against the registry
     }
   });
 
-  it('subscribes to every device topic of its group', () => {
+  it('subscribes to every device topic of its group, with one fixed client id per session', () => {
     expect(sharedFilter('livinglab')).toBe('$share/livinglab/lab/+/+/+/+');
+    expect(sessionClientIds('gw-a', 1)).toEqual(['gw-a']);
+    expect(sessionClientIds('gw-a', 3)).toEqual(['gw-a', 'gw-a-2', 'gw-a-3']);
   });
 });

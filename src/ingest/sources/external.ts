@@ -78,11 +78,11 @@ function isOwn(packet: IPublishPacket): boolean {
   return packet.properties?.userProperties?.[ORIGIN_PROPERTY] === ORIGIN_GATEWAY;
 }
 
-function clientOptions(config: Config, password: string | undefined): IClientOptions {
+function clientOptions(config: Config, clientId: string, password: string | undefined): IClientOptions {
   const ext = config.external;
   return {
     protocolVersion: 5,
-    clientId: ext.clientId,
+    clientId,
     // A persistent session: the broker keeps the subscription and the messages while we are away.
     clean: false,
     ...(ext.username ? { username: ext.username } : {}),
@@ -229,21 +229,82 @@ function checkUrl(raw: string): string {
   return url;
 }
 
+/** The client ids of the gateway's sessions: the configured one, then `-2`, `-3`, ... */
+export function sessionClientIds(clientId: string, connections: number): string[] {
+  return Array.from({ length: connections }, (_, i) => (i === 0 ? clientId : `${clientId}-${i + 1}`));
+}
+
+/** One MQTT session to the broker: its client and its acknowledgement gate. */
+interface Session {
+  readonly clientId: string;
+  readonly gate: AckGate;
+  client: MqttClient | undefined;
+}
+
+interface SessionContext {
+  deps: ExternalSourceDeps;
+  url: string;
+  filter: string;
+  stats: { acknowledged: number };
+  ingestion: () => Ingestion | undefined;
+}
+
+function createSession(clientId: string, ctx: SessionContext): Session {
+  const { config, log } = ctx.deps;
+  const session: Session = {
+    clientId,
+    client: undefined,
+    gate: createAckGate({
+      // Well inside the 30 s keepalive: a held callback also holds back the PINGRESP (header).
+      waitMs: Math.min(config.external.ackWaitMs, 15_000),
+      retryBaseMs: 1000,
+      retryMaxMs: 30_000,
+      redeliver: () => session.client?.end(false, () => session.client?.reconnect()),
+      log: log.child({ clientId }),
+    }),
+  };
+  return session;
+}
+
+/** Connects one session and resolves once it is subscribed; on failure nothing of it stays open. */
+async function openSession(session: Session, ctx: SessionContext): Promise<void> {
+  const { config, registry, password } = ctx.deps;
+  const log = ctx.deps.log.child({ clientId: session.clientId });
+  const c = mqtt.connect(config.external.url, clientOptions(config, session.clientId, password));
+  session.client = c;
+  handleMessages(c, { gate: session.gate, ingestion: ctx.ingestion, registry, log });
+  const { url, filter, stats } = ctx;
+  try {
+    await firstSession(c, url, watchSession(c, { gate: session.gate, stats, url, filter, log }));
+  } catch (err) {
+    session.client = undefined;
+    await c.endAsync(true);
+    throw err;
+  }
+}
+
 export function createExternalSource(deps: ExternalSourceDeps): ExternalSource {
-  const { config, log } = deps;
+  const { config } = deps;
   const url = checkUrl(config.external.url);
   const stats = { acknowledged: 0 };
-  let client: MqttClient | undefined;
   let ingestion: Ingestion | undefined;
-  const gate = createAckGate({
-    // Well inside the 30 s keepalive: a held callback also holds back the PINGRESP (header).
-    waitMs: Math.min(config.external.ackWaitMs, 15_000),
-    retryBaseMs: 1000,
-    retryMaxMs: 30_000,
-    redeliver: () => client?.end(false, () => client?.reconnect()),
-    log,
-  });
-  const filter = sharedFilter(config.external.group);
+  const ctx = { deps, url, filter: sharedFilter(config.external.group), stats, ingestion: () => ingestion };
+  const sessions = sessionClientIds(config.external.clientId, config.external.connections).map((id) =>
+    createSession(id, ctx),
+  );
+  const down = () => sessions.filter((s) => !s.client?.connected).length;
+  const sum = (key: keyof AckGateStats) => sessions.reduce((n, s) => n + s.gate.stats[key], 0);
+  const stop = async () => {
+    ingestion = undefined;
+    const open = sessions.map((s) => {
+      const c = s.client;
+      s.client = undefined;
+      s.gate.stop();
+      // A normal DISCONNECT keeps the session: what is not acknowledged is sent again next time.
+      return c?.endAsync(false);
+    });
+    await Promise.all(open);
+  };
 
   return {
     name: 'external',
@@ -251,36 +312,27 @@ export function createExternalSource(deps: ExternalSourceDeps): ExternalSource {
     connectedClients: null,
     connectedDevices: () => null,
     get connected() {
-      return client?.connected ?? false;
+      return down() === 0;
     },
     get stats() {
-      return { ...stats, ...gate.stats };
+      return { ...stats, withheld: sum('withheld'), redeliveries: sum('redeliveries') };
     },
-    notReady: () => (client?.connected ? undefined : `not connected to the external broker at ${url}`),
+    notReady: () =>
+      down() === 0
+        ? undefined
+        : `${down()} of ${sessions.length} sessions not connected to the external broker at ${url}`,
     isBackedUp: () => false,
     async start(consumer) {
       ingestion = consumer;
-      const c = mqtt.connect(config.external.url, clientOptions(config, deps.password));
-      client = c;
-      handleMessages(c, { gate, ingestion: () => ingestion, registry: deps.registry, log });
-      try {
-        await firstSession(c, url, watchSession(c, { gate, stats, url, filter, log }));
-      } catch (err) {
-        await c.endAsync(true);
-        client = undefined;
-        throw err;
-      }
+      const opened = await Promise.allSettled(sessions.map((s) => openSession(s, ctx)));
+      const failed = opened.find((o) => o.status === 'rejected');
+      if (!failed) return;
+      await stop();
+      throw failed.reason;
     },
-    async stop() {
-      const c = client;
-      client = undefined;
-      ingestion = undefined;
-      gate.stop();
-      // A normal DISCONNECT keeps the session: what is not acknowledged is sent again next time.
-      if (c) await c.endAsync(false);
-    },
+    stop,
     async publish(topic, payload, opts = {}) {
-      const c = client;
+      const c = sessions.find((s) => s.client?.connected)?.client ?? sessions[0]?.client;
       if (!c) return;
       await c.publishAsync(topic, payload, {
         qos: opts.qos ?? 0,
