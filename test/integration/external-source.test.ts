@@ -71,7 +71,16 @@ const spo2Of = (gw: TestGateway, d: TestDevice) =>
 
 describe('a gateway on an external Mosquitto 2.0 (--source external)', () => {
   it('stores readings of an MQTT 5 device (mosquitto_pub -V mqttv5 and MQTT.js v5) and an MQTT 3.1.1 device; connections show as unknown', async () => {
-    const gw = await startExternalGateway();
+    const gw = await startExternalGateway({ clientId: 'gw-first' });
+    // Four sessions (external.connections), each MQTT 5 (p5) with clean start off (c0), as the broker saw them.
+    const sessionsSeen = () =>
+      ['gw-first', 'gw-first-2', 'gw-first-3', 'gw-first-4'].filter((id) =>
+        mosquitto.output().includes(`as ${id} (p5, c0, k30, u'${GATEWAY_USER}')`),
+      ).length;
+    await eventually(
+      async () => sessionsSeen(),
+      (n) => n === 4,
+    );
     const pub = await mosquittoPub([
       ...['-V', 'mqttv5', '-h', '127.0.0.1', '-p', String(mosquitto.port)],
       ...['-i', V5.id, '-u', V5.id, '-P', PASSWORD, '-q', '1'],
