@@ -33,7 +33,7 @@ export interface ExternalSourceStats extends AckGateStats {
 export interface ExternalSource extends MessageSource {
   /** The broker's URL as logs show it (any credentials in it left out). */
   readonly url: string;
-  /** True while the session to the broker is up. */
+  /** True while every session to the broker is up. */
   readonly connected: boolean;
   readonly connectedClients: null;
   connectedDevices(): null;
@@ -78,6 +78,20 @@ function isOwn(packet: IPublishPacket): boolean {
   return packet.properties?.userProperties?.[ORIGIN_PROPERTY] === ORIGIN_GATEWAY;
 }
 
+function readCa(file: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (err) {
+    throw new GatewayError(
+      'LL_CONFIG_INVALID',
+      `external.ca: cannot read ${file}: ${(err as Error).message}`,
+      {
+        cause: err,
+      },
+    );
+  }
+}
+
 function clientOptions(config: Config, clientId: string, password: string | undefined): IClientOptions {
   const ext = config.external;
   return {
@@ -87,7 +101,7 @@ function clientOptions(config: Config, clientId: string, password: string | unde
     clean: false,
     ...(ext.username ? { username: ext.username } : {}),
     ...(password !== undefined ? { password } : {}),
-    ...(ext.ca ? { ca: readFileSync(ext.ca) } : {}),
+    ...(ext.ca ? { ca: readCa(ext.ca) } : {}),
     keepalive: 30,
     reconnectPeriod: 1000,
     // A login refused after start-up (a password rotated at the broker) is retried too; start()
