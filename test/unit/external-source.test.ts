@@ -1,6 +1,10 @@
 // Pure parts of the external source: who a message is attributed to by its topic and the registry,
-// and the shared-subscription filter it subscribes with.
+// the shared-subscription filter and client ids it subscribes with, and where its password comes from.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { loadBrokerPassword, loadConfig } from '../../src/config/load.js';
 import { attributeTopic, sessionClientIds, sharedFilter } from '../../src/ingest/sources/external.js';
 import { setDeviceEnabled } from '../../src/registry/edit.js';
 import { toSnapshot } from '../../src/registry/registry.js';
@@ -37,5 +41,28 @@ describe('attributeTopic: the device a topic names, checked against the registry
     expect(sharedFilter('livinglab')).toBe('$share/livinglab/lab/+/+/+/+');
     expect(sessionClientIds('gw-a', 1)).toEqual(['gw-a']);
     expect(sessionClientIds('gw-a', 3)).toEqual(['gw-a', 'gw-a-2', 'gw-a-3']);
+  });
+});
+
+describe('loadBrokerPassword: the environment, else external.passwordFile, never the config file', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'll-brokerpw-'));
+  const file = join(dir, 'broker-password');
+  writeFileSync(file, ' spaces kept \n', { mode: 0o600 });
+  const config = loadConfig({ flags: { external: { passwordFile: file } } });
+
+  it('prefers LIVINGLAB_BROKER_PASSWORD, else reads the file without its trailing newline', () => {
+    expect(loadBrokerPassword(config, { LIVINGLAB_BROKER_PASSWORD: 'from-env' })).toBe('from-env');
+    expect(loadBrokerPassword(config, {})).toBe(' spaces kept ');
+    expect(loadBrokerPassword(loadConfig(), {})).toBeUndefined();
+  });
+
+  it('names an unreadable file as LL_CONFIG_INVALID', () => {
+    const missing = loadConfig({ flags: { external: { passwordFile: join(dir, 'nope') } } });
+    expect(() => loadBrokerPassword(missing, {})).toThrow(
+      expect.objectContaining({
+        code: 'LL_CONFIG_INVALID',
+        message: expect.stringContaining('external.passwordFile: cannot read'),
+      }),
+    );
   });
 });
