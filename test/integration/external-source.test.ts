@@ -396,7 +396,8 @@ describe('a gateway on an external Mosquitto 2.0 (--source external)', () => {
       30_000,
     );
     const ackedWhenFull = await settled(() => gw.source.stats.acknowledged, 1000);
-    const handedWhenFull = gw.app.pipeline.stats.messages;
+    // Each session hands in one more message, which then waits for room: settled once all do.
+    const handedWhenFull = await settled(() => gw.app.pipeline.stats.messages, 1000);
     // Not a fixed sleep: the gateway is seen at work (two more failed writes to the stopped influxd)
     // while the devices go on publishing to the broker.
     const retries = gw.app.drain.stats.writeRetries;
