@@ -18,6 +18,7 @@ import { createTokenGuard, type TokenGuard } from './http/token-guard.js';
 import { createFeedbackBudget, MAX_FEEDBACK_BYTES } from './ingest/feedback.js';
 import { createPipeline, warnDevicesWithoutSchema } from './ingest/pipeline.js';
 import type { MessageSource } from './ingest/source.js';
+import { createExternalSource, type ExternalSource } from './ingest/sources/external.js';
 import { createLiveness } from './jobs/liveness.js';
 import { checkJobSchedules, createJobScheduler, registerJobs } from './jobs/register.js';
 import { createLogger, type Logger } from './log.js';
@@ -39,15 +40,20 @@ import { loadTlsMaterial, type TlsMaterial } from './tls/material.js';
 /** The wired gateway: start(), stop(), the bound ports, and its parts for tests and the CLI. */
 export type App = ReturnType<typeof buildApp>;
 
-/** The message sources and what they feed: the embedded broker, liveness, feedback and the pipeline. */
+/**
+ * The message source and what they feed: the embedded broker, or an external broker
+ * (`--source external`), liveness, feedback and the pipeline. The embedded broker is created in
+ * both modes (it does no I/O until started) so its ports and guard counters read 0 in external mode.
+ */
 function wireIngestion(
   config: Config,
   log: Logger,
   registry: Registry,
   storage: Storage,
   schemas: SchemaSet,
-  tlsMaterial: () => TlsMaterial | undefined,
+  opts: { tlsMaterial: () => TlsMaterial | undefined; brokerPassword?: string },
 ) {
+  const { tlsMaterial } = opts;
   const child = (module: string) => log.child({ module });
   // Logins hash on their own thread, off the spool's libuv pool (docs/architecture.md, Pitfalls).
   const hashPool = createHashPool({ maxPending: config.auth.maxPendingVerifications });
@@ -58,16 +64,26 @@ function wireIngestion(
     onSession: (device, event) => liveness.session(device, event),
     beforeListening: () => liveness.restoreStatuses(),
   });
-  const sources: MessageSource[] = [broker];
+  const external: ExternalSource | undefined =
+    config.source === 'external'
+      ? createExternalSource({
+          config,
+          registry,
+          log: child('ingest.external'),
+          password: opts.brokerPassword,
+        })
+      : undefined;
+  const source: MessageSource = external ?? broker;
+  const sources: MessageSource[] = [source];
   const liveness = createLiveness({
     registry,
     dataDir: config.dataDir,
     log: child('jobs.liveness'),
-    publishStatus: (d, s) => broker.publish(statusTopic(d), s, { retain: true, qos: 1 }),
+    publishStatus: (d, s) => source.publish(statusTopic(d), s, { retain: true, qos: 1 }),
     webhook: config.jobs.liveness.webhook,
   });
   // Room for the largest feedback message: else the delivery itself would be skipped, uncounted here.
-  const isBackedUp = (deviceId: string) => broker.isBackedUp(deviceId, MAX_FEEDBACK_BYTES);
+  const isBackedUp = (deviceId: string) => source.isBackedUp(deviceId, MAX_FEEDBACK_BYTES);
   const feedbackBudget = createFeedbackBudget({ ...config.feedback, isBackedUp });
   const pipeline = createPipeline({
     schemas,
@@ -75,13 +91,26 @@ function wireIngestion(
     rejects: storage.rejects,
     feedbackBudget,
     window: config.time,
-    sendFeedback: (topic, payload) => broker.publish(topic, payload),
+    sendFeedback: (topic, payload) => source.publish(topic, payload),
     maxBatchReadings: config.ingest.maxBatchReadings,
     onReceived: (deviceId) => liveness.observe(deviceId),
     onBattery: (deviceId, level) => liveness.observeBattery(deviceId, level),
     log: child('ingest.pipeline'),
   });
-  return { hashPool, verifier, broker, sources, liveness, feedbackBudget, pipeline };
+  // What reports read of the source. Connections are the external broker's business: unknown (null)
+  // in that mode, never a misleading 0.
+  const sourceView = {
+    get connectedClients() {
+      return external ? null : broker.connectedClients;
+    },
+    connectedDevices: () => (external ? null : broker.connectedDevices()),
+    get deliveriesDropped() {
+      return broker.deliveriesDropped;
+    },
+    guardStats: broker.guardStats,
+    notReady: () => external?.notReady(),
+  };
+  return { hashPool, verifier, broker, external, sourceView, sources, liveness, feedbackBudget, pipeline };
 }
 
 /** The bound ports for the start-up log; WebSocket ports only when those listeners are on. */
@@ -89,6 +118,23 @@ function listenerPorts(broker: Broker, httpPort: number, opsPort: number, https:
   const { port: mqttPort, tlsPort: mqttsPort, wsPort, wssPort } = broker;
   const ws = { wsPort: wsPort || undefined, wssPort: wssPort || undefined };
   return { mqttPort, mqttsPort, ...ws, httpPort, opsPort, https };
+}
+
+/** Where messages come from, for the start-up log (the broker URL without any credentials). */
+const sourceFields = (external: ExternalSource | undefined) =>
+  external ? { source: external.name, brokerUrl: external.url } : { source: 'embedded' };
+
+/** What buildApp takes beside the configuration. */
+export interface AppOptions {
+  log?: Logger;
+  /** The spool's file seam for disk-fault tests. */
+  openSpoolFile?: SpoolOptions['openFile'];
+  /** config/load.ts loadOpsToken. */
+  opsToken?: string;
+  /** The gateway's password on an external broker: config/load.ts loadBrokerPassword. */
+  brokerPassword?: string;
+  /** The secret the broker auth hooks listener requires: config/load.ts loadBrokerHooksToken. */
+  brokerHooksToken?: string;
 }
 
 /** /readyz and /metrics tell anyone who can reach them the sites and the fleet's state. */
@@ -202,7 +248,7 @@ function wireExternalBroker(
 }
 
 /** Every part, created in the order each needs the others; nothing is started here. */
-function wireParts(config: Config, log: Logger, opts: Omit<BuildAppOptions, 'log'>) {
+function wireParts(config: Config, log: Logger, opts: AppOptions) {
   checkJobSchedules(config.jobs);
   checkOpsExposure(config, opts.opsToken);
   const schemas = loadSchemas(config.schemasDir);
@@ -215,11 +261,14 @@ function wireParts(config: Config, log: Logger, opts: Omit<BuildAppOptions, 'log
   const storage = createStorage(config, log, opts.openSpoolFile);
   // Read in start(), shared by every TLS listener and the certificate-expiry metric.
   const tls: { current?: TlsMaterial } = {};
-  const ingestion = wireIngestion(config, log, registry, storage, schemas, () => tls.current);
+  const ingestion = wireIngestion(config, log, registry, storage, schemas, {
+    tlsMaterial: () => tls.current,
+    ...(opts.brokerPassword !== undefined ? { brokerPassword: opts.brokerPassword } : {}),
+  });
   const scheduler = createJobScheduler(config, log.child({ module: 'jobs' }));
   const guard = createHttpGuard(config, log);
   const metrics = createGatewayMetrics({
-    ...{ ...ingestion, ...storage, source: ingestion.broker, registry, scheduler, httpGuard: guard },
+    ...{ ...ingestion, ...storage, source: ingestion.sourceView, registry, scheduler, httpGuard: guard },
     tls: () => tls.current,
     tlsCertFile: config.tls.cert,
   });
@@ -239,26 +288,15 @@ function wireParts(config: Config, log: Logger, opts: Omit<BuildAppOptions, 'log
   };
 }
 
-/**
- * openSpoolFile: the spool's file seam for disk-fault tests; opsToken: config/load.ts
- * loadOpsToken; brokerHooksToken: loadBrokerHooksToken.
- */
-export interface BuildAppOptions {
-  log?: Logger;
-  openSpoolFile?: SpoolOptions['openFile'];
-  opsToken?: string;
-  brokerHooksToken?: string;
-}
-
-export function buildApp(config: Config, opts: BuildAppOptions = {}) {
+export function buildApp(config: Config, opts: AppOptions = {}) {
   const log = opts.log ?? createLogger({ level: config.logLevel, format: config.logFormat });
   const parts = wireParts(config, log, opts);
   const { schemas, registry, storage, tls, ingestion, scheduler, guard, metrics, externalBroker } = parts;
   const { writer, queue, rejects, drain } = storage;
-  const { broker, sources, liveness, pipeline } = ingestion;
+  const { broker, external, sourceView, sources, liveness, pipeline } = ingestion;
   let started = false;
   const { url: influxUrl, api } = config.influx;
-  const status = { registry, queue, drain, writer, influxUrl, source: broker, liveness, pipeline };
+  const status = { registry, queue, drain, writer, influxUrl, source: sourceView, liveness, pipeline };
   const reports = createStatusReports({ ...status, isStarted: () => started });
   const httpParts = { ...reports, guard, metrics: metrics.registry, registry: () => registry.current().data };
   const { http, ops, https } = wireHttp(config, log, { ...httpParts, schemas }, opts.opsToken);
@@ -281,7 +319,8 @@ export function buildApp(config: Config, opts: BuildAppOptions = {}) {
     statsTimer = setInterval(() => reports.logStats(log), 60_000).unref();
     started = true;
     const ports = listenerPorts(broker, httpPort, opsPort, https !== undefined);
-    log.info({ ...ports, influx: influxUrl, api, spool: config.spool.enabled }, 'gateway started');
+    const from = sourceFields(external);
+    log.info({ ...ports, ...from, influx: influxUrl, api, spool: config.spool.enabled }, 'gateway started');
   };
 
   const stop = async () => {
@@ -307,7 +346,7 @@ export function buildApp(config: Config, opts: BuildAppOptions = {}) {
 
   const exposed = { config, log, broker, registry, schemas, pipeline, queue, drain, writer, rejects };
   return {
-    ...{ ...exposed, liveness, scheduler, externalBroker, start, stop },
+    ...{ ...exposed, external, liveness, scheduler, externalBroker, start, stop },
     get mqttPort() {
       return broker.port;
     },

@@ -16,6 +16,8 @@ export const ERROR_CODES = {
   LL_INFLUX_AUTH: "InfluxDB refused the gateway's read credentials (401) or their rights (403)",
   LL_INFLUX_QUERY: 'InfluxDB refused a query (unknown database or bucket mapping, a statement error)',
   LL_LISTEN_FAILED: 'A network listener could not be started',
+  LL_BROKER_UNREACHABLE: 'The external MQTT broker (--source external) could not be reached at start-up',
+  LL_BROKER_REFUSED: "The external MQTT broker refused the gateway's login or its shared subscription",
   LL_DATA_DIR_LOCKED: 'Another gateway is running on the same data folder',
   LL_DATA_DIR_UNUSABLE: 'The data folder cannot be created or written',
   LL_INPUT_INVALID: 'A file or value given on the command line is invalid',

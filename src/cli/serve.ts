@@ -5,7 +5,7 @@
 // even stopping hangs.
 import type { Command } from 'commander';
 import { type App, buildApp } from '../app.js';
-import { loadBrokerHooksToken, loadOpsToken } from '../config/load.js';
+import { loadBrokerHooksToken, loadBrokerPassword, loadOpsToken } from '../config/load.js';
 import { lockDataDir } from '../storage/data-lock.js';
 import { type FleetScheduler, startFleets } from './fleet-schedule.js';
 import { addServeOptions, type CommonFlags, configFromFlags } from './options.js';
@@ -29,9 +29,11 @@ export function registerServeCommand(program: Command, env: Record<string, strin
     try {
       const opsToken = loadOpsToken(config, env);
       const brokerHooksToken = loadBrokerHooksToken(config, env);
+      const brokerPassword = config.source === 'external' ? loadBrokerPassword(config, env) : undefined;
       app = buildApp(config, {
         ...(opsToken ? { opsToken } : {}),
         ...(brokerHooksToken ? { brokerHooksToken } : {}),
+        ...(brokerPassword !== undefined ? { brokerPassword } : {}),
       });
     } catch (err) {
       await lock.release();
@@ -80,8 +82,10 @@ export function registerServeCommand(program: Command, env: Record<string, strin
     const ws = web.some(Boolean)
       ? `MQTT over WebSocket on ${web.filter(Boolean).join(' and ')} (/mqtt), `
       : '';
+    const mqttFrom =
+      config.source === 'external' ? `MQTT from ${config.external.url}` : `MQTT on port ${app.mqttPort}`;
     process.stderr.write(
-      `livinglab: MQTT on port ${app.mqttPort}, HTTP on ${app.httpScheme}://localhost:${app.httpPort}/healthz, ` +
+      `livinglab: ${mqttFrom}, HTTP on ${app.httpScheme}://localhost:${app.httpPort}/healthz, ` +
         `ops (/readyz, /metrics) on ${config.listeners.ops.host}:${app.opsPort}, ` +
         `${ws}writing to ${config.influx.url} database "${config.influx.db}"\n`,
     );

@@ -80,7 +80,12 @@ export function registerStatusCommand(program: Command, env: Record<string, stri
       }
       const enabled = status.devices.filter((d) => d.enabled).length;
       printTable([
-        ['devices connected', `${status.connectedDevices} of ${enabled} enabled`],
+        [
+          'devices connected',
+          status.connectedDevices === null
+            ? `unknown (an external broker holds the connections); ${enabled} enabled`
+            : `${status.connectedDevices} of ${enabled} enabled`,
+        ],
         ['devices silent', String(status.silentDevices)],
         ['devices real / simulated', provenanceCounts(status.devices)],
         [
@@ -94,7 +99,7 @@ export function registerStatusCommand(program: Command, env: Record<string, stri
         ['last write to InfluxDB', status.lastWriteAt ?? 'none yet'],
         ['rejects in the last hour', String(status.rejectsLastHour)],
       ]);
-      const silent = status.devices.filter((d) => d.silent || (d.enabled && !d.connected));
+      const silent = status.devices.filter((d) => d.silent || (d.enabled && d.connected === false));
       if (silent.length > 0) {
         process.stdout.write('\n');
         printTable([
@@ -103,7 +108,7 @@ export function registerStatusCommand(program: Command, env: Record<string, stri
             d.id,
             d.type,
             d.site,
-            d.connected ? 'yes' : 'no',
+            d.connected === null ? 'unknown' : d.connected ? 'yes' : 'no',
             d.silent ? 'yes' : 'no',
             d.lastSeen ?? 'never',
           ]),

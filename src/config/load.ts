@@ -239,3 +239,28 @@ export function loadBrokerHooksToken(
     );
   return text;
 }
+
+/**
+ * The gateway's password on an external broker (`--source external`): LIVINGLAB_BROKER_PASSWORD,
+ * else the content of `external.passwordFile`, else undefined. Like the ops token it is never a
+ * config option, so it cannot end up in clear in a YAML file or in the logged configuration.
+ */
+export function loadBrokerPassword(
+  config: Config,
+  env: Record<string, string | undefined>,
+): string | undefined {
+  const fromEnv = env.LIVINGLAB_BROKER_PASSWORD;
+  if (fromEnv) return fromEnv;
+  const file = config.external.passwordFile;
+  if (!file) return undefined;
+  try {
+    // Only a trailing newline is trimmed: spaces may be part of a password.
+    return readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+  } catch (err) {
+    throw new GatewayError(
+      'LL_CONFIG_INVALID',
+      `external.passwordFile: cannot read ${file}: ${(err as Error).message}`,
+      { cause: err },
+    );
+  }
+}

@@ -352,6 +352,61 @@ export const CONFIG_SCHEMA = Type.Object(
         { minimum: 1, maximum: 100000 },
       ),
     }),
+    source: choice(
+      ['embedded', 'external'],
+      'embedded',
+      'Where device messages come from: embedded (this gateway is the MQTT broker) or external (an MQTT broker or cluster the gateway subscribes to; see external.*)',
+      { flag: '--source <embedded|external>' },
+    ),
+    external: group({
+      url: text(
+        '',
+        'External broker URL for --source external: mqtt://HOST:1883 or mqtts://HOST:8883 (required in that mode)',
+        { flag: '--broker-url <url>' },
+      ),
+      username: text('', "The gateway's own username on the external broker (empty: none)"),
+      passwordFile: text(
+        '',
+        "File holding the gateway's password on the external broker (or set LIVINGLAB_BROKER_PASSWORD); never the password itself",
+      ),
+      clientId: text(
+        'livinglab-gateway',
+        "The gateway's fixed client id: its persistent session (and what the broker keeps for it while it is away) is bound to it; unique per gateway",
+        { pattern: '^[A-Za-z0-9_:.-]{1,64}$', flag: '--broker-client-id <id>' },
+      ),
+      group: text(
+        'livinglab',
+        'Shared-subscription group: gateways in one group split the messages ($share/GROUP/lab/+/+/+/+)',
+        {
+          pattern: '^[A-Za-z0-9_-]{1,64}$',
+          flag: '--broker-group <name>',
+        },
+      ),
+      ca: text(
+        '',
+        "CA bundle (PEM) that signed the external broker's certificate, for mqtts:// (empty: the system's CAs)",
+      ),
+      connections: integer(
+        4,
+        'MQTT sessions this gateway opens, each a member of the group (client ids CLIENTID, CLIENTID-2, ...); each takes one message at a time, so more commit more at once. Lowering it leaves messages in the dropped sessions until they expire',
+        { minimum: 1, maximum: 64 },
+      ),
+      receiveMaximum: integer(
+        100,
+        'Messages the broker may have in flight to each session before it waits for acknowledgements (MQTT 5 Receive Maximum): the bound of back-pressure',
+        { minimum: 1, maximum: 65535 },
+      ),
+      sessionExpiry: duration(
+        '1d',
+        "How long the broker keeps the gateway's session and its messages while the gateway is away (MQTT 5 Session Expiry Interval)",
+        { least: '1s' },
+      ),
+      ackWait: duration(
+        '10s',
+        'Longest time one message may wait for the spool before it is left unacknowledged (the broker keeps it and sends it again on a reconnect)',
+        { least: '100ms' },
+      ),
+    }),
     feedback: group({
       perMinute: integer(
         120,

@@ -3,18 +3,19 @@
 // the broker, ingestion or jobs modules, and nothing here changes a counter.
 import { createMetrics, type Metrics, type MetricsSources } from './metrics.js';
 
-type Read<K extends keyof MetricsSources> = ReturnType<MetricsSources[K]>;
+type Read<K extends keyof MetricsSources> = ReturnType<NonNullable<MetricsSources[K]>>;
 type Guard = Read<'guard'>;
 
 export interface MetricParts {
   pipeline: { readonly stats: Read<'pipeline'> };
   drain: { readonly stats: Read<'drain'> };
   queue: { readonly stats: Read<'queue'> };
+  /** Connection counts are null where the source cannot know them (an external broker): no series then. */
   source: {
-    readonly connectedClients: number;
+    readonly connectedClients: number | null;
     readonly deliveriesDropped: number;
     readonly guardStats: Omit<Guard, 'hashes' | 'hashQueue'>;
-    connectedDevices(): Read<'connectedDevices'>;
+    connectedDevices(): Read<'connectedDevices'> | null;
   };
   feedbackBudget: { readonly stats: { readonly dropped: Read<'feedbackDropped'> } };
   rejects: { readonly notLogged: number };
@@ -32,11 +33,14 @@ export interface MetricParts {
   tls: () => { expiresAt(): number } | undefined;
   /** The configured certificate file (tls.cert), the metric's label. */
   tlsCertFile: string;
+  /** The external broker source, when the gateway runs with one. */
+  external?: { readonly stats: Read<'brokerAcks'> } | undefined;
 }
 
 export function createGatewayMetrics(p: MetricParts): Metrics {
-  const { source, liveness } = p;
+  const { source, liveness, external } = p;
   return createMetrics({
+    ...(external ? { brokerAcks: () => external.stats } : {}),
     pipeline: () => p.pipeline.stats,
     drain: () => p.drain.stats,
     queue: () => p.queue.stats,

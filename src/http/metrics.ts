@@ -20,7 +20,8 @@ export interface MetricsSources {
     appendError: string | undefined;
     writeErrors: number;
   };
-  connectedClients: () => number;
+  /** null where the source cannot know (an external broker holds the connections): no series. */
+  connectedClients: () => number | null;
   feedbackDropped: () => Record<string, number>;
   deliveriesDropped: () => number;
   rejectsNotLogged: () => number;
@@ -33,13 +34,16 @@ export interface MetricsSources {
     hashQueue: number;
   };
   registryReloads: () => number;
-  connectedDevices: () => { site: string; type: string }[];
+  /** null where the source cannot know: the gauge has no series rather than a false 0. */
+  connectedDevices: () => { site: string; type: string }[] | null;
   jobs: () => ReadonlyMap<string, { runs: number; failures: number }>;
   liveness: () => { silent: number; batteryLow: number; offline: number; online: number };
   /** Refused HTTP credentials by reason (http/token-guard.ts). */
   httpAuthFailures: () => Readonly<Record<string, number>>;
   /** The served TLS certificate: its file and end of validity (Unix s); undefined without TLS. */
   tlsCertificate: () => { file: string; expiresAt: number } | undefined;
+  /** Acknowledgements to an external broker (`--source external`); absent otherwise: no series. */
+  brokerAcks?: () => { acknowledged: number; withheld: number; redeliveries: number };
 }
 
 export interface Metrics {
@@ -263,7 +267,7 @@ function registerFleetMetrics(registry: Registry, src: MetricsSources): void {
     registers: [registry],
     collect() {
       this.reset();
-      for (const d of src.connectedDevices()) this.inc({ device_type: d.type, site: d.site });
+      for (const d of src.connectedDevices() ?? []) this.inc({ device_type: d.type, site: d.site });
     },
   });
   for (const [name, pick, help] of [
@@ -324,6 +328,28 @@ function registerTlsMetrics(registry: Registry, tls: MetricsSources['tlsCertific
   });
 }
 
+/** Behind an external broker: what the gateway acknowledged to it, and what it left there. */
+function registerBrokerAckMetrics(registry: Registry, acks: NonNullable<MetricsSources['brokerAcks']>): void {
+  counter(
+    registry,
+    'livinglab_broker_acks_total',
+    'PUBACKs sent to the external broker, each after its message was in the spool (or rejected as bad input)',
+    () => acks().acknowledged,
+  );
+  counter(
+    registry,
+    'livinglab_broker_acks_withheld_total',
+    'Messages left unacknowledged with the external broker (spool full or failing); the broker keeps and resends them',
+    () => acks().withheld,
+  );
+  counter(
+    registry,
+    'livinglab_broker_redeliveries_total',
+    'Reconnects to the external broker made to have withheld messages sent again',
+    () => acks().redeliveries,
+  );
+}
+
 // Registration order is the order of the scrape output; kept as it was before the split.
 export function createMetrics(src: MetricsSources): Metrics {
   const registry = new Registry();
@@ -334,11 +360,19 @@ export function createMetrics(src: MetricsSources): Metrics {
   addDropCounters(registry, src);
   counter(registry, 'livinglab_registry_reloads_total', 'Registry file reloads', () => src.registryReloads());
   registerSpoolSizeMetrics(registry, src.queue);
-  gauge(registry, 'livinglab_connected_clients', 'Connected MQTT clients', src.connectedClients);
+  // Known or not is fixed by the source the gateway runs with; an unlabelled gauge always has a sample.
+  if (src.connectedClients() !== null)
+    gauge(
+      registry,
+      'livinglab_connected_clients',
+      'Connected MQTT clients',
+      () => src.connectedClients() ?? 0,
+    );
   registerGuardMetrics(registry, src);
   registerFleetMetrics(registry, src);
   registerLivenessMetrics(registry, src.liveness);
   registerTlsMetrics(registry, src.tlsCertificate);
+  if (src.brokerAcks) registerBrokerAckMetrics(registry, src.brokerAcks);
   const latency = new Histogram({
     name: 'livinglab_write_duration_seconds',
     help: 'Duration of successful InfluxDB writes',

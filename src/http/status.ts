@@ -19,11 +19,13 @@ export interface GatewayStatus {
     /** Real or simulated (absent in the registry: real). */
     provenance: 'real' | 'simulated';
     enabled: boolean;
-    connected: boolean;
+    /** null when the gateway cannot know (an external broker holds the connections). */
+    connected: boolean | null;
     silent: boolean;
     lastSeen: string | null;
   }[];
-  connectedDevices: number;
+  /** null when the gateway cannot know (an external broker holds the connections). */
+  connectedDevices: number | null;
   silentDevices: number;
   /** The record queue (the spool, or the memory queue under `--no-spool`); names kept for scripts. */
   spool: {
@@ -46,7 +48,13 @@ export interface StatusDeps {
   drain: Pick<Drain, 'stats'>;
   writer: Pick<Writer, 'ping'>;
   influxUrl: string;
-  source: { readonly connectedClients: number; connectedDevices(): readonly Device[] };
+  /** Connection counts are null where the source cannot know them (an external broker). */
+  source: {
+    readonly connectedClients: number | null;
+    connectedDevices(): readonly Device[] | null;
+    /** Why the source takes no messages now (external broker away), or undefined. */
+    notReady?(): string | undefined;
+  };
   liveness: { readonly silent: ReadonlySet<string>; lastSeen(deviceId: string): number | undefined };
   pipeline: {
     readonly stats: { readonly messages: number; readonly readingsAccepted: number };
@@ -59,7 +67,7 @@ export interface StatusDeps {
 export interface StatusReports {
   status(): GatewayStatus;
   /** Cheap facts, no I/O. */
-  health(): { uptimeSeconds: number; connectedClients: number };
+  health(): { uptimeSeconds: number; connectedClients: number | null };
   /** Reasons the gateway is not ready to take readings; empty when it is. */
   readiness(): Promise<string[]>;
   /** One info line with the spool, the drain and ingestion counters. */
@@ -71,7 +79,8 @@ const isoOrNull = (at: number | undefined) => (at ? new Date(at).toISOString() :
 
 function statusOf(deps: StatusDeps): GatewayStatus {
   const { liveness, drain } = deps;
-  const connected = new Set(deps.source.connectedDevices().map((d) => d.id));
+  const devices = deps.source.connectedDevices();
+  const connected = devices && new Set(devices.map((d) => d.id));
   const q = deps.queue.stats;
   return {
     devices: [...deps.registry.current().devices.values()].map((d) => ({
@@ -80,11 +89,11 @@ function statusOf(deps: StatusDeps): GatewayStatus {
       site: d.site,
       provenance: provenanceOf(d),
       enabled: d.enabled,
-      connected: connected.has(d.id),
+      connected: connected ? connected.has(d.id) : null,
       silent: liveness.silent.has(d.id),
       lastSeen: isoOrNull(liveness.lastSeen(d.id)),
     })),
-    connectedDevices: connected.size,
+    connectedDevices: connected ? connected.size : null,
     silentDevices: liveness.silent.size,
     spool: {
       bytes: q.bytes,
@@ -107,6 +116,8 @@ async function readinessOf(deps: StatusDeps): Promise<string[]> {
   } catch {
     reasons.push('registry not loaded');
   }
+  const away = deps.source.notReady?.();
+  if (away) reasons.push(away);
   const q = deps.queue.stats;
   if (q.full) reasons.push(`spool full (${q.bytes} of ${q.limitBytes} bytes): not acknowledging`);
   if (q.appendError) reasons.push(q.appendError);

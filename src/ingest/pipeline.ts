@@ -110,6 +110,11 @@ function createReject(deps: PipelineDeps, stats: PipelineStats, recent: { add(n:
     for (const r of rejections) stats.rejected[r.reason]++;
     recent.add(rejections.length);
     await rejects.append(toRejectEntry(record, rejections));
+    if (record.identity.kind === 'unattributed')
+      log.info(
+        { deviceId: record.identity.id, reason: record.identity.reason },
+        'message for no device rejected',
+      );
     if (record.identity.kind !== 'device') return;
     const topic = rejectedTopic(record.identity.device);
     log.info(
@@ -134,6 +139,11 @@ async function acceptRecord(
   record: IngestRecord,
 ): Promise<Verdict> {
   stats.messages++;
+  if (record.identity.kind === 'unattributed') {
+    const refused = rejection('topic', record.identity.reason);
+    await reject(record, [refused]);
+    return { accepted: 0, rejections: [refused], ingested: false };
+  }
   if (record.identity.kind !== 'device') {
     await reject(record, [rejection('topic', 'only devices publish')]);
     return NOTHING;

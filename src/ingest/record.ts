@@ -5,11 +5,24 @@ import type { InputRejectReason, RejectionError } from '../storage/rejects-log.j
 
 export type { RejectionError } from '../storage/rejects-log.js';
 
+/**
+ * A message a source could not attribute to a registered, enabled device (an external broker hands
+ * in messages by topic, and the topic may name no such device): rejected with reason `topic`,
+ * nothing stored, and no feedback, since no registered device is there to read it.
+ */
+export interface Unattributed {
+  readonly kind: 'unattributed';
+  /** The device id the topic names, or '' when the topic has no such segment. */
+  readonly id: string;
+  /** Why, for the rejects log: "no device ox-9 in the registry". */
+  readonly reason: string;
+}
+
 export interface IngestRecord {
   readonly topic: string;
   readonly payload: Buffer;
-  /** The authenticated client the message came from. */
-  readonly identity: Identity;
+  /** The authenticated client the message came from, or why the source could not tell. */
+  readonly identity: Identity | Unattributed;
   readonly clientId: string;
   readonly receivedAt: Date;
 }

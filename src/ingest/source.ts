@@ -1,6 +1,7 @@
 // The contract between ingestion and whatever brings device messages to it: the embedded broker
-// today (broker/broker.ts), an external MQTT broker later. A source authenticates its clients and
-// hands each message in with the identity it proved. It never validates, stores or drops a message
+// (broker/broker.ts) or an external MQTT broker (sources/external.ts). A source hands each message
+// in with the identity it proved (the embedded broker's login) or the registered device its topic
+// names (an external broker, whose ACL checked the publisher). It never validates, stores or drops a message
 // itself, and never acknowledges one before ingestion has answered for it.
 import type { IngestRecord, Verdict } from './record.js';
 

@@ -16,6 +16,8 @@ export interface DiskFaults {
   failTruncates(n: number): void;
   /** The next `n` fsyncs (the spool syncs its folder after creating a segment) fail with EIO. */
   failSyncs(n: number): void;
+  /** The next write waits `ms` before it goes to the file (a slow disk), then succeeds. */
+  delayNextWrite(ms: number): void;
   readonly injected: { reads: number; writes: number; truncates: number; syncs: number };
   /** Successful fsyncs so far. */
   readonly syncs: number;
@@ -33,6 +35,7 @@ export function createDiskFaults(): DiskFaults {
   let truncateFaults = 0;
   let syncFaults = 0;
   let syncs = 0;
+  let writeDelayMs = 0;
   const injected = { reads: 0, writes: 0, truncates: 0, syncs: 0 };
 
   const wrap = (file: SpoolFile): SpoolFile => ({
@@ -47,6 +50,11 @@ export function createDiskFaults(): DiskFaults {
       return file.read(buffer, offset, length, position);
     },
     async write(buffer, offset, length) {
+      if (writeDelayMs > 0) {
+        const ms = writeDelayMs;
+        writeDelayMs = 0;
+        await new Promise((r) => setTimeout(r, ms));
+      }
       if (shortWrite !== undefined) {
         const part = Math.min(shortWrite, length - 1);
         shortWrite = undefined;
@@ -96,6 +104,9 @@ export function createDiskFaults(): DiskFaults {
     },
     failSyncs(n) {
       syncFaults = n;
+    },
+    delayNextWrite(ms) {
+      writeDelayMs = ms;
     },
     injected,
     get syncs() {

@@ -29,6 +29,8 @@ export async function createGatewayProcess(opts: {
   db: string;
   devices: TestDevice[];
   args?: string[];
+  /** Environment variables beside this process's own (LIVINGLAB_BROKER_PASSWORD, say). */
+  env?: Record<string, string>;
   /** How long `start()` waits for the gateway to say it listens before killing it (default 20 s). */
   startTimeoutMs?: number;
 }): Promise<GatewayProcess> {
@@ -82,7 +84,8 @@ export async function createGatewayProcess(opts: {
         ...extraArgs,
       ];
       const from = out.length;
-      const c = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
+      const env = { ...process.env, ...opts.env };
+      const c = spawn(process.execPath, args, { cwd: ROOT, env, stdio: ['ignore', 'ignore', 'pipe'] });
       child = c;
       await new Promise<void>((resolve, reject) => {
         const timer = setTimeout(() => {
@@ -93,11 +96,11 @@ export async function createGatewayProcess(opts: {
         c.stderr?.on('data', (d: Buffer) => {
           out += d.toString();
           const m =
-            /MQTT on port (\d+), HTTP on https?:\/\/localhost:(\d+)\S*, ops \(\/readyz, \/metrics\) on \S*:(\d+),/.exec(
+            /MQTT (?:on port (\d+)|from \S+), HTTP on https?:\/\/localhost:(\d+)\S*, ops \(\/readyz, \/metrics\) on \S*:(\d+),/.exec(
               out.slice(from),
             );
           if (m) {
-            mqttPort = Number(m[1]);
+            mqttPort = Number(m[1] ?? 0);
             httpPort = Number(m[2]);
             opsPort = Number(m[3]);
             clearTimeout(timer);

@@ -65,6 +65,8 @@ export interface GatewayOptions {
   brokerHooksToken?: string;
   /** The spool's file seam (test/helpers/disk-faults.ts). */
   openSpoolFile?: SpoolOptions['openFile'];
+  /** The gateway's password on an external broker (what LIVINGLAB_BROKER_PASSWORD gives `serve`). */
+  brokerPassword?: string;
 }
 
 export async function startGateway(opts: GatewayOptions): Promise<TestGateway> {
@@ -109,6 +111,7 @@ export async function startGateway(opts: GatewayOptions): Promise<TestGateway> {
     ...(opts.openSpoolFile ? { openSpoolFile: opts.openSpoolFile } : {}),
     ...(opts.opsToken ? { opsToken: opts.opsToken } : {}),
     ...(opts.brokerHooksToken ? { brokerHooksToken: opts.brokerHooksToken } : {}),
+    ...(opts.brokerPassword !== undefined ? { brokerPassword: opts.brokerPassword } : {}),
   });
   await app.start();
   let stopped: Promise<void> | undefined;

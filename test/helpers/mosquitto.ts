@@ -1,67 +1,99 @@
-// Debian's Mosquitto 2.0 (/usr/sbin/mosquitto) on a free loopback port, loading the password_file and
-// acl_file the gateway writes, with the settings README "Broker authentication hooks" asks for. Its
-// log is kept for failure messages; it is stopped where it is started (onTestFinished).
-import { type ChildProcess, spawn } from 'node:child_process';
-import { writeFile } from 'node:fs/promises';
+// A real Mosquitto 2.0 (Debian's /usr/sbin/mosquitto) on a free loopback port, with anonymous
+// logins off and a password file made by mosquitto_passwd -b: the external broker of the tests of
+// `--source external`. It never mocks the broker; stop() kills it and removes its folder.
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { onTestFinished } from 'vitest';
+import { promisify } from 'node:util';
 import { freePort } from './ports.js';
 
+const run = promisify(execFile);
+
 export interface Mosquitto {
-  url: string;
-  port: number;
-  pid: number;
+  readonly url: string;
+  readonly port: number;
+  /** What the broker wrote to stderr (its log). */
   output(): string;
+  stop(): Promise<void>;
 }
 
-const portOpen = (port: number) =>
-  new Promise<boolean>((resolve) => {
-    const s = connect(port, '127.0.0.1', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
-
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-  await exited;
-  clearTimeout(timer);
-}
-
-/** Starts Mosquitto with `dir`'s password_file and acl_file, writing its pid to `pidFile`. */
-export async function startMosquitto(dir: string, pidFile: string): Promise<Mosquitto> {
-  const port = await freePort();
-  const conf = join(dir, 'mosquitto.conf');
-  const lines = [
-    `listener ${port} 127.0.0.1`,
-    'allow_anonymous false',
-    `password_file ${join(dir, 'password_file')}`,
-    `acl_file ${join(dir, 'acl_file')}`,
-    'use_username_as_clientid true',
-    `pid_file ${pidFile}`,
-    'persistence false',
-    'log_dest stderr',
-    'log_type all',
-    // Run as root (a container), Mosquitto would switch to the `mosquitto` user, which cannot read
-    // files the test wrote 0640 as root.
-    ...(process.getuid?.() === 0 ? ['user root'] : []),
-  ];
-  await writeFile(conf, `${lines.join('\n')}\n`);
-  let out = '';
-  const child = spawn('/usr/sbin/mosquitto', ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
-  child.stderr?.on('data', (d: Buffer) => {
-    out = (out + d.toString()).slice(-20_000);
-  });
-  onTestFinished(() => stop(child));
+async function waitForPort(port: number, child: ChildProcess, output: () => string): Promise<void> {
   const deadline = Date.now() + 10_000;
-  while (!(await portOpen(port))) {
-    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`mosquitto did not start:\n${out}`);
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`mosquitto exited with ${child.exitCode}: ${output()}`);
+    const open = await new Promise<boolean>((resolve) => {
+      const s = connect(port, '127.0.0.1');
+      s.once('connect', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.once('error', () => resolve(false));
+    });
+    if (open) return;
+    if (Date.now() > deadline) throw new Error(`mosquitto did not listen on ${port}: ${output()}`);
     await new Promise((r) => setTimeout(r, 50));
   }
-  return { url: `mqtt://127.0.0.1:${port}`, port, pid: child.pid ?? 0, output: () => out };
+}
+
+/** Starts Mosquitto with these users (name → password) and any extra configuration lines. */
+export async function startMosquitto(opts: {
+  users: Record<string, string>;
+  conf?: string[];
+}): Promise<Mosquitto> {
+  const dir = await mkdtemp(join(tmpdir(), 'll-mosquitto-'));
+  const passwords = join(dir, 'passwd');
+  await writeFile(passwords, '', { mode: 0o600 });
+  for (const [user, password] of Object.entries(opts.users))
+    await run('mosquitto_passwd', ['-b', passwords, user, password]);
+  const port = await freePort();
+  const conf = join(dir, 'mosquitto.conf');
+  await writeFile(
+    conf,
+    [
+      `listener ${port} 127.0.0.1`,
+      'allow_anonymous false',
+      `password_file ${passwords}`,
+      // Started as root here: stay root so the broker can read its files in the test's folder.
+      'user root',
+      'persistence false',
+      // What a gateway away for a while must get back: the default (1000) drops QoS 1 beyond it.
+      'max_queued_messages 0',
+      'log_dest stderr',
+      'log_type error',
+      'log_type warning',
+      'log_type notice',
+      ...(opts.conf ?? []),
+      '',
+    ].join('\n'),
+  );
+  const child = spawn('/usr/sbin/mosquitto', ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let log = '';
+  child.stderr?.on('data', (d: Buffer) => {
+    log += d.toString();
+  });
+  const output = () => log;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  try {
+    await waitForPort(port, child, output);
+  } catch (err) {
+    child.kill('SIGKILL');
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
+  let stopped: Promise<void> | undefined;
+  return {
+    url: `mqtt://127.0.0.1:${port}`,
+    port,
+    output,
+    stop() {
+      stopped ??= (async () => {
+        if (child.exitCode === null) child.kill('SIGTERM');
+        await exited;
+        await rm(dir, { recursive: true, force: true });
+      })();
+      return stopped;
+    },
+  };
 }

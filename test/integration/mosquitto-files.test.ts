@@ -12,7 +12,7 @@ import { addDevice, removeDevice } from '../../src/registry/edit.js';
 import { runCli } from '../helpers/cli.js';
 import { useLab } from '../helpers/fixture.js';
 import { PASSWORD } from '../helpers/gateway.js';
-import { startMosquitto } from '../helpers/mosquitto.js';
+import { startMosquitto } from '../helpers/mosquitto-acl.js';
 import { collect, connackCode, connectDevice, eventually, mosquittoPub } from '../helpers/mqtt.js';
 
 const lab = useLab({
