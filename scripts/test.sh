@@ -19,6 +19,8 @@ npm run --silent typecheck
 npm run --silent lint
 # Tests that start `livinglab` as a user would run the built CLI (bin/ → dist/): never a stale one.
 npm run --silent build
+# ...and the tests' own `livinglab` commands and gateway processes run that build (test/helpers/cli.ts).
+export LIVINGLAB_TEST_BUILT=1
 mkdir -p .tmp
 status=0
 npx vitest run --reporter=default --reporter=json --outputFile.json=.tmp/vitest.json "$@" || status=$?

@@ -25,6 +25,18 @@ export interface CliResult {
 }
 
 /**
+ * The node arguments that run `livinglab`: the build in dist/ when scripts/test.sh has just made it
+ * (LIVINGLAB_TEST_BUILT=1: about 0.8 s of CPU less per command than compiling src/ with tsx, and the
+ * suite runs hundreds), otherwise src/ through tsx, so a single test file run by hand never meets a
+ * stale build.
+ */
+export function cliEntry(): string[] {
+  return process.env.LIVINGLAB_TEST_BUILT === '1'
+    ? [join(ROOT, 'dist/src/cli/main.js')]
+    : ['--import', 'tsx', join(ROOT, 'src/cli/main.ts')];
+}
+
+/**
  * Runs the CLI from source (the same code `livinglab` runs from dist/) with `input` on its stdin and
  * `env` added to this process's environment; resolves when it exits, whatever its exit code.
  */
@@ -34,7 +46,7 @@ export async function runCli(
 ): Promise<CliResult> {
   const { input, env, timeoutMs = 60_000 } = opts;
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), ...args], {
+    const child = spawn(process.execPath, [...cliEntry(), ...args], {
       cwd: ROOT,
       // A command that hangs is killed rather than left running after its test.
       timeout: timeoutMs,

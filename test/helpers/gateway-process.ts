@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeRegistryFile } from '../../src/registry/file.js';
 import { EMPTY_REGISTRY } from '../../src/registry/types.js';
+import { cliEntry } from './cli.js';
 import { type TestDevice, withDevices } from './gateway.js';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
@@ -56,9 +57,7 @@ export async function createGatewayProcess(opts: {
     output: () => out,
     async start(extraArgs = []) {
       const args = [
-        '--import',
-        'tsx',
-        join(ROOT, 'src/cli/main.ts'),
+        ...cliEntry(),
         'serve',
         '--registry',
         registry,

@@ -17,7 +17,7 @@ import { credentialsFileFor } from '../../simulators/provision.js';
 import { recordMessages } from '../../simulators/recording.js';
 import { simulate } from '../../src/cli/simulate.js';
 import { secretsFileFor } from '../../src/registry/secrets-file.js';
-import { runCli } from '../helpers/cli.js';
+import { cliEntry, runCli } from '../helpers/cli.js';
 import { useLab } from '../helpers/fixture.js';
 import { PASSWORD } from '../helpers/gateway.js';
 import { createGatewayProcess } from '../helpers/gateway-process.js';
@@ -160,18 +160,7 @@ describe('record and replay', () => {
     const file = join(recDir, 'rec.ndjson');
     const rec = spawn(
       process.execPath,
-      [
-        '--import',
-        'tsx',
-        join(ROOT, 'src/cli/main.ts'),
-        'record',
-        '--out',
-        file,
-        '--username',
-        'staff-cli',
-        '--mqtt-url',
-        gw.mqttUrl,
-      ],
+      [...cliEntry(), 'record', '--out', file, '--username', 'staff-cli', '--mqtt-url', gw.mqttUrl],
       { cwd: ROOT, stdio: ['pipe', 'ignore', 'pipe'] },
     );
     // Whether the test passes or fails, `record` does not outlive it.

@@ -6,6 +6,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { cliEntry } from '../helpers/cli.js';
 import { useLab } from '../helpers/fixture.js';
 import { issueStaff } from '../helpers/http-auth.js';
 import { readMetric } from '../helpers/metrics.js';
@@ -119,14 +120,7 @@ it('livinglab status shows connected and silent devices, spool, last write and r
   const root = new URL('../../', import.meta.url).pathname;
   const { stdout } = await promisify(execFile)(
     process.execPath,
-    [
-      '--import',
-      'tsx',
-      join(root, 'src/cli/main.ts'),
-      'status',
-      '--url',
-      `http://127.0.0.1:${lab.gw.app.httpPort}`,
-    ],
+    [...cliEntry(), 'status', '--url', `http://127.0.0.1:${lab.gw.app.httpPort}`],
     { cwd: root, env: { ...process.env, LIVINGLAB_TOKEN: token } },
   );
   expect(stdout).toMatch(/^devices connected\s+1 of 1 enabled$/m);

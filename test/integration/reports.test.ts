@@ -17,6 +17,7 @@ import { beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { runHousekeeping } from '../../src/jobs/housekeeping.js';
 import { addDays, dayOf } from '../../src/jobs/lab-day.js';
 import { buildQualityReport, type QualityReport } from '../../src/jobs/quality-report.js';
+import { cliEntry } from '../helpers/cli.js';
 import { useLab } from '../helpers/fixture.js';
 import { collect, connectDevice, eventually } from '../helpers/mqtt.js';
 
@@ -81,9 +82,7 @@ async function runReportCli(args: string[]): Promise<{ code: number; stdout: str
     const { stdout, stderr } = await promisify(execFile)(
       process.execPath,
       [
-        '--import',
-        'tsx',
-        join(ROOT, 'src/cli/main.ts'),
+        ...cliEntry(),
         'report',
         '--registry',
         lab.gw.registryFile,
@@ -142,9 +141,7 @@ describe('data-quality report', () => {
     const { stdout } = await promisify(execFile)(
       process.execPath,
       [
-        '--import',
-        'tsx',
-        join(ROOT, 'src/cli/main.ts'),
+        ...cliEntry(),
         'report',
         '--date',
         day,
