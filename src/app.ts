@@ -81,6 +81,7 @@ function wireIngestion(
     log: child('jobs.liveness'),
     publishStatus: (d, s) => source.publish(statusTopic(d), s, { retain: true, qos: 1 }),
     webhook: config.jobs.liveness.webhook,
+    speaks: config.jobs.leader,
   });
   // Room for the largest feedback message: else the delivery itself would be skipped, uncounted here.
   const isBackedUp = (deviceId: string) => source.isBackedUp(deviceId, MAX_FEEDBACK_BYTES);
