@@ -5,6 +5,12 @@
 // It never acknowledges a message before ingestion has answered for it (external-acks.ts), never
 // hands in what the gateway itself published (feedback, status), and never trusts a topic without
 // the registry: the device a topic names must be registered and enabled.
+// A gateway killed with messages unacknowledged loses nothing at the broker, but does not hand them
+// on either: Mosquitto 2.0.11 keeps them (and the rest of a dead member's share) in its session and
+// gives them to the next client that connects under its client id, not to the group's other
+// members (measured, test/integration/cluster.test.ts). Hence the fixed client id, clean start off
+// and a long session expiry, and the operational rule in README ("Several gateways on one broker"):
+// a gateway that stops comes back, or another takes its client id over before the session expires.
 import { readFileSync } from 'node:fs';
 import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt';
 import type { Config } from '../../config/schema.js';
