@@ -71,6 +71,10 @@ function wireIngestion(
           registry,
           log: child('ingest.external'),
           password: opts.brokerPassword,
+          // The leader judges silence: it must hear every device, not only its share.
+          ...(config.jobs.leader && config.jobs.liveness.enabled
+            ? { onSighting: (id: string) => liveness.observe(id) }
+            : {}),
         })
       : undefined;
   const source: MessageSource = external ?? broker;

@@ -10,7 +10,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished, vi } from 'vitest';
-import { writeRegistryFile } from '../../src/registry/file.js';
+import { loadConfig } from '../../src/config/load.js';
+import { createExternalSource } from '../../src/ingest/sources/external.js';
+import { createLogger } from '../../src/log.js';
+import { readRegistryFile, writeRegistryFile } from '../../src/registry/file.js';
+import { toSnapshot } from '../../src/registry/registry.js';
 import { EMPTY_REGISTRY } from '../../src/registry/types.js';
 import { runCli } from '../helpers/cli.js';
 import { useLab } from '../helpers/fixture.js';
@@ -244,7 +248,7 @@ describe('two gateways behind Mosquitto 2.0 with the generated password_file and
 });
 
 /** A member of a shared group with the gateway account; `ack: false` never acknowledges. */
-async function member(clientId: string, group: string, ack: boolean) {
+async function member(clientId: string, group: string, ack: boolean, filter = topic(PROBE)) {
   const received: string[] = [];
   const c: MqttClient = mqtt.connect(mosquitto.gatewayUrl, {
     ...{ protocolVersion: 5, clientId, clean: false, reconnectPeriod: 0 },
@@ -259,7 +263,7 @@ async function member(clientId: string, group: string, ack: boolean) {
     c.once('connect', () => resolve());
     c.once('error', reject);
   });
-  await c.subscribeAsync(`$share/${group}/${topic(PROBE)}`, { qos: 1 });
+  await c.subscribeAsync(`$share/${group}/${filter}`, { qos: 1 });
   return { c, received };
 }
 
@@ -296,5 +300,52 @@ describe('Mosquitto 2.0: QoS 1 messages in flight to a shared-subscription membe
     expect(aliveCount).toBe(10);
     expect(heirCount).toBe(10);
     expect(new Set([...alive.received, ...heir.received]).size).toBe(20);
+  });
+});
+
+describe("the leader's liveness behind a shared subscription", () => {
+  it('hears every device message, also those the broker gave to another member of the group', async () => {
+    const config = loadConfig({
+      flags: {
+        source: 'external',
+        external: {
+          url: mosquitto.gatewayUrl,
+          username: GATEWAY_ACCOUNT,
+          clientId: `${GATEWAY_ACCOUNT}:sight`,
+          group: 'sight',
+          connections: 1,
+        },
+      },
+    });
+    const snapshot = toSnapshot(await readRegistryFile(join(dir, 'lab.yaml')));
+    const sighted: string[] = [];
+    let shared = 0;
+    const source = createExternalSource({
+      ...{ config, registry: { current: () => snapshot }, password: PASSWORD },
+      log: createLogger({ level: 'silent' }),
+      onSighting: (id) => sighted.push(id),
+    });
+    // Takes its share and keeps nothing: only what the sightings connection says is looked at.
+    await source.start({
+      handle: async () => {
+        shared++;
+        return { accepted: 0, rejections: [], ingested: false };
+      },
+      rejectOversize: () => {},
+    });
+    onTestFinished(() => source.stop());
+    // Another member of the group takes the other share.
+    const other = await member(`${GATEWAY_ACCOUNT}:sight-2`, 'sight', true, 'lab/+/+/+/+');
+    onTestFinished(() => other.c.endAsync(true));
+    const device = await connectDevice(mosquitto.url, PROBE.id);
+    onTestFinished(() => device.endAsync());
+    for (let i = 0; i < 10; i++) await device.publishAsync(topic(PROBE), reading(60 + i), { qos: 1 });
+    await eventually(
+      async () => sighted.length,
+      (n) => n >= 10,
+      10_000,
+    );
+    expect(sighted.filter((id) => id === PROBE.id)).toHaveLength(10);
+    expect(shared).toBeLessThan(10);
   });
 });

@@ -22,6 +22,7 @@ import { REJECTED_CHANNEL, splitTopic, TOPIC_ROOT } from '../../registry/topics.
 import type { Unattributed } from '../record.js';
 import type { Ingestion, MessageSource } from '../source.js';
 import { type AckGate, type AckGateStats, createAckGate } from './external-acks.js';
+import { createSightings } from './external-sightings.js';
 
 /** MQTT 5 user property on everything the gateway publishes, so its own messages are told apart. */
 export const ORIGIN_PROPERTY = 'livinglab-origin';
@@ -53,6 +54,11 @@ export interface ExternalSourceDeps {
   registry: { current(): RegistrySnapshot };
   /** The gateway's password on the broker (config/load.ts loadBrokerPassword). */
   password?: string;
+  /**
+   * Told of every registered device heard at the broker, not only this gateway's share (set on the
+   * gateway that runs liveness: external-sightings.ts).
+   */
+  onSighting?: (deviceId: string) => void;
   log: Logger;
 }
 
@@ -312,10 +318,20 @@ export function createExternalSource(deps: ExternalSourceDeps): ExternalSource {
   const sessions = sessionClientIds(config.external.clientId, config.external.connections).map((id) =>
     createSession(id, ctx),
   );
+  const sightings =
+    deps.onSighting &&
+    createSightings({
+      url: config.external.url,
+      options: clientOptions(config, config.external.clientId, deps.password),
+      registry: deps.registry,
+      onSighting: deps.onSighting,
+      log: deps.log,
+    });
   const down = () => sessions.filter((s) => !s.client?.connected).length;
   const sum = (key: keyof AckGateStats) => sessions.reduce((n, s) => n + s.gate.stats[key], 0);
   const stop = async () => {
     ingestion = undefined;
+    await sightings?.stop();
     const open = sessions.map((s) => {
       const c = s.client;
       s.client = undefined;
@@ -346,7 +362,7 @@ export function createExternalSource(deps: ExternalSourceDeps): ExternalSource {
       ingestion = consumer;
       const opened = await Promise.allSettled(sessions.map((s) => openSession(s, ctx)));
       const failed = opened.find((o) => o.status === 'rejected');
-      if (!failed) return;
+      if (!failed) return sightings?.start();
       await stop();
       throw failed.reason;
     },
