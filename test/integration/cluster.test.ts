@@ -170,7 +170,9 @@ describe('two gateways behind Mosquitto 2.0 with the generated password_file and
     expect(JSON.parse(answer?.payload.toString() ?? '{}')).toMatchObject({ reason: 'schema' });
     expect(await spo2Of(V4)).toEqual([96]);
   });
+});
 
+describe('two gateways: jobs', () => {
   it('runs the once-per-lab jobs once: the daily report on the leader only, liveness events not doubled', async () => {
     const reports = (gw: GatewayProcess) =>
       existsSync(join(gw.dataDir, 'reports')) ? readdirSync(join(gw.dataDir, 'reports')) : [];
@@ -223,7 +225,9 @@ describe('two gateways behind Mosquitto 2.0 with the generated password_file and
         .sort(),
     ).toEqual(['battery-low', 'device-offline', 'device-online']);
   });
+});
 
+describe('two gateways under a fleet', () => {
   it('kill -9 of one gateway under a fleet, and its restart, lose nothing acknowledged', async () => {
     const fleet = startFleet({
       ids: FLEET.map((d) => d.id),
