@@ -71,6 +71,10 @@ function wireIngestion(
           registry,
           log: child('ingest.external'),
           password: opts.brokerPassword,
+          // The leader judges silence: it must hear every device, not only its share.
+          ...(config.jobs.leader && config.jobs.liveness.enabled
+            ? { onSighting: (id: string) => liveness.observe(id) }
+            : {}),
         })
       : undefined;
   const source: MessageSource = external ?? broker;
@@ -81,6 +85,7 @@ function wireIngestion(
     log: child('jobs.liveness'),
     publishStatus: (d, s) => source.publish(statusTopic(d), s, { retain: true, qos: 1 }),
     webhook: config.jobs.liveness.webhook,
+    speaks: config.jobs.leader,
   });
   // Room for the largest feedback message: else the delivery itself would be skipped, uncounted here.
   const isBackedUp = (deviceId: string) => source.isBackedUp(deviceId, MAX_FEEDBACK_BYTES);

@@ -28,7 +28,7 @@ import {
   parseMosquittoPasswordFile,
 } from '../registry/passwords.js';
 import { parseProvenance, provenanceOf } from '../registry/provenance.js';
-import { type CertificateRule, EMPTY_REGISTRY, type RegistryData } from '../registry/types.js';
+import { ACCOUNT_ROLES, type CertificateRule, EMPTY_REGISTRY, type RegistryData } from '../registry/types.js';
 import { loadSchemas } from '../schemas/load.js';
 import type { SchemaSet } from '../schemas/types.js';
 import { recordRegistryChange } from './audit.js';
@@ -340,20 +340,30 @@ function registerImportCommand(devices: Command, env: Env): void {
 function registerAccountCommands(program: Command, env: Env): void {
   const accounts = program
     .command('accounts')
-    .description('manage staff accounts (read-only MQTT access to lab/#)');
+    .description(
+      "manage staff accounts (read-only MQTT access to lab/#) and gateways' own accounts on an external broker",
+    );
   addRegistryEditOptions(
     accounts
       .command('add')
-      .description('add a staff account; its password is generated and printed once unless --password-stdin')
+      .description('add an account; its password is generated and printed once unless --password-stdin')
       .requiredOption('--id <id>', 'account id, also its MQTT username')
-      .option('--role <role>', 'role: staff', 'staff')
+      .option(
+        '--role <role>',
+        "staff (reads lab/#) or gateway (a gateway's account on an external broker: the shared subscription, rejected and status topics)",
+        'staff',
+      )
       .option('--password-stdin', 'read the password from standard input'),
   ).action(async (opts: CommonFlags & { id: string; role: string; passwordStdin?: boolean }) => {
-    if (opts.role !== 'staff')
-      throw new GatewayError('LL_INPUT_INVALID', `unknown role "${opts.role}"; roles: staff`);
+    const role = ACCOUNT_ROLES.find((r) => r === opts.role);
+    if (!role)
+      throw new GatewayError(
+        'LL_INPUT_INVALID',
+        `unknown role "${opts.role}"; roles: ${ACCOUNT_ROLES.join(', ')}`,
+      );
     const { secret, hash, print } = await newSecret(opts.passwordStdin, 'the account password');
     const config = await editRegistry(opts, env, (data) =>
-      addAccount(data, { id: opts.id, role: 'staff', passwordHash: hash }),
+      addAccount(data, { id: opts.id, role, passwordHash: hash }),
     );
     await recordRegistryChange(config, 'account-added', { account: opts.id, role: opts.role });
     process.stderr.write(`account ${opts.id} (${opts.role}) added to ${config.registry}\n`);

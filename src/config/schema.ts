@@ -443,6 +443,11 @@ export const CONFIG_SCHEMA = Type.Object(
       }),
     }),
     jobs: group({
+      leader: boolean(
+        true,
+        "This gateway runs the lab's once-per-lab jobs: liveness (offline/online and battery events, devices' retained status) and the daily report. With several gateways set it true on exactly one (README, Scaling past one machine)",
+        { flag: '--no-jobs-leader' },
+      ),
       liveness: group({
         enabled: boolean(true, 'Mark devices silent for 3 of their intervals offline'),
         schedule: text('* * * * *', 'When the liveness check runs (cron; seconds allowed)'),

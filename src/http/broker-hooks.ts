@@ -20,7 +20,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from '../log.js';
 import type { Denied } from '../query/access.js';
-import { authorizeAction, type BrokerAction, mayRetain, SUBSCRIPTION_QOS } from '../registry/acl.js';
+import { authorizeAction, type BrokerAction, grantedQos, mayRetain } from '../registry/acl.js';
 import type { LoginResult, PasswordLogin } from '../registry/login.js';
 import type { RegistrySnapshot } from '../registry/registry.js';
 import { createFastify } from './server.js';
@@ -182,7 +182,7 @@ function registerEmqx(app: FastifyInstance, answers: Answers) {
 const NOT_ALLOWED = { result: { error: 'not_allowed' } };
 
 /** VerneMQ's auth_on_subscribe(_m5): each filter granted at our QoS, or refused with its own code. */
-function vernemqSubscribe(answers: Answers, body: Fields, m5: boolean) {
+function vernemqSubscribe(answers: Answers, snapshot: RegistrySnapshot, body: Fields, m5: boolean) {
   const topics = Array.isArray(body.topics) ? (body.topics as Fields[]) : [];
   const username = text(body, 'username');
   const clientId = text(body, 'client_id');
@@ -191,13 +191,14 @@ function vernemqSubscribe(answers: Answers, body: Fields, m5: boolean) {
   const granted = topics.map((t) => {
     const topic = text(t, 'topic') ?? '';
     const ok = answers.authorize(username, clientId, 'subscribe', topic).allow;
-    return { topic, qos: ok ? SUBSCRIPTION_QOS : refused };
+    const requested = typeof t.qos === 'number' ? t.qos : 0;
+    return { topic, qos: ok ? grantedQos(snapshot, username ?? '', requested) : refused };
   });
   if (!granted.some((t) => t.qos !== refused)) return NOT_ALLOWED;
   return m5 ? { result: 'ok', modifiers: { topics: granted } } : { result: 'ok', topics: granted };
 }
 
-function registerVernemq(app: FastifyInstance, answers: Answers) {
+function registerVernemq(app: FastifyInstance, answers: Answers, registry: BrokerHooksDeps['registry']) {
   // VerneMQ: always 200; {"result": "ok"} grants, {"result": {"error": ...}} refuses.
   app.post('/vernemq', { bodyLimit: VERNEMQ_BODY_LIMIT }, async (req, reply) => {
     const body = req.body as Fields;
@@ -222,7 +223,7 @@ function registerVernemq(app: FastifyInstance, answers: Answers) {
       }
       case 'auth_on_subscribe':
       case 'auth_on_subscribe_m5':
-        return vernemqSubscribe(answers, body, hook.endsWith('_m5'));
+        return vernemqSubscribe(answers, registry.current(), body, hook.endsWith('_m5'));
       default:
         return reply.code(400).send({ error: `vernemq-hook "${String(hook)}" is not one of the auth hooks` });
     }
@@ -284,7 +285,7 @@ export function buildBrokerHooksHttp(deps: BrokerHooksDeps): FastifyInstance {
   });
   const answers = createAnswers(deps, holds.hold);
   registerEmqx(app, answers);
-  registerVernemq(app, answers);
+  registerVernemq(app, answers, deps.registry);
   registerMosquittoGoAuth(app, answers);
   return app;
 }

@@ -82,6 +82,12 @@ export interface LivenessDeps {
   /** The state file writer's timers (tests); its `now` is this clock's too. */
   writerClock?: WriterClock;
   stateWriteIntervalMs?: number;
+  /**
+   * False on a gateway that is not the lab's jobs leader (jobs.leader): it keeps its memory but
+   * says nothing (no event, no status), or two gateways would each report the same battery or
+   * device coming back, and each restore the retained statuses.
+   */
+  speaks?: boolean;
 }
 
 async function postWebhook(url: string, event: LivenessEvent, log: Logger): Promise<void> {
@@ -190,6 +196,7 @@ function createEmitter(
 ): Emit {
   const eventsFile = resolveDataPaths(deps.dataDir).eventsLog;
   return async (device, event, silentSeconds, battery) => {
+    if (deps.speaks === false) return;
     const e: LivenessEvent = {
       at: new Date(now()).toISOString(),
       event,
@@ -234,6 +241,7 @@ export function createLiveness(deps: LivenessDeps): Liveness {
       if (saved > 0) deps.log.info({ devices: saved, silent: silent.size }, 'liveness state restored');
     },
     async restoreStatuses() {
+      if (deps.speaks === false) return;
       for (const id of statuses.keys()) {
         const device = deviceOf(id);
         if (device) await publish(device, 'offline');

@@ -1,6 +1,8 @@
 // The gateway's scheduled jobs, by name and config option: liveness, the daily quality report and
-// housekeeping. Every enabled schedule is checked before any job is added, so a bad cron string
-// stops the gateway at start-up naming its option; nothing here runs a job itself. The daily ones
+// housekeeping. Liveness and the report are the lab's and run on the leader only (jobs.leader);
+// housekeeping looks after this gateway's own data folder and runs on every gateway. Every enabled
+// schedule is checked before any job is added, so a bad cron string stops the gateway at start-up
+// naming its option; nothing here runs a job itself. The daily ones
 // are caught up when missed (scheduler.ts), so each works from the time it was scheduled for.
 import { validate } from 'node-cron';
 import { resolveDataPaths } from '../config/data-paths.js';
@@ -27,11 +29,12 @@ export interface JobDeps {
   log: Logger;
 }
 
-type JobName = keyof Config['jobs'];
+type JobName = Exclude<keyof Config['jobs'], 'leader'>;
+const JOB_NAMES: readonly JobName[] = ['liveness', 'report', 'housekeeping'];
 
 /** The enabled jobs' schedules; throws LL_CONFIG_INVALID naming the option of the first bad one. */
 export function checkJobSchedules(jobs: Config['jobs']): void {
-  for (const name of Object.keys(jobs) as JobName[]) {
+  for (const name of JOB_NAMES) {
     const job = jobs[name];
     if (job.enabled && !validate(job.schedule))
       throw new GatewayError(
@@ -78,9 +81,11 @@ export function createJobScheduler(config: Config, log: Logger): Scheduler {
 export function registerJobs(deps: JobDeps): void {
   const { jobs, dataDir } = deps.config;
   checkJobSchedules(jobs);
-  if (jobs.liveness.enabled)
+  // Once per lab, not once per gateway: only the designated gateway judges silence and writes the
+  // report (README, "Scaling past one machine", says why a designated one rather than a lease).
+  if (jobs.leader && jobs.liveness.enabled)
     deps.scheduler.add('liveness', jobs.liveness.schedule, () => deps.liveness.check());
-  if (jobs.report.enabled)
+  if (jobs.leader && jobs.report.enabled)
     deps.scheduler.add('quality-report', jobs.report.schedule, (at) => runQualityReport(deps, at), {
       catchUp: true,
     });

@@ -1,10 +1,13 @@
 // Pure access decisions: who may connect, publish and subscribe. A device publishes only under its
 // own lab/{site}/{type}/{id}/ and subscribes only to its own `rejected` topic; staff read lab/#
-// and publish nothing. Nothing else is allowed: decisions default to deny. Client ids: a device's is
+// and publish nothing; a gateway's own account (external mode) takes the shared subscription, reads
+// lab/ and publishes only devices' `rejected` and `status` topics. Nothing else is allowed: decisions default to deny. Client ids: a device's is
 // its device id; an account's is its account id or `{accountId}:{anything}` (':' is never in a device
 // id), so an account can never take over a device's session.
+
+import { isSegment } from './ids.js';
 import type { RegistrySnapshot } from './registry.js';
-import { devicePrefix, rejectedTopic, TOPIC_ROOT } from './topics.js';
+import { devicePrefix, REJECTED_CHANNEL, rejectedTopic, splitTopic, TOPIC_ROOT } from './topics.js';
 import type { Account, Device } from './types.js';
 
 export type Identity =
@@ -82,8 +85,38 @@ export function recheckIdentity(
   return { allow: true, identity: fresh };
 }
 
+/** The filter a gateway's sessions subscribe to, after `$share/{group}/` (ingest/sources/external.ts). */
+export const GATEWAY_FILTER = `${TOPIC_ROOT}/+/+/+/+`;
+/** Channels a gateway publishes on: feedback, and a silent device's status (jobs/liveness.ts). */
+const GATEWAY_CHANNELS: readonly string[] = [REJECTED_CHANNEL, 'status'];
+const SHARE_GROUP_RE = /^\$share\/([A-Za-z0-9_-]{1,64})\/(.*)$/;
+
+/** A gateway answers devices: their `rejected` and `status` topics, well formed, and nothing else. */
+function gatewayMayPublish(id: string, topic: string): Decision {
+  const parts = splitTopic(topic);
+  const ok =
+    parts !== undefined &&
+    GATEWAY_CHANNELS.includes(parts.channel) &&
+    [parts.site, parts.type, parts.id].every(isSegment);
+  return ok ? ALLOW : deny(`gateway ${id} may publish only on lab/{site}/{type}/{id}/rejected or .../status`);
+}
+
+/** A gateway reads lab/ and takes its share of the devices' topics through any group. */
+function gatewayMaySubscribe(id: string, filter: string): Decision {
+  const shared = SHARE_GROUP_RE.exec(filter);
+  if (shared) {
+    return shared[2] === GATEWAY_FILTER
+      ? ALLOW
+      : deny(`gateway ${id} may share only $share/{group}/${GATEWAY_FILTER}`);
+  }
+  if (filter.startsWith(`${TOPIC_ROOT}/`)) return ALLOW;
+  return deny(`gateway ${id} may subscribe only under ${TOPIC_ROOT}/ or to $share/{group}/${GATEWAY_FILTER}`);
+}
+
+const isGateway = (identity: Identity) => identity.kind === 'account' && identity.account.role === 'gateway';
+
 export function canPublish(identity: Identity, topic: string): Decision {
-  if (identity.kind !== 'device') return deny(`${identity.id} (staff) may not publish`);
+  if (identity.kind !== 'device') return deny(`${identity.id} (${identity.account.role}) may not publish`);
   const prefix = devicePrefix(identity.device);
   if (!topic.startsWith(prefix)) return deny(`device ${identity.id} may publish only under ${prefix}`);
   if (topic === rejectedTopic(identity.device))
@@ -108,6 +141,16 @@ export function canSubscribe(identity: Identity, filter: string): Decision {
  */
 export const SUBSCRIPTION_QOS = 0;
 
+/**
+ * The QoS a broker's hook grants a subscription (VerneMQ lets the hook set it): a gateway keeps the
+ * QoS 1 it asked for, or the broker would deliver the devices' readings at QoS 0, unacknowledged,
+ * and a gateway killed with them in flight would lose them; everyone else gets SUBSCRIPTION_QOS.
+ */
+export function grantedQos(snapshot: RegistrySnapshot, username: string, requested: number): number {
+  const identity = findIdentity(snapshot, username);
+  return identity && isGateway(identity) ? Math.min(requested, 1) : SUBSCRIPTION_QOS;
+}
+
 /** Health data is never kept as a retained message; only a device's status may be. */
 export const mayRetain = (topic: string): boolean => topic.endsWith('/status');
 
@@ -128,5 +171,11 @@ export function authorizeAction(
   if (!identity) return deny(`${who.username} is not in the registry`);
   const login = canConnect(identity, who.clientId);
   if (!login.allow) return deny(login.reason);
+  // A gateway's rights are an external broker's business only: on the embedded broker the gateway
+  // itself is the one answering devices, so there its account reads like staff and publishes nothing.
+  if (isGateway(identity))
+    return action === 'publish'
+      ? gatewayMayPublish(identity.id, topic)
+      : gatewayMaySubscribe(identity.id, topic);
   return action === 'publish' ? canPublish(identity, topic) : canSubscribe(identity, topic);
 }

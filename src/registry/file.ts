@@ -108,7 +108,7 @@ const REGISTRY_SCHEMA = {
         required: ['id', 'role'],
         properties: {
           id,
-          role: { enum: ['staff'] },
+          role: { enum: ['staff', 'gateway'] },
           enabled: { type: 'boolean', default: true },
           passwordHash: hash,
         },

@@ -13,10 +13,19 @@ import { join } from 'node:path';
 import { GatewayError } from '../errors.js';
 import { writeFileAtomic } from './atomic-write.js';
 import { MOSQUITTO_SALT_BYTES, parseHash } from './passwords.js';
-import { ALL_TOPICS, deviceTopic, READING_CHANNELS, rejectedTopic, statusTopic } from './topics.js';
+import {
+  ALL_TOPICS,
+  deviceTopic,
+  READING_CHANNELS,
+  REJECTED_CHANNEL,
+  rejectedTopic,
+  statusTopic,
+} from './topics.js';
 import type { RegistryData } from './types.js';
 
 export const PASSWORD_FILE = 'password_file';
+/** Every device's topics, as an acl_file pattern: what a gateway account answers on. */
+const ANY_DEVICE = { site: '+', type: '+', id: '+' };
 export const ACL_FILE = 'acl_file';
 /** Group-readable, so Mosquitto running as its own user in the gateway's group can read them. */
 export const MOSQUITTO_FILE_MODE = 0o640;
@@ -48,7 +57,9 @@ export function renderMosquittoFiles(data: RegistryData): MosquittoFiles {
   const acl: string[] = [
     ...HEADER,
     '# Devices write their own telemetry, event and status and read their own rejected topic; staff',
-    '# read everything under lab/ and write nothing. Needs `use_username_as_clientid true`.',
+    '# read everything under lab/ and write nothing; gateway accounts read lab/ (their shared',
+    "# subscription) and write devices' rejected and status topics. Needs `use_username_as_clientid true`",
+    "# on the devices' listener.",
   ];
   const withPassword = (id: string, hash: string) => {
     const problem = mosquittoHashProblem(hash);
@@ -65,6 +76,13 @@ export function renderMosquittoFiles(data: RegistryData): MosquittoFiles {
   for (const a of data.accounts) {
     if (!a.enabled || !withPassword(a.id, a.passwordHash)) continue;
     acl.push('', `user ${a.id}`, `topic read ${ALL_TOPICS}`);
+    // Mosquitto checks a `$share/GROUP/...` subscription against the filter after the group (so
+    // `read lab/#` covers the gateways' shared subscription), and each publish against its topic.
+    if (a.role === 'gateway')
+      acl.push(
+        `topic write ${deviceTopic(ANY_DEVICE, REJECTED_CHANNEL)}`,
+        `topic write ${statusTopic(ANY_DEVICE)}`,
+      );
   }
   return {
     passwordFile: `${passwords.join('\n')}\n`,

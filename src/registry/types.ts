@@ -52,7 +52,14 @@ export interface Assignment {
   readonly to?: string;
 }
 
-export type AccountRole = 'staff';
+/**
+ * `staff` read lab/# over MQTT; `gateway` is a gateway's own account on an external broker: it
+ * takes the devices' messages through the shared subscription and answers on their `rejected` and
+ * `status` topics, nothing else.
+ */
+export type AccountRole = 'staff' | 'gateway';
+/** Every role, in the order help texts name them. */
+export const ACCOUNT_ROLES: readonly AccountRole[] = ['staff', 'gateway'];
 
 export interface Account {
   readonly id: string;

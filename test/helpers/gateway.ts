@@ -58,6 +58,8 @@ export interface GatewayOptions {
   influxUrl: string;
   devices: TestDevice[];
   staff?: string[];
+  /** Accounts with the `gateway` role (a gateway's own account on an external broker). */
+  gatewayAccounts?: string[];
   config?: ConfigInput;
   /** The ops listener's bearer token (what LIVINGLAB_OPS_TOKEN gives `livinglab serve`). */
   opsToken?: string;
@@ -74,6 +76,8 @@ export async function startGateway(opts: GatewayOptions): Promise<TestGateway> {
   const registryFile = join(dir, 'lab.yaml');
   let data = withDevices(EMPTY_REGISTRY, opts.devices);
   for (const id of opts.staff ?? []) data = addAccount(data, { id, role: 'staff', passwordHash: TEST_HASH });
+  for (const id of opts.gatewayAccounts ?? [])
+    data = addAccount(data, { id, role: 'gateway', passwordHash: TEST_HASH });
   await writeRegistryFile(registryFile, data);
   const db = `test_${Math.random().toString(36).slice(2, 10)}`;
   const config = loadConfig({

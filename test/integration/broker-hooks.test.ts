@@ -7,6 +7,7 @@ import { hashSecretSync } from '../../src/registry/passwords.js';
 import { useLab } from '../helpers/fixture.js';
 import { PASSWORD } from '../helpers/gateway.js';
 
+type Fields = Record<string, unknown>;
 const SECRET = 'hooks-secret-0123456789abcdef';
 const GUESS_PASSWORD = 'guess-me-if-you-can';
 const lab = useLab({
@@ -17,6 +18,7 @@ const lab = useLab({
     { id: 'hk-guess', type: 'thermometer', site: 'hk' },
   ],
   staff: ['hk-staff'],
+  gatewayAccounts: ['hk-gw'],
   brokerHooksToken: SECRET,
   config: {
     listeners: { brokerHooks: { enabled: true, port: 0 } },
@@ -211,6 +213,65 @@ describe('mosquitto-go-auth HTTP backend', () => {
     expect(await acl('hk-staff', TOPIC, 1)).toBe(200);
     expect(await acl('hk-staff', TOPIC, 2)).toBe(403);
     expect(await acl('hk-staff', TOPIC, 3)).toBe(403);
+  });
+});
+
+describe("a gateway's own account (role gateway)", () => {
+  const SHARED = '$share/livinglab/lab/+/+/+/+';
+  const STATUS = 'lab/hk/thermometer/hk-2/status';
+  it('EMQX: logs in under its prefix; takes the shared subscription, answers on rejected and status, nothing else', async () => {
+    const ok = { status: 200, body: { result: 'allow', is_superuser: false } };
+    const login = { username: 'hk-gw', password: PASSWORD, clientid: 'hk-gw:a-2', peerhost: '10.0.0.9' };
+    expect(await post('/emqx/authn', login)).toEqual(ok);
+    const authz = async (action: string, topic: string) =>
+      ((await post('/emqx/authz', { username: 'hk-gw', clientid: 'hk-gw:a', topic, action })).body as Fields)
+        .result;
+    expect(await authz('subscribe', SHARED)).toBe('allow');
+    expect(await authz('subscribe', 'lab/#')).toBe('allow');
+    expect(await authz('publish', REJECTED)).toBe('allow');
+    expect(await authz('publish', STATUS)).toBe('allow');
+    expect(await authz('publish', TOPIC)).toBe('deny');
+    expect(await authz('subscribe', '$share/livinglab/#')).toBe('deny');
+    // Staff joining the gateways' group would take readings away from them.
+    const staff = await post('/emqx/authz', {
+      username: 'hk-staff',
+      clientid: 'hk-staff',
+      topic: SHARED,
+      action: 'subscribe',
+    });
+    expect(staff.body).toEqual({ result: 'deny' });
+  });
+
+  it('VerneMQ: the shared subscription keeps QoS 1 (a reading at QoS 0 could be lost), publishes as for EMQX', async () => {
+    const hook = (name: string, body: unknown) => post('/vernemq', body, { 'vernemq-hook': name });
+    const who = { client_id: 'hk-gw:a', mountpoint: '', username: 'hk-gw' };
+    const sub = await hook('auth_on_subscribe_m5', {
+      ...who,
+      topics: [{ topic: SHARED, qos: 1 }],
+      properties: {},
+    });
+    expect(sub.body).toEqual({ result: 'ok', modifiers: { topics: [{ topic: SHARED, qos: 1 }] } });
+    const pub = (topic: string) =>
+      hook('auth_on_publish_m5', { ...who, qos: 0, topic, payload: '', retain: true });
+    expect((await pub(STATUS)).body).toEqual({ result: 'ok' });
+    expect((await pub(TOPIC)).body).toEqual({ result: { error: 'not_allowed' } });
+  });
+
+  it('mosquitto-go-auth: subscribe and read lab/, write rejected and status only', async () => {
+    const acl = async (topic: string, acc: number) =>
+      (
+        await post('/mosquitto-go-auth/acl', {
+          username: 'hk-gw',
+          clientid: 'hk-gw:a',
+          topic,
+          acc: String(acc),
+        })
+      ).status;
+    expect(await acl(SHARED, 4)).toBe(200);
+    expect(await acl(TOPIC, 1)).toBe(200);
+    expect(await acl(REJECTED, 2)).toBe(200);
+    expect(await acl(STATUS, 2)).toBe(200);
+    expect(await acl(TOPIC, 2)).toBe(403);
   });
 });
 

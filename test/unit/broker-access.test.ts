@@ -27,7 +27,8 @@ function registry(): RegistryData {
   d = addDevice(d, device('ox-2'));
   d = addDevice(d, device('ox-off'));
   d = setDeviceEnabled(d, 'ox-off', false);
-  return addAccount(d, { id: 'staff-1', role: 'staff', passwordHash: HASH });
+  d = addAccount(d, { id: 'staff-1', role: 'staff', passwordHash: HASH });
+  return addAccount(d, { id: 'gw', role: 'gateway', passwordHash: HASH });
 }
 
 describe('authorizeAction', () => {
@@ -50,6 +51,21 @@ describe('authorizeAction', () => {
     ['staff-1', 'staff-1:console', 'subscribe', 'lab/odense/#', true],
     ['staff-1', 'staff-1', 'publish', `${own}/telemetry`, false],
     ['staff-1', 'ox-1', 'subscribe', 'lab/#', false],
+    // Staff taking a share of the gateways' group would take readings away from them.
+    ['staff-1', 'staff-1', 'subscribe', '$share/livinglab/lab/+/+/+/+', false],
+    ['gw', 'gw:a', 'subscribe', '$share/livinglab/lab/+/+/+/+', true],
+    ['gw', 'gw:a-2', 'subscribe', '$share/other-group/lab/+/+/+/+', true],
+    ['gw', 'gw:a', 'subscribe', 'lab/#', true],
+    ['gw', 'gw:a', 'subscribe', '$share/livinglab/lab/#', false],
+    ['gw', 'gw:a', 'subscribe', '$share/livinglab/$SYS/#', false],
+    ['gw', 'gw:a', 'subscribe', '#', false],
+    ['gw', 'gw:a', 'publish', `${own}/rejected`, true],
+    ['gw', 'gw:a', 'publish', 'lab/aarhus/thermometer/th-9/status', true],
+    ['gw', 'gw:a', 'publish', `${own}/telemetry`, false],
+    ['gw', 'gw:a', 'publish', `${own}/event`, false],
+    ['gw', 'gw:a', 'publish', 'lab/+/pulse-oximeter/ox-1/status', false],
+    ['gw', 'gw:a', 'publish', 'livinglab/leader', false],
+    ['gw', 'ox-1', 'subscribe', '$share/livinglab/lab/+/+/+/+', false],
   ];
   it.each(cases)('%s as client %s: %s %s → %s', (username, clientId, action, topic, allow) => {
     expect(authorizeAction(snapshot, { username, clientId }, action, topic).allow).toBe(allow);
@@ -128,7 +144,7 @@ describe('renderMosquittoFiles', () => {
     let data = addDevice(registry(), { ...device('ox-old'), passwordHash: old });
     data = addDevice(data, { ...device('ox-argon'), passwordHash: '$argon2id$v=19$m=65536,t=3,p=4$abc$def' });
     const files = renderMosquittoFiles(data);
-    expect(files.passwordFile).toBe(`ox-1:${HASH}\nox-2:${HASH}\nstaff-1:${HASH}\n`);
+    expect(files.passwordFile).toBe(`ox-1:${HASH}\nox-2:${HASH}\nstaff-1:${HASH}\ngw:${HASH}\n`);
     expect(files.skipped.map((s) => s.id)).toEqual(['ox-old', 'ox-argon']);
     expect(files.skipped[0]?.reason).toContain('salt is 16 bytes');
     const blocks = files.aclFile.split('\n\n').slice(1);
@@ -147,7 +163,8 @@ describe('renderMosquittoFiles', () => {
         'topic write lab/odense/pulse-oximeter/ox-2/status',
         'topic read lab/odense/pulse-oximeter/ox-2/rejected',
       ].join('\n'),
-      'user staff-1\ntopic read lab/#\n',
+      'user staff-1\ntopic read lab/#',
+      'user gw\ntopic read lab/#\ntopic write lab/+/+/+/rejected\ntopic write lab/+/+/+/status\n',
     ]);
   });
 

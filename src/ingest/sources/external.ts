@@ -5,6 +5,12 @@
 // It never acknowledges a message before ingestion has answered for it (external-acks.ts), never
 // hands in what the gateway itself published (feedback, status), and never trusts a topic without
 // the registry: the device a topic names must be registered and enabled.
+// A gateway killed with messages unacknowledged loses nothing at the broker, but does not hand them
+// on either: Mosquitto 2.0.11 keeps them (and the rest of a dead member's share) in its session and
+// gives them to the next client that connects under its client id, not to the group's other
+// members (measured, test/integration/cluster.test.ts). Hence the fixed client id, clean start off
+// and a long session expiry, and the operational rule in README ("Several gateways on one broker"):
+// a gateway that stops comes back, or another takes its client id over before the session expires.
 import { readFileSync } from 'node:fs';
 import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt';
 import type { Config } from '../../config/schema.js';
@@ -16,6 +22,7 @@ import { REJECTED_CHANNEL, splitTopic, TOPIC_ROOT } from '../../registry/topics.
 import type { Unattributed } from '../record.js';
 import type { Ingestion, MessageSource } from '../source.js';
 import { type AckGate, type AckGateStats, createAckGate } from './external-acks.js';
+import { createSightings } from './external-sightings.js';
 
 /** MQTT 5 user property on everything the gateway publishes, so its own messages are told apart. */
 export const ORIGIN_PROPERTY = 'livinglab-origin';
@@ -47,6 +54,11 @@ export interface ExternalSourceDeps {
   registry: { current(): RegistrySnapshot };
   /** The gateway's password on the broker (config/load.ts loadBrokerPassword). */
   password?: string;
+  /**
+   * Told of every registered device heard at the broker, not only this gateway's share (set on the
+   * gateway that runs liveness: external-sightings.ts).
+   */
+  onSighting?: (deviceId: string) => void;
   log: Logger;
 }
 
@@ -306,10 +318,20 @@ export function createExternalSource(deps: ExternalSourceDeps): ExternalSource {
   const sessions = sessionClientIds(config.external.clientId, config.external.connections).map((id) =>
     createSession(id, ctx),
   );
+  const sightings =
+    deps.onSighting &&
+    createSightings({
+      url: config.external.url,
+      options: clientOptions(config, config.external.clientId, deps.password),
+      registry: deps.registry,
+      onSighting: deps.onSighting,
+      log: deps.log,
+    });
   const down = () => sessions.filter((s) => !s.client?.connected).length;
   const sum = (key: keyof AckGateStats) => sessions.reduce((n, s) => n + s.gate.stats[key], 0);
   const stop = async () => {
     ingestion = undefined;
+    await sightings?.stop();
     const open = sessions.map((s) => {
       const c = s.client;
       s.client = undefined;
@@ -340,7 +362,7 @@ export function createExternalSource(deps: ExternalSourceDeps): ExternalSource {
       ingestion = consumer;
       const opened = await Promise.allSettled(sessions.map((s) => openSession(s, ctx)));
       const failed = opened.find((o) => o.status === 'rejected');
-      if (!failed) return;
+      if (!failed) return sightings?.start();
       await stop();
       throw failed.reason;
     },
