@@ -310,11 +310,13 @@ export function buildApp(config: Config, opts: AppOptions = {}) {
     warnDevicesWithoutSchema(registry.current().devices.values(), schemas, log);
     await storage.start().then(() => warnOfRefusedReads(config, log));
     await liveness.start();
+    // The hooks before the source: a broker that asks this gateway's hooks about every login asks
+    // them about this gateway's own login too (the compose profile `cluster`).
+    await externalBroker.start();
     for (const source of sources) await source.start(pipeline);
     if (tls.current) https?.use(tls.current);
     httpPort = await listenHttp(http, { ...config.http, name: 'HTTP', flag: '--http-port' });
     opsPort = await listenHttp(ops, { ...config.listeners.ops, name: 'ops', flag: '--ops-port' });
-    await externalBroker.start();
     registerJobs({ config, scheduler, liveness, registry, schemas, rejects, log });
     statsTimer = setInterval(() => reports.logStats(log), 60_000).unref();
     started = true;
