@@ -310,8 +310,7 @@ export function buildApp(config: Config, opts: AppOptions = {}) {
     warnDevicesWithoutSchema(registry.current().devices.values(), schemas, log);
     await storage.start().then(() => warnOfRefusedReads(config, log));
     await liveness.start();
-    // The hooks before the source: a broker that asks this gateway's hooks about every login asks
-    // them about this gateway's own login too (the compose profile `cluster`).
+    // Hooks first: a broker asks them about this gateway's own login too (compose profile cluster).
     await externalBroker.start();
     for (const source of sources) await source.start(pipeline);
     if (tls.current) https?.use(tls.current);

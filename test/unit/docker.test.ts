@@ -223,37 +223,36 @@ describe('Prometheus alert rules (deploy/prometheus/alerts.yml)', () => {
   });
 });
 
-describe('docker-compose.yml, profile "cluster" (two EMQX nodes, two gateways in external mode)', () => {
-  type Service = {
-    profiles?: string[];
-    image?: string;
-    command?: string[];
-    environment?: Record<string, string>;
-    secrets?: string[];
-    volumes?: string[];
-    ports?: string[];
-    networks?: { default?: { aliases?: string[] } };
-    depends_on?: Record<string, unknown>;
-  };
-  const text = readFileSync(`${ROOT}docker-compose.yml`, 'utf8');
-  const compose = parse(text) as {
-    services: Record<string, Service>;
-    secrets: Record<string, { file?: string; environment?: string }>;
-  };
-  const cluster = Object.entries(compose.services).filter(([, s]) => s.profiles?.includes('cluster'));
-  const named = (prefix: string) => cluster.filter(([n]) => n.startsWith(prefix));
-  const nodes = named('emqx-');
-  const gateways = named('gateway-');
-  /** What compose hands the container: `$$` is a literal `$`; any other `${VAR}` becomes a variable's value. */
-  const interpolate = (value: string) =>
-    value.replace(/\$\$|\$\{(\w+)(?::-[^}]*)?\}/g, (m, v: string | undefined) =>
-      m === '$$' ? '$' : `<${v}>`,
-    );
-  /** A compose variable that is empty when unset: `${NAME:-}`. */
-  const composeVar = (name: string) => `\${${name}:-}`;
-  /** The value of --flag in a command. */
-  const flag = (cmd: string[], name: string) => cmd[cmd.indexOf(name) + 1];
+/** The profile "cluster" of docker-compose.yml: two EMQX nodes, two gateways in external mode. */
+type Service = {
+  profiles?: string[];
+  image?: string;
+  command?: string[];
+  environment?: Record<string, string>;
+  secrets?: string[];
+  volumes?: string[];
+  ports?: string[];
+  networks?: { default?: { aliases?: string[] } };
+  depends_on?: Record<string, unknown>;
+};
+const text = readFileSync(`${ROOT}docker-compose.yml`, 'utf8');
+const compose = parse(text) as {
+  services: Record<string, Service>;
+  secrets: Record<string, { file?: string; environment?: string }>;
+};
+const cluster = Object.entries(compose.services).filter(([, s]) => s.profiles?.includes('cluster'));
+const named = (prefix: string) => cluster.filter(([n]) => n.startsWith(prefix));
+const nodes = named('emqx-');
+const gateways = named('gateway-');
+/** What compose hands the container: `$$` is a literal `$`; any other `${VAR}` becomes a variable's value. */
+const interpolate = (value: string) =>
+  value.replace(/\$\$|\$\{(\w+)(?::-[^}]*)?\}/g, (m, v: string | undefined) => (m === '$$' ? '$' : `<${v}>`));
+/** A compose variable that is empty when unset: `${NAME:-}`. */
+const composeVar = (name: string) => `\${${name}:-}`;
+/** The value of --flag in a command. */
+const flag = (cmd: string[], name: string) => cmd[cmd.indexOf(name) + 1];
 
+describe('docker-compose.yml, profile "cluster": the gateways', () => {
   it('adds two EMQX nodes and two gateways under the profile, and leaves the default profile as it was', () => {
     expect(nodes.map(([n]) => n)).toEqual(['emqx-1', 'emqx-2']);
     expect(gateways.map(([n]) => n)).toEqual(['gateway-1', 'gateway-2']);
@@ -323,7 +322,9 @@ describe('docker-compose.yml, profile "cluster" (two EMQX nodes, two gateways in
     expect(published).toContain('emqx-1 127.0.0.1:18083:18083');
     expect(published.join(' ')).not.toMatch(/9464|9465|1883:/);
   });
+});
 
+describe('docker-compose.yml, profile "cluster": the EMQX nodes', () => {
   it('has the EMQX nodes seed each other by names their network aliases resolve', () => {
     const names = nodes.map(([, svc]) => svc.environment?.EMQX_NODE__NAME as string);
     expect(new Set(names).size).toBe(2);
