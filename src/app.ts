@@ -315,11 +315,12 @@ export function buildApp(config: Config, opts: AppOptions = {}) {
     warnDevicesWithoutSchema(registry.current().devices.values(), schemas, log);
     await storage.start().then(() => warnOfRefusedReads(config, log));
     await liveness.start();
+    // Hooks first: a broker asks them about this gateway's own login too (compose profile cluster).
+    await externalBroker.start();
     for (const source of sources) await source.start(pipeline);
     if (tls.current) https?.use(tls.current);
     httpPort = await listenHttp(http, { ...config.http, name: 'HTTP', flag: '--http-port' });
     opsPort = await listenHttp(ops, { ...config.listeners.ops, name: 'ops', flag: '--ops-port' });
-    await externalBroker.start();
     registerJobs({ config, scheduler, liveness, registry, schemas, rejects, log });
     statsTimer = setInterval(() => reports.logStats(log), 60_000).unref();
     started = true;

@@ -42,7 +42,9 @@ describe('docker-compose.yml and Dockerfile', () => {
     for (const [name, svc] of Object.entries(compose.services)) {
       for (const v of svc.volumes ?? []) {
         const source = v.split(':')[0] as string;
-        if (source.startsWith('.')) expect(existsSync(`${ROOT}${source}`), `${name}: ${source}`).toBe(true);
+        // ./lab/... is made at set-up (README): the folder ./lab itself is in the repository.
+        const local = source.startsWith('./lab/') ? './lab' : source;
+        if (source.startsWith('.')) expect(existsSync(`${ROOT}${local}`), `${name}: ${source}`).toBe(true);
         else expect(Object.keys(compose.volumes), `${name}: ${source}`).toContain(source);
       }
       for (const dep of Array.isArray(svc.depends_on) ? svc.depends_on : Object.keys(svc.depends_on ?? {}))
@@ -71,9 +73,12 @@ describe('docker-compose.yml and Dockerfile', () => {
   });
 
   it('publishes only MQTT over TLS and the HTTPS API beyond this machine, with TLS configured', () => {
-    const published = Object.entries(compose.services).flatMap(([name, svc]) =>
-      ((svc as { ports?: string[] }).ports ?? []).map((p) => ({ name, p: String(p) })),
-    );
+    // The default profile: services without a profile (the cluster profile has its own test).
+    const published = Object.entries(compose.services)
+      .filter(([, svc]) => !(svc as { profiles?: string[] }).profiles)
+      .flatMap(([name, svc]) =>
+        ((svc as { ports?: string[] }).ports ?? []).map((p) => ({ name, p: String(p) })),
+      );
     expect(published.length).toBeGreaterThan(0);
     for (const { name, p } of published) {
       // "127.0.0.1:3000:3000" is this machine only; "8883:8883" is every interface.
@@ -215,5 +220,163 @@ describe('Prometheus alert rules (deploy/prometheus/alerts.yml)', () => {
     expect(compose.services.prometheus.volumes).toContain(
       './deploy/prometheus/alerts.yml:/etc/prometheus/alerts.yml:ro',
     );
+  });
+});
+
+/** The profile "cluster" of docker-compose.yml: two EMQX nodes, two gateways in external mode. */
+type Service = {
+  profiles?: string[];
+  image?: string;
+  command?: string[];
+  environment?: Record<string, string>;
+  secrets?: string[];
+  volumes?: string[];
+  ports?: string[];
+  networks?: { default?: { aliases?: string[] } };
+  depends_on?: Record<string, unknown>;
+};
+const text = readFileSync(`${ROOT}docker-compose.yml`, 'utf8');
+const compose = parse(text) as {
+  services: Record<string, Service>;
+  secrets: Record<string, { file?: string; environment?: string }>;
+};
+const cluster = Object.entries(compose.services).filter(([, s]) => s.profiles?.includes('cluster'));
+const named = (prefix: string) => cluster.filter(([n]) => n.startsWith(prefix));
+const nodes = named('emqx-');
+const gateways = named('gateway-');
+/** What compose hands the container: `$$` is a literal `$`; any other `${VAR}` becomes a variable's value. */
+const interpolate = (value: string) =>
+  value.replace(/\$\$|\$\{(\w+)(?::-[^}]*)?\}/g, (m, v: string | undefined) => (m === '$$' ? '$' : `<${v}>`));
+/** A compose variable that is empty when unset: `${NAME:-}`. */
+const composeVar = (name: string) => `\${${name}:-}`;
+/** The value of --flag in a command. */
+const flag = (cmd: string[], name: string) => cmd[cmd.indexOf(name) + 1];
+
+describe('docker-compose.yml, profile "cluster": the gateways', () => {
+  it('adds two EMQX nodes and two gateways under the profile, and leaves the default profile as it was', () => {
+    expect(nodes.map(([n]) => n)).toEqual(['emqx-1', 'emqx-2']);
+    expect(gateways.map(([n]) => n)).toEqual(['gateway-1', 'gateway-2']);
+    const defaults = Object.entries(compose.services)
+      .filter(([, s]) => !s.profiles)
+      .map(([n]) => n);
+    expect(defaults).toEqual(['influxdb', 'gateway', 'prometheus', 'grafana']);
+    for (const [name, svc] of nodes) expect(svc.image, name).toMatch(/^emqx\/emqx:5\.8\.\d+$/);
+  });
+
+  it('runs the gateways in external mode with options the gateway has, one group, own ids and data', () => {
+    const options = listOptions();
+    const envs = new Set(options.map((o) => o.env));
+    const flags = new Set(options.flatMap((o) => (o.node.flag ? [o.node.flag.split(' ')[0]] : [])));
+    const seen = { ids: new Set<string>(), volumes: new Set<string>(), groups: new Set<string>() };
+    for (const [name, svc] of gateways) {
+      for (const v of Object.keys(svc.environment ?? {})) expect(envs, `${name}: ${v}`).toContain(v);
+      const cmd = svc.command ?? [];
+      expect(cmd[0]).toBe('serve');
+      for (const f of cmd.filter((c) => c.startsWith('--'))) expect(flags, `${name}: ${f}`).toContain(f);
+      expect(flag(cmd, '--source')).toBe('external');
+      expect(flag(cmd, '--broker-url')).toBe(`mqtt://emqx-${name.slice(-1)}:1883`);
+      expect(flag(cmd, '--data-dir')).toBe('/data');
+      seen.ids.add(flag(cmd, '--broker-client-id') as string);
+      seen.groups.add(flag(cmd, '--broker-group') as string);
+      const data = (svc.volumes ?? []).find((v) => v.endsWith(':/data'));
+      seen.volumes.add(data?.split(':')[0] as string);
+      expect(flag(cmd, '--influx-url')).toBe('http://influxdb:8086');
+    }
+    expect(seen.ids.size).toBe(2);
+    expect(seen.volumes).toEqual(new Set(['gateway-1-data', 'gateway-2-data']));
+    expect(seen.groups.size).toBe(1);
+  });
+
+  it('keeps every secret out of the file: secrets from the environment, variables never inline', () => {
+    for (const [name, svc] of cluster) {
+      for (const [key, value] of Object.entries(svc.environment ?? {})) {
+        // A file under /run/secrets, or the value of a variable: never the secret itself.
+        if (/PASSWORD|TOKEN|COOKIE|SECRET/.test(key) && !key.endsWith('_FILE'))
+          expect(value, `${name}: ${key}`).toMatch(/^\$\{[A-Z0-9_]+:-\}$/);
+        if (key.endsWith('_FILE') && /PASSWORD|TOKEN/.test(key)) expect(value).toMatch(/^\/run\/secrets\//);
+        for (const bearer of value.matchAll(/Bearer ([^"]*)"/g))
+          expect(bearer[1], `${name}: ${key}`).toBe(composeVar('LIVINGLAB_BROKER_HOOKS_TOKEN'));
+      }
+    }
+    expect(compose.secrets.broker_password).toEqual({ environment: 'LIVINGLAB_BROKER_PASSWORD' });
+    expect(compose.secrets.broker_hooks_token).toEqual({ environment: 'LIVINGLAB_BROKER_HOOKS_TOKEN' });
+    for (const [, svc] of gateways)
+      expect(svc.secrets).toEqual(['broker_password', 'broker_hooks_token', 'ops_token']);
+  });
+
+  it('requires no variable for the default profile (compose interpolates every service first, docker/compose#11977)', () => {
+    expect(cluster.length).toBe(4);
+    for (const [name, svc] of cluster) {
+      const values = [...Object.values(svc.environment ?? {}), ...(svc.command ?? [])];
+      for (const v of values) expect(v, name).not.toMatch(/\$\{[A-Z0-9_]+:\?/);
+    }
+  });
+
+  it('publishes the brokers for devices and the research API, dashboards on 127.0.0.1 only, no hooks or ops port', () => {
+    const published = cluster.flatMap(([name, svc]) => (svc.ports ?? []).map((p) => `${name} ${p}`));
+    expect(published.filter((p) => !p.includes(' 127.0.0.1:'))).toEqual([
+      'emqx-1 8883:8883',
+      'emqx-2 8884:8883',
+      'gateway-1 8080:8080',
+    ]);
+    expect(published).toContain('emqx-1 127.0.0.1:18083:18083');
+    expect(published.join(' ')).not.toMatch(/9464|9465|1883:/);
+  });
+});
+
+describe('docker-compose.yml, profile "cluster": the EMQX nodes', () => {
+  it('has the EMQX nodes seed each other by names their network aliases resolve', () => {
+    const names = nodes.map(([, svc]) => svc.environment?.EMQX_NODE__NAME as string);
+    expect(new Set(names).size).toBe(2);
+    for (const [name, svc] of nodes) {
+      const env = svc.environment ?? {};
+      expect(env.EMQX_CLUSTER__DISCOVERY_STRATEGY, name).toBe('static');
+      const seeds = /^\[(.*)\]$/.exec(env.EMQX_CLUSTER__STATIC__SEEDS ?? '')?.[1]?.split(',');
+      expect(seeds, name).toEqual(names);
+      const host = env.EMQX_NODE__NAME?.split('@')[1];
+      expect(host, name).toMatch(/\./); // EMQX runs long names: the host must be an FQDN or an IP.
+      expect(svc.networks?.default?.aliases, name).toEqual([host]);
+      expect(env.EMQX_NODE__COOKIE).toBe(composeVar('EMQX_NODE_COOKIE'));
+    }
+  });
+
+  it("points EMQX's authentication and authorization at a gateway's hooks listener, denying what it does not allow", () => {
+    expect(nodes.length).toBe(2);
+    const hooksOf = (svc: Service) => svc.environment?.LIVINGLAB_LISTENERS_BROKER_HOOKS_ENABLED === 'true';
+    const hooksSource = readFileSync(`${ROOT}src/http/broker-hooks.ts`, 'utf8');
+    const defaultPort = listOptions().find((o) => o.env === 'LIVINGLAB_LISTENERS_BROKER_HOOKS_PORT')?.node
+      .default;
+    for (const [name, svc] of nodes) {
+      const env = svc.environment ?? {};
+      for (const [key, path, fields] of [
+        ['EMQX_AUTHENTICATION', '/emqx/authn', ['username', 'password', 'clientid', 'peerhost']],
+        ['EMQX_AUTHORIZATION__SOURCES', '/emqx/authz', ['username', 'clientid', 'topic', 'action']],
+      ] as const) {
+        const value = interpolate(env[key] ?? '');
+        const url = /url = "http:\/\/([a-z0-9-]+):(\d+)(\/[a-z/]+)"/.exec(value);
+        expect(url, `${name}: ${key}`).not.toBeNull();
+        const [, host, port, route] = url as RegExpExecArray;
+        const gateway = compose.services[host as string] as Service;
+        expect(gateway?.profiles, `${name}: ${host}`).toContain('cluster');
+        expect(hooksOf(gateway), `${host} has the hooks listener on`).toBe(true);
+        expect(gateway.environment?.LIVINGLAB_LISTENERS_BROKER_HOOKS_HOST).toBe('0.0.0.0');
+        expect(Number(port)).toBe(defaultPort);
+        expect(route).toBe(path);
+        expect(hooksSource).toContain(`'${path}'`);
+        expect(value).toContain('headers {authorization = "Bearer <LIVINGLAB_BROKER_HOOKS_TOKEN>"}');
+        // EMQX fills its own ${...} placeholders; compose must leave them alone ($$).
+        for (const f of fields) expect(value, `${name}: ${key}`).toContain(`${f} = "\${${f}}"`);
+      }
+      expect(env.EMQX_AUTHORIZATION__NO_MATCH).toBe('deny');
+      expect(env.EMQX_AUTHORIZATION__CACHE__ENABLE).toBe('false');
+    }
+    // Every gateway has the listener (either can take over); the secret EMQX sends is theirs.
+    for (const [name, svc] of gateways) {
+      expect(hooksOf(svc), name).toBe(true);
+      expect(svc.environment?.LIVINGLAB_LISTENERS_BROKER_HOOKS_TOKEN_FILE).toBe(
+        '/run/secrets/broker_hooks_token',
+      );
+    }
+    expect(text).not.toMatch(/EMQX_AUTHENTICATION__\d/); // one whole list: no index merged into a default
   });
 });
