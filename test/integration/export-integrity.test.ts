@@ -253,8 +253,9 @@ describe('an export that fails half-way (item 12, and `livinglab export`)', () =
   it('is audited as failed with the rows sent, and the CLI exits 2 saying its file is incomplete', {
     timeout: 60_000,
   }, async () => {
-    // A second gateway on the same data, reading InfluxDB through a link that breaks after 20 KB (gzip: about 10,000 rows).
-    const proxy = await startCutProxy(lab.influx.url, 100_000);
+    // A second gateway on the same data, reading InfluxDB through a link that breaks after 2 MB:
+    // a few 5,000-row chunks (uncompressed: the gateway asks for no gzip), far from all 120,001 rows.
+    const proxy = await startCutProxy(lab.influx.url, 2_000_000);
     onTestFinished(() => proxy.stop());
     const gw2 = await lab.startGateway({ influxUrl: proxy.url, config: { influx: { db: lab.gw.db } } });
     const registry = await readRegistryFile(lab.gw.registryFile);

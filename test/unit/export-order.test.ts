@@ -9,16 +9,25 @@ const row = (s: number, subject: string, heartRate: number): ReadingRow => ({
   subject,
   heartRate,
 });
-async function* from(rows: ReadingRow[], closed?: string[], name?: string): AsyncGenerator<ReadingRow> {
+/** Rows as a stream of batches of `size` rows (InfluxDB chunks). */
+async function* from(
+  rows: ReadingRow[],
+  closed?: string[],
+  name?: string,
+  size = 1,
+): AsyncGenerator<ReadingRow[]> {
   try {
-    yield* rows;
+    for (let i = 0; i < rows.length; i += size) yield rows.slice(i, i + size);
   } finally {
     if (closed && name) closed.push(name);
   }
 }
-const collect = async (it: AsyncIterable<ReadingRow>) => {
+const collect = async (it: AsyncIterable<ReadingRow[]>) => {
   const out: ReadingRow[] = [];
-  for await (const r of it) out.push(r);
+  for await (const batch of it) {
+    expect(batch.length).toBeGreaterThan(0);
+    out.push(...batch);
+  }
   return out;
 };
 
@@ -49,7 +58,7 @@ describe('mergeRows', () => {
       from([row(1, 's-a', 1), row(3, 's-a', 2)], closed, 'a'),
       from([row(2, 's-b', 1), row(4, 's-b', 2)], closed, 'b'),
     ]);
-    for await (const r of merged) if (r.subject === 's-b') break;
+    for await (const batch of merged) if (batch.some((r) => r.subject === 's-b')) break;
     expect(closed.sort()).toEqual(['a', 'b']);
   });
 });

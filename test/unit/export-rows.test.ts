@@ -13,14 +13,22 @@ const COLUMNS = [
   { name: 'n', kind: 'integer' as const },
 ];
 
-async function* rows(count: number): AsyncGenerator<ReadingRow> {
-  for (let i = 0; i < count; i++)
-    yield {
+/** `count` rows, in batches of 1,000 (as the export's merge hands them on). */
+async function* rows(count: number): AsyncGenerator<ReadingRow[]> {
+  let batch: ReadingRow[] = [];
+  for (let i = 0; i < count; i++) {
+    batch.push({
       time: '2026-03-01T10:00:00.000000001Z',
       subject: 's-1',
       event: i % 3 ? 'a' : 'line\nbreak, "quoted"',
       n: i,
-    };
+    });
+    if (batch.length === 1000) {
+      yield batch;
+      batch = [];
+    }
+  }
+  if (batch.length > 0) yield batch;
 }
 
 async function bytesOf(format: 'csv' | 'ndjson' | 'json' | 'arrow', count: number): Promise<Buffer> {
