@@ -56,15 +56,24 @@ export async function* sortTies(batches: RowBatches): AsyncGenerator<ReadingRow[
   yield carry;
 }
 
-/** One stream in the merge: its current batch, the next row in it, and the next batch asked for. */
+/**
+ * One stream in the merge: its current batch, the next row in it (`head`, kept at hand: the heap
+ * compares heads several times per row), and the next batch asked for.
+ */
 interface Cursor {
   batch: ReadingRow[];
   i: number;
+  head: ReadingRow;
   readonly it: AsyncIterator<ReadingRow[]>;
   ahead: Promise<IteratorResult<ReadingRow[]>> | undefined;
 }
 
-const head = (c: Cursor) => c.batch[c.i] as ReadingRow;
+/** compareRows(a, b) < 0, deciding on the time alone when the times differ (almost always). */
+const before = (a: ReadingRow, b: ReadingRow) =>
+  a.time !== b.time ? a.time < b.time : compareRows(a, b) < 0;
+/** compareRows(a, b) <= 0, likewise. */
+const notAfter = (a: ReadingRow, b: ReadingRow) =>
+  a.time !== b.time ? a.time < b.time : compareRows(a, b) <= 0;
 
 /**
  * Asks for a stream's next batch while its current one is merged, so its InfluxDB chunk is parsed
@@ -81,7 +90,7 @@ function readAhead(c: Cursor): void {
 class CursorHeap {
   readonly items: Cursor[] = [];
   private less(i: number, j: number): boolean {
-    return compareRows(head(this.items[i] as Cursor), head(this.items[j] as Cursor)) < 0;
+    return before((this.items[i] as Cursor).head, (this.items[j] as Cursor).head);
   }
   private swap(i: number, j: number): void {
     const a = this.items;
@@ -120,8 +129,8 @@ class CursorHeap {
   second(): ReadingRow | undefined {
     const a = this.items;
     if (a.length < 2) return undefined;
-    if (a.length === 2) return head(a[1] as Cursor);
-    return this.less(2, 1) ? head(a[2] as Cursor) : head(a[1] as Cursor);
+    if (a.length === 2) return (a[1] as Cursor).head;
+    return this.less(2, 1) ? (a[2] as Cursor).head : (a[1] as Cursor).head;
   }
 }
 
@@ -136,13 +145,16 @@ function takeRun(heap: CursorHeap, out: ReadingRow[]): void {
   const c = heap.items[0] as Cursor;
   const bound = heap.second();
   const { batch } = c;
-  if (bound === undefined || compareRows(batch[batch.length - 1] as ReadingRow, bound) <= 0) {
+  if (bound === undefined || notAfter(batch[batch.length - 1] as ReadingRow, bound)) {
     for (let i = c.i; i < batch.length; i++) out.push(batch[i] as ReadingRow);
     c.i = batch.length;
     return;
   }
-  do out.push(batch[c.i++] as ReadingRow);
-  while (c.i < batch.length && compareRows(batch[c.i] as ReadingRow, bound) <= 0);
+  let i = c.i;
+  do out.push(batch[i++] as ReadingRow);
+  while (i < batch.length && notAfter(batch[i] as ReadingRow, bound));
+  c.i = i;
+  c.head = batch[i] as ReadingRow;
 }
 
 /** The top cursor's batch is used up: takes its next one, or drops the stream at its end. */
@@ -155,6 +167,7 @@ async function refill(heap: CursorHeap): Promise<void> {
     if (next.value.length === 0) continue;
     c.batch = next.value;
     c.i = 0;
+    c.head = next.value[0] as ReadingRow;
     readAhead(c);
     return heap.siftDown();
   }
@@ -172,18 +185,21 @@ export async function* mergeRows(streams: readonly RowBatches[]): AsyncGenerator
   try {
     const firsts = await Promise.all(its.map((it) => it.next()));
     firsts.forEach((r, k) => {
-      const c: Cursor = { batch: [], i: 0, it: its[k] as AsyncIterator<ReadingRow[]>, ahead: undefined };
       if (r.done) return;
+      const c: Cursor = {
+        batch: r.value,
+        i: 0,
+        head: r.value[0] as ReadingRow,
+        it: its[k] as AsyncIterator<ReadingRow[]>,
+        ahead: undefined,
+      };
       if (r.value.length === 0) c.ahead = c.it.next();
-      else {
-        c.batch = r.value;
-        readAhead(c);
-      }
+      else readAhead(c);
       heap.items.push(c);
     });
     // Cursors that started without a row are filled before the heap is ordered.
     for (const c of [...heap.items].filter((x) => x.batch.length === 0)) await fillFirst(heap, c);
-    heap.items.sort((a, b) => compareRows(head(a), head(b)));
+    heap.items.sort((a, b) => compareRows(a.head, b.head));
     let out: ReadingRow[] = [];
     while (heap.items.length > 0) {
       takeRun(heap, out);
@@ -211,6 +227,7 @@ async function fillFirst(heap: CursorHeap, c: Cursor): Promise<void> {
     if (next.done) heap.items.splice(heap.items.indexOf(c), 1);
     else {
       c.batch = next.value;
+      c.head = next.value[0] as ReadingRow;
       readAhead(c);
     }
     return;
