@@ -8,6 +8,7 @@
 import { createHash } from 'node:crypto';
 import { CODE_SYSTEMS, type FieldCodes, UCUM_UNITS } from '../schemas/codes.js';
 import type { FieldSpec } from '../schemas/types.js';
+import { TEXT_PIECE } from './merge.js';
 import type { ReadingRow } from './readings.js';
 
 export const FHIR_MEDIA_TYPE = 'application/fhir+ndjson';
@@ -185,7 +186,7 @@ export function toObservations(row: ReadingRow, type: FhirType, ctx: FhirContext
 
 /**
  * NDJSON lines: for each row, its device's Device resource if not sent yet, then its Observations;
- * one string per batch of rows (merge.ts). `onRows` counts rows (as the other formats do), not
+ * rows come in batches (merge.ts) and go out in pieces of about TEXT_PIECE. `onRows` counts rows (as the other formats do), not
  * resources. Memory: one entry per device.
  */
 export async function* encodeFhir(
@@ -214,6 +215,9 @@ export async function* encodeFhir(
         chunk += `${JSON.stringify(device)}\n`;
       }
       for (const o of observations) chunk += `${JSON.stringify(o)}\n`;
+      if (chunk.length < TEXT_PIECE) continue;
+      yield chunk;
+      chunk = '';
     }
     if (chunk) yield chunk;
   }

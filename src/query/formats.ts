@@ -2,6 +2,7 @@
 // their type: integers and booleans as such (JSON), time as RFC 3339 text at the asked precision.
 // Arrow and FHIR have their own encoders (arrow.ts, fhir.ts).
 import { FHIR_MEDIA_TYPE } from './fhir.js';
+import { TEXT_PIECE } from './merge.js';
 import type { ReadingRow } from './readings.js';
 
 export const FORMATS = {
@@ -28,7 +29,7 @@ function csvLine(row: ReadingRow, cols: readonly string[]): string {
   return `${line}\n`;
 }
 
-/** Rows in batches (merge.ts); one string comes out per batch, so the response is written in large pieces. */
+/** Rows in batches (merge.ts), written out in pieces of about TEXT_PIECE (merge.ts), not one string per row. */
 export async function* encodeRows(
   batches: AsyncIterable<readonly ReadingRow[]>,
   format: Exclude<Format, 'arrow' | 'fhir'>,
@@ -42,13 +43,17 @@ export async function* encodeRows(
   for await (const rows of batches) {
     onRows(rows.length);
     let text = '';
-    if (format === 'csv') for (const row of rows) text += csvLine(row, cols);
-    else if (format === 'ndjson') for (const row of rows) text += `${JSON.stringify(row)}\n`;
-    else
-      for (const row of rows) {
+    for (const row of rows) {
+      if (format === 'csv') text += csvLine(row, cols);
+      else if (format === 'ndjson') text += `${JSON.stringify(row)}\n`;
+      else {
         text += `${first ? '' : ','}\n${JSON.stringify(row)}`;
         first = false;
       }
+      if (text.length < TEXT_PIECE) continue;
+      yield text;
+      text = '';
+    }
     if (text) yield text;
   }
   if (format === 'json') yield '\n]\n';
