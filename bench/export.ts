@@ -10,12 +10,15 @@
 // built `livinglab serve`), and this process reads each export over HTTP as a researcher's client
 // would: CSV and NDJSON counted by lines, Arrow decoded batch by batch with apache-arrow, FHIR by
 // its resources (a row is a reading: two Observations, SpO2 and pulse). Rows/s is end to end (InfluxDB's query, the gateway's encoding,
-// this client's read); the gateway's CPU is reported beside it so the share of each is visible.
+// this client's read); the CPU of the gateway, of influxd and of this client are reported beside it
+// so the share of each is visible, and a row "influxdb alone" per size gives InfluxDB's own rate for
+// the same statements, read by this process (bench/lib/influx-alone.ts).
 
 import { parseArgs } from 'node:util';
 import { RecordBatchReader } from 'apache-arrow';
 import { addProject, issueToken, setConsent } from '../src/registry/research.js';
 import { startInfluxd } from '../test/helpers/influxd.js';
+import { type InfluxAloneRun, influxAlone } from './lib/influx-alone.js';
 import { cpuSeconds, rssMiB } from './lib/proc.js';
 import { fmt, fmtSummary, say, table, writeResult } from './lib/report.js';
 import { summarize } from './lib/stats.js';
@@ -42,6 +45,8 @@ interface ExportRun {
   seconds: number;
   rowsPerSecond: number;
   gatewayCpuPercent: number;
+  influxCpuPercent: number;
+  clientCpuPercent: number;
   rssBeforeMiB: number;
   peakRssMiB: number;
 }
@@ -100,7 +105,13 @@ async function readExport(res: Response, format: string): Promise<{ rows: number
 
 const CODED_FIELDS = 2;
 
-async function exportOnce(url: string, token: string, format: string, pid: number): Promise<ExportRun> {
+async function exportOnce(
+  url: string,
+  token: string,
+  format: string,
+  pid: number,
+  influxPid: number,
+): Promise<ExportRun> {
   global.gc?.();
   const rssBefore = rssMiB(pid);
   let peak = rssBefore;
@@ -108,18 +119,23 @@ async function exportOnce(url: string, token: string, format: string, pid: numbe
     peak = Math.max(peak, rssMiB(pid));
   }, 100);
   const cpu0 = cpuSeconds(pid);
+  const influxCpu0 = cpuSeconds(influxPid);
+  const client0 = process.cpuUsage();
   const t0 = performance.now();
   const res = await fetch(`${url}&format=${format}`, { headers: { authorization: `Bearer ${token}` } });
   const { rows, bytes } = await readExport(res, format);
   const seconds = (performance.now() - t0) / 1000;
   clearInterval(sampler);
   peak = Math.max(peak, rssMiB(pid));
+  const client = process.cpuUsage(client0);
   return {
     rows,
     bytes,
     seconds,
     rowsPerSecond: rows / seconds,
     gatewayCpuPercent: ((cpuSeconds(pid) - cpu0) / seconds) * 100,
+    influxCpuPercent: ((cpuSeconds(influxPid) - influxCpu0) / seconds) * 100,
+    clientCpuPercent: ((client.user + client.system) / 1e6 / seconds) * 100,
     rssBeforeMiB: rssBefore,
     peakRssMiB: peak,
   };
@@ -127,6 +143,7 @@ async function exportOnce(url: string, token: string, format: string, pid: numbe
 
 const influx = await startInfluxd();
 const results: Record<string, Record<string, ExportRun[]>> = {};
+const alone: Record<string, InfluxAloneRun[]> = {};
 try {
   for (const size of sizes) {
     const db = `bench_export_${size}`;
@@ -162,12 +179,20 @@ try {
       for (const format of formats) {
         const per: ExportRun[] = [];
         for (let run = 1; run <= runs; run++) {
-          const r = await exportOnce(url, token, format, gw.pids.gateway ?? 0);
+          const r = await exportOnce(url, token, format, gw.pids.gateway ?? 0, influx.pid() ?? 0);
           if (r.rows !== size) throw new Error(`export ${format}: ${r.rows} rows, expected ${size}`);
           say(`${size} ${format} run ${run}: ${fmt(r.rowsPerSecond)} rows/s, peak ${fmt(r.peakRssMiB)} MiB`);
           per.push(r);
         }
         (results[size] as Record<string, ExportRun[]>)[format] = per;
+      }
+      const range = { fromMs: Date.now() - 10 * DAY, toMs: Date.now() + DAY };
+      alone[size] = [];
+      for (let run = 1; run <= runs; run++) {
+        const r = await influxAlone(influx.url, db, subjects, range, influx.pid() ?? 0);
+        if (r.rows !== size) throw new Error(`InfluxDB alone: ${r.rows} rows, expected ${size}`);
+        say(`${size} influxdb alone run ${run}: ${fmt(r.rowsPerSecond)} rows/s`);
+        alone[size]?.push(r);
       }
     } finally {
       await gw.stop();
@@ -187,11 +212,28 @@ for (const [size, byFormat] of Object.entries(results))
       s((r) => r.rowsPerSecond),
       s((r) => r.bytes / r.rows, 1),
       s((r) => r.gatewayCpuPercent),
+      s((r) => r.influxCpuPercent),
+      s((r) => r.clientCpuPercent),
       s((r) => r.rssBeforeMiB),
       s((r) => r.peakRssMiB),
       s((r) => r.peakRssMiB - r.rssBeforeMiB),
     ]);
   }
+for (const [size, per] of Object.entries(alone)) {
+  const s = (f: (r: InfluxAloneRun) => number) => fmtSummary(summarize(per.map(f)), 0);
+  rowsOut.push([
+    Number(size).toLocaleString('en'),
+    'influxdb alone',
+    s((r) => r.rowsPerSecond),
+    '–',
+    '–',
+    s((r) => r.influxCpuPercent),
+    '–',
+    '–',
+    '–',
+    '–',
+  ]);
+}
 console.log(
   table(
     [
@@ -200,6 +242,8 @@ console.log(
       'rows/s',
       'bytes/row',
       'gateway CPU %',
+      'influxd CPU %',
+      'client CPU %',
       'gateway RSS before MiB',
       'peak RSS MiB',
       'growth MiB',
@@ -207,4 +251,4 @@ console.log(
     rowsOut,
   ),
 );
-say(`raw results: ${writeResult('export', { sizes, subjects, formats, runs, results })}`);
+say(`raw results: ${writeResult('export', { sizes, subjects, formats, runs, results, influxAlone: alone })}`);

@@ -232,7 +232,7 @@ function registerReadingsRoute(scope: TypedApp, deps: ResearchDeps, schemas: Sch
         });
       }
       const sent = { rows: 0 };
-      let rows: AsyncGenerator<ReadingRow>;
+      let rows: AsyncGenerator<ReadingRow[]>;
       try {
         rows = await startRows(readRows(deps, access.project, query));
       } catch (err) {
@@ -262,11 +262,11 @@ const readRows = (deps: ResearchDeps, project: Project, query: ReadingsQuery) =>
   });
 
 /**
- * The rows with the first one already read: every subject's query has been answered (merge.ts reads
- * each stream's head first), so a query InfluxDB refuses fails here, before the 200 and its first
+ * The rows with the first batch already read: every subject's query has been answered (merge.ts
+ * reads each stream's first batch before any row comes out), so a query InfluxDB refuses fails here, before the 200 and its first
  * byte, and can still be answered as a 502 instead of a truncated 200.
  */
-async function startRows(rows: AsyncGenerator<ReadingRow>): Promise<AsyncGenerator<ReadingRow>> {
+async function startRows(rows: AsyncGenerator<ReadingRow[]>): Promise<AsyncGenerator<ReadingRow[]>> {
   const first = await rows.next();
   return (async function* () {
     if (first.done) return;
@@ -359,13 +359,13 @@ function fhirContext(deps: ResearchDeps, project: Project, query: ReadingsQuery)
 function encodeExport(
   deps: ResearchDeps,
   project: Project,
-  rows: AsyncGenerator<ReadingRow>,
+  rows: AsyncGenerator<ReadingRow[]>,
   query: ReadingsQuery,
   format: Format,
   sent: { rows: number },
 ): AsyncGenerator<string | Uint8Array> {
-  const count = () => {
-    sent.rows++;
+  const count = (n: number) => {
+    sent.rows += n;
   };
   if (format === 'fhir') return encodeFhir(rows, fhirContext(deps, project, query), count);
   const columns = exportColumns(query);

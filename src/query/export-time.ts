@@ -6,8 +6,13 @@ import type { Precision } from './readings-params.js';
 const DIGITS: Readonly<Record<Precision, number>> = { s: 0, ms: 3, us: 6, ns: 9 };
 const RFC3339_UTC = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?Z$/;
 
+// A time that already has all nine digits, as most of InfluxDB's answers do: at ns it comes out
+// as it is (one regex test, no new string: this runs once per exported row).
+const RFC3339_NS = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$/;
+
 /** `2026-03-01T10:00:00.12345679Z` at ns → `2026-03-01T10:00:00.123456790Z`; shorter precisions cut. */
 export function formatTime(rfc3339: string, precision: Precision): string {
+  if (precision === 'ns' && rfc3339.length === 30 && RFC3339_NS.test(rfc3339)) return rfc3339;
   const m = RFC3339_UTC.exec(rfc3339);
   if (!m) throw new Error(`InfluxDB gave a time the gateway cannot read: ${rfc3339.slice(0, 40)}`);
   const digits = DIGITS[precision];

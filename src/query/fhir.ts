@@ -8,6 +8,7 @@
 import { createHash } from 'node:crypto';
 import { CODE_SYSTEMS, type FieldCodes, UCUM_UNITS } from '../schemas/codes.js';
 import type { FieldSpec } from '../schemas/types.js';
+import { TEXT_PIECE } from './merge.js';
 import type { ReadingRow } from './readings.js';
 
 export const FHIR_MEDIA_TYPE = 'application/fhir+ndjson';
@@ -184,29 +185,40 @@ export function toObservations(row: ReadingRow, type: FhirType, ctx: FhirContext
 }
 
 /**
- * NDJSON lines: for each row, its device's Device resource if not sent yet, then its Observations.
- * `onRow` counts rows (as the other formats do), not resources. Memory: one entry per device.
+ * NDJSON lines: for each row, its device's Device resource if not sent yet, then its Observations;
+ * rows come in batches (merge.ts) and go out in pieces of about TEXT_PIECE. `onRows` counts rows (as the other formats do), not
+ * resources. Memory: one entry per device.
  */
 export async function* encodeFhir(
-  rows: AsyncIterable<ReadingRow>,
+  batches: AsyncIterable<readonly ReadingRow[]>,
   ctx: FhirContext,
-  onRow: () => void,
+  onRows: (n: number) => void,
 ): AsyncGenerator<string> {
   const sent = new Set<string>();
-  for await (const row of rows) {
-    onRow();
-    const typeName = typeof row.device_type === 'string' ? row.device_type : ctx.defaultType;
-    const type = ctx.types.get(typeName);
-    if (!type) continue;
-    const observations = toObservations(row, type, ctx);
-    if (observations.length === 0) continue;
+  for await (const rows of batches) {
+    onRows(rows.length);
     let chunk = '';
-    if (typeof row.device === 'string' && !sent.has(row.device)) {
-      sent.add(row.device);
-      const device = toDevice(row.device, type, ctx.devices.get(row.device), row.provenance === 'simulated');
-      chunk += `${JSON.stringify(device)}\n`;
+    for (const row of rows) {
+      const typeName = typeof row.device_type === 'string' ? row.device_type : ctx.defaultType;
+      const type = ctx.types.get(typeName);
+      if (!type) continue;
+      const observations = toObservations(row, type, ctx);
+      if (observations.length === 0) continue;
+      if (typeof row.device === 'string' && !sent.has(row.device)) {
+        sent.add(row.device);
+        const device = toDevice(
+          row.device,
+          type,
+          ctx.devices.get(row.device),
+          row.provenance === 'simulated',
+        );
+        chunk += `${JSON.stringify(device)}\n`;
+      }
+      for (const o of observations) chunk += `${JSON.stringify(o)}\n`;
+      if (chunk.length < TEXT_PIECE) continue;
+      yield chunk;
+      chunk = '';
     }
-    for (const o of observations) chunk += `${JSON.stringify(o)}\n`;
-    yield chunk;
+    if (chunk) yield chunk;
   }
 }

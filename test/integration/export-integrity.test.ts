@@ -1,6 +1,7 @@
 // Exports read back as a researcher would (issue 13, items 5, 7, 12, 13): the row order reveals
 // nothing about participant codes, every format returns every row, every export (finished or cut
-// off) is in the audit log with the rows sent, and odd parameter values get a 400.
+// off) is in the audit log with the rows sent, and odd parameter values get a 400. Issue 18: the
+// export reads InfluxDB's chunks uncompressed.
 
 import { readFile } from 'node:fs/promises';
 import { request } from 'node:http';
@@ -18,6 +19,7 @@ import { runCli } from '../helpers/cli.js';
 import { startCutProxy } from '../helpers/cut-proxy.js';
 import { useLab } from '../helpers/fixture.js';
 import { eventually } from '../helpers/mqtt.js';
+import { startRecordingProxy } from '../helpers/recording-proxy.js';
 import { untilTokens } from '../helpers/research.js';
 
 const DAY = 86_400_000;
@@ -253,8 +255,9 @@ describe('an export that fails half-way (item 12, and `livinglab export`)', () =
   it('is audited as failed with the rows sent, and the CLI exits 2 saying its file is incomplete', {
     timeout: 60_000,
   }, async () => {
-    // A second gateway on the same data, reading InfluxDB through a link that breaks after 20 KB (gzip: about 10,000 rows).
-    const proxy = await startCutProxy(lab.influx.url, 100_000);
+    // A second gateway on the same data, reading InfluxDB through a link that breaks after 2 MB:
+    // a few 5,000-row chunks (uncompressed: the gateway asks for no gzip), far from all 120,001 rows.
+    const proxy = await startCutProxy(lab.influx.url, 2_000_000);
     onTestFinished(() => proxy.stop());
     const gw2 = await lab.startGateway({ influxUrl: proxy.url, config: { influx: { db: lab.gw.db } } });
     const registry = await readRegistryFile(lab.gw.registryFile);
@@ -303,6 +306,32 @@ describe('an export that fails half-way (item 12, and `livinglab export`)', () =
     );
     expect(res.status).toBe(200);
     await expect(res.text()).rejects.toThrow();
+  });
+});
+
+describe('reading InfluxDB for an export (issue 18, throughput)', () => {
+  it('asks for chunks uncompressed, so influxd spends no CPU on gzip, and still returns every row', {
+    timeout: 60_000,
+  }, async () => {
+    // A second gateway on the same data, reading InfluxDB through a proxy that records each request.
+    const proxy = await startRecordingProxy(lab.influx.url);
+    onTestFinished(() => proxy.stop());
+    const gw2 = await lab.startGateway({ influxUrl: proxy.url, config: { influx: { db: lab.gw.db } } });
+    const registry = await readRegistryFile(lab.gw.registryFile);
+    await gw2.editRegistry(() => registry);
+    await untilTokens(gw2, 2);
+    const res = await fetch(
+      `http://127.0.0.1:${gw2.app.httpPort}/api/v1/projects/big/readings?type=bed-sensor&format=csv`,
+      { headers: { authorization: `Bearer ${tokens.big}` } },
+    );
+    expect(res.status).toBe(200);
+    expect((await res.text()).trim().split('\n')).toHaveLength(BIG_ROWS + 1);
+    const chunked = proxy.requests().filter((r) => r.path.includes('chunked=true'));
+    expect(chunked.length).toBeGreaterThan(0);
+    // fetch asks for "gzip, deflate" unless told otherwise, and influxd then compresses every chunk.
+    expect(chunked.map((r) => [r.acceptEncoding, r.contentEncoding ?? 'none'])).toEqual(
+      chunked.map(() => ['identity', 'none']),
+    );
   });
 });
 

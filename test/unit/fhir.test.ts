@@ -87,7 +87,7 @@ async function encode(
 ): Promise<{ text: string; resources: Resource[] }> {
   let text = '';
   async function* source() {
-    yield* rows;
+    yield rows;
   }
   for await (const chunk of encodeFhir(source(), ctx, () => {})) text += chunk;
   return {
