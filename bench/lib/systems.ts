@@ -13,6 +13,7 @@ import { hashSecretSync } from '../../src/registry/passwords.js';
 import { EMPTY_REGISTRY, type RegistryData } from '../../src/registry/types.js';
 import { createCa, issueServerCert } from '../../src/tls/certs.js';
 import { freePort } from '../../test/helpers/ports.js';
+import { startFrontMosquitto } from './front-mosquitto.js';
 import { TSX_LOADER } from './proc.js';
 import type { PublisherDevice } from './publisher.js';
 
@@ -60,7 +61,15 @@ export interface SystemContext {
 export const BENCH_STAFF = 'staff-bench';
 export const BENCH_STAFF_PASSWORD = 'a staff passphrase';
 
-export type SystemName = 'gateway' | 'gateway-tls' | 'node-red' | 'plain' | 'mosquitto' | 'aedes';
+export type SystemName =
+  | 'gateway'
+  | 'gateway-tls'
+  | 'node-red'
+  | 'plain'
+  | 'mosquitto'
+  | 'aedes'
+  | 'mosquitto-gw1'
+  | 'mosquitto-gw2';
 
 export const deviceIds = (n: number): string[] =>
   Array.from({ length: n }, (_, i) => `ox-${String(i).padStart(5, '0')}`);
@@ -229,6 +238,7 @@ export async function startBrokerOnlySystem(ctx: SystemContext): Promise<SystemU
 export async function startGatewaySystem(
   ctx: SystemContext,
   extraArgs: string[] = [],
+  extraEnv: Record<string, string> = {},
 ): Promise<SystemUnderTest> {
   // BENCH_GATEWAY_ROOT: another checkout's build (e.g. a git worktree of main) as the baseline of a
   // side-by-side run.
@@ -275,7 +285,7 @@ export async function startGatewaySystem(
       // BENCH_GATEWAY_ARGS, e.g. "--no-spool", for side-by-side runs of gateway settings.
       ...(process.env.BENCH_GATEWAY_ARGS ?? '').split(' ').filter(Boolean),
     ],
-    { env: BENCH_GATEWAY_ENV },
+    { env: { ...BENCH_GATEWAY_ENV, ...extraEnv } },
   );
   // Readiness and metrics are on the ops listener (loopback, no token).
   const base = `http://127.0.0.1:${opsPort}`;
@@ -494,6 +504,73 @@ export async function startPlainSystem(ctx: SystemContext): Promise<SystemUnderT
   };
 }
 
+/**
+ * Issue 19's topology: Debian's Mosquitto in front (devices log in with the registry's passwords,
+ * through the password_file and acl_file `livinglab broker mosquitto` writes) and `gateways`
+ * gateways in external mode behind it, one shared-subscription group, each its own data folder
+ * and spool, all writing to the same database. Its pids: mosquitto, gateway 1, gateway 2, ...
+ */
+export async function startMosquittoGatewaysSystem(
+  ctx: SystemContext,
+  gateways: number,
+): Promise<SystemUnderTest> {
+  const { registry, device, dir } = await benchRegistry(ctx.devices);
+  const started: SystemUnderTest[] = [];
+  let front: Awaited<ReturnType<typeof startFrontMosquitto>> | undefined;
+  const stopAll = async () => {
+    for (const g of started) await g.stop();
+    await front?.stop();
+    await rm(dir, { recursive: true, force: true });
+  };
+  try {
+    front = await startFrontMosquitto({ registry });
+    for (let i = 1; i <= gateways; i++)
+      started.push(
+        await startGatewaySystem(
+          ctx,
+          [
+            '--source',
+            'external',
+            '--broker-url',
+            front.gatewayUrl,
+            '--broker-client-id',
+            `livinglab-gw-${i}`,
+          ],
+          {
+            LIVINGLAB_EXTERNAL_USERNAME: front.gatewayUser,
+            LIVINGLAB_BROKER_PASSWORD: front.gatewayPassword,
+          },
+        ),
+      );
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+  const mosquittoPid = front.pid;
+  const spools = started.flatMap((g) => (g.spool ? [g.spool] : []));
+  return {
+    name: `mosquitto-gw${gateways}`,
+    mqttUrl: front.url,
+    devices: deviceIds(ctx.devices).map(device),
+    probe: device('probe-0'),
+    pids: Object.fromEntries([
+      ['mosquitto', mosquittoPid],
+      ...started.map((g, i) => [gateways === 1 ? 'gateway' : `gateway ${i + 1}`, g.pids.gateway ?? 0]),
+    ]),
+    // Unwritten bytes add up over the spools; the oldest reading is the oldest of any of them.
+    spool: async () => {
+      const all = await Promise.all(spools.map((s) => s()));
+      return {
+        bytes: all.reduce((sum, s) => sum + s.bytes, 0),
+        seconds: Math.max(...all.map((s) => s.seconds)),
+      };
+    },
+    ...(started[0]?.metrics ? { metrics: started[0].metrics } : {}),
+    output: () => [front?.output() ?? '', ...started.map((g) => g.output?.() ?? '')].join('\n---\n'),
+    stop: stopAll,
+  };
+}
+
 export function startSystem(name: SystemName, ctx: SystemContext): Promise<SystemUnderTest> {
   switch (name) {
     case 'gateway':
@@ -508,5 +585,9 @@ export function startSystem(name: SystemName, ctx: SystemContext): Promise<Syste
       return startMosquittoSystem(ctx);
     case 'aedes':
       return startBrokerOnlySystem(ctx);
+    case 'mosquitto-gw1':
+      return startMosquittoGatewaysSystem(ctx, 1);
+    case 'mosquitto-gw2':
+      return startMosquittoGatewaysSystem(ctx, 2);
   }
 }
