@@ -56,6 +56,8 @@ export interface SystemContext {
   readonly staffIterations?: number;
   /** Further registry content (research projects, tokens) added before the gateway starts. */
   readonly registry?: (data: RegistryData) => RegistryData;
+  /** An existing bench registry (lab.yaml of deviceIds(devices)) to start with instead of a new one. */
+  readonly registryFile?: string;
 }
 
 export const BENCH_STAFF = 'staff-bench';
@@ -178,12 +180,15 @@ const BENCH_GATEWAY_ENV = {
   LIVINGLAB_LISTENERS_MQTTS_HOST: '127.0.0.1',
 };
 
-async function benchRegistry(
+export async function benchRegistry(
   n: number,
   staffIterations?: number,
   more: (data: RegistryData) => RegistryData = (d) => d,
+  existing?: string,
 ) {
   const dir = await mkdtemp(join(tmpdir(), 'll-bench-gw-'));
+  const device = (id: string): PublisherDevice => ({ id, password: PASSWORD, topic: topicOf(id) });
+  if (existing) return { dir, registry: existing, device };
   // Generated device passwords get 1,000 PBKDF2 iterations in production too (registry/passwords.ts).
   const hash = hashSecretSync(PASSWORD, 1000);
   let data = EMPTY_REGISTRY;
@@ -206,7 +211,6 @@ async function benchRegistry(
     });
   const registry = join(dir, 'lab.yaml');
   await writeRegistryFile(registry, more(data));
-  const device = (id: string): PublisherDevice => ({ id, password: PASSWORD, topic: topicOf(id) });
   return { dir, registry, device };
 }
 
@@ -245,7 +249,12 @@ export async function startGatewaySystem(
   const root = process.env.BENCH_GATEWAY_ROOT ?? ROOT;
   const main = join(root, 'dist/src/cli/main.js');
   if (!existsSync(main)) throw new Error('dist/ is missing: run `npm run build` first (npm run bench does)');
-  const { dir, registry, device } = await benchRegistry(ctx.devices, ctx.staffIterations, ctx.registry);
+  const { dir, registry, device } = await benchRegistry(
+    ctx.devices,
+    ctx.staffIterations,
+    ctx.registry,
+    ctx.registryFile,
+  );
   const ids = deviceIds(ctx.devices);
   const mqttPort = await freePort();
   const httpPort = await freePort();

@@ -1,0 +1,229 @@
+// Connections with Mosquitto in front (issue 19): N devices (one MQTT.js connection each, spread over
+// several loopback source addresses) connected to Debian's Mosquitto and reporting once a minute,
+// with a gateway in external mode behind each broker, and the memory (RSS) of every broker and every
+// gateway: idle, with all connected, near the end, peak. Every acknowledged reading must be in
+// InfluxDB afterwards. One Mosquitto process holds at most its open-file limit of connections; with
+// --shards K the devices are split over K brokers, each with its gateway (k broker nodes, m = k
+// gateways), where a machine's limit keeps one broker from holding them all.
+//
+//   npx tsx bench/front-connections.ts --devices 100000 --shards 6 --processes 8 --sources 8
+//   npx tsx bench/front-connections.ts --devices 19000 --shards 1    (one broker, up to its limit)
+import { readFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { loadavg } from 'node:os';
+import { parseArgs } from 'node:util';
+import { parseDuration } from '../src/config/duration.js';
+import { startInfluxd } from '../test/helpers/influxd.js';
+import { type FrontMosquitto, startFrontMosquitto } from './lib/front-mosquitto.js';
+import { countPoints, influxQuery, waitForCount } from './lib/influx.js';
+import { startLoad } from './lib/load.js';
+import { type ProcessUsage, rssMiB, watchProcess } from './lib/proc.js';
+import type { PublisherDevice } from './lib/publisher.js';
+import { fmt, say, table, writeResult } from './lib/report.js';
+import {
+  benchRegistry,
+  deviceIds,
+  MEASUREMENT,
+  type SystemUnderTest,
+  startGatewaySystem,
+} from './lib/systems.js';
+
+const { values: args } = parseArgs({
+  options: {
+    devices: { type: 'string', default: '100000' },
+    shards: { type: 'string', default: '1' },
+    duration: { type: 'string', default: '90s' },
+    processes: { type: 'string', default: '8' },
+    sources: { type: 'string', default: '8' },
+    'max-files': { type: 'string' },
+  },
+});
+const devices = Number(args.devices);
+const shards = Number(args.shards);
+const durationMs = parseDuration(args.duration ?? '90s') ?? 90_000;
+const sources = Array.from({ length: Number(args.sources) }, (_, i) => `127.0.0.${i + 2}`);
+const maxFiles = args['max-files'] ? Number(args['max-files']) : undefined;
+
+/** This process's open-file limit (soft, hard), which the brokers it starts inherit. */
+function openFileLimit(): string {
+  const line = readFileSync('/proc/self/limits', 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('Max open files'));
+  return (
+    line
+      ?.split(/\s{2,}/)
+      .slice(1, 3)
+      .join(' / ') ?? 'unknown'
+  );
+}
+
+interface Part {
+  role: string;
+  pid: number;
+  idleRssMiB: number;
+  connectedRssMiB: number;
+  lateRssMiB: number;
+  usage?: ProcessUsage;
+}
+
+interface Shard {
+  front: FrontMosquitto;
+  gateway: SystemUnderTest;
+}
+
+async function startShards(influxUrl: string, db: string, registryFile: string): Promise<Shard[]> {
+  const started: Shard[] = [];
+  for (let s = 1; s <= shards; s++) {
+    const front = await startFrontMosquitto({
+      registry: registryFile,
+      conf: ['max_connections -1', 'set_tcp_nodelay true'],
+      ...(maxFiles ? { maxFiles } : {}),
+    });
+    try {
+      const gateway = await startGatewaySystem(
+        { influxUrl, db, devices, registryFile },
+        ['--source', 'external', '--broker-url', front.gatewayUrl, '--broker-client-id', `livinglab-gw-${s}`],
+        { LIVINGLAB_EXTERNAL_USERNAME: front.gatewayUser, LIVINGLAB_BROKER_PASSWORD: front.gatewayPassword },
+      );
+      started.push({ front, gateway });
+    } catch (err) {
+      await front.stop();
+      for (const sh of started) await stopShard(sh);
+      throw err;
+    }
+  }
+  return started;
+}
+
+async function stopShard(sh: Shard) {
+  await sh.gateway.stop();
+  await sh.front.stop();
+}
+
+const parts = (started: Shard[]): Part[] =>
+  started.flatMap((sh, i) =>
+    [
+      [`mosquitto ${i + 1}`, sh.front.pid],
+      [`gateway ${i + 1}`, sh.gateway.pids.gateway ?? 0],
+    ].map(([role, pid]) => ({
+      role: role as string,
+      pid: pid as number,
+      idleRssMiB: rssMiB(pid as number),
+      connectedRssMiB: Number.NaN,
+      lateRssMiB: Number.NaN,
+    })),
+  );
+
+async function measure(
+  influxUrl: string,
+  db: string,
+  started: Shard[],
+  device: (id: string) => PublisherDevice,
+) {
+  const measured = parts(started);
+  const ids = deviceIds(devices);
+  const t0 = performance.now();
+  const load = startLoad({
+    url: started[0]?.front.url ?? '',
+    devices: ids.map((id, i) => {
+      const sh = started[i % started.length] as Shard;
+      return { ...device(id), url: sh.front.url };
+    }),
+    batch: 1,
+    messagesPerSecond: devices / 60,
+    durationMs,
+    processes: Number(args.processes),
+    drainTimeoutMs: 60_000,
+    sourceAddresses: sources,
+  });
+  await load.ready;
+  const connectSeconds = (performance.now() - t0) / 1000;
+  const load1AtConnected = loadavg()[0] ?? Number.NaN;
+  for (const p of measured) p.connectedRssMiB = rssMiB(p.pid);
+  const watchers = measured.map((p) => watchProcess(p.pid));
+  const late = setTimeout(
+    () => {
+      for (const p of measured) p.lateRssMiB = rssMiB(p.pid);
+    },
+    Math.max(0, durationMs - 2000),
+  );
+  const result = await load.go();
+  clearTimeout(late);
+  measured.forEach((p, i) => {
+    p.usage = watchers[i]?.stop();
+  });
+  const { stored } = await waitForCount(
+    () => countPoints(influxUrl, db, MEASUREMENT, 'spo2'),
+    result.readingsAcked,
+  );
+  return { measured, connectSeconds, load1AtConnected, result, stored };
+}
+
+const influx = await startInfluxd();
+const db = 'bench_front_connections';
+let outcome: Awaited<ReturnType<typeof measure>> | undefined;
+const reg = await benchRegistry(devices);
+try {
+  await influxQuery(influx.url, undefined, `CREATE DATABASE ${db}`);
+  say(`open files (soft / hard): ${openFileLimit()}; ${fmt(devices)} devices over ${shards} broker(s)`);
+  const started = await startShards(influx.url, db, reg.registry);
+  try {
+    outcome = await measure(influx.url, db, started, reg.device);
+  } finally {
+    for (const sh of started) await stopShard(sh);
+  }
+} finally {
+  await influx.stop();
+  await rm(reg.dir, { recursive: true, force: true });
+}
+report(outcome);
+process.exit(0);
+
+function report(o: typeof outcome) {
+  if (!o) return;
+  const sum = (prefix: string, f: (p: Part) => number) =>
+    o.measured.filter((p) => p.role.startsWith(prefix)).reduce((a, p) => a + f(p), 0);
+  const rows = o.measured.map((p) => [
+    p.role,
+    fmt(p.idleRssMiB),
+    fmt(p.connectedRssMiB),
+    fmt(p.lateRssMiB),
+    fmt(p.usage?.peakRssMiB ?? Number.NaN),
+    fmt(p.usage?.cpuPercent ?? Number.NaN),
+  ]);
+  for (const prefix of ['mosquitto', 'gateway'])
+    rows.push([
+      `all ${prefix}`,
+      fmt(sum(prefix, (p) => p.idleRssMiB)),
+      fmt(sum(prefix, (p) => p.connectedRssMiB)),
+      fmt(sum(prefix, (p) => p.lateRssMiB)),
+      fmt(sum(prefix, (p) => p.usage?.peakRssMiB ?? Number.NaN)),
+      fmt(sum(prefix, (p) => p.usage?.cpuPercent ?? Number.NaN)),
+    ]);
+  const perDeviceKiB =
+    ((sum('mosquitto', (p) => p.connectedRssMiB) - sum('mosquitto', (p) => p.idleRssMiB)) * 1024) / devices;
+  const peakTotal = sum('', (p) => p.usage?.peakRssMiB ?? Number.NaN);
+  console.log(
+    [
+      `## ${fmt(devices)} devices connected to Mosquitto (${shards} broker(s), each with one gateway behind it), one reading per device per minute for ${durationMs / 1000} s`,
+      '',
+      table(
+        [
+          'process',
+          'RSS idle MiB',
+          'RSS all connected MiB',
+          `RSS ${fmt(durationMs / 1000 - 2)} s later MiB`,
+          'peak RSS MiB',
+          'CPU %',
+        ],
+        rows,
+      ),
+      '',
+      `connected in ${fmt(o.connectSeconds, 1)} s over ${sources.length} source addresses and ${args.processes} client processes (load average ${fmt(o.load1AtConnected, 1)} then); ` +
+        `Mosquitto ${fmt(perDeviceKiB, 2)} KiB per connected device; brokers + gateways peak ${fmt(peakTotal)} MiB (target < 1,024); ` +
+        `${fmt(o.stored)} of ${fmt(o.result.readingsAcked)} acknowledged readings stored, ${o.result.disconnects} disconnects`,
+      '',
+      `raw: ${writeResult('front-connections', { args, openFiles: openFileLimit(), ...o })}`,
+    ].join('\n'),
+  );
+}
