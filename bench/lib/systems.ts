@@ -239,6 +239,24 @@ export async function startBrokerOnlySystem(ctx: SystemContext): Promise<SystemU
   };
 }
 
+/** `serve`'s flags for a bench gateway: loopback listeners, quiet logs, its own data folder. */
+function serveArgs(o: {
+  registry: string;
+  dataDir: string;
+  ctx: SystemContext;
+  mqttPort: number;
+  httpPort: number;
+  opsPort: number;
+}): string[] {
+  return [
+    ...['--registry', o.registry, '--data-dir', o.dataDir],
+    ...['--influx-url', o.ctx.influxUrl, '--influx-db', o.ctx.db],
+    ...['--mqtt-host', '127.0.0.1', '--mqtt-port', String(o.mqttPort)],
+    ...['--http-host', '127.0.0.1', '--http-port', String(o.httpPort), '--ops-port', String(o.opsPort)],
+    ...['--log-level', 'warn'],
+  ];
+}
+
 export async function startGatewaySystem(
   ctx: SystemContext,
   extraArgs: string[] = [],
@@ -270,26 +288,7 @@ export async function startGatewaySystem(
       ...nodeArgs,
       join(root, 'bin/livinglab.js'),
       'serve',
-      '--registry',
-      registry,
-      '--data-dir',
-      join(dir, 'data'),
-      '--influx-url',
-      ctx.influxUrl,
-      '--influx-db',
-      ctx.db,
-      '--mqtt-host',
-      '127.0.0.1',
-      '--mqtt-port',
-      String(mqttPort),
-      '--http-host',
-      '127.0.0.1',
-      '--http-port',
-      String(httpPort),
-      '--ops-port',
-      String(opsPort),
-      '--log-level',
-      'warn',
+      ...serveArgs({ registry, dataDir: join(dir, 'data'), ctx, mqttPort, httpPort, opsPort }),
       ...extraArgs,
       // BENCH_GATEWAY_ARGS, e.g. "--no-spool", for side-by-side runs of gateway settings.
       ...(process.env.BENCH_GATEWAY_ARGS ?? '').split(' ').filter(Boolean),
