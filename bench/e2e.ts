@@ -182,6 +182,7 @@ async function runRung(system: SystemName, run: number, readingsPerSecond: numbe
       stored,
       probesMissing: probed.missing,
       spool: sys.spool ? { samples: backlog, windowSeconds: durationMs / 1000 } : undefined,
+      ...(sys.front ? { frontQueryableP99Ms: probed.queryable.percentile(99) } : {}),
     });
     const maxBacklog = sys.spool
       ? Math.max(0, ...lastThird(backlog, durationMs / 1000).map((b) => b.seconds))

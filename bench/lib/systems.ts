@@ -35,6 +35,8 @@ export interface SystemUnderTest {
   readonly devices: readonly PublisherDevice[];
   /** A device of its own for publish-to-queryable probes. */
   readonly probe: PublisherDevice;
+  /** A broker in front of gateways (mosquitto-gw*): its queues are in no gateway's spool. */
+  readonly front?: boolean;
   /** Processes whose CPU and memory are reported, by role. */
   readonly pids: Readonly<Record<string, number>>;
   /** Unwritten spool bytes and the age of its oldest reading (gateway only). */
@@ -558,6 +560,7 @@ export async function startMosquittoGatewaysSystem(
   const spools = started.flatMap((g) => (g.spool ? [g.spool] : []));
   return {
     name: `mosquitto-gw${gateways}`,
+    front: true,
     mqttUrl: front.url,
     devices: deviceIds(ctx.devices).map(device),
     probe: device('probe-0'),
