@@ -14,19 +14,13 @@ import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { parseDuration } from '../src/config/duration.js';
 import { startInfluxd } from '../test/helpers/influxd.js';
-import { type FrontMosquitto, startFrontMosquitto } from './lib/front-mosquitto.js';
+import { type FrontMosquitto, startFrontMosquitto, writeAccessFiles } from './lib/front-mosquitto.js';
 import { countPoints, influxQuery, waitForCount } from './lib/influx.js';
 import { startLoad } from './lib/load.js';
 import { type ProcessUsage, rssMiB, watchProcess } from './lib/proc.js';
 import type { PublisherDevice } from './lib/publisher.js';
 import { fmt, say, table, writeResult } from './lib/report.js';
-import {
-  benchRegistry,
-  deviceIds,
-  MEASUREMENT,
-  type SystemUnderTest,
-  startGatewaySystem,
-} from './lib/systems.js';
+import { benchRegistry, MEASUREMENT, type SystemUnderTest, startGatewaySystem } from './lib/systems.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -69,28 +63,59 @@ interface Part {
 interface Shard {
   front: FrontMosquitto;
   gateway: SystemUnderTest;
+  /** This broker's devices, each with its url. */
+  devices: PublisherDevice[];
+  dir: string;
 }
 
-async function startShards(influxUrl: string, db: string, registryFile: string): Promise<Shard[]> {
+/**
+ * One broker with its gateway and its own range of devices (ids ox-sS-NNNNN): each shard's registry
+ * and Mosquitto files hold only its devices, as separate labs' would.
+ */
+async function startShard(s: number, influxUrl: string, db: string): Promise<Shard> {
+  const per = Math.ceil(devices / shards);
+  const ids = Array.from(
+    { length: Math.min(per, devices - (s - 1) * per) },
+    (_, i) => `ox-s${s}-${String(i).padStart(5, '0')}`,
+  );
+  const reg = await benchRegistry(ids.length, undefined, undefined, undefined, ids);
+  const t = performance.now();
+  await writeAccessFiles(reg.registry, reg.dir);
+  say(
+    `shard ${s}: ${fmt(ids.length)} devices; password_file and acl_file in ${fmt((performance.now() - t) / 1000, 1)} s`,
+  );
+  const front = await startFrontMosquitto({
+    registry: reg.registry,
+    accessFiles: reg.dir,
+    conf: ['max_connections -1', 'set_tcp_nodelay true'],
+    ...(maxFiles ? { maxFiles } : {}),
+  });
+  try {
+    const gateway = await startGatewaySystem(
+      { influxUrl, db, devices: ids.length, registryFile: reg.registry },
+      ['--source', 'external', '--broker-url', front.gatewayUrl, '--broker-client-id', `livinglab-gw-${s}`],
+      { LIVINGLAB_EXTERNAL_USERNAME: front.gatewayUser, LIVINGLAB_BROKER_PASSWORD: front.gatewayPassword },
+    );
+    return {
+      front,
+      gateway,
+      devices: ids.map((id) => ({ ...reg.device(id), url: front.url })),
+      dir: reg.dir,
+    };
+  } catch (err) {
+    await front.stop();
+    await rm(reg.dir, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+async function startShards(influxUrl: string, db: string): Promise<Shard[]> {
   const started: Shard[] = [];
-  for (let s = 1; s <= shards; s++) {
-    const front = await startFrontMosquitto({
-      registry: registryFile,
-      conf: ['max_connections -1', 'set_tcp_nodelay true'],
-      ...(maxFiles ? { maxFiles } : {}),
-    });
-    try {
-      const gateway = await startGatewaySystem(
-        { influxUrl, db, devices, registryFile },
-        ['--source', 'external', '--broker-url', front.gatewayUrl, '--broker-client-id', `livinglab-gw-${s}`],
-        { LIVINGLAB_EXTERNAL_USERNAME: front.gatewayUser, LIVINGLAB_BROKER_PASSWORD: front.gatewayPassword },
-      );
-      started.push({ front, gateway });
-    } catch (err) {
-      await front.stop();
-      for (const sh of started) await stopShard(sh);
-      throw err;
-    }
+  try {
+    for (let s = 1; s <= shards; s++) started.push(await startShard(s, influxUrl, db));
+  } catch (err) {
+    for (const sh of started) await stopShard(sh);
+    throw err;
   }
   return started;
 }
@@ -98,6 +123,7 @@ async function startShards(influxUrl: string, db: string, registryFile: string):
 async function stopShard(sh: Shard) {
   await sh.gateway.stop();
   await sh.front.stop();
+  await rm(sh.dir, { recursive: true, force: true });
 }
 
 const parts = (started: Shard[]): Part[] =>
@@ -114,21 +140,12 @@ const parts = (started: Shard[]): Part[] =>
     })),
   );
 
-async function measure(
-  influxUrl: string,
-  db: string,
-  started: Shard[],
-  device: (id: string) => PublisherDevice,
-) {
+async function measure(influxUrl: string, db: string, started: Shard[]) {
   const measured = parts(started);
-  const ids = deviceIds(devices);
   const t0 = performance.now();
   const load = startLoad({
     url: started[0]?.front.url ?? '',
-    devices: ids.map((id, i) => {
-      const sh = started[i % started.length] as Shard;
-      return { ...device(id), url: sh.front.url };
-    }),
+    devices: started.flatMap((sh) => sh.devices),
     batch: 1,
     messagesPerSecond: devices / 60,
     durationMs,
@@ -162,19 +179,17 @@ async function measure(
 const influx = await startInfluxd();
 const db = 'bench_front_connections';
 let outcome: Awaited<ReturnType<typeof measure>> | undefined;
-const reg = await benchRegistry(devices);
 try {
   await influxQuery(influx.url, undefined, `CREATE DATABASE ${db}`);
   say(`open files (soft / hard): ${openFileLimit()}; ${fmt(devices)} devices over ${shards} broker(s)`);
-  const started = await startShards(influx.url, db, reg.registry);
+  const started = await startShards(influx.url, db);
   try {
-    outcome = await measure(influx.url, db, started, reg.device);
+    outcome = await measure(influx.url, db, started);
   } finally {
     for (const sh of started) await stopShard(sh);
   }
 } finally {
   await influx.stop();
-  await rm(reg.dir, { recursive: true, force: true });
 }
 report(outcome);
 process.exit(0);

@@ -31,6 +31,8 @@ export interface FrontMosquitto {
 export interface FrontOptions {
   /** The bench registry (lab.yaml) the password_file and acl_file are written from. */
   readonly registry: string;
+  /** A folder where writeAccessFiles already wrote them (for several brokers of one registry). */
+  readonly accessFiles?: string;
   /** Further mosquitto.conf lines (e.g. max_connections for the connections bench). */
   readonly conf?: readonly string[];
   /** Open-file limit the broker runs with (ulimit -n), for tens of thousands of connections. */
@@ -48,7 +50,11 @@ const portOpen = (host: string, port: number) =>
     s.once('error', () => resolve(false));
   });
 
-async function writeAccessFiles(registry: string, dir: string) {
+/**
+ * Writes password_file and acl_file for `registry` into `dir`: the registry's devices (through the
+ * built CLI) and the gateways' account. Brokers started with `accessFiles: dir` share them.
+ */
+export async function writeAccessFiles(registry: string, dir: string): Promise<void> {
   await run(process.execPath, [
     join(ROOT, 'bin/livinglab.js'),
     'broker',
@@ -75,11 +81,12 @@ export async function startFrontMosquitto(opts: FrontOptions): Promise<FrontMosq
   const conf = join(dir, 'mosquitto.conf');
   let out = '';
   try {
-    await writeAccessFiles(opts.registry, dir);
+    if (!opts.accessFiles) await writeAccessFiles(opts.registry, dir);
+    const files = opts.accessFiles ?? dir;
     const access = [
       'allow_anonymous false',
-      `password_file ${join(dir, 'password_file')}`,
-      `acl_file ${join(dir, 'acl_file')}`,
+      `password_file ${join(files, 'password_file')}`,
+      `acl_file ${join(files, 'acl_file')}`,
     ];
     // Devices get client id = username (README); the gateways' sessions share one account under
     // client ids of their own (CLIENTID, CLIENTID-2, ...), which use_username_as_clientid would

@@ -187,6 +187,8 @@ export async function benchRegistry(
   staffIterations?: number,
   more: (data: RegistryData) => RegistryData = (d) => d,
   existing?: string,
+  /** Device ids other than deviceIds(n), e.g. one range per broker of a sharded bench. */
+  ids?: readonly string[],
 ) {
   const dir = await mkdtemp(join(tmpdir(), 'll-bench-gw-'));
   const device = (id: string): PublisherDevice => ({ id, password: PASSWORD, topic: topicOf(id) });
@@ -208,7 +210,7 @@ export async function benchRegistry(
   const proto = one.devices[0] as Device;
   let data: RegistryData = {
     ...one,
-    devices: [...deviceIds(n), 'probe-0'].map((id) => ({ ...proto, id })),
+    devices: [...(ids ?? deviceIds(n)), 'probe-0'].map((id) => ({ ...proto, id })),
   };
   if (staffIterations)
     data = addAccount(data, {
