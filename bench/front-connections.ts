@@ -236,7 +236,7 @@ function report(o: typeof outcome) {
       '',
       `connected in ${fmt(o.connectSeconds, 1)} s over ${sources.length} source addresses and ${args.processes} client processes (load average ${fmt(o.load1AtConnected, 1)} then); ` +
         `Mosquitto ${fmt(perDeviceKiB, 2)} KiB per connected device; brokers + gateways peak ${fmt(peakTotal)} MiB (target < 1,024); ` +
-        `${fmt(o.stored)} of ${fmt(o.result.readingsAcked)} acknowledged readings stored, ${o.result.disconnects} disconnects`,
+        `${fmt(o.stored)} of ${fmt(o.result.readingsAcked)} acknowledged readings stored, ${o.result.disconnects} disconnects, ${o.result.connectRetries} connection attempts tried again`,
       '',
       `raw: ${writeResult('front-connections', { args, openFiles: openFileLimit(), ...o })}`,
     ].join('\n'),

@@ -97,6 +97,7 @@ export function startLoad(opts: LoadOptions): RunningLoad {
         failed: sum((r) => r.failed),
         unacked: sum((r) => r.unacked),
         disconnects: sum((r) => r.disconnects),
+        connectRetries: sum((r) => r.connectRetries),
         publishSeconds,
         ackTailMs: Math.max(...results.map((r) => r.ackTailMs)),
         puback,

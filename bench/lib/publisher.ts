@@ -49,6 +49,8 @@ export interface PublisherResult {
   /** This process's CPU over the run (user + system), and its peak RSS. */
   readonly cpuSeconds: number;
   readonly peakRssMiB: number;
+  /** Connection attempts tried again after a reset or refusal (connectWithRetries). */
+  readonly connectRetries: number;
 }
 
 type Message =
@@ -81,6 +83,41 @@ function connectDevice(job: PublisherJob, d: PublisherDevice, i: number): MqttCl
   return new MqttClient(() => createConnection({ host: hostname, port: Number(port), localAddress }), opts);
 }
 
+/** Connection attempts refused or reset while brokers take a storm of logins, in this process. */
+let connectRetries = 0;
+
+/**
+ * Connects one device; a connection reset or refused while tens of thousands connect at once (a
+ * broker's accept queue overflowing) is tried again, up to 5 times, as a device would, and counted.
+ */
+async function connectWithRetries(
+  job: PublisherJob,
+  d: PublisherDevice,
+  i: number,
+  onClose: () => void,
+): Promise<MqttClient> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await new Promise<MqttClient>((resolve, reject) => {
+        const c = connectDevice(job, d, i);
+        c.once('connect', () => {
+          c.on('close', onClose);
+          resolve(c);
+        });
+        c.once('error', (err) => {
+          c.end(true);
+          reject(err);
+        });
+      });
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (attempt >= 5 || (code !== 'ECONNRESET' && code !== 'ECONNREFUSED')) throw err;
+      connectRetries++;
+      await new Promise((r) => setTimeout(r, 250 * attempt));
+    }
+  }
+}
+
 async function connectAll(job: PublisherJob): Promise<{ clients: MqttClient[]; disconnects: () => number }> {
   let disconnects = 0;
   const clients: MqttClient[] = new Array(job.devices.length);
@@ -89,14 +126,7 @@ async function connectAll(job: PublisherJob): Promise<{ clients: MqttClient[]; d
     while (next < job.devices.length) {
       const i = next++;
       const d = job.devices[i] as PublisherDevice;
-      clients[i] = await new Promise<MqttClient>((resolve, reject) => {
-        const c = connectDevice(job, d, i);
-        c.once('connect', () => {
-          c.on('close', () => disconnects++);
-          resolve(c);
-        });
-        c.once('error', reject);
-      });
+      clients[i] = await connectWithRetries(job, d, i, () => disconnects++);
     }
   };
   await Promise.all(Array.from({ length: Math.min(200, job.devices.length) }, worker));
@@ -174,6 +204,7 @@ async function run(
       return (c.user + c.system) / 1e6;
     })(),
     peakRssMiB: process.resourceUsage().maxRSS / 1024,
+    connectRetries,
   };
 }
 
