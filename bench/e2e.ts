@@ -22,7 +22,8 @@ import { lastThird, rungFailures } from './lib/verdict.js';
 
 const HELP = `Usage: npx tsx bench/e2e.ts [options]
   --mode single|batch       single-reading messages, or 50-reading batches (default single)
-  --systems a,b             gateway, gateway-tls, node-red, plain (default gateway)
+  --systems a,b             gateway, gateway-tls, node-red, plain, mosquitto-gw1, mosquitto-gw2
+                            (Mosquitto in front of one or two gateways in external mode; default gateway)
   --rates r1,r2,...         ladder, readings per second (default depends on mode)
   --duration 60s            length of each rung (measured part)
   --warmup 10s              load at the rung's rate before the measured part starts
@@ -181,6 +182,7 @@ async function runRung(system: SystemName, run: number, readingsPerSecond: numbe
       stored,
       probesMissing: probed.missing,
       spool: sys.spool ? { samples: backlog, windowSeconds: durationMs / 1000 } : undefined,
+      ...(sys.front ? { frontQueryableP99Ms: probed.queryable.percentile(99) } : {}),
     });
     const maxBacklog = sys.spool
       ? Math.max(0, ...lastThird(backlog, durationMs / 1000).map((b) => b.seconds))
@@ -274,11 +276,21 @@ try {
   await influx.stop();
 }
 
+// The process the table's CPU and RSS columns are about; the parts' own figures follow it.
+const mainRoleOf = (s: SystemName) =>
+  s === 'mosquitto-gw2'
+    ? 'gateway 1'
+    : s.startsWith('gateway') || s === 'mosquitto-gw1'
+      ? 'gateway'
+      : s === 'node-red'
+        ? 'node-red'
+        : 'subscriber';
+
 const rows = systems.map((s) => {
   const best = sustained.get(s) ?? [];
   const half = atHalf.get(s) ?? [];
   const cpu = (role: string) => summarize(best.map((r) => r.usage[role]?.cpuPercent ?? Number.NaN));
-  const mainRole = s.startsWith('gateway') ? 'gateway' : s === 'node-red' ? 'node-red' : 'subscriber';
+  const mainRole = mainRoleOf(s);
   return [
     s,
     fmtSummary(summarize(best.map((r) => r.readingsPerSecond))),
@@ -331,6 +343,32 @@ if (sustained.has('gateway') && sustained.has('gateway-tls')) {
       ` (target ≥ 0.75: ${median >= 0.75 ? 'met' : 'not met'}; the ladder's rung spacing bounds its precision)`,
   );
 }
+// CPU per reading of each part at the sustained rung (issue 19): CPU seconds over the window divided
+// by the readings of that window, in µs; the basis of the on-paper sizing of k brokers and m gateways.
+out.push('', 'CPU per reading at the sustained rate, µs of one core (median and range over runs):', '');
+out.push(
+  table(
+    ['system', 'part', 'CPU µs per reading', 'CPU % at sustained', 'peak RSS MiB'],
+    systems.flatMap((s) => {
+      const best = sustained.get(s) ?? [];
+      const roles = [...new Set(best.flatMap((r) => Object.keys(r.usage)))].filter(
+        (role) => !role.startsWith('publisher'),
+      );
+      return roles.map((role) => [
+        s,
+        role,
+        fmtSummary(
+          summarize(
+            best.map((r) => ((r.usage[role]?.cpuPercent ?? Number.NaN) * 1e4) / r.achievedReadingsPerSecond),
+          ),
+          1,
+        ),
+        fmtSummary(summarize(best.map((r) => r.usage[role]?.cpuPercent ?? Number.NaN))),
+        fmtSummary(summarize(best.map((r) => r.usage[role]?.peakRssMiB ?? Number.NaN))),
+      ]);
+    }),
+  ),
+);
 // A run without a sustained rate has no figure in the medians above: say so, or the table reads
 // better than the runs were.
 for (const { system, run } of noneSustained)

@@ -34,6 +34,13 @@ run bench/tls.ts
 run bench/connections.ts --tls
 # Research exports (issue 18): rows/s per format and the gateway's peak RSS at two export sizes.
 run bench/export.ts
+# Past one machine (issue 19): the embedded gateway, Mosquitto + one gateway, Mosquitto + two
+# gateways (external mode), side by side; then devices connected through Mosquitto: as many as one
+# broker's open-file limit allows, and 100,000 over several brokers (each with its gateway) where
+# that limit (ulimit -n, raised only with CAP_SYS_RESOURCE) keeps one broker below it.
+run bench/e2e.ts --mode single --systems gateway,mosquitto-gw1,mosquitto-gw2 --rates 500,1000,1500,2000,3000,4500,6000,9000,12000,15000,20000 --duration "$rung" --warmup "$warmup" --runs 1
+run bench/front-connections.ts --devices 19000 --shards 1 --processes 4 --sources 8
+run bench/front-connections.ts --devices 100000 --shards 6 --processes 8 --sources 8
 # The minute-long InfluxDB outage under load (the test suite runs a 5-s one by default).
 echo "\$ LIVINGLAB_SOAK=1 npx vitest run test/integration/outage.test.ts" | tee -a "$out" >&2
 LIVINGLAB_SOAK=1 npx vitest run test/integration/outage.test.ts 2>&1 | grep -E '\[fault\]|Tests ' | tee -a "$out"

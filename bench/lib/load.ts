@@ -20,6 +20,8 @@ export interface LoadOptions {
   readonly drainTimeoutMs?: number;
   /** Leading part of durationMs left out of the PUBACK latencies. */
   readonly warmupMs?: number;
+  /** Loopback source addresses to spread the devices' connections over (publisher.ts). */
+  readonly sourceAddresses?: readonly string[];
 }
 
 export interface LoadResult extends Omit<PublisherResult, 'puback' | 'cpuSeconds' | 'peakRssMiB'> {
@@ -66,6 +68,7 @@ export function startLoad(opts: LoadOptions): RunningLoad {
       durationMs: opts.durationMs,
       warmupMs: opts.warmupMs ?? 0,
       drainTimeoutMs: opts.drainTimeoutMs ?? 30_000,
+      ...(opts.sourceAddresses ? { sourceAddresses: opts.sourceAddresses } : {}),
     };
     const child = fork(PUBLISHER, [], {
       execArgv: ['--import', TSX_LOADER, '--max-old-space-size=4096'],
@@ -94,6 +97,7 @@ export function startLoad(opts: LoadOptions): RunningLoad {
         failed: sum((r) => r.failed),
         unacked: sum((r) => r.unacked),
         disconnects: sum((r) => r.disconnects),
+        connectRetries: sum((r) => r.connectRetries),
         publishSeconds,
         ackTailMs: Math.max(...results.map((r) => r.ackTailMs)),
         puback,

@@ -2,13 +2,16 @@
 // pulse-oximeter readings at a paced total rate. Runs as a child of the bench so that its CPU is
 // its own process's, as a fleet's would be. Protocol over IPC: the parent sends a PublisherJob, the
 // child answers {type:'ready'}, the parent sends {type:'go'}, the child answers {type:'done', result}.
-import mqtt, { type MqttClient } from 'mqtt';
+import { createConnection } from 'node:net';
+import mqtt, { type IClientOptions, MqttClient } from 'mqtt';
 import { LatencyHistogram } from './stats.js';
 
 export interface PublisherDevice {
   readonly id: string;
   readonly password?: string;
   readonly topic: string;
+  /** The broker this device connects to, when not the job's url (sharded fronts, issue 19). */
+  readonly url?: string;
 }
 
 export interface PublisherJob {
@@ -25,6 +28,11 @@ export interface PublisherJob {
   readonly warmupMs: number;
   /** How long to wait for the last PUBACKs after the last publish. */
   readonly drainTimeoutMs: number;
+  /**
+   * Loopback source addresses (127.0.0.x) the devices' connections are spread over, round robin:
+   * one source address has about 28,000 ephemeral ports towards one broker port.
+   */
+  readonly sourceAddresses?: readonly string[];
 }
 
 export interface PublisherResult {
@@ -41,6 +49,8 @@ export interface PublisherResult {
   /** This process's CPU over the run (user + system), and its peak RSS. */
   readonly cpuSeconds: number;
   readonly peakRssMiB: number;
+  /** Connection attempts tried again after a reset or refusal (connectWithRetries). */
+  readonly connectRetries: number;
 }
 
 type Message =
@@ -54,6 +64,60 @@ function reading(ts: number, k: number): string {
   return `{"ts":"${new Date(ts).toISOString()}","spo2":${90 + (k % 10)},"pulse":${55 + (k % 40)}}`;
 }
 
+function connectDevice(job: PublisherJob, d: PublisherDevice, i: number): MqttClient {
+  const opts: IClientOptions = {
+    clientId: d.id,
+    username: d.id,
+    ...(d.password ? { password: d.password } : {}),
+    ...(job.ca ? { ca: job.ca } : {}),
+    reconnectPeriod: 0,
+    connectTimeout: 60_000,
+    keepalive: 120,
+  };
+  const url = d.url ?? job.url;
+  const sources = job.sourceAddresses ?? [];
+  if (sources.length === 0) return mqtt.connect(url, opts);
+  // MQTT.js's TCP stream takes no local address: a stream builder of our own binds it.
+  const { hostname, port } = new URL(url);
+  const localAddress = sources[i % sources.length] as string;
+  return new MqttClient(() => createConnection({ host: hostname, port: Number(port), localAddress }), opts);
+}
+
+/** Connection attempts refused or reset while brokers take a storm of logins, in this process. */
+let connectRetries = 0;
+
+/**
+ * Connects one device; a connection reset or refused while tens of thousands connect at once (a
+ * broker's accept queue overflowing) is tried again, up to 5 times, as a device would, and counted.
+ */
+async function connectWithRetries(
+  job: PublisherJob,
+  d: PublisherDevice,
+  i: number,
+  onClose: () => void,
+): Promise<MqttClient> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await new Promise<MqttClient>((resolve, reject) => {
+        const c = connectDevice(job, d, i);
+        c.once('connect', () => {
+          c.on('close', onClose);
+          resolve(c);
+        });
+        c.once('error', (err) => {
+          c.end(true);
+          reject(err);
+        });
+      });
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (attempt >= 5 || (code !== 'ECONNRESET' && code !== 'ECONNREFUSED')) throw err;
+      connectRetries++;
+      await new Promise((r) => setTimeout(r, 250 * attempt));
+    }
+  }
+}
+
 async function connectAll(job: PublisherJob): Promise<{ clients: MqttClient[]; disconnects: () => number }> {
   let disconnects = 0;
   const clients: MqttClient[] = new Array(job.devices.length);
@@ -62,22 +126,7 @@ async function connectAll(job: PublisherJob): Promise<{ clients: MqttClient[]; d
     while (next < job.devices.length) {
       const i = next++;
       const d = job.devices[i] as PublisherDevice;
-      clients[i] = await new Promise<MqttClient>((resolve, reject) => {
-        const c = mqtt.connect(job.url, {
-          clientId: d.id,
-          username: d.id,
-          ...(d.password ? { password: d.password } : {}),
-          ...(job.ca ? { ca: job.ca } : {}),
-          reconnectPeriod: 0,
-          connectTimeout: 60_000,
-          keepalive: 120,
-        });
-        c.once('connect', () => {
-          c.on('close', () => disconnects++);
-          resolve(c);
-        });
-        c.once('error', reject);
-      });
+      clients[i] = await connectWithRetries(job, d, i, () => disconnects++);
     }
   };
   await Promise.all(Array.from({ length: Math.min(200, job.devices.length) }, worker));
@@ -155,6 +204,7 @@ async function run(
       return (c.user + c.system) / 1e6;
     })(),
     peakRssMiB: process.resourceUsage().maxRSS / 1024,
+    connectRetries,
   };
 }
 

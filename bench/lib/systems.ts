@@ -10,9 +10,10 @@ import { join } from 'node:path';
 import { addAccount, addDevice } from '../../src/registry/edit.js';
 import { writeRegistryFile } from '../../src/registry/file.js';
 import { hashSecretSync } from '../../src/registry/passwords.js';
-import { EMPTY_REGISTRY, type RegistryData } from '../../src/registry/types.js';
+import { type Device, EMPTY_REGISTRY, type RegistryData } from '../../src/registry/types.js';
 import { createCa, issueServerCert } from '../../src/tls/certs.js';
 import { freePort } from '../../test/helpers/ports.js';
+import { startFrontMosquitto } from './front-mosquitto.js';
 import { TSX_LOADER } from './proc.js';
 import type { PublisherDevice } from './publisher.js';
 
@@ -34,6 +35,8 @@ export interface SystemUnderTest {
   readonly devices: readonly PublisherDevice[];
   /** A device of its own for publish-to-queryable probes. */
   readonly probe: PublisherDevice;
+  /** A broker in front of gateways (mosquitto-gw*): its queues are in no gateway's spool. */
+  readonly front?: boolean;
   /** Processes whose CPU and memory are reported, by role. */
   readonly pids: Readonly<Record<string, number>>;
   /** Unwritten spool bytes and the age of its oldest reading (gateway only). */
@@ -55,12 +58,22 @@ export interface SystemContext {
   readonly staffIterations?: number;
   /** Further registry content (research projects, tokens) added before the gateway starts. */
   readonly registry?: (data: RegistryData) => RegistryData;
+  /** An existing bench registry (lab.yaml of deviceIds(devices)) to start with instead of a new one. */
+  readonly registryFile?: string;
 }
 
 export const BENCH_STAFF = 'staff-bench';
 export const BENCH_STAFF_PASSWORD = 'a staff passphrase';
 
-export type SystemName = 'gateway' | 'gateway-tls' | 'node-red' | 'plain' | 'mosquitto' | 'aedes';
+export type SystemName =
+  | 'gateway'
+  | 'gateway-tls'
+  | 'node-red'
+  | 'plain'
+  | 'mosquitto'
+  | 'aedes'
+  | 'mosquitto-gw1'
+  | 'mosquitto-gw2';
 
 export const deviceIds = (n: number): string[] =>
   Array.from({ length: n }, (_, i) => `ox-${String(i).padStart(5, '0')}`);
@@ -169,26 +182,36 @@ const BENCH_GATEWAY_ENV = {
   LIVINGLAB_LISTENERS_MQTTS_HOST: '127.0.0.1',
 };
 
-async function benchRegistry(
+export async function benchRegistry(
   n: number,
   staffIterations?: number,
   more: (data: RegistryData) => RegistryData = (d) => d,
+  existing?: string,
+  /** Device ids other than deviceIds(n), e.g. one range per broker of a sharded bench. */
+  ids?: readonly string[],
 ) {
   const dir = await mkdtemp(join(tmpdir(), 'll-bench-gw-'));
+  const device = (id: string): PublisherDevice => ({ id, password: PASSWORD, topic: topicOf(id) });
+  if (existing) return { dir, registry: existing, device };
   // Generated device passwords get 1,000 PBKDF2 iterations in production too (registry/passwords.ts).
   const hash = hashSecretSync(PASSWORD, 1000);
-  let data = EMPTY_REGISTRY;
-  for (const id of [...deviceIds(n), 'probe-0'])
-    data = addDevice(data, {
-      id,
-      type: 'pulse-oximeter',
-      site: 'bench',
-      schemaVersion: 1,
-      vendor: 'bench',
-      // Load generators, not residents: their points are tagged so (issue 18).
-      provenance: 'simulated',
-      passwordHash: hash,
-    });
+  // One device through addDevice (its checks and defaults), the rest copies of it under their own
+  // ids: adding 100,000 one by one copies the list each time (quadratic, minutes).
+  const one = addDevice(EMPTY_REGISTRY, {
+    id: 'probe-0',
+    type: 'pulse-oximeter',
+    site: 'bench',
+    schemaVersion: 1,
+    vendor: 'bench',
+    // Load generators, not residents: their points are tagged so (issue 18).
+    provenance: 'simulated',
+    passwordHash: hash,
+  });
+  const proto = one.devices[0] as Device;
+  let data: RegistryData = {
+    ...one,
+    devices: [...(ids ?? deviceIds(n)), 'probe-0'].map((id) => ({ ...proto, id })),
+  };
   if (staffIterations)
     data = addAccount(data, {
       id: BENCH_STAFF,
@@ -197,7 +220,6 @@ async function benchRegistry(
     });
   const registry = join(dir, 'lab.yaml');
   await writeRegistryFile(registry, more(data));
-  const device = (id: string): PublisherDevice => ({ id, password: PASSWORD, topic: topicOf(id) });
   return { dir, registry, device };
 }
 
@@ -226,16 +248,40 @@ export async function startBrokerOnlySystem(ctx: SystemContext): Promise<SystemU
   };
 }
 
+/** `serve`'s flags for a bench gateway: loopback listeners, quiet logs, its own data folder. */
+function serveArgs(o: {
+  registry: string;
+  dataDir: string;
+  ctx: SystemContext;
+  mqttPort: number;
+  httpPort: number;
+  opsPort: number;
+}): string[] {
+  return [
+    ...['--registry', o.registry, '--data-dir', o.dataDir],
+    ...['--influx-url', o.ctx.influxUrl, '--influx-db', o.ctx.db],
+    ...['--mqtt-host', '127.0.0.1', '--mqtt-port', String(o.mqttPort)],
+    ...['--http-host', '127.0.0.1', '--http-port', String(o.httpPort), '--ops-port', String(o.opsPort)],
+    ...['--log-level', 'warn'],
+  ];
+}
+
 export async function startGatewaySystem(
   ctx: SystemContext,
   extraArgs: string[] = [],
+  extraEnv: Record<string, string> = {},
 ): Promise<SystemUnderTest> {
   // BENCH_GATEWAY_ROOT: another checkout's build (e.g. a git worktree of main) as the baseline of a
   // side-by-side run.
   const root = process.env.BENCH_GATEWAY_ROOT ?? ROOT;
   const main = join(root, 'dist/src/cli/main.js');
   if (!existsSync(main)) throw new Error('dist/ is missing: run `npm run build` first (npm run bench does)');
-  const { dir, registry, device } = await benchRegistry(ctx.devices, ctx.staffIterations, ctx.registry);
+  const { dir, registry, device } = await benchRegistry(
+    ctx.devices,
+    ctx.staffIterations,
+    ctx.registry,
+    ctx.registryFile,
+  );
   const ids = deviceIds(ctx.devices);
   const mqttPort = await freePort();
   const httpPort = await freePort();
@@ -251,31 +297,12 @@ export async function startGatewaySystem(
       ...nodeArgs,
       join(root, 'bin/livinglab.js'),
       'serve',
-      '--registry',
-      registry,
-      '--data-dir',
-      join(dir, 'data'),
-      '--influx-url',
-      ctx.influxUrl,
-      '--influx-db',
-      ctx.db,
-      '--mqtt-host',
-      '127.0.0.1',
-      '--mqtt-port',
-      String(mqttPort),
-      '--http-host',
-      '127.0.0.1',
-      '--http-port',
-      String(httpPort),
-      '--ops-port',
-      String(opsPort),
-      '--log-level',
-      'warn',
+      ...serveArgs({ registry, dataDir: join(dir, 'data'), ctx, mqttPort, httpPort, opsPort }),
       ...extraArgs,
       // BENCH_GATEWAY_ARGS, e.g. "--no-spool", for side-by-side runs of gateway settings.
       ...(process.env.BENCH_GATEWAY_ARGS ?? '').split(' ').filter(Boolean),
     ],
-    { env: BENCH_GATEWAY_ENV },
+    { env: { ...BENCH_GATEWAY_ENV, ...extraEnv } },
   );
   // Readiness and metrics are on the ops listener (loopback, no token).
   const base = `http://127.0.0.1:${opsPort}`;
@@ -494,6 +521,74 @@ export async function startPlainSystem(ctx: SystemContext): Promise<SystemUnderT
   };
 }
 
+/**
+ * Issue 19's topology: Debian's Mosquitto in front (devices log in with the registry's passwords,
+ * through the password_file and acl_file `livinglab broker mosquitto` writes) and `gateways`
+ * gateways in external mode behind it, one shared-subscription group, each its own data folder
+ * and spool, all writing to the same database. Its pids: mosquitto, gateway 1, gateway 2, ...
+ */
+export async function startMosquittoGatewaysSystem(
+  ctx: SystemContext,
+  gateways: number,
+): Promise<SystemUnderTest> {
+  const { registry, device, dir } = await benchRegistry(ctx.devices);
+  const started: SystemUnderTest[] = [];
+  let front: Awaited<ReturnType<typeof startFrontMosquitto>> | undefined;
+  const stopAll = async () => {
+    for (const g of started) await g.stop();
+    await front?.stop();
+    await rm(dir, { recursive: true, force: true });
+  };
+  try {
+    front = await startFrontMosquitto({ registry });
+    for (let i = 1; i <= gateways; i++)
+      started.push(
+        await startGatewaySystem(
+          ctx,
+          [
+            '--source',
+            'external',
+            '--broker-url',
+            front.gatewayUrl,
+            '--broker-client-id',
+            `livinglab-gw-${i}`,
+          ],
+          {
+            LIVINGLAB_EXTERNAL_USERNAME: front.gatewayUser,
+            LIVINGLAB_BROKER_PASSWORD: front.gatewayPassword,
+          },
+        ),
+      );
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+  const mosquittoPid = front.pid;
+  const spools = started.flatMap((g) => (g.spool ? [g.spool] : []));
+  return {
+    name: `mosquitto-gw${gateways}`,
+    front: true,
+    mqttUrl: front.url,
+    devices: deviceIds(ctx.devices).map(device),
+    probe: device('probe-0'),
+    pids: Object.fromEntries([
+      ['mosquitto', mosquittoPid],
+      ...started.map((g, i) => [gateways === 1 ? 'gateway' : `gateway ${i + 1}`, g.pids.gateway ?? 0]),
+    ]),
+    // Unwritten bytes add up over the spools; the oldest reading is the oldest of any of them.
+    spool: async () => {
+      const all = await Promise.all(spools.map((s) => s()));
+      return {
+        bytes: all.reduce((sum, s) => sum + s.bytes, 0),
+        seconds: Math.max(...all.map((s) => s.seconds)),
+      };
+    },
+    ...(started[0]?.metrics ? { metrics: started[0].metrics } : {}),
+    output: () => [front?.output() ?? '', ...started.map((g) => g.output?.() ?? '')].join('\n---\n'),
+    stop: stopAll,
+  };
+}
+
 export function startSystem(name: SystemName, ctx: SystemContext): Promise<SystemUnderTest> {
   switch (name) {
     case 'gateway':
@@ -508,5 +603,9 @@ export function startSystem(name: SystemName, ctx: SystemContext): Promise<Syste
       return startMosquittoSystem(ctx);
     case 'aedes':
       return startBrokerOnlySystem(ctx);
+    case 'mosquitto-gw1':
+      return startMosquittoGatewaysSystem(ctx, 1);
+    case 'mosquitto-gw2':
+      return startMosquittoGatewaysSystem(ctx, 2);
   }
 }

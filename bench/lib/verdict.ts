@@ -1,5 +1,5 @@
 // Whether a rung of the e2e ladder passed, and why not: the zero-loss rule of issue #7, the same
-// for every system, plus the spool rules for the gateway.
+// for every system, plus the spool rules for the gateway and a queue bound for a broker in front of it.
 import { fmt } from './report.js';
 
 export interface SpoolSample {
@@ -25,6 +25,11 @@ export interface RungOutcome {
   probesMissing: number;
   /** Gateway only: the spool sampled once a second over the window. */
   spool?: { samples: SpoolSample[]; windowSeconds: number };
+  /**
+   * A broker in front of the gateways (issue 19) only: the probe's publish-to-queryable p99, ms.
+   * What waits in the broker's queues is in no gateway's spool, so a backlog there shows only here.
+   */
+  frontQueryableP99Ms?: number;
 }
 
 const MIB = 2 ** 20;
@@ -42,6 +47,11 @@ export function rungFailures(o: RungOutcome): string[] {
   if (o.probesMissing > 0)
     why.push(`${o.probesMissing} probe readings not queryable within 30 s of their publish`);
   if (o.spool) why.push(...spoolFailures(o.spool.samples, o.spool.windowSeconds));
+  // The spool's own bound (no reading waits more than 10 s), applied where the queue is the broker's.
+  if (o.frontQueryableP99Ms !== undefined && o.frontQueryableP99Ms > 10_000)
+    why.push(
+      `readings waiting at the broker in front: queryable p99 ${fmt(o.frontQueryableP99Ms / 1000, 1)} s (over 10 s)`,
+    );
   return why;
 }
 

@@ -169,4 +169,43 @@ describe('bench scripts (smoke)', () => {
     expect(r?.stored).toBe(r?.readingsAcked);
     for (const v of [r?.idleRssMiB, r?.connectedRssMiB, r?.lateRssMiB]) expect(v).toBeGreaterThan(0);
   }, 180_000);
+  it('Mosquitto in front (issue 19): two gateways behind it store every reading Mosquitto acknowledged; CPU of each part', async () => {
+    const e2e = await bench('e2e.ts', [
+      ...['--systems', 'mosquitto-gw2', '--rates', '100', '--duration', '1s', '--warmup', '0s'],
+      ...TINY,
+      '--no-half',
+    ]);
+    const [r] = e2e.result.rungs as {
+      system: string;
+      sent: number;
+      acked: number;
+      readingsAcked: number;
+      probeAcked: number;
+      stored: number;
+      usage: Record<string, { cpuPercent: number }>;
+    }[];
+    expect(r).toMatchObject({ system: 'mosquitto-gw2', sent: 100, acked: 100 });
+    expect(r?.stored).toBe((r?.readingsAcked ?? 0) + (r?.probeAcked ?? 0));
+    expect(Object.keys(r?.usage ?? {}).sort()).toEqual([
+      'gateway 1',
+      'gateway 2',
+      'influxd',
+      'mosquitto',
+      'publisher 1',
+    ]);
+    expect(e2e.stdout).toMatch(/\| mosquitto-gw2 \| gateway 2 \| [\d.,]+ /);
+    const conn = await bench('front-connections.ts', [
+      ...['--devices', '30', '--shards', '1', '--duration', '3s', '--processes', '1', '--sources', '3'],
+    ]);
+    const o = conn.result as {
+      stored: number;
+      result: { readingsAcked: number; disconnects: number };
+      measured: { role: string; connectedRssMiB: number }[];
+    };
+    expect(o.result.readingsAcked).toBeGreaterThan(0);
+    expect(o.stored).toBe(o.result.readingsAcked);
+    expect(o.result.disconnects).toBe(0);
+    expect(o.measured.map((p) => p.role)).toEqual(['mosquitto 1', 'gateway 1']);
+    for (const p of o.measured) expect(p.connectedRssMiB, p.role).toBeGreaterThan(0);
+  }, 120_000);
 });

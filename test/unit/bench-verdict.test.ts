@@ -32,6 +32,15 @@ describe('rungFailures', () => {
     ]);
   });
 
+  it('fails a rung whose readings wait more than 10 s at a broker in front, though the spools are steady', () => {
+    // mosquitto-gw1 at 1,500/s on 2026-11-29: Mosquitto's PUBACK in 0.4 ms, the gateway's spool
+    // empty, and the probe's readings queryable after 7.6–9.6 s, queued in the broker.
+    expect(rungFailures({ ...clean, frontQueryableP99Ms: 9_600 })).toEqual([]);
+    expect(rungFailures({ ...clean, frontQueryableP99Ms: 10_504 })).toEqual([
+      'readings waiting at the broker in front: queryable p99 10.5 s (over 10 s)',
+    ]);
+  });
+
   it('fails a rung whose spool grows', () => {
     const samples = everySecond((t) => ({ t, seconds: 6, bytes: t * MIB }));
     expect(rungFailures({ ...clean, spool: { samples, windowSeconds: 60 } })).toEqual([
