@@ -294,7 +294,9 @@ async function refuseExport(
   const { influxStatus: status } = err;
   const what =
     status === 0
-      ? 'could not be reached'
+      ? err.influxMessage.startsWith('the answer broke off')
+        ? 'broke off its answer'
+        : 'could not be reached'
       : `refused the export's query${status === 200 ? '' : ` (HTTP ${status})`}`;
   return reply.code(502).send({
     error: `InfluxDB ${what}: ${err.influxMessage}; lab staff: the gateway log names the cause (${err.code})`,

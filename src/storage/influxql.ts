@@ -236,6 +236,23 @@ export async function* querySeries(
   time: 'ms' | 'rfc3339' = 'ms',
 ): AsyncGenerator<InfluxSeries> {
   const res = await send(target, statement, chunkSize, time);
+  try {
+    yield* chunkedSeries(target, res);
+  } catch (err) {
+    if (err instanceof InfluxQueryError || err instanceof SyntaxError) throw err;
+    // The connection broke off in the middle of InfluxDB's answer (a proxy, a restart, a network cut).
+    const cause = (err as { cause?: { code?: string } }).cause?.code;
+    const text = `${(err as Error).message}${cause ? ` (${cause})` : ''}`;
+    throw new InfluxQueryError(
+      'LL_INFLUX_UNAVAILABLE',
+      `${describeTarget(target)} broke off its answer to a query on database "${target.db}": ${text}`,
+      { influxStatus: 0, influxMessage: `the answer broke off: ${text}`, cause: err },
+    );
+  }
+}
+
+/** The series of a chunked answer, one JSON document per line, as its pieces arrive. */
+async function* chunkedSeries(target: InfluxQLTarget, res: Response): AsyncGenerator<InfluxSeries> {
   const decoder = new TextDecoder();
   let buffered = '';
   for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {

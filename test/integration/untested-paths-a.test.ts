@@ -102,7 +102,8 @@ describe('item 4: an export whose InfluxDB link breaks mid-stream, over HTTP', (
     const body = Array.from({ length: BIG_ROWS }, (_, i) => bedLine(i)).join('\n');
     const res0 = await fetch(`${lab.influx.url}/write?db=${lab.gw.db}`, { method: 'POST', body });
     expect(res0.status).toBe(204);
-    const proxy = await startCutProxy(lab.influx.url, 100_000);
+    // Past the first chunks (about 0.5 MB each, uncompressed), so the 200 and some rows have gone out.
+    const proxy = await startCutProxy(lab.influx.url, 2_000_000);
     onTestFinished(() => proxy.stop());
     const gw2 = await lab.startGateway({ influxUrl: proxy.url, config: { influx: { db: lab.gw.db } } });
     const token = await projectWithToken(gw2, 'cut', 0);
@@ -126,6 +127,21 @@ describe('item 4: an export whose InfluxDB link breaks mid-stream, over HTTP', (
     expect(end).toMatchObject({ via: 'api', status: 'failed', error: expect.stringMatching(/\S/) });
     expect(end?.rows).toBeGreaterThan(0);
     expect(end?.rows).toBeLessThan(BIG_ROWS);
+  });
+
+  it('a link that breaks before the first row: 502 naming InfluxDB, never a 500 or a short 200', {
+    timeout: 60_000,
+  }, async () => {
+    const proxy = await startCutProxy(lab.influx.url, 100_000);
+    onTestFinished(() => proxy.stop());
+    const gw2 = await lab.startGateway({ influxUrl: proxy.url, config: { influx: { db: lab.gw.db } } });
+    const token = await projectWithToken(gw2, 'cut-early', 0);
+    const res = await readings(gw2, 'cut-early', token);
+    expect(res.status).toBe(502);
+    expect(((await res.json()) as { error: string }).error).toMatch(
+      /^InfluxDB broke off its answer: the answer broke off/,
+    );
+    expect(proxy.cuts()).toBeGreaterThan(0);
   });
 });
 
