@@ -182,62 +182,55 @@ export function loadConfig(opts: LoadConfigOptions = {}): Config {
 }
 
 /**
- * The ops listener's bearer token: LIVINGLAB_OPS_TOKEN, else the content of
- * `listeners.ops.tokenFile` (a container secret), else undefined. It is never a config option, so
- * it cannot end up in clear in a YAML file; app.ts decides whether the listener may run without it.
+ * A listener's bearer token: the environment variable, else the content of its `tokenFile` (a
+ * container secret), else undefined. Never a config option, so it cannot end up in clear in a YAML
+ * file. A file that holds no token, or one shorter than 16 characters, is refused.
  */
-export function loadOpsToken(config: Config, env: Record<string, string | undefined>): string | undefined {
-  const fromEnv = env.LIVINGLAB_OPS_TOKEN?.trim();
-  if (fromEnv) return fromEnv;
-  const file = config.listeners.ops.tokenFile;
+function loadListenerToken(fromEnv: string | undefined, file: string, option: string): string | undefined {
+  const trimmed = fromEnv?.trim();
+  if (trimmed) return trimmed;
   if (!file) return undefined;
   let text: string;
   try {
     text = readFileSync(file, 'utf8').trim();
   } catch (err) {
-    throw new GatewayError(
-      'LL_CONFIG_INVALID',
-      `listeners.ops.tokenFile: cannot read ${file}: ${(err as Error).message}`,
-      { cause: err },
-    );
+    throw new GatewayError('LL_CONFIG_INVALID', `${option}: cannot read ${file}: ${(err as Error).message}`, {
+      cause: err,
+    });
   }
   if (text.length < 16)
     throw new GatewayError(
       'LL_CONFIG_INVALID',
-      `listeners.ops.tokenFile: ${file} holds ${text.length === 0 ? 'no token' : 'a token shorter than 16 characters'}; put a long random token in it (openssl rand -hex 32)`,
+      `${option}: ${file} holds ${text.length === 0 ? 'no token' : 'a token shorter than 16 characters'}; put a long random token in it (openssl rand -hex 32)`,
     );
   return text;
 }
 
 /**
+ * The ops listener's bearer token: LIVINGLAB_OPS_TOKEN, else `listeners.ops.tokenFile`; app.ts
+ * decides whether the listener may run without it.
+ */
+export function loadOpsToken(config: Config, env: Record<string, string | undefined>): string | undefined {
+  return loadListenerToken(
+    env.LIVINGLAB_OPS_TOKEN,
+    config.listeners.ops.tokenFile,
+    'listeners.ops.tokenFile',
+  );
+}
+
+/**
  * The secret an external broker sends to the auth hooks listener: LIVINGLAB_BROKER_HOOKS_TOKEN,
- * else the content of `listeners.brokerHooks.tokenFile`, else undefined (app.ts then refuses to
- * open the listener). Never a config option, like the ops token.
+ * else `listeners.brokerHooks.tokenFile` (app.ts refuses to open the listener without one).
  */
 export function loadBrokerHooksToken(
   config: Config,
   env: Record<string, string | undefined>,
 ): string | undefined {
-  const fromEnv = env.LIVINGLAB_BROKER_HOOKS_TOKEN?.trim();
-  if (fromEnv) return fromEnv;
-  const file = config.listeners.brokerHooks.tokenFile;
-  if (!file) return undefined;
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8').trim();
-  } catch (err) {
-    throw new GatewayError(
-      'LL_CONFIG_INVALID',
-      `listeners.brokerHooks.tokenFile: cannot read ${file}: ${(err as Error).message}`,
-      { cause: err },
-    );
-  }
-  if (text.length < 16)
-    throw new GatewayError(
-      'LL_CONFIG_INVALID',
-      `listeners.brokerHooks.tokenFile: ${file} holds ${text.length === 0 ? 'no token' : 'a token shorter than 16 characters'}; put a long random token in it (openssl rand -hex 32)`,
-    );
-  return text;
+  return loadListenerToken(
+    env.LIVINGLAB_BROKER_HOOKS_TOKEN,
+    config.listeners.brokerHooks.tokenFile,
+    'listeners.brokerHooks.tokenFile',
+  );
 }
 
 /**
